@@ -1,0 +1,190 @@
+import { existsSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Localpart, Password, check } from '@parley/schemas';
+import { type Config, ConfigError, loadConfig } from './config.js';
+import { createLogger, type Logger } from './logger.js';
+import { openDatabase, startHomeserver } from './server.js';
+import { systemClock } from './services/clock.js';
+import { createServices } from './services/index.js';
+import { mintRegistrationToken, parseDuration } from './services/registration.js';
+
+const USAGE = `usage: parley <command> [options]
+
+commands:
+  serve                                   start the homeserver
+  migrate                                 apply database migrations and exit
+  user create <name> [--admin] [--password-stdin]
+                                          create a local user (prints a generated
+                                          password unless --password-stdin is given)
+  registration-token create [--uses N] [--expires-in 7d]
+  registration-token list
+  registration-token delete <token>
+
+options:
+  --config <file>                         config file (default: $PARLEY_CONFIG or ./parley.yaml)
+`;
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+/** One `parley serve` per data directory: a second one would fight over the embedded Postgres. */
+async function claimDataDir(config: Config): Promise<() => Promise<void>> {
+  const pidFile = path.join(config.data_dir, 'parley.pid');
+  if (existsSync(pidFile)) {
+    const pid = Number((await readFile(pidFile, 'utf8')).trim());
+    let alive = false;
+    try {
+      if (pid > 0 && pid !== process.pid) {
+        process.kill(pid, 0);
+        alive = true;
+      }
+    } catch {
+      alive = false;
+    }
+    if (alive) throw new ConfigError(`another parley serve (pid ${pid}) is using ${config.data_dir}`);
+  }
+  await writeFile(pidFile, `${process.pid}\n`);
+  return () => rm(pidFile, { force: true });
+}
+
+async function serve(config: Config, log: Logger): Promise<number> {
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(config.data_dir, { recursive: true, mode: 0o700 });
+  const release = await claimDataDir(config);
+  let server: Awaited<ReturnType<typeof startHomeserver>>;
+  try {
+    server = await startHomeserver(config, { log });
+  } catch (err) {
+    await release();
+    throw err;
+  }
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: string) => {
+      log.info({ signal }, 'signal received');
+      resolve();
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+  await server.stop();
+  await release();
+  return 0;
+}
+
+/** Runs `work` with services on the database, then closes everything it opened. */
+async function withServices<T>(config: Config, log: Logger, work: (s: ReturnType<typeof createServices>) => Promise<T>): Promise<T> {
+  const { db, embedded } = await openDatabase(config, log, { adopt: false });
+  try {
+    return await work(createServices(config, db, null, systemClock, log));
+  } finally {
+    await db.destroy();
+    await embedded?.stop();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string' },
+        admin: { type: 'boolean', default: false },
+        'password-stdin': { type: 'boolean', default: false },
+        uses: { type: 'string' },
+        'expires-in': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command, sub, arg] = positionals;
+  if (values.help || !command) {
+    process.stdout.write(USAGE);
+    return command ? 0 : 2;
+  }
+
+  let config: Config;
+  try {
+    config = loadConfig(values.config ? { file: values.config as string } : {});
+  } catch (err) {
+    process.stderr.write(`parley: ${(err as Error).message}\n`);
+    return 2;
+  }
+  // Commands other than serve talk to the operator, not to a log collector.
+  const log = createLogger(command === 'serve' ? config.logging.level : 'warn');
+
+  try {
+    switch (command) {
+      case 'serve':
+        return await serve(config, log);
+      case 'migrate':
+        await withServices(config, log, async () => undefined);
+        process.stdout.write('migrations are current\n');
+        return 0;
+      case 'user': {
+        if (sub !== 'create' || !arg) break;
+        if (!check(Localpart, arg).ok) {
+          process.stderr.write(`parley: "${arg}" is not a valid username (a-z, 0-9, . _ = -; at most 64)\n`);
+          return 2;
+        }
+        const generated = !values['password-stdin'];
+        const password = generated ? crypto.randomUUID() : await readStdin();
+        if (!check(Password, password).ok) {
+          process.stderr.write('parley: the password must be 8 to 1024 characters\n');
+          return 2;
+        }
+        const userId = await withServices(config, log, (s) => s.accounts.createUser(arg, password, values.admin === true));
+        process.stdout.write(`created ${userId}${values.admin ? ' (admin)' : ''}\n`);
+        if (generated) process.stdout.write(`password: ${password}\n`);
+        return 0;
+      }
+      case 'registration-token': {
+        if (sub === 'create') {
+          const uses = values.uses === undefined ? null : Number(values.uses);
+          if (uses !== null && (!Number.isInteger(uses) || uses < 1)) {
+            process.stderr.write('parley: --uses must be a positive integer\n');
+            return 2;
+          }
+          const ttl = values['expires-in'] === undefined ? null : parseDuration(values['expires-in'] as string);
+          if (ttl === undefined) {
+            process.stderr.write('parley: --expires-in must look like 30m, 12h or 7d\n');
+            return 2;
+          }
+          const row = await withServices(config, log, (s) => mintRegistrationToken(s.registrationTokens, systemClock, uses, ttl));
+          process.stdout.write(`${row.token}\n`);
+          return 0;
+        }
+        if (sub === 'list') {
+          const rows = await withServices(config, log, (s) => s.registrationTokens.list());
+          for (const r of rows) {
+            const expires = r.expires_ts === null ? 'never' : new Date(r.expires_ts).toISOString();
+            process.stdout.write(`${r.token}  uses ${r.uses_completed}/${r.uses_allowed ?? '∞'}  expires ${expires}\n`);
+          }
+          return 0;
+        }
+        if (sub === 'delete' && arg) {
+          const deleted = await withServices(config, log, (s) => s.registrationTokens.delete(arg));
+          process.stdout.write(deleted ? 'deleted\n' : 'no such token\n');
+          return deleted ? 0 : 1;
+        }
+        break;
+      }
+    }
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    process.stderr.write(`parley: ${e.code === 'PARLEY_USER_IN_USE' ? e.message : (e.message ?? String(err))}\n`);
+    return 1;
+  }
+  process.stderr.write(USAGE);
+  return 2;
+}

@@ -1,0 +1,208 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { type Static, Type } from '@sinclair/typebox';
+import { check, isServerName, RegistrationMode } from '@parley/schemas';
+import { parse as parseYaml } from 'yaml';
+
+const Bucket = Type.Object(
+  {
+    burst: Type.Integer({ minimum: 1, description: 'requests allowed at once' }),
+    per_minute: Type.Number({ exclusiveMinimum: 0, description: 'sustained refill rate' }),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * The whole configuration. Every key is documented in homeserver/README.md; defaults are
+ * what a single-host operator wants. Durations are milliseconds, sizes bytes.
+ */
+export const ConfigSchema = Type.Object(
+  {
+    server_name: Type.String({ minLength: 1 }),
+    data_dir: Type.String({ minLength: 1 }),
+    http: Type.Object(
+      {
+        host: Type.String(),
+        port: Type.Integer({ minimum: 0, maximum: 65535 }),
+        trust_proxy: Type.Boolean(),
+        max_json_body_bytes: Type.Integer({ minimum: 1024 }),
+        request_timeout_ms: Type.Integer({ minimum: 1000 }),
+        shutdown_grace_ms: Type.Integer({ minimum: 0 }),
+      },
+      { additionalProperties: false },
+    ),
+    database: Type.Object(
+      {
+        url: Type.Union([Type.String(), Type.Null()]),
+        pool_max: Type.Integer({ minimum: 1 }),
+        embedded_port: Type.Union([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Null()]),
+      },
+      { additionalProperties: false },
+    ),
+    redis: Type.Object(
+      {
+        url: Type.Union([Type.String(), Type.Null()]),
+        key_prefix: Type.String(),
+      },
+      { additionalProperties: false },
+    ),
+    registration: Type.Object(
+      {
+        mode: RegistrationMode,
+      },
+      { additionalProperties: false },
+    ),
+    auth: Type.Object(
+      {
+        access_token_ttl_ms: Type.Integer({ minimum: 10_000 }),
+        refresh_token_ttl_ms: Type.Integer({ minimum: 60_000 }),
+        argon2: Type.Object(
+          {
+            memory_kib: Type.Integer({ minimum: 8192 }),
+            iterations: Type.Integer({ minimum: 1 }),
+            parallelism: Type.Integer({ minimum: 1 }),
+          },
+          { additionalProperties: false },
+        ),
+      },
+      { additionalProperties: false },
+    ),
+    rate_limits: Type.Object(
+      {
+        enabled: Type.Boolean(),
+        register_per_ip: Bucket,
+        login_per_ip: Bucket,
+        login_per_account: Bucket,
+        refresh_per_ip: Bucket,
+      },
+      { additionalProperties: false },
+    ),
+    logging: Type.Object(
+      {
+        level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type Config = Static<typeof ConfigSchema>;
+
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+export function defaultConfig(): Config {
+  return {
+    server_name: 'localhost:8008',
+    data_dir: path.resolve('data'),
+    http: {
+      host: '0.0.0.0',
+      port: 8008,
+      trust_proxy: false,
+      max_json_body_bytes: 64 * 1024,
+      request_timeout_ms: 30_000,
+      shutdown_grace_ms: 10_000,
+    },
+    database: { url: null, pool_max: 10, embedded_port: null },
+    redis: { url: null, key_prefix: 'parley:' },
+    registration: { mode: 'open' },
+    auth: {
+      access_token_ttl_ms: 15 * 60_000,
+      refresh_token_ttl_ms: 90 * 24 * 3600_000,
+      // OWASP's Argon2id baseline: 19 MiB, 2 passes, 1 lane.
+      argon2: { memory_kib: 19_456, iterations: 2, parallelism: 1 },
+    },
+    rate_limits: {
+      enabled: true,
+      register_per_ip: { burst: 5, per_minute: 2 },
+      login_per_ip: { burst: 20, per_minute: 10 },
+      login_per_account: { burst: 5, per_minute: 3 },
+      refresh_per_ip: { burst: 60, per_minute: 60 },
+    },
+    logging: { level: 'info' },
+  };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+export function mergeConfig<T>(base: T, override: unknown): T {
+  if (!isPlainObject(override)) return base;
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [key, value] of Object.entries(override)) {
+    if (value === undefined) continue;
+    const current = out[key];
+    out[key] = isPlainObject(current) && isPlainObject(value) ? mergeConfig(current, value) : value;
+  }
+  return out as T;
+}
+
+function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
+  return Number(raw);
+}
+
+/** Environment variables override the file; each maps to one documented key. */
+export function envOverrides(env: NodeJS.ProcessEnv): DeepPartial<Config> {
+  const port = envInt(env, 'PARLEY_HTTP_PORT');
+  const mode = env.PARLEY_REGISTRATION_MODE;
+  return {
+    server_name: env.PARLEY_SERVER_NAME || undefined,
+    data_dir: env.PARLEY_DATA_DIR ? path.resolve(env.PARLEY_DATA_DIR) : undefined,
+    http: { port, host: env.PARLEY_HTTP_HOST || undefined },
+    database: { url: env.DATABASE_URL || undefined },
+    redis: { url: env.REDIS_URL || undefined, key_prefix: env.PARLEY_REDIS_PREFIX || undefined },
+    registration: { mode: (mode || undefined) as Config['registration']['mode'] | undefined },
+    logging: { level: (env.PARLEY_LOG_LEVEL || undefined) as Config['logging']['level'] | undefined },
+  };
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Explicit file; otherwise PARLEY_CONFIG, otherwise ./parley.yaml when it exists. */
+  file?: string;
+  overrides?: DeepPartial<Config>;
+}
+
+export function loadConfig(options: LoadOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const file = options.file ?? env.PARLEY_CONFIG ?? (existsSync('parley.yaml') ? 'parley.yaml' : undefined);
+  let fromFile: unknown = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+    }
+    try {
+      fromFile = parseYaml(text) ?? {};
+    } catch (err) {
+      throw new ConfigError(`config file ${file} is not valid YAML: ${(err as Error).message}`);
+    }
+    if (!isPlainObject(fromFile)) throw new ConfigError(`config file ${file} must hold a mapping`);
+  }
+  let config = mergeConfig(defaultConfig(), fromFile);
+  config = mergeConfig(config, envOverrides(env));
+  config = mergeConfig(config, options.overrides ?? {});
+  // The default server name follows the port so a local server names itself correctly.
+  if (!(isPlainObject(fromFile) && 'server_name' in fromFile) && !env.PARLEY_SERVER_NAME && !options.overrides?.server_name) {
+    config.server_name = `localhost:${config.http.port}`;
+  }
+  return validateConfig(config);
+}
+
+export function validateConfig(config: unknown): Config {
+  const result = check(ConfigSchema, config);
+  if (!result.ok) throw new ConfigError(`invalid configuration: ${result.field || 'config'}: ${result.message}`);
+  if (!isServerName(result.value.server_name)) {
+    throw new ConfigError(`invalid configuration: server_name "${result.value.server_name}" is not a DNS name or IP literal with optional port`);
+  }
+  return result.value;
+}

@@ -1,0 +1,56 @@
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import knexFactory, { type Knex } from 'knex';
+import pg from 'pg';
+
+// bigint columns hold epoch milliseconds and counters, all far below 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+export type Db = Knex;
+
+const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+
+interface MigrationModule {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+/** Loads `migrations/<timestamp>_<name>.ts` in name order; names are never edited once landed. */
+class DirectoryMigrationSource implements Knex.MigrationSource<string> {
+  async getMigrations(): Promise<string[]> {
+    const files = await readdir(MIGRATIONS_DIR);
+    return files.filter((f) => /^\d{14}_[a-z0-9_]+\.ts$/.test(f)).sort();
+  }
+  getMigrationName(file: string): string {
+    return file.replace(/\.ts$/, '');
+  }
+  async getMigration(file: string): Promise<Knex.Migration> {
+    const mod = (await import(pathToFileURL(path.join(MIGRATIONS_DIR, file)).href)) as MigrationModule;
+    return { up: mod.up, down: mod.down };
+  }
+}
+
+export const migrationConfig: Knex.MigratorConfig = {
+  migrationSource: new DirectoryMigrationSource(),
+  tableName: 'parley_migrations',
+};
+
+export function createDb(url: string, poolMax: number): Db {
+  return knexFactory({
+    client: 'pg',
+    connection: { connectionString: url, application_name: 'parley' },
+    pool: { min: 0, max: poolMax, idleTimeoutMillis: 30_000 },
+    acquireConnectionTimeout: 10_000,
+  });
+}
+
+export async function migrateLatest(db: Db): Promise<string[]> {
+  const [, applied] = (await db.migrate.latest(migrationConfig)) as [number, string[]];
+  return applied;
+}
+
+export async function pendingMigrations(db: Db): Promise<string[]> {
+  const [, pending] = (await db.migrate.list(migrationConfig)) as [unknown, Array<{ file: string } | string>];
+  return pending.map((p) => (typeof p === 'string' ? p : p.file));
+}

@@ -1,0 +1,44 @@
+import cors from '@koa/cors';
+import Koa from 'koa';
+import { accountRoutes } from '../api/client/account.js';
+import { authRoutes } from '../api/client/auth.js';
+import { deviceRoutes } from '../api/client/devices.js';
+import { profileRoutes } from '../api/client/profile.js';
+import { opsRoutes } from '../api/ops.js';
+import { ParleyError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { Services } from '../services/index.js';
+import type { AppContext, AppState } from './context.js';
+import { errorHandler } from './middleware/errors.js';
+import { requestContext } from './middleware/request-context.js';
+
+export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
+  const app = new Koa<AppState>({ proxy: s.config.http.trust_proxy });
+  // Koa's default handler prints stack traces; ours already logged it with the request ID.
+  app.silent = true;
+  app.on('error', () => {});
+
+  app.use(requestContext(s.log, metrics));
+  app.use(errorHandler);
+  app.use(async (ctx: AppContext, next) => {
+    await next();
+    // Koa leaves 404 when nothing answered; routers' allowedMethods turn known paths into 405.
+    if (ctx.status === 404 && ctx.body === undefined) {
+      throw new ParleyError(404, 'PARLEY_NOT_FOUND', `no endpoint ${ctx.method} ${ctx.path}`);
+    }
+  });
+  // Bearer tokens, never cookies: any origin may call the API (web clients of other servers).
+  app.use(cors({ origin: '*', allowHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'], exposeHeaders: ['Retry-After', 'X-Request-Id'], maxAge: 600 }));
+  app.use(async (ctx: AppContext, next) => {
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    ctx.set('Referrer-Policy', 'no-referrer');
+    ctx.set('Cache-Control', 'no-store');
+    await next();
+  });
+
+  for (const router of [opsRoutes(s, metrics), authRoutes(s), accountRoutes(s), deviceRoutes(s), profileRoutes(s)]) {
+    app.use(router.routes());
+    app.use(router.allowedMethods({ throw: true }));
+  }
+  return app;
+}

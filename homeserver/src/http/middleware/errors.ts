@@ -1,0 +1,45 @@
+import type { Next } from 'koa';
+import { ParleyError } from '../../errors.js';
+import type { AppContext } from '../context.js';
+
+/**
+ * The single error path. ParleyErrors are answered as written; client errors raised by
+ * libraries (http-errors with `expose`) are mapped to a code; everything else is a 500
+ * that names nothing internal and is logged with the request ID.
+ */
+export async function errorHandler(ctx: AppContext, next: Next): Promise<void> {
+  try {
+    await next();
+  } catch (err) {
+    const error = toParleyError(err);
+    if (error.status >= 500) ctx.state.log.error({ err }, 'request failed');
+    else ctx.state.log.info({ code: error.code, status: error.status, msg_detail: error.message }, 'request refused');
+    ctx.status = error.status;
+    ctx.body = error.toBody();
+    if (error.retryAfterMs !== undefined) ctx.set('Retry-After', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))));
+  }
+}
+
+function toParleyError(err: unknown): ParleyError {
+  if (err instanceof ParleyError) return err;
+  const e = err as { status?: number; statusCode?: number; expose?: boolean; type?: string; message?: string };
+  const status = e?.status ?? e?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500 && e.expose !== false) {
+    if (status === 413) return new ParleyError(413, 'PARLEY_TOO_LARGE', 'request body exceeds the size cap');
+    if (status === 415) return new ParleyError(415, 'PARLEY_UNSUPPORTED_MEDIA_TYPE', e.message ?? 'unsupported content type');
+    if (status === 404) return new ParleyError(404, 'PARLEY_NOT_FOUND', 'no such resource');
+    if (status === 405) return new ParleyError(405, 'PARLEY_METHOD_NOT_ALLOWED', 'method not allowed on this path');
+    return new ParleyError(status, 'PARLEY_INVALID_PARAM', e.message ?? 'bad request');
+  }
+  if (e && typeof e === 'object' && 'code' in e && typeof (e as { code?: unknown }).code === 'string') {
+    const pgCode = (e as { code: string }).code;
+    // Connection-class failures from pg/knex: the database is unavailable, not a bug.
+    if (pgCode === 'ECONNREFUSED' || pgCode.startsWith('08') || pgCode === '57P01') {
+      return new ParleyError(503, 'PARLEY_UNAVAILABLE', 'the database is unavailable; try again shortly');
+    }
+  }
+  if (e?.message?.includes('Timeout acquiring a connection')) {
+    return new ParleyError(503, 'PARLEY_UNAVAILABLE', 'the database is overloaded; try again shortly');
+  }
+  return new ParleyError(500, 'PARLEY_INTERNAL', 'internal error');
+}

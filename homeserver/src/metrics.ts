@@ -1,0 +1,39 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Db } from './db/database.js';
+
+/** One registry per server instance, so several servers can share a process (tests). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  readonly httpDuration: Histogram<'method' | 'route'>;
+
+  constructor(db: Db) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'parley_' });
+    this.httpRequests = new Counter({
+      name: 'parley_http_requests_total',
+      help: 'HTTP requests by route template and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [this.registry],
+    });
+    this.httpDuration = new Histogram({
+      name: 'parley_http_request_duration_seconds',
+      help: 'HTTP request latency by route template',
+      labelNames: ['method', 'route'],
+      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [this.registry],
+    });
+    const pool = () => (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number } }).pool;
+    new Gauge({
+      name: 'parley_db_pool_connections',
+      help: 'Database pool connections by state',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        const p = pool();
+        this.set({ state: 'used' }, p?.numUsed() ?? 0);
+        this.set({ state: 'free' }, p?.numFree() ?? 0);
+        this.set({ state: 'pending' }, p?.numPendingAcquires() ?? 0);
+      },
+    });
+  }
+}

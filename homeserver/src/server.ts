@@ -1,0 +1,110 @@
+import { mkdir } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import type { Config } from './config.js';
+import { type Db, createDb, migrateLatest } from './db/database.js';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js';
+import { createApp } from './http/app.js';
+import { type Logger, createLogger } from './logger.js';
+import { Metrics } from './metrics.js';
+import { type Clock, systemClock } from './services/clock.js';
+import { type Services, createServices } from './services/index.js';
+
+export interface StartOptions {
+  log?: Logger;
+  clock?: Clock;
+}
+
+export interface RunningHomeserver {
+  /** Base URL of the client API, e.g. http://127.0.0.1:8008 */
+  url: string;
+  port: number;
+  config: Config;
+  services: Services;
+  stop(): Promise<void>;
+}
+
+const TOKEN_PURGE_INTERVAL_MS = 3600_000;
+
+/** Storage for commands: the configured database, or the embedded one in the data dir. */
+export async function openDatabase(
+  config: Config,
+  log: Logger,
+  options: { adopt: boolean },
+): Promise<{ db: Db; embedded: EmbeddedDatabase | null }> {
+  await mkdir(config.data_dir, { recursive: true, mode: 0o700 });
+  const embedded = config.database.url ? null : await startEmbeddedPostgres(config.data_dir, config.database.embedded_port, log, options);
+  const url = config.database.url ?? (embedded as EmbeddedDatabase).url;
+  const db = createDb(url, config.database.pool_max);
+  try {
+    const applied = await migrateLatest(db);
+    if (applied.length > 0) log.info({ applied }, 'migrations applied');
+  } catch (err) {
+    await db.destroy().catch(() => {});
+    await embedded?.stop().catch(() => {});
+    throw err;
+  }
+  return { db, embedded };
+}
+
+export async function startHomeserver(config: Config, options: StartOptions = {}): Promise<RunningHomeserver> {
+  const started = Date.now();
+  const log = options.log ?? createLogger(config.logging.level);
+  const { db, embedded } = await openDatabase(config, log, { adopt: true });
+  let redis: Redis | null = null;
+  if (config.redis.url) {
+    redis = new Redis(config.redis.url, { keyPrefix: config.redis.key_prefix, maxRetriesPerRequest: 3, enableOfflineQueue: true });
+    redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
+  }
+  const services = createServices(config, db, redis, options.clock ?? systemClock, log);
+  const metrics = new Metrics(db);
+  const app = createApp(services, metrics);
+
+  const server = http.createServer(app.callback());
+  server.requestTimeout = config.http.request_timeout_ms;
+  server.headersTimeout = Math.min(config.http.request_timeout_ms, 20_000);
+  server.keepAliveTimeout = 5_000;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.http.port, config.http.host, () => resolve());
+    });
+  } catch (err) {
+    redis?.disconnect();
+    await db.destroy();
+    await embedded?.stop();
+    throw err;
+  }
+  const port = (server.address() as AddressInfo).port;
+  const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+  const purge = setInterval(() => {
+    services.sessions.purgeExpired().catch((err) => log.warn({ err }, 'token purge failed'));
+  }, TOKEN_PURGE_INTERVAL_MS);
+  purge.unref();
+
+  log.info({ url, server_name: config.server_name, embedded_db: embedded !== null, redis: redis !== null, ms: Date.now() - started }, 'parley homeserver listening');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      log.info('shutting down');
+      clearInterval(purge);
+      // Stop accepting, let in-flight requests finish, then cut whatever is left.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const grace = new Promise<void>((resolve) => setTimeout(resolve, config.http.shutdown_grace_ms).unref());
+      await Promise.race([closed, grace]);
+      server.closeAllConnections();
+      if (redis) await redis.quit().catch(() => redis?.disconnect());
+      await db.destroy();
+      await embedded?.stop();
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+
+  return { url, port, config, services, stop };
+}

@@ -1,0 +1,6 @@
+/** Time source passed into services so tests can move time without sleeping. */
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };

@@ -1,0 +1,40 @@
+import { type Static, Type } from '@sinclair/typebox';
+
+/** Every error code the client API can answer with, and what it means. */
+export const ErrorCodes = {
+  PARLEY_BAD_JSON: 'The body is not valid JSON',
+  PARLEY_INVALID_PARAM: 'A field or parameter has the wrong type or value',
+  PARLEY_MISSING_PARAM: 'A required field or parameter is missing',
+  PARLEY_UNSUPPORTED_MEDIA_TYPE: 'The Content-Type is not accepted here',
+  PARLEY_TOO_LARGE: 'The body exceeds the size cap',
+  PARLEY_MISSING_TOKEN: 'No access token was given',
+  PARLEY_UNKNOWN_TOKEN: 'The access or refresh token is not recognised (or was revoked)',
+  PARLEY_TOKEN_EXPIRED: 'The access token has expired; refresh it',
+  PARLEY_FORBIDDEN: 'The caller may not do this',
+  PARLEY_NOT_FOUND: 'No such resource',
+  PARLEY_METHOD_NOT_ALLOWED: 'The path exists but not with this method',
+  PARLEY_USER_IN_USE: 'The username is taken',
+  PARLEY_REGISTRATION_CLOSED: 'This server does not accept new registrations',
+  PARLEY_REGISTRATION_TOKEN_INVALID: 'The registration token is missing, unknown, used up or expired',
+  PARLEY_INVALID_CREDENTIALS: 'Wrong username or password',
+  PARLEY_WEAK_PASSWORD: 'The password does not meet the policy',
+  PARLEY_USER_DEACTIVATED: 'The account is deactivated',
+  PARLEY_RATE_LIMITED: 'Too many requests; retry after the given delay',
+  PARLEY_UNAVAILABLE: 'A dependency (database, queue) is unavailable',
+  PARLEY_INTERNAL: 'Internal error',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String({ pattern: '^PARLEY_[A-Z_]+$' }),
+      message: Type.String(),
+      field: Type.Optional(Type.String()),
+      retry_after_ms: Type.Optional(Type.Integer({ minimum: 0 })),
+    }),
+  },
+  { $id: 'ErrorBody' },
+);
+export type ErrorBody = Static<typeof ErrorBody>;

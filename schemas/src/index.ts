@@ -1,0 +1,5 @@
+export * from './account.js';
+export * from './auth.js';
+export * from './errors.js';
+export * from './ids.js';
+export * from './validate.js';
