@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { type Static, Type } from '@sinclair/typebox';
 import { check, isServerName, RegistrationMode } from '@parley/schemas';
+import { type Static, Type } from '@sinclair/typebox';
 import { parse as parseYaml } from 'yaml';
 
 const Bucket = Type.Object(
@@ -202,7 +202,9 @@ export function validateConfig(config: unknown): Config {
   const result = check(ConfigSchema, config);
   if (!result.ok) throw new ConfigError(`invalid configuration: ${result.field || 'config'}: ${result.message}`);
   if (!isServerName(result.value.server_name)) {
-    throw new ConfigError(`invalid configuration: server_name "${result.value.server_name}" is not a DNS name or IP literal with optional port`);
+    throw new ConfigError(
+      `invalid configuration: server_name "${result.value.server_name}" is not a DNS name or IP literal with optional port`,
+    );
   }
   return result.value;
 }

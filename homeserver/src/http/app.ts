@@ -28,7 +28,14 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     }
   });
   // Bearer tokens, never cookies: any origin may call the API (web clients of other servers).
-  app.use(cors({ origin: '*', allowHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'], exposeHeaders: ['Retry-After', 'X-Request-Id'], maxAge: 600 }));
+  app.use(
+    cors({
+      origin: '*',
+      allowHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'],
+      exposeHeaders: ['Retry-After', 'X-Request-Id'],
+      maxAge: 600,
+    }),
+  );
   app.use(async (ctx: AppContext, next) => {
     ctx.set('X-Content-Type-Options', 'nosniff');
     ctx.set('Referrer-Policy', 'no-referrer');

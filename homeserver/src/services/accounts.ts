@@ -1,7 +1,7 @@
 import type { LoginRequest, PasswordChangeRequest, RegisterRequest, RegistrationMode, Session } from '@parley/schemas';
-import { parseUserId, userId as makeUserId } from '@parley/schemas';
+import { userId as makeUserId, parseUserId } from '@parley/schemas';
 import type { Db } from '../db/database.js';
-import { ParleyError, badRequest, forbidden, unauthorized } from '../errors.js';
+import { badRequest, forbidden, ParleyError, unauthorized } from '../errors.js';
 import type { DeviceRepository, DeviceRow } from '../repositories/devices.js';
 import type { RegistrationTokenRepository } from '../repositories/registration-tokens.js';
 import type { TokenRepository } from '../repositories/tokens.js';
@@ -48,7 +48,16 @@ export class AccountService {
       }
       const userId = makeUserId(req.username, this.deps.serverName);
       const created = await this.deps.users.insert(
-        { user_id: userId, localpart: req.username, password_hash: passwordHash, is_admin: false, deactivated: false, displayname: null, avatar_url: null, created_ts: now },
+        {
+          user_id: userId,
+          localpart: req.username,
+          password_hash: passwordHash,
+          is_admin: false,
+          deactivated: false,
+          displayname: null,
+          avatar_url: null,
+          created_ts: now,
+        },
         trx,
       );
       if (!created) throw new ParleyError(409, 'PARLEY_USER_IN_USE', `the username "${req.username}" is taken`, { field: 'username' });
@@ -123,7 +132,14 @@ export class AccountService {
   }
 
   private deviceRow(userId: string, deviceId: string, name: string | null): Omit<DeviceRow, 'id'> {
-    return { user_id: userId, device_id: deviceId, display_name: name, created_ts: this.deps.clock.now(), last_seen_ts: null, last_seen_ip: null };
+    return {
+      user_id: userId,
+      device_id: deviceId,
+      display_name: name,
+      created_ts: this.deps.clock.now(),
+      last_seen_ts: null,
+      last_seen_ip: null,
+    };
   }
 
   private async createDevice(userId: string, name: string | null, trx: Db): Promise<DeviceRow> {

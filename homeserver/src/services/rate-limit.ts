@@ -81,14 +81,10 @@ export class RedisRateLimiter implements RateLimiter {
   ) {}
 
   async take(key: string, rule: RateRule): Promise<RateDecision> {
-    const [allowed, retry] = (await this.redis.eval(
-      TAKE_SCRIPT,
-      1,
-      `ratelimit:${key}`,
-      rule.burst,
-      rule.per_minute,
-      this.clock.now(),
-    )) as [number, number];
+    const [allowed, retry] = (await this.redis.eval(TAKE_SCRIPT, 1, `ratelimit:${key}`, rule.burst, rule.per_minute, this.clock.now())) as [
+      number,
+      number,
+    ];
     return { allowed: allowed === 1, retryAfterMs: retry };
   }
 }

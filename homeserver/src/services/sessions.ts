@@ -41,12 +41,24 @@ export class SessionService {
     const refresh = mintToken('prt');
     await this.tokens.insert(
       'access',
-      { id: access.id, device_pk: device.id, secret_hash: access.secretHash, created_ts: now, expires_ts: now + this.settings.accessTokenTtlMs },
+      {
+        id: access.id,
+        device_pk: device.id,
+        secret_hash: access.secretHash,
+        created_ts: now,
+        expires_ts: now + this.settings.accessTokenTtlMs,
+      },
       trx,
     );
     await this.tokens.insert(
       'refresh',
-      { id: refresh.id, device_pk: device.id, secret_hash: refresh.secretHash, created_ts: now, expires_ts: now + this.settings.refreshTokenTtlMs },
+      {
+        id: refresh.id,
+        device_pk: device.id,
+        secret_hash: refresh.secretHash,
+        created_ts: now,
+        expires_ts: now + this.settings.refreshTokenTtlMs,
+      },
       trx,
     );
     return { access_token: access.token, refresh_token: refresh.token, expires_in_ms: this.settings.accessTokenTtlMs };

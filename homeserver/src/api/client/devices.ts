@@ -1,5 +1,5 @@
 import Router from '@koa/router';
-import { DeviceId, DeviceUpdateRequest, check } from '@parley/schemas';
+import { check, DeviceId, DeviceUpdateRequest } from '@parley/schemas';
 import { ParleyError } from '../../errors.js';
 import type { AppContext, AppState } from '../../http/context.js';
 import { authOf } from '../../http/context.js';
@@ -9,7 +9,8 @@ import type { Services } from '../../services/index.js';
 
 function deviceIdParam(ctx: AppContext): string {
   const result = check(DeviceId, ctx.params.deviceId);
-  if (!result.ok) throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'deviceId in the path is not a valid device ID', { field: 'deviceId' });
+  if (!result.ok)
+    throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'deviceId in the path is not a valid device ID', { field: 'deviceId' });
   return result.value;
 }
 

@@ -9,7 +9,8 @@ import type { Services } from '../../services/index.js';
 
 function userIdParam(ctx: AppContext): string {
   const raw = ctx.params.userId;
-  if (!parseUserId(raw)) throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'userId in the path is not a valid user ID', { field: 'userId' });
+  if (!parseUserId(raw))
+    throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'userId in the path is not a valid user ID', { field: 'userId' });
   return raw as string;
 }
 

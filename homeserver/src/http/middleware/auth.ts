@@ -9,7 +9,10 @@ export function requireAuth(sessions: SessionService) {
     const header = ctx.get('authorization');
     const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
     if (!match) {
-      throw unauthorized('PARLEY_MISSING_TOKEN', header ? 'Authorization header must be "Bearer <access_token>"' : 'an access token is required');
+      throw unauthorized(
+        'PARLEY_MISSING_TOKEN',
+        header ? 'Authorization header must be "Bearer <access_token>"' : 'an access token is required',
+      );
     }
     ctx.state.auth = await sessions.authenticate(match[1] as string, ctx.ip);
     ctx.state.log = ctx.state.log.child({ user_id: ctx.state.auth.userId, device_id: ctx.state.auth.deviceId });

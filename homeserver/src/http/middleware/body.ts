@@ -1,7 +1,7 @@
-import type { Static, TSchema } from '@sinclair/typebox';
 import { check } from '@parley/schemas';
+import type { Static, TSchema } from '@sinclair/typebox';
 import getRawBody from 'raw-body';
-import { ParleyError, badRequest } from '../../errors.js';
+import { badRequest, ParleyError } from '../../errors.js';
 import type { AppContext } from '../context.js';
 
 function hasBody(ctx: AppContext): boolean {
