@@ -36,7 +36,7 @@ export async function openDatabase(
   await mkdir(config.data_dir, { recursive: true, mode: 0o700 });
   const embedded = config.database.url ? null : await startEmbeddedPostgres(config.data_dir, config.database.embedded_port, log, options);
   const url = config.database.url ?? (embedded as EmbeddedDatabase).url;
-  const db = createDb(url, config.database.pool_max);
+  const db = createDb(url, config.database.pool_max, log);
   try {
     const applied = await migrateLatest(db);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');

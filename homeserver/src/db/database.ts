@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
+import type { Logger } from '../logger.js';
 
 // bigint columns hold epoch milliseconds and counters, all far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
@@ -36,8 +37,11 @@ export const migrationConfig: Knex.MigratorConfig = {
   tableName: 'parley_migrations',
 };
 
-export function createDb(url: string, poolMax: number): Db {
+export function createDb(url: string, poolMax: number, log?: Logger): Db {
+  // knex writes pool and connection warnings to the console unless given a logger.
+  const to = (level: 'warn' | 'error' | 'debug') => (message: unknown) => log?.[level]({ component: 'knex' }, String(message));
   return knexFactory({
+    log: { warn: to('warn'), error: to('error'), debug: to('debug'), deprecate: to('warn') },
     client: 'pg',
     connection: { connectionString: url, application_name: 'parley' },
     pool: { min: 0, max: poolMax, idleTimeoutMillis: 30_000 },

@@ -9,16 +9,16 @@ import { enforce } from '../../services/rate-limit.js';
 
 export function accountRoutes(s: Services): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/api/v1/account' });
-  router.use(requireAuth(s.sessions));
+  const auth = requireAuth(s.sessions);
 
   // GET /api/v1/account/whoami
-  router.get('/whoami', (ctx: AppContext) => {
+  router.get('/whoami', auth, (ctx: AppContext) => {
     const auth = authOf(ctx);
     ctx.body = { user_id: auth.userId, device_id: auth.deviceId, is_admin: auth.isAdmin };
   });
 
   // POST /api/v1/account/password
-  router.post('/password', async (ctx: AppContext) => {
+  router.post('/password', auth, async (ctx: AppContext) => {
     const auth = authOf(ctx);
     // Guessing old_password is a login attempt: same per-account budget.
     await enforce(s.rateLimiter, `login:user:${auth.userId}`, s.config.rate_limits.login_per_account);

@@ -16,22 +16,22 @@ function deviceIdParam(ctx: AppContext): string {
 
 export function deviceRoutes(s: Services): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/api/v1/devices' });
-  router.use(requireAuth(s.sessions));
+  const auth = requireAuth(s.sessions);
 
   // GET /api/v1/devices
-  router.get('/', async (ctx: AppContext) => {
+  router.get('/', auth, async (ctx: AppContext) => {
     ctx.body = { devices: await s.devices.list(authOf(ctx)) };
   });
 
   // PUT /api/v1/devices/:deviceId
-  router.put('/:deviceId', async (ctx: AppContext) => {
+  router.put('/:deviceId', auth, async (ctx: AppContext) => {
     const deviceId = deviceIdParam(ctx);
     const body = await readBody(ctx, DeviceUpdateRequest, s.config.http.max_json_body_bytes);
     ctx.body = await s.devices.rename(authOf(ctx), deviceId, body.display_name);
   });
 
   // DELETE /api/v1/devices/:deviceId
-  router.delete('/:deviceId', async (ctx: AppContext) => {
+  router.delete('/:deviceId', auth, async (ctx: AppContext) => {
     await s.devices.delete(authOf(ctx), deviceIdParam(ctx));
     ctx.body = {};
   });

@@ -16,15 +16,15 @@ function userIdParam(ctx: AppContext): string {
 
 export function profileRoutes(s: Services): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/api/v1/profile' });
-  router.use(requireAuth(s.sessions));
+  const auth = requireAuth(s.sessions);
 
   // GET /api/v1/profile/:userId
-  router.get('/:userId', async (ctx: AppContext) => {
+  router.get('/:userId', auth, async (ctx: AppContext) => {
     ctx.body = await s.profiles.get(userIdParam(ctx));
   });
 
   // PUT /api/v1/profile/:userId
-  router.put('/:userId', async (ctx: AppContext) => {
+  router.put('/:userId', auth, async (ctx: AppContext) => {
     const userId = userIdParam(ctx);
     const body = await readBody(ctx, ProfileUpdateRequest, s.config.http.max_json_body_bytes);
     ctx.body = await s.profiles.update(authOf(ctx), userId, body);

@@ -31,15 +31,24 @@ function toParleyError(err: unknown): ParleyError {
     if (status === 405) return new ParleyError(405, 'PARLEY_METHOD_NOT_ALLOWED', 'method not allowed on this path');
     return new ParleyError(status, 'PARLEY_INVALID_PARAM', e.message ?? 'bad request');
   }
-  if (e && typeof e === 'object' && 'code' in e && typeof (e as { code?: unknown }).code === 'string') {
-    const pgCode = (e as { code: string }).code;
-    // Connection-class failures from pg/knex: the database is unavailable, not a bug.
-    if (pgCode === 'ECONNREFUSED' || pgCode.startsWith('08') || pgCode === '57P01') {
-      return new ParleyError(503, 'PARLEY_UNAVAILABLE', 'the database is unavailable; try again shortly');
-    }
-  }
-  if (e?.message?.includes('Timeout acquiring a connection')) {
-    return new ParleyError(503, 'PARLEY_UNAVAILABLE', 'the database is overloaded; try again shortly');
+  if (isDatabaseUnavailable(err)) {
+    return new ParleyError(503, 'PARLEY_UNAVAILABLE', 'the database is unavailable; try again shortly');
   }
   return new ParleyError(500, 'PARLEY_INTERNAL', 'internal error');
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE']);
+
+/**
+ * Failures of the database connection rather than of the query: network errors, SQLSTATE
+ * classes 08 (connection exception) and 57P (shutdown), any FATAL-severity error (raised
+ * while connecting, e.g. a database refusing connections), and pool acquisition timeouts.
+ */
+function isDatabaseUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; severity?: unknown; name?: unknown; message?: unknown } | null;
+  if (!e || typeof e !== 'object') return false;
+  const code = typeof e.code === 'string' ? e.code : '';
+  if (NETWORK_CODES.has(code) || code.startsWith('08') || code.startsWith('57P')) return true;
+  if (e.severity === 'FATAL') return true;
+  return e.name === 'KnexTimeoutError' || (typeof e.message === 'string' && e.message.includes('Timeout acquiring a connection'));
 }
