@@ -3,6 +3,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { check, Localpart, Password } from '@parley/schemas';
+import { pino } from 'pino';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { openDatabase, startHomeserver } from './server.js';
@@ -122,8 +123,9 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`parley: ${(err as Error).message}\n`);
     return 2;
   }
-  // Commands other than serve talk to the operator, not to a log collector.
-  const log = createLogger(command === 'serve' ? config.logging.level : 'warn');
+  // Commands other than serve talk to the operator: stdout carries only their answer,
+  // warnings go to stderr.
+  const log = command === 'serve' ? createLogger(config.logging.level) : createLogger('warn', pino.destination(2));
 
   try {
     switch (command) {

