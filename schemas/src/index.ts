@@ -3,3 +3,4 @@ export * from './auth.js';
 export * from './errors.js';
 export * from './ids.js';
 export * from './validate.js';
+export * from './events.js';
