@@ -6,10 +6,11 @@ import { check, Localpart, Password } from '@parley/schemas';
 import { pino } from 'pino';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
-import { openDatabase, startHomeserver } from './server.js';
+import { loadIdentity, openDatabase, startHomeserver } from './server.js';
 import { systemClock } from './services/clock.js';
 import { createServices } from './services/index.js';
 import { mintRegistrationToken, parseDuration } from './services/registration.js';
+import { RoomVerifier } from './services/room-verify.js';
 
 const USAGE = `usage: parley <command> [options]
 
@@ -22,6 +23,9 @@ commands:
   registration-token create [--uses N] [--expires-in 7d]
   registration-token list
   registration-token delete <token>
+  room verify <roomId>                    re-verify a room's stored log (signatures,
+                                          hashes, chain, auth rules); exit 1 naming the
+                                          first broken event
 
 options:
   --config <file>                         config file (default: $PARLEY_CONFIG or ./parley.yaml)
@@ -83,7 +87,7 @@ async function serve(config: Config, log: Logger): Promise<number> {
 async function withServices<T>(config: Config, log: Logger, work: (s: ReturnType<typeof createServices>) => Promise<T>): Promise<T> {
   const { db, embedded } = await openDatabase(config, log, { adopt: false });
   try {
-    return await work(createServices(config, db, null, systemClock, log));
+    return await work(createServices(config, db, null, systemClock, log, await loadIdentity(config)));
   } finally {
     await db.destroy();
     await embedded?.stop();
@@ -151,6 +155,20 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`created ${userId}${values.admin ? ' (admin)' : ''}\n`);
         if (generated) process.stdout.write(`password: ${password}\n`);
         return 0;
+      }
+      case 'room': {
+        if (sub !== 'verify' || !arg) break;
+        const report = await withServices(config, log, (s) => new RoomVerifier(s.roomRepo, s.eventRepo, s.identity).verify(arg));
+        if (!report) {
+          process.stderr.write(`parley: no room ${arg} on this server\n`);
+          return 1;
+        }
+        if (report.ok) {
+          process.stdout.write(`ok: ${report.events} events verified, head ${report.head}\n`);
+          return 0;
+        }
+        process.stdout.write(`BROKEN at seq ${report.seq} (${report.event_id}): ${report.kind}: ${report.reason}\n`);
+        return 1;
       }
       case 'registration-token': {
         if (sub === 'create') {

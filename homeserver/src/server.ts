@@ -1,6 +1,8 @@
 import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { loadOrCreateSigningKey } from '@parley/federation/keys';
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { createDb, type Db, migrateLatest } from './db/database.js';
@@ -10,6 +12,7 @@ import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { type Clock, systemClock } from './services/clock.js';
 import { createServices, type Services } from './services/index.js';
+import type { SigningIdentity } from './services/room-log.js';
 
 export interface StartOptions {
   log?: Logger;
@@ -48,6 +51,12 @@ export async function openDatabase(
   return { db, embedded };
 }
 
+/** The server's signing key (generated at first start), as the identity that signs events. */
+export async function loadIdentity(config: Config): Promise<SigningIdentity> {
+  const key = await loadOrCreateSigningKey(path.join(config.data_dir, 'keys'));
+  return { serverName: config.server_name, keyId: key.keyId, privateKey: key.privateKey, publicKey: key.publicKey };
+}
+
 export async function startHomeserver(config: Config, options: StartOptions = {}): Promise<RunningHomeserver> {
   const started = Date.now();
   const log = options.log ?? createLogger(config.logging.level);
@@ -57,7 +66,8 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
     redis = new Redis(config.redis.url, { keyPrefix: config.redis.key_prefix, maxRetriesPerRequest: 3, enableOfflineQueue: true });
     redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
   }
-  const services = createServices(config, db, redis, options.clock ?? systemClock, log);
+  const identity = await loadIdentity(config);
+  const services = createServices(config, db, redis, options.clock ?? systemClock, log, identity);
   const metrics = new Metrics(db);
   const app = createApp(services, metrics);
 

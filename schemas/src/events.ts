@@ -179,3 +179,24 @@ export const REDACTION_KEEPS: Readonly<Record<string, readonly string[] | 'all'>
   'room.history_visibility': ['history_visibility'],
   'room.redaction': ['redacts'],
 };
+
+// Content of the simple state events, checked by the homeserver before the auth rules.
+export const NameContent = Type.Object({ name: Type.String({ maxLength: 255 }) }, { additionalProperties: false });
+export const TopicContent = Type.Object({ topic: Type.String({ maxLength: 4096 }) }, { additionalProperties: false });
+export const AvatarContent = Type.Object({ url: Type.String({ maxLength: 2048 }) }, { additionalProperties: false });
+export const PinnedContent = Type.Object({ pinned: Type.Array(EventId, { maxItems: 100, uniqueItems: true }) }, { additionalProperties: false });
+export const CanonicalAliasContent = Type.Object({ alias: Type.Union([RoomAlias, Type.Null()]) }, { additionalProperties: false });
+export const EncryptionContent = Type.Object(
+  { algorithm: Type.String({ maxLength: 128 }), rotation_period_ms: Type.Optional(Type.Integer({ minimum: 0 })) },
+  { additionalProperties: false },
+);
+export const SpaceChildContent = Type.Object(
+  { via: Type.Optional(Type.Array(Type.String({ maxLength: 255 }), { maxItems: 20 })), order: Type.Optional(Type.String({ maxLength: 64 })) },
+  { additionalProperties: false },
+);
+export const ReactionContent = Type.Object(
+  { relates_to: Type.Object({ type: Type.Literal('annotation'), event_id: EventId, key: Type.String({ minLength: 1, maxLength: 64 }) }) },
+  { additionalProperties: false },
+);
+export const JoinRulesContent = Type.Object({ join_rule: JoinRule }, { additionalProperties: false });
+export const HistoryVisibilityContent = Type.Object({ history_visibility: HistoryVisibility }, { additionalProperties: false });

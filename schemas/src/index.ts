@@ -4,3 +4,5 @@ export * from './errors.js';
 export * from './ids.js';
 export * from './validate.js';
 export * from './events.js';
+export * from './rooms.js';
+export * from './media.js';

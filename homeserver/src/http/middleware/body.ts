@@ -11,10 +11,11 @@ function hasBody(ctx: AppContext): boolean {
 }
 
 /**
- * Reads, parses and validates a JSON body in one step. An absent body counts as `{}` so
+ * Reads, parses and validates a JSON body in one step; `fieldPrefix` names where the body
+ * sits in error messages (event content is reported as `content.<field>`). An absent body counts as `{}` so
  * that endpoints without fields (logout) accept an empty POST.
  */
-export async function readBody<S extends TSchema>(ctx: AppContext, schema: S, limitBytes: number): Promise<Static<S>> {
+export async function readBody<S extends TSchema>(ctx: AppContext, schema: S, limitBytes: number, fieldPrefix = ''): Promise<Static<S>> {
   let value: unknown = {};
   if (hasBody(ctx)) {
     if (!ctx.request.is('application/json')) {
@@ -32,6 +33,9 @@ export async function readBody<S extends TSchema>(ctx: AppContext, schema: S, li
     }
   }
   const result = check(schema, value);
-  if (!result.ok) throw new ParleyError(400, result.code, result.message, { field: result.field });
+  if (!result.ok) {
+    const field = `${fieldPrefix}${result.field}`;
+    throw new ParleyError(400, result.code, fieldPrefix ? `${fieldPrefix}${result.message}` : result.message, { field });
+  }
   return result.value;
 }

@@ -1,0 +1,134 @@
+import type { RoomEvent, SeqRecord } from '@parley/schemas';
+import type { Db } from '../db/database.js';
+
+export interface EventRow {
+  event_id: string;
+  room_id: string;
+  seq: number;
+  type: string;
+  state_key: string | null;
+  sender: string;
+  origin_ts: number;
+  event: RoomEvent;
+  record: SeqRecord;
+  visibility: string;
+  redacted_by: string | null;
+  rel_type: string | null;
+  rel_event_id: string | null;
+  rel_key: string | null;
+}
+
+const COLUMNS = [
+  'event_id',
+  'room_id',
+  'seq',
+  'type',
+  'state_key',
+  'sender',
+  'origin_ts',
+  'event',
+  'record',
+  'visibility',
+  'redacted_by',
+  'rel_type',
+  'rel_event_id',
+  'rel_key',
+];
+
+/** The room log. */
+export class EventRepository {
+  constructor(private readonly db: Db) {}
+
+  async insert(row: EventRow, trx: Db): Promise<void> {
+    await trx('events').insert({ ...row, event: JSON.stringify(row.event), record: JSON.stringify(row.record) });
+  }
+
+  async find(eventId: string, trx: Db = this.db): Promise<EventRow | undefined> {
+    return trx<EventRow>('events').where({ event_id: eventId }).first(COLUMNS);
+  }
+
+  async findMany(eventIds: string[]): Promise<EventRow[]> {
+    if (eventIds.length === 0) return [];
+    return this.db<EventRow>('events').whereIn('event_id', eventIds).select(COLUMNS);
+  }
+
+  /** Events of a room in seq order, from `fromSeq` (inclusive) in direction `dir`. */
+  async page(roomId: string, fromSeq: number, dir: 'b' | 'f', limit: number): Promise<EventRow[]> {
+    return this.db<EventRow>('events')
+      .where('room_id', roomId)
+      .andWhere('seq', dir === 'b' ? '<=' : '>=', fromSeq)
+      .orderBy('seq', dir === 'b' ? 'desc' : 'asc')
+      .limit(limit)
+      .select(COLUMNS);
+  }
+
+  async range(roomId: string, fromSeq: number, toSeq: number): Promise<EventRow[]> {
+    return this.db<EventRow>('events').where('room_id', roomId).whereBetween('seq', [fromSeq, toSeq]).orderBy('seq', 'asc').select(COLUMNS);
+  }
+
+  /** Replaces an event by its redacted form and records what redacted it. */
+  async markRedacted(eventId: string, redacted: RoomEvent, redactedBy: string, trx: Db): Promise<void> {
+    await trx('events').where({ event_id: eventId }).update({ event: JSON.stringify(redacted), redacted_by: redactedBy });
+  }
+
+  /** Live (unredacted) events relating to any of the targets. */
+  async relationsTo(targets: string[]): Promise<EventRow[]> {
+    if (targets.length === 0) return [];
+    return this.db<EventRow>('events').whereIn('rel_event_id', targets).whereNull('redacted_by').orderBy('seq', 'asc').select(COLUMNS);
+  }
+
+  async findReaction(target: string, sender: string, key: string, trx: Db): Promise<EventRow | undefined> {
+    return trx<EventRow>('events')
+      .where({ rel_event_id: target, sender, rel_key: key, rel_type: 'annotation' })
+      .whereNull('redacted_by')
+      .first(COLUMNS);
+  }
+
+  async latestMessage(roomIds: string[]): Promise<EventRow[]> {
+    if (roomIds.length === 0) return [];
+    return this.db
+      .select<EventRow[]>(COLUMNS.map((c) => `e.${c}`))
+      .from(
+        this.db('events')
+          .whereIn('room_id', roomIds)
+          .whereIn('type', ['room.message', 'room.encrypted'])
+          .whereNull('redacted_by')
+          .distinctOn('room_id')
+          .orderBy([{ column: 'room_id' }, { column: 'seq', order: 'desc' }])
+          .select('event_id')
+          .as('latest'),
+      )
+      .join('events as e', 'e.event_id', 'latest.event_id');
+  }
+
+  /** Messages from others after `afterSeq` in each room (unread counts). */
+  async countUnread(userId: string, rooms: Array<{ roomId: string; afterSeq: number }>): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (rooms.length === 0) return out;
+    const rows = await this.db('events')
+      .where((q) => {
+        for (const r of rooms) q.orWhere((w) => w.where('room_id', r.roomId).andWhere('seq', '>', r.afterSeq));
+      })
+      .whereIn('type', ['room.message', 'room.encrypted'])
+      .whereNot('sender', userId)
+      .whereNull('redacted_by')
+      .whereRaw("rel_type IS DISTINCT FROM 'replace'")
+      .groupBy('room_id')
+      .select<{ room_id: string; n: number }[]>('room_id', this.db.raw('count(*)::int as n'));
+    for (const r of rows) out.set(r.room_id, r.n);
+    return out;
+  }
+
+  async search(roomIds: string[], query: string, limit: number, offset: number): Promise<Array<EventRow & { rank: number }>> {
+    if (roomIds.length === 0) return [];
+    return this.db('events')
+      .whereIn('room_id', roomIds)
+      .where('type', 'room.message')
+      .whereNull('redacted_by')
+      .whereRaw("search_tsv @@ websearch_to_tsquery('simple', ?)", [query])
+      .select([...COLUMNS, this.db.raw("ts_rank(search_tsv, websearch_to_tsquery('simple', ?)) as rank", [query])])
+      .orderBy([{ column: 'rank', order: 'desc' }, { column: 'origin_ts', order: 'desc' }])
+      .limit(limit)
+      .offset(offset);
+  }
+}

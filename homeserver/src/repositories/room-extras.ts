@@ -1,0 +1,75 @@
+import type { Db } from '../db/database.js';
+
+/** Idempotent send bookkeeping: (user, device, txn_id) → event. */
+export class TxnRepository {
+  constructor(private readonly db: Db) {}
+
+  async find(userId: string, deviceId: string, txnId: string, trx: Db = this.db): Promise<{ room_id: string; event_id: string } | undefined> {
+    return trx('txn_ids').where({ user_id: userId, device_id: deviceId, txn_id: txnId }).first('room_id', 'event_id');
+  }
+
+  /** txn_id of each event the given device sent, so it can reconcile its pending messages. */
+  async forEvents(userId: string, deviceId: string, eventIds: string[]): Promise<Map<string, string>> {
+    if (eventIds.length === 0) return new Map();
+    const rows = await this.db('txn_ids')
+      .where({ user_id: userId, device_id: deviceId })
+      .whereIn('event_id', eventIds)
+      .select<{ event_id: string; txn_id: string }[]>('event_id', 'txn_id');
+    return new Map(rows.map((r) => [r.event_id, r.txn_id]));
+  }
+
+  async insert(row: { user_id: string; device_id: string; txn_id: string; room_id: string; event_id: string; created_ts: number }, trx: Db): Promise<void> {
+    await trx('txn_ids').insert(row);
+  }
+}
+
+export class AliasRepository {
+  constructor(private readonly db: Db) {}
+
+  async resolve(alias: string): Promise<string | undefined> {
+    const row = await this.db('room_aliases').where({ alias }).first<{ room_id: string } | undefined>('room_id');
+    return row?.room_id;
+  }
+
+  /** False when the alias is taken. */
+  async insert(alias: string, roomId: string, createdBy: string, ts: number, trx: Db = this.db): Promise<boolean> {
+    const rows = await trx('room_aliases').insert({ alias, room_id: roomId, created_by: createdBy, created_ts: ts }).onConflict('alias').ignore().returning('alias');
+    return rows.length === 1;
+  }
+
+  async find(alias: string): Promise<{ alias: string; room_id: string; created_by: string } | undefined> {
+    return this.db('room_aliases').where({ alias }).first();
+  }
+
+  async delete(alias: string): Promise<boolean> {
+    return (await this.db('room_aliases').where({ alias }).delete()) > 0;
+  }
+
+  async forRooms(roomIds: string[]): Promise<Map<string, string>> {
+    if (roomIds.length === 0) return new Map();
+    const rows = await this.db('room_aliases').whereIn('room_id', roomIds).orderBy('created_ts', 'asc').select<{ alias: string; room_id: string }[]>('alias', 'room_id');
+    const out = new Map<string, string>();
+    for (const r of rows) if (!out.has(r.room_id)) out.set(r.room_id, r.alias);
+    return out;
+  }
+}
+
+export class ReadMarkerRepository {
+  constructor(private readonly db: Db) {}
+
+  /** Moves the marker forward only (a stale receipt never moves it back). */
+  async advance(roomId: string, userId: string, eventId: string, seq: number, ts: number): Promise<void> {
+    await this.db.raw(
+      `INSERT INTO read_markers (room_id, user_id, event_id, seq, ts) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (room_id, user_id) DO UPDATE SET event_id = EXCLUDED.event_id, seq = EXCLUDED.seq, ts = EXCLUDED.ts
+       WHERE read_markers.seq < EXCLUDED.seq`,
+      [roomId, userId, eventId, seq, ts],
+    );
+  }
+
+  async forUser(userId: string, roomIds: string[]): Promise<Map<string, number>> {
+    if (roomIds.length === 0) return new Map();
+    const rows = await this.db('read_markers').where({ user_id: userId }).whereIn('room_id', roomIds).select<{ room_id: string; seq: number }[]>('room_id', 'seq');
+    return new Map(rows.map((r) => [r.room_id, r.seq]));
+  }
+}

@@ -1,0 +1,139 @@
+import type { Membership, RoomEvent } from '@parley/schemas';
+import type { Db } from '../db/database.js';
+
+export interface RoomRow {
+  room_id: string;
+  host: string;
+  creator: string;
+  kind: 'room' | 'space';
+  parent_id: string | null;
+  published: boolean;
+  current_seq: number;
+  head_hash: string | null;
+  lamport: number;
+  created_ts: number;
+}
+
+/** Rooms, their current state and memberships. */
+export class RoomRepository {
+  constructor(private readonly db: Db) {}
+
+  async insert(row: RoomRow, trx: Db): Promise<void> {
+    await trx('rooms').insert(row);
+  }
+
+  async find(roomId: string, trx: Db = this.db): Promise<RoomRow | undefined> {
+    return trx<RoomRow>('rooms').where({ room_id: roomId }).first();
+  }
+
+  /** Locks the room row: appends to one room's log are serialised by this lock. */
+  async lock(roomId: string, trx: Db): Promise<RoomRow | undefined> {
+    return trx<RoomRow>('rooms').where({ room_id: roomId }).forUpdate().first();
+  }
+
+  async advance(roomId: string, seq: number, headHash: string, lamport: number, trx: Db): Promise<void> {
+    await trx('rooms').where({ room_id: roomId }).update({ current_seq: seq, head_hash: headHash, lamport });
+  }
+
+  async setPublished(roomId: string, published: boolean, trx: Db = this.db): Promise<void> {
+    await trx('rooms').where({ room_id: roomId }).update({ published });
+  }
+
+  /** State events for the given (type, state_key) pairs, or whole types when stateKeys is omitted. */
+  async stateEvents(roomId: string, keys: Array<{ type: string; stateKey?: string }>, trx: Db = this.db): Promise<RoomEvent[]> {
+    if (keys.length === 0) return [];
+    const rows = await trx('room_state as s')
+      .join('events as e', 'e.event_id', 's.event_id')
+      .where('s.room_id', roomId)
+      .andWhere((q) => {
+        for (const k of keys) {
+          q.orWhere((w) => {
+            w.where('s.type', k.type);
+            if (k.stateKey !== undefined) w.andWhere('s.state_key', k.stateKey);
+          });
+        }
+      })
+      .select<{ event: RoomEvent }[]>('e.event');
+    return rows.map((r) => r.event);
+  }
+
+  async stateEventIds(roomId: string): Promise<string[]> {
+    const rows = await this.db('room_state').where({ room_id: roomId }).select<{ event_id: string }[]>('event_id');
+    return rows.map((r) => r.event_id);
+  }
+
+  async allStateEvents(roomId: string, trx: Db = this.db): Promise<RoomEvent[]> {
+    const rows = await trx('room_state as s')
+      .join('events as e', 'e.event_id', 's.event_id')
+      .where('s.room_id', roomId)
+      .orderBy('s.seq', 'asc')
+      .select<{ event: RoomEvent }[]>('e.event');
+    return rows.map((r) => r.event);
+  }
+
+  async putState(roomId: string, type: string, stateKey: string, eventId: string, seq: number, trx: Db): Promise<void> {
+    await trx('room_state')
+      .insert({ room_id: roomId, type, state_key: stateKey, event_id: eventId, seq })
+      .onConflict(['room_id', 'type', 'state_key'])
+      .merge();
+  }
+
+  async putMembership(roomId: string, userId: string, membership: Membership, seq: number, trx: Db): Promise<void> {
+    await trx('memberships').insert({ room_id: roomId, user_id: userId, membership, seq }).onConflict(['room_id', 'user_id']).merge();
+    await trx('membership_log').insert({ room_id: roomId, user_id: userId, seq, membership });
+  }
+
+  async membership(roomId: string, userId: string, trx: Db = this.db): Promise<Membership | undefined> {
+    const row = await trx('memberships').where({ room_id: roomId, user_id: userId }).first<{ membership: Membership } | undefined>('membership');
+    return row?.membership;
+  }
+
+  async membershipLog(roomId: string, userId: string): Promise<Array<{ seq: number; membership: Membership }>> {
+    return this.db('membership_log').where({ room_id: roomId, user_id: userId }).orderBy('seq', 'asc').select('seq', 'membership');
+  }
+
+  async members(roomId: string, membership?: Membership): Promise<Array<{ user_id: string; membership: Membership; seq: number }>> {
+    const q = this.db('memberships').where({ room_id: roomId });
+    if (membership) q.andWhere({ membership });
+    return q.orderBy('user_id', 'asc').select('user_id', 'membership', 'seq');
+  }
+
+  async countMembers(roomIds: string[], membership: Membership): Promise<Map<string, number>> {
+    if (roomIds.length === 0) return new Map();
+    const rows = await this.db('memberships')
+      .whereIn('room_id', roomIds)
+      .andWhere({ membership })
+      .groupBy('room_id')
+      .select<{ room_id: string; n: number }[]>('room_id', this.db.raw('count(*)::int as n'));
+    return new Map(rows.map((r) => [r.room_id, r.n]));
+  }
+
+  /** Rooms where the user is joined, invited or knocking. */
+  async roomsOf(userId: string): Promise<Array<{ room_id: string; membership: Membership }>> {
+    return this.db('memberships').where({ user_id: userId }).whereIn('membership', ['join', 'invite', 'knock']).select('room_id', 'membership');
+  }
+
+  async roomsByIds(roomIds: string[]): Promise<RoomRow[]> {
+    if (roomIds.length === 0) return [];
+    return this.db<RoomRow>('rooms').whereIn('room_id', roomIds);
+  }
+
+  async publishedRooms(limit: number, offset: number, search: string | null): Promise<RoomRow[]> {
+    const q = this.db<RoomRow>('rooms as r').where('r.published', true);
+    if (search) {
+      q.whereExists((sub) =>
+        sub
+          .from('room_state as s')
+          .join('events as e', 'e.event_id', 's.event_id')
+          .whereRaw('s.room_id = r.room_id')
+          .whereIn('s.type', ['room.name', 'room.topic'])
+          .andWhereRaw("(e.event->'content'->>'name') ilike ? or (e.event->'content'->>'topic') ilike ?", [`%${search}%`, `%${search}%`]),
+      );
+    }
+    return q.orderBy('r.created_ts', 'asc').limit(limit).offset(offset).select('r.*');
+  }
+
+  async children(parentId: string): Promise<RoomRow[]> {
+    return this.db<RoomRow>('rooms').where({ parent_id: parentId }).orderBy('created_ts', 'asc');
+  }
+}

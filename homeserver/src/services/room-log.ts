@@ -1,0 +1,134 @@
+import type { KeyObject } from 'node:crypto';
+import { signEvent, signRecord, recordHash } from '@parley/federation/events';
+import { authorize, historyVisibility, type StateMap, stateKey as stateMapKey } from '@parley/federation/room';
+import type { Membership, RoomEvent } from '@parley/schemas';
+import type { Db } from '../db/database.js';
+import { ParleyError } from '../errors.js';
+import type { EventRepository } from '../repositories/events.js';
+import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
+import type { Clock } from './clock.js';
+
+export interface SigningIdentity {
+  serverName: string;
+  keyId: string;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+
+export interface Draft {
+  type: string;
+  state_key?: string;
+  sender: string;
+  content: Record<string, unknown>;
+}
+
+export interface Appended {
+  eventId: string;
+  seq: number;
+  event: RoomEvent;
+}
+
+// State every auth decision may consult; member events of sender/target are added per event.
+const AUTH_TYPES = ['room.create', 'room.roles', 'room.join_rules', 'room.history_visibility', 'room.encryption'];
+
+/**
+ * The host's side of the room log (DESIGN §4): authorise an event against current state,
+ * sign it as origin, sequence it with a signed record chained to the previous one, and
+ * persist event, record and state in the caller's transaction. The caller holds the room
+ * row lock, so seq has no gaps and `prev` is always the latest record.
+ */
+export class RoomLog {
+  constructor(
+    private readonly rooms: RoomRepository,
+    private readonly events: EventRepository,
+    private readonly identity: SigningIdentity,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The slice of state the auth rules need for this draft. */
+  async authState(room: RoomRow, draft: Draft, trx: Db): Promise<StateMap> {
+    const keys: Array<{ type: string; stateKey?: string }> = AUTH_TYPES.map((type) => ({ type, stateKey: '' }));
+    keys.push({ type: 'room.member', stateKey: draft.sender });
+    if (draft.state_key !== undefined) keys.push({ type: draft.type, stateKey: draft.state_key });
+    const state: StateMap = new Map();
+    for (const ev of await this.rooms.stateEvents(room.room_id, keys, trx)) state.set(stateMapKey(ev.type, ev.state_key ?? ''), ev);
+    // A channel without roles of its own uses its space's (DESIGN §4) — from after the
+    // creator's first join, which the auth rules judge on the bare create event.
+    if (room.parent_id && room.current_seq >= 2 && !state.has(stateMapKey('room.roles', ''))) {
+      const [parentRoles] = await this.rooms.stateEvents(room.parent_id, [{ type: 'room.roles', stateKey: '' }], trx);
+      if (parentRoles) state.set(stateMapKey('room.roles', ''), parentRoles);
+    }
+    return state;
+  }
+
+  async append(room: RoomRow, draft: Draft, trx: Db, ctx: { redactedEventSender?: string } = {}): Promise<Appended> {
+    const state = await this.authState(room, draft, trx);
+    const now = this.clock.now();
+    const unsignedEvent = {
+      room_id: room.room_id,
+      type: draft.type,
+      ...(draft.state_key !== undefined ? { state_key: draft.state_key } : {}),
+      sender: draft.sender,
+      origin: this.identity.serverName,
+      origin_ts: now,
+      lamport: room.lamport + 1,
+      content: draft.content,
+    };
+    let signed: { event: RoomEvent; eventId: string };
+    try {
+      signed = signEvent(unsignedEvent, this.identity.serverName, this.identity);
+    } catch (err) {
+      // Size caps and non-canonical numbers are the client's fault.
+      throw new ParleyError(400, 'PARLEY_INVALID_PARAM', (err as Error).message, { field: 'content' });
+    }
+    const verdict = authorize(state, signed.event, ctx);
+    if (!verdict.ok) throw new ParleyError(403, 'PARLEY_FORBIDDEN', verdict.reason);
+
+    const seq = room.current_seq + 1;
+    const record = signRecord(
+      { room_id: room.room_id, seq, event_id: signed.eventId, prev: room.head_hash, host_ts: now },
+      this.identity.serverName,
+      this.identity,
+    );
+    const relation = relationOf(draft.content);
+    await this.events.insert(
+      {
+        event_id: signed.eventId,
+        room_id: room.room_id,
+        seq,
+        type: draft.type,
+        state_key: draft.state_key ?? null,
+        sender: draft.sender,
+        origin_ts: now,
+        event: signed.event,
+        record,
+        visibility: historyVisibility(state),
+        redacted_by: null,
+        rel_type: relation?.type ?? null,
+        rel_event_id: relation?.event_id ?? null,
+        rel_key: relation?.key ?? null,
+      },
+      trx,
+    );
+    if (draft.state_key !== undefined) {
+      await this.rooms.putState(room.room_id, draft.type, draft.state_key, signed.eventId, seq, trx);
+      if (draft.type === 'room.member') {
+        await this.rooms.putMembership(room.room_id, draft.state_key, draft.content.membership as Membership, seq, trx);
+      }
+    }
+    const head = recordHash(record);
+    await this.rooms.advance(room.room_id, seq, head, room.lamport + 1, trx);
+    // Keep the caller's locked row current so several appends in one transaction chain.
+    room.current_seq = seq;
+    room.head_hash = head;
+    room.lamport += 1;
+    return { eventId: signed.eventId, seq, event: signed.event };
+  }
+}
+
+export function relationOf(content: Record<string, unknown>): { type: string; event_id: string; key?: string } | null {
+  const rel = content.relates_to as { type?: unknown; event_id?: unknown; key?: unknown } | undefined;
+  if (content.redacts && typeof content.redacts === 'string') return { type: 'redaction', event_id: content.redacts };
+  if (!rel || typeof rel.type !== 'string' || typeof rel.event_id !== 'string') return null;
+  return { type: rel.type, event_id: rel.event_id, ...(typeof rel.key === 'string' ? { key: rel.key } : {}) };
+}

@@ -1,0 +1,272 @@
+import { randomBytes } from 'node:crypto';
+import { defaultRoles } from '@parley/federation/room';
+import { redact } from '@parley/federation/events';
+import {
+  AvatarContent,
+  CanonicalAliasContent,
+  type CreateRoomRequest,
+  check,
+  EncryptionContent,
+  HistoryVisibilityContent,
+  JoinRulesContent,
+  MessageContent,
+  NameContent,
+  PinnedContent,
+  parseUserId,
+  ReactionContent,
+  RolesContent,
+  type SendResponse,
+  SpaceChildContent,
+  TopicContent,
+} from '@parley/schemas';
+import type { Db } from '../db/database.js';
+import { ParleyError, badRequest, forbidden, notFound } from '../errors.js';
+import type { EventRepository } from '../repositories/events.js';
+import type { AliasRepository, TxnRepository } from '../repositories/room-extras.js';
+import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
+import type { UserRepository } from '../repositories/users.js';
+import type { Clock } from './clock.js';
+import type { Draft, RoomLog } from './room-log.js';
+import type { AuthContext } from './sessions.js';
+
+export interface RoomDeps {
+  db: Db;
+  rooms: RoomRepository;
+  events: EventRepository;
+  txns: TxnRepository;
+  aliases: AliasRepository;
+  users: UserRepository;
+  log: RoomLog;
+  clock: Clock;
+  serverName: string;
+}
+
+// Content schemas checked beyond the auth rules, per event type.
+const CONTENT_SCHEMAS: Record<string, Parameters<typeof check>[0]> = {
+  'room.message': MessageContent,
+  'room.reaction': ReactionContent,
+  'room.roles': RolesContent,
+  'room.name': NameContent,
+  'room.topic': TopicContent,
+  'room.avatar': AvatarContent,
+  'room.pinned': PinnedContent,
+  'room.canonical_alias': CanonicalAliasContent,
+  'room.encryption': EncryptionContent,
+  'room.join_rules': JoinRulesContent,
+  'room.history_visibility': HistoryVisibilityContent,
+  'space.child': SpaceChildContent,
+};
+
+/**
+ * Room lifecycle and every write to a room: creation, membership changes, state, messages
+ * and redactions. Each write is one transaction holding the room lock (see RoomLog).
+ */
+export class RoomService {
+  constructor(private readonly d: RoomDeps) {}
+
+  get serverName(): string {
+    return this.d.serverName;
+  }
+
+  async create(auth: AuthContext, req: CreateRoomRequest): Promise<{ room_id: string }> {
+    const { db, rooms, aliases, clock, serverName, log } = this.d;
+    const kind = req.kind ?? 'room';
+    if (req.parent) {
+      const parent = await rooms.find(req.parent);
+      if (!parent || parent.kind !== 'space') throw badRequest('PARLEY_INVALID_PARAM', 'parent is not a space on this server', 'parent');
+      if (parent.host !== serverName) throw badRequest('PARLEY_INVALID_PARAM', 'channels must be hosted on the space’s server', 'parent');
+    }
+    for (const invitee of req.invite ?? []) {
+      if (!parseUserId(invitee)) throw badRequest('PARLEY_INVALID_PARAM', `invalid user ID ${invitee}`, 'invite');
+    }
+    const roomId = `!${randomBytes(18).toString('base64url')}:${serverName}`;
+    const alias = req.alias ? `#${req.alias}:${serverName}` : null;
+    const joinRule = req.join_rule ?? (req.visibility === 'public' ? 'public' : 'invite');
+
+    await db.transaction(async (trx) => {
+      const room: RoomRow = {
+        room_id: roomId,
+        host: serverName,
+        creator: auth.userId,
+        kind,
+        parent_id: req.parent ?? null,
+        published: req.visibility === 'public',
+        current_seq: 0,
+        head_hash: null,
+        lamport: 0,
+        created_ts: clock.now(),
+      };
+      await rooms.insert(room, trx);
+      const me = auth.userId;
+      const profile = await this.d.users.findById(me, trx);
+      const drafts: Draft[] = [
+        { type: 'room.create', state_key: '', sender: me, content: { creator: me, kind, version: 1, ...(req.parent ? { parent: req.parent } : {}) } },
+        { type: 'room.member', state_key: me, sender: me, content: { membership: 'join', displayname: profile?.displayname ?? null } },
+      ];
+      // Channels inherit the space's roles; everything else starts with the default set.
+      if (!req.parent) drafts.push({ type: 'room.roles', state_key: '', sender: me, content: defaultRoles(me) });
+      drafts.push({ type: 'room.join_rules', state_key: '', sender: me, content: { join_rule: joinRule } });
+      drafts.push({ type: 'room.history_visibility', state_key: '', sender: me, content: { history_visibility: req.history_visibility ?? 'shared' } });
+      if (req.name) drafts.push({ type: 'room.name', state_key: '', sender: me, content: { name: req.name } });
+      if (req.topic) drafts.push({ type: 'room.topic', state_key: '', sender: me, content: { topic: req.topic } });
+      if (alias) drafts.push({ type: 'room.canonical_alias', state_key: '', sender: me, content: { alias } });
+      for (const invitee of req.invite ?? []) {
+        if (invitee !== me) drafts.push({ type: 'room.member', state_key: invitee, sender: me, content: { membership: 'invite' } });
+      }
+      for (const draft of drafts) await log.append(room, draft, trx);
+      if (alias && !(await aliases.insert(alias, roomId, me, clock.now(), trx))) {
+        throw new ParleyError(409, 'PARLEY_ALIAS_IN_USE', `the alias ${alias} is taken`, { field: 'alias' });
+      }
+      if (req.parent) {
+        const parent = (await rooms.lock(req.parent, trx)) as RoomRow;
+        await log.append(parent, { type: 'space.child', state_key: roomId, sender: me, content: { via: [serverName] } }, trx);
+      }
+    });
+    return { room_id: roomId };
+  }
+
+  /** Resolves `!id:server` or `#alias:server` to a local room ID. */
+  async resolve(idOrAlias: string): Promise<string> {
+    if (idOrAlias.startsWith('#')) {
+      const roomId = await this.d.aliases.resolve(idOrAlias);
+      if (!roomId) throw notFound(`no room has the alias ${idOrAlias}`);
+      return roomId;
+    }
+    return idOrAlias;
+  }
+
+  async join(auth: AuthContext, idOrAlias: string): Promise<{ room_id: string }> {
+    const roomId = await this.resolve(idOrAlias);
+    const profile = await this.d.users.findById(auth.userId);
+    await this.write(roomId, { type: 'room.member', state_key: auth.userId, sender: auth.userId, content: { membership: 'join', displayname: profile?.displayname ?? null } });
+    return { room_id: roomId };
+  }
+
+  async leave(auth: AuthContext, roomId: string, reason?: string): Promise<SendResponse> {
+    return this.membership(auth, roomId, auth.userId, 'leave', reason);
+  }
+
+  async membership(auth: AuthContext, roomId: string, target: string, membership: 'invite' | 'leave' | 'ban', reason?: string): Promise<SendResponse> {
+    const content: Record<string, unknown> = { membership };
+    if (reason) content.reason = reason;
+    return this.write(roomId, { type: 'room.member', state_key: target, sender: auth.userId, content });
+  }
+
+  async kick(auth: AuthContext, roomId: string, target: string, reason?: string): Promise<SendResponse> {
+    const current = await this.d.rooms.membership(roomId, target);
+    if (current === 'ban') throw forbidden(`${target} is banned; use unban`);
+    if (target === auth.userId) throw badRequest('PARLEY_INVALID_PARAM', 'use leave to leave a room yourself', 'user_id');
+    return this.membership(auth, roomId, target, 'leave', reason);
+  }
+
+  async unban(auth: AuthContext, roomId: string, target: string, reason?: string): Promise<SendResponse> {
+    const current = await this.d.rooms.membership(roomId, target);
+    if (current !== 'ban') throw badRequest('PARLEY_INVALID_PARAM', `${target} is not banned`, 'user_id');
+    return this.membership(auth, roomId, target, 'leave', reason);
+  }
+
+  async setState(auth: AuthContext, roomId: string, type: string, stateKey: string, content: Record<string, unknown>): Promise<SendResponse> {
+    if (type === 'room.member') throw badRequest('PARLEY_INVALID_PARAM', 'use join, leave, invite, kick and ban for membership', 'type');
+    if (type === 'room.create') throw forbidden('room.create cannot be sent again');
+    const schema = CONTENT_SCHEMAS[type];
+    if (schema) this.checkContent(schema, content);
+    const result = await this.write(roomId, { type, state_key: stateKey, sender: auth.userId, content });
+    if (type === 'room.join_rules') await this.d.rooms.setPublished(roomId, content.join_rule === 'public');
+    return result;
+  }
+
+  /** PUT /rooms/:id/send/:type/:txnId — the same (device, txnId) always answers the same event. */
+  async send(auth: AuthContext, roomId: string, type: string, txnId: string, content: Record<string, unknown>): Promise<SendResponse> {
+    if (type === 'room.redaction') throw badRequest('PARLEY_INVALID_PARAM', 'use the redact endpoint to redact', 'type');
+    const schema = CONTENT_SCHEMAS[type];
+    if (schema) this.checkContent(schema, content);
+    return this.idempotent(auth, roomId, txnId, async (trx, room) => {
+      await this.checkRelation(room, auth.userId, content, trx);
+      return this.d.log.append(room, { type, sender: auth.userId, content }, trx);
+    });
+  }
+
+  async redact(auth: AuthContext, roomId: string, targetId: string, txnId: string, reason?: string): Promise<SendResponse> {
+    return this.idempotent(auth, roomId, txnId, async (trx, room) => {
+      const target = await this.d.events.find(targetId, trx);
+      if (!target || target.room_id !== roomId) throw notFound(`no event ${targetId} in this room`);
+      const content: Record<string, unknown> = { redacts: targetId };
+      if (reason) content.reason = reason;
+      const appended = await this.d.log.append(room, { type: 'room.redaction', sender: auth.userId, content }, trx, {
+        redactedEventSender: target.sender,
+      });
+      // The content goes for good; hashes and signatures stay, so the chain still verifies.
+      if (!target.redacted_by) await this.d.events.markRedacted(targetId, redact(target.event), appended.eventId, trx);
+      return appended;
+    });
+  }
+
+  private checkContent(schema: Parameters<typeof check>[0], value: unknown, field = 'content'): void {
+    const result = check(schema, value);
+    if (!result.ok) {
+      const name = result.field ? `${field}.${result.field}` : field;
+      throw new ParleyError(400, result.code, `${name}: ${result.message}`, { field: name });
+    }
+  }
+
+  /** Relations must point at a live event of the same room; one reaction per user and key. */
+  private async checkRelation(room: RoomRow, sender: string, content: Record<string, unknown>, trx: Db): Promise<void> {
+    const rel = content.relates_to as { type?: string; event_id?: string; key?: string } | undefined;
+    if (!rel?.event_id) return;
+    const target = await this.d.events.find(rel.event_id, trx);
+    if (!target || target.room_id !== room.room_id) throw badRequest('PARLEY_INVALID_PARAM', `relates_to.event_id ${rel.event_id} is not in this room`, 'relates_to');
+    if (target.redacted_by) throw badRequest('PARLEY_INVALID_PARAM', 'cannot relate to a redacted event', 'relates_to');
+    if (rel.type === 'replace' && target.sender !== sender) throw forbidden('you can only edit your own messages');
+    if (rel.type === 'annotation' && rel.key && (await this.d.events.findReaction(rel.event_id, sender, rel.key, trx))) {
+      throw new ParleyError(409, 'PARLEY_DUPLICATE_ANNOTATION', `you already reacted with ${rel.key}`);
+    }
+  }
+
+  private async idempotent(
+    auth: AuthContext,
+    roomId: string,
+    txnId: string,
+    work: (trx: Db, room: RoomRow) => Promise<{ eventId: string; seq: number }>,
+  ): Promise<SendResponse> {
+    const existing = await this.d.txns.find(auth.userId, auth.deviceId, txnId);
+    if (existing) return this.answerFor(existing.event_id, existing.room_id, roomId);
+    try {
+      return await this.d.db.transaction(async (trx) => {
+        const room = await this.lockLocal(roomId, trx);
+        const appended = await work(trx, room);
+        await this.d.txns.insert(
+          { user_id: auth.userId, device_id: auth.deviceId, txn_id: txnId, room_id: roomId, event_id: appended.eventId, created_ts: this.d.clock.now() },
+          trx,
+        );
+        return { event_id: appended.eventId, seq: appended.seq };
+      });
+    } catch (err) {
+      // A concurrent retry of the same txn won the race: answer with its event.
+      if ((err as { code?: string }).code === '23505' && String((err as { constraint?: string }).constraint).startsWith('txn_ids')) {
+        const winner = await this.d.txns.find(auth.userId, auth.deviceId, txnId);
+        if (winner) return this.answerFor(winner.event_id, winner.room_id, roomId);
+      }
+      throw err;
+    }
+  }
+
+  private async answerFor(eventId: string, txnRoom: string, roomId: string): Promise<SendResponse> {
+    if (txnRoom !== roomId) throw new ParleyError(409, 'PARLEY_INVALID_PARAM', 'this txnId was already used in another room', { field: 'txnId' });
+    const row = await this.d.events.find(eventId);
+    return row ? { event_id: eventId, seq: row.seq } : { event_id: eventId };
+  }
+
+  private async lockLocal(roomId: string, trx: Db): Promise<RoomRow> {
+    const room = await this.d.rooms.lock(roomId, trx);
+    if (!room) throw notFound(`no room ${roomId} on this server`);
+    return room;
+  }
+
+  private async write(roomId: string, draft: Draft): Promise<SendResponse> {
+    return this.d.db.transaction(async (trx) => {
+      const room = await this.lockLocal(roomId, trx);
+      const appended = await this.d.log.append(room, draft, trx);
+      return { event_id: appended.eventId, seq: appended.seq };
+    });
+  }
+}

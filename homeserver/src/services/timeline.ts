@@ -1,0 +1,180 @@
+import { canSee } from '@parley/federation/room';
+import type { ClientEvent, HistoryVisibility, Membership, MessagesResponse } from '@parley/schemas';
+import { badRequest, forbidden, notFound } from '../errors.js';
+import type { EventRepository, EventRow } from '../repositories/events.js';
+import type { ReadMarkerRepository, TxnRepository } from '../repositories/room-extras.js';
+import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
+import type { Clock } from './clock.js';
+import type { AuthContext } from './sessions.js';
+
+export const MAX_PAGE = 1000;
+const TOKEN_RE = /^s(\d{1,10})$/;
+
+export function pageToken(seq: number): string {
+  return `s${seq}`;
+}
+
+export function parsePageToken(token: string, field: string): number {
+  const m = TOKEN_RE.exec(token);
+  if (!m) throw badRequest('PARLEY_INVALID_PARAM', `${field} is not a pagination token from this server`, field);
+  return Number(m[1]);
+}
+
+type MembershipLog = Array<{ seq: number; membership: Membership }>;
+
+/** What a viewer may read of one room: the membership log drives history visibility. */
+export interface Reader {
+  room: RoomRow;
+  log: MembershipLog;
+  userId: string;
+  deviceId: string;
+}
+
+/**
+ * Reading the room log: history pages, single events with context, relations, and the
+ * client form of events (the two signed layers merged, with edits, reactions and thread
+ * summaries aggregated into `unsigned`).
+ */
+export class TimelineService {
+  constructor(
+    private readonly rooms: RoomRepository,
+    private readonly events: EventRepository,
+    private readonly txns: TxnRepository,
+    private readonly markers: ReadMarkerRepository,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Refuses callers who never belonged to the room, unless its history is world-readable. */
+  async reader(auth: AuthContext, roomId: string): Promise<Reader> {
+    const room = await this.rooms.find(roomId);
+    if (!room) throw notFound(`no room ${roomId} on this server`);
+    const log = await this.rooms.membershipLog(roomId, auth.userId);
+    if (log.length === 0) {
+      const [vis] = await this.rooms.stateEvents(roomId, [{ type: 'room.history_visibility', stateKey: '' }]);
+      if (vis?.content.history_visibility !== 'world_readable') throw forbidden('you are not a member of this room');
+    }
+    return { room, log, userId: auth.userId, deviceId: auth.deviceId };
+  }
+
+  visible(reader: Reader, row: EventRow): boolean {
+    return canSee(reader.log, row.seq, row.visibility as HistoryVisibility);
+  }
+
+  async messages(auth: AuthContext, roomId: string, from: string | undefined, dir: 'b' | 'f', limit: number): Promise<MessagesResponse> {
+    const reader = await this.reader(auth, roomId);
+    const head = reader.room.current_seq;
+    let cursor = from === undefined ? (dir === 'b' ? head : 1) : parsePageToken(from, 'from');
+    const start = pageToken(cursor);
+    const picked: EventRow[] = [];
+    // Invisible events are skipped, so read in batches until the page is full or the log ends.
+    while (picked.length < limit && (dir === 'b' ? cursor >= 1 : cursor <= head)) {
+      const batch = await this.events.page(roomId, cursor, dir, Math.min(MAX_PAGE, (limit - picked.length) * 2 + 10));
+      if (batch.length === 0) {
+        cursor = dir === 'b' ? 0 : head + 1;
+        break;
+      }
+      for (const row of batch) {
+        cursor = dir === 'b' ? row.seq - 1 : row.seq + 1;
+        if (this.visible(reader, row)) picked.push(row);
+        if (picked.length === limit) break;
+      }
+    }
+    const more = dir === 'b' ? cursor >= 1 : cursor <= head;
+    const chunk = await this.toClient(picked, reader);
+    return more ? { chunk, start, end: pageToken(cursor) } : { chunk, start };
+  }
+
+  async event(auth: AuthContext, roomId: string, eventId: string): Promise<ClientEvent> {
+    const reader = await this.reader(auth, roomId);
+    const row = await this.visibleRow(reader, eventId);
+    return (await this.toClient([row], reader))[0] as ClientEvent;
+  }
+
+  async context(auth: AuthContext, roomId: string, eventId: string, limit: number) {
+    const reader = await this.reader(auth, roomId);
+    const row = await this.visibleRow(reader, eventId);
+    const half = Math.max(1, Math.floor(limit / 2));
+    const before = (await this.events.page(roomId, row.seq - 1, 'b', half)).filter((r) => this.visible(reader, r));
+    const after = (await this.events.page(roomId, row.seq + 1, 'f', half)).filter((r) => this.visible(reader, r));
+    const all = await this.toClient([...before.reverse(), row, ...after], reader);
+    return {
+      event: all[before.length] as ClientEvent,
+      before: all.slice(0, before.length).reverse(),
+      after: all.slice(before.length + 1),
+      start: pageToken(Math.max(0, (before.at(-1)?.seq ?? row.seq) - 1)),
+      end: pageToken((after.at(-1)?.seq ?? row.seq) + 1),
+    };
+  }
+
+  /** Events relating to one event (edit history, thread replies, reactions), oldest first. */
+  async relations(auth: AuthContext, roomId: string, eventId: string, relType: string | undefined): Promise<ClientEvent[]> {
+    const reader = await this.reader(auth, roomId);
+    await this.visibleRow(reader, eventId);
+    const rows = (await this.events.relationsTo([eventId])).filter(
+      (r) => r.room_id === roomId && r.type !== 'room.redaction' && (!relType || r.rel_type === relType) && this.visible(reader, r),
+    );
+    return this.toClient(rows, reader);
+  }
+
+  async markRead(auth: AuthContext, roomId: string, eventId: string): Promise<void> {
+    const reader = await this.reader(auth, roomId);
+    const row = await this.visibleRow(reader, eventId);
+    await this.markers.advance(roomId, auth.userId, eventId, row.seq, this.clock.now());
+  }
+
+  private async visibleRow(reader: Reader, eventId: string): Promise<EventRow> {
+    const row = await this.events.find(eventId);
+    if (!row || row.room_id !== reader.room.room_id || !this.visible(reader, row)) throw notFound(`no event ${eventId} visible in this room`);
+    return row;
+  }
+
+  /** Client form: merged layers plus aggregated relations and the sender's own txn_id. */
+  async toClient(rows: EventRow[], reader: { userId: string; deviceId: string }): Promise<ClientEvent[]> {
+    const ids = rows.map((r) => r.event_id);
+    const related = await this.events.relationsTo(ids);
+    const txnIds = await this.txns.forEvents(reader.userId, reader.deviceId, ids);
+    const byTarget = new Map<string, EventRow[]>();
+    for (const r of related) {
+      const list = byTarget.get(r.rel_event_id as string) ?? [];
+      list.push(r);
+      byTarget.set(r.rel_event_id as string, list);
+    }
+    return rows.map((row) => {
+      const ev = row.event;
+      const unsigned: Record<string, unknown> = {};
+      if (row.redacted_by) unsigned.redacted_because = row.redacted_by;
+      const txn = txnIds.get(row.event_id);
+      if (txn) unsigned.txn_id = txn;
+      const rels = byTarget.get(row.event_id) ?? [];
+      // Only the original sender's edits count; the latest one is shown.
+      const edit = rels.filter((r) => r.rel_type === 'replace' && r.sender === row.sender).at(-1);
+      if (edit && !row.redacted_by) {
+        unsigned.edit = { event_id: edit.event_id, origin_ts: edit.origin_ts, content: edit.event.content.new_content ?? {} };
+      }
+      const reactions = new Map<string, { key: string; count: number; me: boolean }>();
+      for (const r of rels) {
+        if (r.rel_type !== 'annotation' || !r.rel_key) continue;
+        const agg = reactions.get(r.rel_key) ?? { key: r.rel_key, count: 0, me: false };
+        agg.count += 1;
+        agg.me ||= r.sender === reader.userId;
+        reactions.set(r.rel_key, agg);
+      }
+      // Most used first; ties keep the order in which each key was first used (stable sort).
+      if (reactions.size > 0) unsigned.reactions = [...reactions.values()].sort((a, b) => b.count - a.count);
+      const thread = rels.filter((r) => r.rel_type === 'thread');
+      if (thread.length > 0) unsigned.thread = { count: thread.length, latest_event_id: thread.at(-1)?.event_id };
+      const out: ClientEvent = {
+        event_id: row.event_id,
+        room_id: row.room_id,
+        seq: row.seq,
+        type: ev.type,
+        sender: ev.sender,
+        origin_ts: ev.origin_ts,
+        content: ev.content,
+      };
+      if (ev.state_key !== undefined) out.state_key = ev.state_key;
+      if (Object.keys(unsigned).length > 0) out.unsigned = unsigned;
+      return out;
+    });
+  }
+}
