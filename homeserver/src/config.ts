@@ -77,6 +77,13 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
+    media: Type.Object(
+      {
+        max_upload_bytes: Type.Integer({ minimum: 1, description: 'largest single upload' }),
+        user_quota_bytes: Type.Integer({ minimum: 0, description: 'total stored per account' }),
+      },
+      { additionalProperties: false },
+    ),
     logging: Type.Object(
       {
         level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
@@ -118,6 +125,7 @@ export function defaultConfig(): Config {
       login_per_account: { burst: 5, per_minute: 3 },
       refresh_per_ip: { burst: 60, per_minute: 60 },
     },
+    media: { max_upload_bytes: 50 * 1024 * 1024, user_quota_bytes: 1024 * 1024 * 1024 },
     logging: { level: 'info' },
   };
 }

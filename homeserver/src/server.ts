@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { loadOrCreateSigningKey } from '@parley/federation/keys';
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';

@@ -113,8 +113,22 @@ const endpoints: Endpoint[] = [
   },
   { method: 'PUT', path: '/api/v1/rooms/ROOM/redact/EVENT/TXN', auth: true, valid: { reason: 'spam' }, edges: true },
   { method: 'PUT', path: '/api/v1/directory/alias/%23hostile%3Ahs1.test', auth: true, valid: { room_id: 'ROOM' }, edges: false },
-  { method: 'GET', path: '/api/v1/rooms/ROOM/messages', auth: true, valid: null, edges: false, idPath: (id) => `/api/v1/rooms/${id}/messages` },
-  { method: 'GET', path: '/api/v1/rooms/ROOM/event/EVENT', auth: true, valid: null, edges: false, idPath: (id) => `/api/v1/rooms/ROOM/event/${id}` },
+  {
+    method: 'GET',
+    path: '/api/v1/rooms/ROOM/messages',
+    auth: true,
+    valid: null,
+    edges: false,
+    idPath: (id) => `/api/v1/rooms/${id}/messages`,
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/rooms/ROOM/event/EVENT',
+    auth: true,
+    valid: null,
+    edges: false,
+    idPath: (id) => `/api/v1/rooms/ROOM/event/${id}`,
+  },
   { method: 'GET', path: '/api/v1/rooms', auth: true, valid: null, edges: false },
   { method: 'GET', path: '/api/v1/devices', auth: true, valid: null, edges: false },
 ];
@@ -148,7 +162,8 @@ describe('hostile input on every endpoint', () => {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers['content-type'] = contentType;
     if (auth) headers.authorization = `Bearer ${token}`;
-    const filled = typeof body === 'string' ? body.replaceAll('"ROOM"', JSON.stringify(roomId)).replaceAll('"EVENT"', JSON.stringify(eventId)) : body;
+    const filled =
+      typeof body === 'string' ? body.replaceAll('"ROOM"', JSON.stringify(roomId)).replaceAll('"EVENT"', JSON.stringify(eventId)) : body;
     const res = await fetch(`${server.url}${fill(path)}`, { method, headers, ...(filled !== undefined ? { body: filled } : {}) });
     const text = await res.text();
     let json: any;

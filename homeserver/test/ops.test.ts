@@ -49,7 +49,7 @@ describe('health, metrics and request IDs', () => {
   });
 
   it('reports 503 when a migration is not applied', async () => {
-    await adminQuery(server.database.name, 'delete from parley_migrations');
+    await adminQuery(server.database.name, "delete from parley_migrations where name = '20261121220000_accounts'");
     const res = await fetch(`${server.url}/health`);
     expect(res.status).toBe(503);
     const body = (await res.json()) as any;

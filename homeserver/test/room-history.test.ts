@@ -108,7 +108,8 @@ describe('history: 10,000 messages, stable pagination under concurrent writers',
       forward.push(...page.chunk.map((e) => String(e.content.body)));
       const last = page.chunk.at(-1)?.seq;
       if (page.end) fwd = page.end;
-      else if (last !== undefined) fwd = `s${last + 1}`; // caught up with the log's end; continue after it
+      else if (last !== undefined)
+        fwd = `s${last + 1}`; // caught up with the log's end; continue after it
       else if (done) {
         const tail = await bob.messages(roomId, { from: fwd, dir: 'f', limit: 1000 });
         forward.push(...tail.chunk.map((e) => String(e.content.body)));
@@ -122,7 +123,9 @@ describe('history: 10,000 messages, stable pagination under concurrent writers',
   it('refuses bad pagination parameters with 400', async () => {
     for (const qs of ['from=garbage', 'dir=x', 'limit=0', 'limit=100000', 'limit=abc', 'from=s99999999999']) {
       const res = await fetch(`${server.url}/api/v1/rooms/${encodeURIComponent(roomId)}/messages?${qs}`, {
-        headers: { authorization: `Bearer ${(bob as unknown as { client: { session: { access_token: string } } }).client.session.access_token}` },
+        headers: {
+          authorization: `Bearer ${(bob as unknown as { client: { session: { access_token: string } } }).client.session.access_token}`,
+        },
       });
       expect(res.status, qs).toBe(400);
     }

@@ -27,7 +27,12 @@ describe('parley room verify', () => {
   afterAll(() => server?.close());
 
   function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const env = { ...process.env, DATABASE_URL: server.database.url, PARLEY_DATA_DIR: server.config.data_dir, PARLEY_SERVER_NAME: 'hs1.test' };
+    const env = {
+      ...process.env,
+      DATABASE_URL: server.database.url,
+      PARLEY_DATA_DIR: server.config.data_dir,
+      PARLEY_SERVER_NAME: 'hs1.test',
+    };
     return new Promise((resolve) => {
       const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
@@ -50,7 +55,9 @@ describe('parley room verify', () => {
     expect(ok.stdout).toMatch(/^ok: 13 events verified, head [A-Za-z0-9_-]+\n$/);
     expect(ok.code).toBe(0);
 
-    await adminQuery(db(), `UPDATE events SET event = jsonb_set(event, '{content,body}', '"entry 3 (rewritten)"') WHERE event_id = $1`, [ids[3]]);
+    await adminQuery(db(), `UPDATE events SET event = jsonb_set(event, '{content,body}', '"entry 3 (rewritten)"') WHERE event_id = $1`, [
+      ids[3],
+    ]);
     const broken = await cli(['room', 'verify', roomId]);
     expect(broken.code).toBe(1);
     expect(broken.stdout).toContain(ids[3]);
@@ -64,7 +71,10 @@ describe('parley room verify', () => {
     const report = await verifier().verify(roomId);
     expect(report).toMatchObject({ ok: false, event_id: ids[2] });
     const original = { body: 'entry 2', msgtype: 'text' };
-    await adminQuery(db(), `UPDATE events SET event = jsonb_set(event, '{content}', $2::jsonb) WHERE event_id = $1`, [ids[2], JSON.stringify(original)]);
+    await adminQuery(db(), `UPDATE events SET event = jsonb_set(event, '{content}', $2::jsonb) WHERE event_id = $1`, [
+      ids[2],
+      JSON.stringify(original),
+    ]);
     expect((await verifier().verify(roomId))?.ok).toBe(true);
   });
 

@@ -30,7 +30,13 @@ describe('rooms: create, membership, messages, relations, redaction', () => {
   afterAll(() => server?.close());
 
   it('creates a private room with name, topic, alias and an invite', async () => {
-    ({ room_id: roomId } = await alice.rooms.create({ visibility: 'private', name: 'General', topic: 'Everything', alias: 'general', invite: [bob.id] }));
+    ({ room_id: roomId } = await alice.rooms.create({
+      visibility: 'private',
+      name: 'General',
+      topic: 'Everything',
+      alias: 'general',
+      invite: [bob.id],
+    }));
     expect(roomId).toMatch(/^![A-Za-z0-9_-]+:hs1\.test$/);
     const state = await alice.rooms.getState(roomId);
     expect(state.map((e) => e.type)).toEqual([
@@ -47,8 +53,18 @@ describe('rooms: create, membership, messages, relations, redaction', () => {
     expect(state.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(await alice.rooms.getStateContent(roomId, 'room.join_rules')).toEqual({ join_rule: 'invite' });
     const [summary] = await alice.rooms.list();
-    expect(summary).toMatchObject({ room_id: roomId, name: 'General', topic: 'Everything', canonical_alias: '#general:hs1.test', joined_members: 1, membership: 'join' });
-    await expect(carol.rooms.create({ visibility: 'public', alias: 'general' })).rejects.toMatchObject({ status: 409, code: 'PARLEY_ALIAS_IN_USE' });
+    expect(summary).toMatchObject({
+      room_id: roomId,
+      name: 'General',
+      topic: 'Everything',
+      canonical_alias: '#general:hs1.test',
+      joined_members: 1,
+      membership: 'join',
+    });
+    await expect(carol.rooms.create({ visibility: 'public', alias: 'general' })).rejects.toMatchObject({
+      status: 409,
+      code: 'PARLEY_ALIAS_IN_USE',
+    });
   });
 
   it('lets the invitee see the invite and join by alias; an uninvited user cannot join or read', async () => {
@@ -56,7 +72,12 @@ describe('rooms: create, membership, messages, relations, redaction', () => {
     await expect(carol.rooms.join('#general:hs1.test')).rejects.toMatchObject({ status: 403 });
     await expect(carol.rooms.messages(roomId)).rejects.toMatchObject({ status: 403 });
     expect(await bob.rooms.join('#general:hs1.test')).toEqual({ room_id: roomId });
-    expect((await alice.rooms.members(roomId)).filter((m) => m.membership === 'join').map((m) => m.user_id).sort()).toEqual([alice.id, bob.id]);
+    expect(
+      (await alice.rooms.members(roomId))
+        .filter((m) => m.membership === 'join')
+        .map((m) => m.user_id)
+        .sort(),
+    ).toEqual([alice.id, bob.id]);
   });
 
   it('chats, with idempotent sends per device and txnId', async () => {
@@ -142,14 +163,19 @@ describe('rooms: create, membership, messages, relations, redaction', () => {
   });
 
   it('roles: promoting a moderator lets them kick, but never someone at or above them', async () => {
-    const roles = await alice.rooms.getStateContent<{ roles: Record<string, unknown>; users: Record<string, string[]> }>(roomId, 'room.roles');
+    const roles = await alice.rooms.getStateContent<{ roles: Record<string, unknown>; users: Record<string, string[]> }>(
+      roomId,
+      'room.roles',
+    );
     await alice.rooms.setState(roomId, 'room.roles', { ...roles, users: { ...roles.users, [bob.id]: ['moderator'] } });
     await alice.rooms.invite(roomId, carol.id);
     await carol.rooms.join(roomId);
     await bob.rooms.kick(roomId, carol.id, 'testing');
     expect((await alice.rooms.members(roomId)).find((m) => m.user_id === carol.id)?.membership).toBe('leave');
     await expect(bob.rooms.kick(roomId, alice.id)).rejects.toMatchObject({ status: 403 });
-    await expect(bob.rooms.setState(roomId, 'room.roles', { ...roles, users: { ...roles.users, [bob.id]: ['admin'] } })).rejects.toMatchObject({ status: 403 });
+    await expect(
+      bob.rooms.setState(roomId, 'room.roles', { ...roles, users: { ...roles.users, [bob.id]: ['admin'] } }),
+    ).rejects.toMatchObject({ status: 403 });
   });
 
   it('ban and unban', async () => {
@@ -207,7 +233,10 @@ describe('rooms: create, membership, messages, relations, redaction', () => {
     await carol.rooms.join(spaceId);
     await carol.rooms.join(channel);
     await bob.rooms.join(channel);
-    const roles = await alice.rooms.getStateContent<{ roles: Record<string, unknown>; users: Record<string, string[]> }>(spaceId, 'room.roles');
+    const roles = await alice.rooms.getStateContent<{ roles: Record<string, unknown>; users: Record<string, string[]> }>(
+      spaceId,
+      'room.roles',
+    );
     await expect(carol.rooms.kick(channel, bob.id)).rejects.toMatchObject({ status: 403 });
     await alice.rooms.setState(spaceId, 'room.roles', { ...roles, users: { ...roles.users, [carol.id]: ['moderator'] } });
     await carol.rooms.kick(channel, bob.id);

@@ -23,7 +23,10 @@ export const RoomAlias = Type.String({ pattern: ROOM_ALIAS_PATTERN, maxLength: 2
 export const EventType = Type.String({ pattern: '^[a-z][a-z0-9_.-]{0,127}$' });
 
 /** `{ <server>: { "ed25519:<keyId>": <sig> } }` */
-export const Signatures = Type.Record(Type.String(), Type.Record(Type.String({ pattern: '^ed25519:[A-Za-z0-9_]+$' }), Type.String({ pattern: B64U })));
+export const Signatures = Type.Record(
+  Type.String(),
+  Type.Record(Type.String({ pattern: '^ed25519:[A-Za-z0-9_]+$' }), Type.String({ pattern: B64U })),
+);
 export type Signatures = Static<typeof Signatures>;
 
 /**
@@ -184,14 +187,20 @@ export const REDACTION_KEEPS: Readonly<Record<string, readonly string[] | 'all'>
 export const NameContent = Type.Object({ name: Type.String({ maxLength: 255 }) }, { additionalProperties: false });
 export const TopicContent = Type.Object({ topic: Type.String({ maxLength: 4096 }) }, { additionalProperties: false });
 export const AvatarContent = Type.Object({ url: Type.String({ maxLength: 2048 }) }, { additionalProperties: false });
-export const PinnedContent = Type.Object({ pinned: Type.Array(EventId, { maxItems: 100, uniqueItems: true }) }, { additionalProperties: false });
+export const PinnedContent = Type.Object(
+  { pinned: Type.Array(EventId, { maxItems: 100, uniqueItems: true }) },
+  { additionalProperties: false },
+);
 export const CanonicalAliasContent = Type.Object({ alias: Type.Union([RoomAlias, Type.Null()]) }, { additionalProperties: false });
 export const EncryptionContent = Type.Object(
   { algorithm: Type.String({ maxLength: 128 }), rotation_period_ms: Type.Optional(Type.Integer({ minimum: 0 })) },
   { additionalProperties: false },
 );
 export const SpaceChildContent = Type.Object(
-  { via: Type.Optional(Type.Array(Type.String({ maxLength: 255 }), { maxItems: 20 })), order: Type.Optional(Type.String({ maxLength: 64 })) },
+  {
+    via: Type.Optional(Type.Array(Type.String({ maxLength: 255 }), { maxItems: 20 })),
+    order: Type.Optional(Type.String({ maxLength: 64 })),
+  },
   { additionalProperties: false },
 );
 export const ReactionContent = Type.Object(

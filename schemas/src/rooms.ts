@@ -122,5 +122,3 @@ export type Hierarchy = Static<typeof Hierarchy>;
 export const SearchResult = Type.Object({ rank: Type.Number(), event: ClientEvent });
 export const SearchResponse = Type.Object({ results: Type.Array(SearchResult), count: Type.Integer(), next: Type.Optional(Type.String()) });
 export type SearchResponse = Static<typeof SearchResponse>;
-
-

@@ -269,6 +269,42 @@ export class ParleyClient {
       throw networkError(method, url, err);
     }
   }
+
+  /**
+   * A request whose body or answer is not JSON (media). Authenticates, refreshes and
+   * retries once exactly like `request`, so `body` must be re-sendable (bytes, Blob or
+   * string, not a stream). Resolves to the Response, body unread, when the status is
+   * below 400; rejects with ParleyApiError otherwise.
+   */
+  async requestRaw(
+    method: HttpMethod,
+    path: string,
+    body?: Blob | Uint8Array<ArrayBuffer> | string | null,
+    headers: Record<string, string> = {},
+  ): Promise<Response> {
+    if (typeof path !== 'string' || !path.startsWith('/')) throw new TypeError('path must start with "/"');
+    if (body != null && method === 'GET') throw new TypeError('a GET request cannot carry a body');
+    const url = this.baseUrl + path;
+    const send = async (token: string): Promise<Response> => {
+      const init: RequestInit = { method, headers: { ...headers, authorization: `Bearer ${token}` } };
+      if (body != null) init.body = body;
+      try {
+        return await this.#fetch(url, init);
+      } catch (err) {
+        throw networkError(method, url, err);
+      }
+    };
+    const token = await this.#accessToken();
+    let res = await send(token);
+    if (res.status === 401) {
+      const err = errorFromResponse(res.status, res.headers, await res.text());
+      if (!REFRESHABLE_CODES.has(err.code) || this.#session === null) throw err;
+      if (this.#session.access_token === token) await this.refresh();
+      res = await send(this.#requireSession().access_token);
+    }
+    if (res.status >= 400) throw errorFromResponse(res.status, res.headers, await res.text());
+    return res;
+  }
 }
 
 function parseReply<T>(reply: Reply): T {

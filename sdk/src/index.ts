@@ -5,6 +5,7 @@ export {
   type ParleyClientOptions,
   type RequestOptions,
 } from './client.js';
+export { getPublicKey, signEd25519, verifyEd25519 } from './crypto/ed25519.js';
 export {
   errorFromResponse,
   isParleyApiError,
@@ -12,4 +13,13 @@ export {
   type ParleyApiErrorInit,
   type ParleyErrorCode,
 } from './errors.js';
+export {
+  type DownloadedMedia,
+  downloadMedia,
+  filenameFromDisposition,
+  getMediaInfo,
+  type UploadMediaOptions,
+  uploadMedia,
+} from './media.js';
+export { newTxnId, RoomsApi } from './rooms.js';
 export type { StoredSession } from './session.js';

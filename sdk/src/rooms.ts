@@ -50,7 +50,11 @@ export class RoomsApi {
   }
 
   private membership(action: 'invite' | 'kick' | 'ban' | 'unban', roomId: string, userId: string, reason?: string): Promise<SendResponse> {
-    return this.client.request('POST', `/api/v1/rooms/${enc(roomId)}/${action}`, reason ? { user_id: userId, reason } : { user_id: userId });
+    return this.client.request(
+      'POST',
+      `/api/v1/rooms/${enc(roomId)}/${action}`,
+      reason ? { user_id: userId, reason } : { user_id: userId },
+    );
   }
   invite(roomId: string, userId: string, reason?: string) {
     return this.membership('invite', roomId, userId, reason);
@@ -83,7 +87,11 @@ export class RoomsApi {
   }
 
   reply(roomId: string, eventId: string, body: string, thread = false): Promise<SendResponse> {
-    return this.send(roomId, 'room.message', { body, msgtype: 'text', relates_to: { type: thread ? 'thread' : 'reply', event_id: eventId } });
+    return this.send(roomId, 'room.message', {
+      body,
+      msgtype: 'text',
+      relates_to: { type: thread ? 'thread' : 'reply', event_id: eventId },
+    });
   }
 
   react(roomId: string, eventId: string, key: string): Promise<SendResponse> {
@@ -123,7 +131,9 @@ export class RoomsApi {
   }
 
   async relations(roomId: string, eventId: string, type?: 'replace' | 'reply' | 'thread' | 'annotation'): Promise<ClientEvent[]> {
-    return (await this.client.request<{ chunk: ClientEvent[] }>('GET', `/api/v1/rooms/${enc(roomId)}/relations/${enc(eventId)}${query({ type })}`)).chunk;
+    return (
+      await this.client.request<{ chunk: ClientEvent[] }>('GET', `/api/v1/rooms/${enc(roomId)}/relations/${enc(eventId)}${query({ type })}`)
+    ).chunk;
   }
 
   markRead(roomId: string, eventId: string): Promise<Record<string, never>> {

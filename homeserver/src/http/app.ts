@@ -3,7 +3,10 @@ import Koa from 'koa';
 import { accountRoutes } from '../api/client/account.js';
 import { authRoutes } from '../api/client/auth.js';
 import { deviceRoutes } from '../api/client/devices.js';
+import { directoryRoutes } from '../api/client/directory.js';
+import { mediaRoutes } from '../api/client/media.js';
 import { profileRoutes } from '../api/client/profile.js';
+import { roomRoutes } from '../api/client/rooms.js';
 import { opsRoutes } from '../api/ops.js';
 import { ParleyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -32,7 +35,7 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     cors({
       origin: '*',
       allowHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'],
-      exposeHeaders: ['Retry-After', 'X-Request-Id'],
+      exposeHeaders: ['Retry-After', 'X-Request-Id', 'Content-Disposition', 'Content-Range'],
       maxAge: 600,
     }),
   );
@@ -43,7 +46,16 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     await next();
   });
 
-  for (const router of [opsRoutes(s, metrics), authRoutes(s), accountRoutes(s), deviceRoutes(s), profileRoutes(s)]) {
+  for (const router of [
+    opsRoutes(s, metrics),
+    authRoutes(s),
+    accountRoutes(s),
+    deviceRoutes(s),
+    profileRoutes(s),
+    roomRoutes(s),
+    directoryRoutes(s),
+    mediaRoutes(s),
+  ]) {
     app.use(router.routes());
     app.use(router.allowedMethods({ throw: true }));
   }

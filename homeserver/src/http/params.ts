@@ -1,4 +1,4 @@
-import { EVENT_ID_PATTERN, ROOM_ALIAS_PATTERN, ROOM_ID_PATTERN, parseUserId } from '@parley/schemas';
+import { EVENT_ID_PATTERN, parseUserId, ROOM_ALIAS_PATTERN, ROOM_ID_PATTERN } from '@parley/schemas';
 import { badRequest } from '../errors.js';
 import type { AppContext } from './context.js';
 
@@ -16,7 +16,8 @@ function param(ctx: AppContext, name: string): string {
 
 function matching(ctx: AppContext, name: string, re: RegExp, what: string): string {
   const v = param(ctx, name);
-  if (v.length > 255 || !re.test(v) || !v.isWellFormed()) throw badRequest('PARLEY_INVALID_PARAM', `${name} in the path is not ${what}`, name);
+  if (v.length > 255 || !re.test(v) || !v.isWellFormed())
+    throw badRequest('PARLEY_INVALID_PARAM', `${name} in the path is not ${what}`, name);
   return v;
 }
 
@@ -33,7 +34,8 @@ export function roomOrAliasParam(ctx: AppContext, name = 'roomId'): string {
 
 export function stateKeyParam(ctx: AppContext, name = 'stateKey'): string {
   const v = ctx.params[name] ?? '';
-  if (v.length > 255 || v.includes('\u0000') || !v.isWellFormed()) throw badRequest('PARLEY_INVALID_PARAM', `${name} is not a valid state key`, name);
+  if (v.length > 255 || v.includes('\u0000') || !v.isWellFormed())
+    throw badRequest('PARLEY_INVALID_PARAM', `${name} is not a valid state key`, name);
   return v;
 }
 

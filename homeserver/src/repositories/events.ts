@@ -68,7 +68,9 @@ export class EventRepository {
 
   /** Replaces an event by its redacted form and records what redacted it. */
   async markRedacted(eventId: string, redacted: RoomEvent, redactedBy: string, trx: Db): Promise<void> {
-    await trx('events').where({ event_id: eventId }).update({ event: JSON.stringify(redacted), redacted_by: redactedBy });
+    await trx('events')
+      .where({ event_id: eventId })
+      .update({ event: JSON.stringify(redacted), redacted_by: redactedBy });
   }
 
   /** Live (unredacted) events relating to any of the targets. */
@@ -127,7 +129,10 @@ export class EventRepository {
       .whereNull('redacted_by')
       .whereRaw("search_tsv @@ websearch_to_tsquery('simple', ?)", [query])
       .select([...COLUMNS, this.db.raw("ts_rank(search_tsv, websearch_to_tsquery('simple', ?)) as rank", [query])])
-      .orderBy([{ column: 'rank', order: 'desc' }, { column: 'origin_ts', order: 'desc' }])
+      .orderBy([
+        { column: 'rank', order: 'desc' },
+        { column: 'origin_ts', order: 'desc' },
+      ])
       .limit(limit)
       .offset(offset);
   }

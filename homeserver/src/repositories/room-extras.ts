@@ -4,7 +4,12 @@ import type { Db } from '../db/database.js';
 export class TxnRepository {
   constructor(private readonly db: Db) {}
 
-  async find(userId: string, deviceId: string, txnId: string, trx: Db = this.db): Promise<{ room_id: string; event_id: string } | undefined> {
+  async find(
+    userId: string,
+    deviceId: string,
+    txnId: string,
+    trx: Db = this.db,
+  ): Promise<{ room_id: string; event_id: string } | undefined> {
     return trx('txn_ids').where({ user_id: userId, device_id: deviceId, txn_id: txnId }).first('room_id', 'event_id');
   }
 
@@ -18,7 +23,10 @@ export class TxnRepository {
     return new Map(rows.map((r) => [r.event_id, r.txn_id]));
   }
 
-  async insert(row: { user_id: string; device_id: string; txn_id: string; room_id: string; event_id: string; created_ts: number }, trx: Db): Promise<void> {
+  async insert(
+    row: { user_id: string; device_id: string; txn_id: string; room_id: string; event_id: string; created_ts: number },
+    trx: Db,
+  ): Promise<void> {
     await trx('txn_ids').insert(row);
   }
 }
@@ -33,7 +41,11 @@ export class AliasRepository {
 
   /** False when the alias is taken. */
   async insert(alias: string, roomId: string, createdBy: string, ts: number, trx: Db = this.db): Promise<boolean> {
-    const rows = await trx('room_aliases').insert({ alias, room_id: roomId, created_by: createdBy, created_ts: ts }).onConflict('alias').ignore().returning('alias');
+    const rows = await trx('room_aliases')
+      .insert({ alias, room_id: roomId, created_by: createdBy, created_ts: ts })
+      .onConflict('alias')
+      .ignore()
+      .returning('alias');
     return rows.length === 1;
   }
 
@@ -47,7 +59,10 @@ export class AliasRepository {
 
   async forRooms(roomIds: string[]): Promise<Map<string, string>> {
     if (roomIds.length === 0) return new Map();
-    const rows = await this.db('room_aliases').whereIn('room_id', roomIds).orderBy('created_ts', 'asc').select<{ alias: string; room_id: string }[]>('alias', 'room_id');
+    const rows = await this.db('room_aliases')
+      .whereIn('room_id', roomIds)
+      .orderBy('created_ts', 'asc')
+      .select<{ alias: string; room_id: string }[]>('alias', 'room_id');
     const out = new Map<string, string>();
     for (const r of rows) if (!out.has(r.room_id)) out.set(r.room_id, r.alias);
     return out;
@@ -69,7 +84,10 @@ export class ReadMarkerRepository {
 
   async forUser(userId: string, roomIds: string[]): Promise<Map<string, number>> {
     if (roomIds.length === 0) return new Map();
-    const rows = await this.db('read_markers').where({ user_id: userId }).whereIn('room_id', roomIds).select<{ room_id: string; seq: number }[]>('room_id', 'seq');
+    const rows = await this.db('read_markers')
+      .where({ user_id: userId })
+      .whereIn('room_id', roomIds)
+      .select<{ room_id: string; seq: number }[]>('room_id', 'seq');
     return new Map(rows.map((r) => [r.room_id, r.seq]));
   }
 }

@@ -84,7 +84,9 @@ export class RoomRepository {
   }
 
   async membership(roomId: string, userId: string, trx: Db = this.db): Promise<Membership | undefined> {
-    const row = await trx('memberships').where({ room_id: roomId, user_id: userId }).first<{ membership: Membership } | undefined>('membership');
+    const row = await trx('memberships')
+      .where({ room_id: roomId, user_id: userId })
+      .first<{ membership: Membership } | undefined>('membership');
     return row?.membership;
   }
 
@@ -110,7 +112,10 @@ export class RoomRepository {
 
   /** Rooms where the user is joined, invited or knocking. */
   async roomsOf(userId: string): Promise<Array<{ room_id: string; membership: Membership }>> {
-    return this.db('memberships').where({ user_id: userId }).whereIn('membership', ['join', 'invite', 'knock']).select('room_id', 'membership');
+    return this.db('memberships')
+      .where({ user_id: userId })
+      .whereIn('membership', ['join', 'invite', 'knock'])
+      .select('room_id', 'membership');
   }
 
   async roomsByIds(roomIds: string[]): Promise<RoomRow[]> {

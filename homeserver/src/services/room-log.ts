@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { signEvent, signRecord, recordHash } from '@parley/federation/events';
+import { recordHash, signEvent, signRecord } from '@parley/federation/events';
 import { authorize, historyVisibility, type StateMap, stateKey as stateMapKey } from '@parley/federation/room';
 import type { Membership, RoomEvent } from '@parley/schemas';
 import type { Db } from '../db/database.js';

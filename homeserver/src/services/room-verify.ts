@@ -41,6 +41,13 @@ export class RoomVerifier {
       server === this.identity.serverName && keyId === this.identity.keyId ? this.identity.publicKey : undefined;
     const result = verifyChain(entries, keyRing, authorize, { redactedEventIds });
     if (result.ok) return { ok: true, room_id: roomId, events: result.count, head: result.head ?? '' };
-    return { ok: false, room_id: roomId, seq: result.seq, event_id: result.event_id ?? '(unknown)', kind: result.kind, reason: result.reason };
+    return {
+      ok: false,
+      room_id: roomId,
+      seq: result.seq,
+      event_id: result.event_id ?? '(unknown)',
+      kind: result.kind,
+      reason: result.reason,
+    };
   }
 }

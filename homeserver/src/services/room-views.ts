@@ -1,6 +1,6 @@
 import { can, type StateMap, stateKey as stateMapKey } from '@parley/federation/room';
 import type { ClientEvent, Member, PublicRoom, RoomEvent, RoomSummary } from '@parley/schemas';
-import { ParleyError, forbidden, notFound } from '../errors.js';
+import { forbidden, notFound, ParleyError } from '../errors.js';
 import type { EventRepository } from '../repositories/events.js';
 import type { AliasRepository, ReadMarkerRepository } from '../repositories/room-extras.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
@@ -28,7 +28,10 @@ export class RoomViews {
   ) {}
 
   private async summaryState(roomId: string): Promise<Map<string, RoomEvent>> {
-    const events = await this.rooms.stateEvents(roomId, SUMMARY_TYPES.map((type) => ({ type, stateKey: '' })));
+    const events = await this.rooms.stateEvents(
+      roomId,
+      SUMMARY_TYPES.map((type) => ({ type, stateKey: '' })),
+    );
     return new Map(events.map((e) => [e.type, e]));
   }
 
@@ -74,9 +77,7 @@ export class RoomViews {
   async members(auth: AuthContext, roomId: string): Promise<Member[]> {
     await this.timeline.reader(auth, roomId);
     const members = await this.rooms.members(roomId);
-    const memberEvents = new Map(
-      (await this.rooms.stateEvents(roomId, [{ type: 'room.member' }])).map((e) => [e.state_key as string, e]),
-    );
+    const memberEvents = new Map((await this.rooms.stateEvents(roomId, [{ type: 'room.member' }])).map((e) => [e.state_key as string, e]));
     const [rolesEvent] = await this.rooms.stateEvents(roomId, [{ type: 'room.roles', stateKey: '' }]);
     const roles = (rolesEvent?.content.users ?? {}) as Record<string, string[]>;
     return members.map((m) => ({
@@ -91,7 +92,10 @@ export class RoomViews {
   async state(auth: AuthContext, roomId: string): Promise<ClientEvent[]> {
     const reader = await this.timeline.reader(auth, roomId);
     const rows = await this.events.findMany(await this.rooms.stateEventIds(roomId));
-    return this.timeline.toClient(rows.sort((a, b) => a.seq - b.seq), reader);
+    return this.timeline.toClient(
+      rows.sort((a, b) => a.seq - b.seq),
+      reader,
+    );
   }
 
   async stateContent(auth: AuthContext, roomId: string, type: string, stateKey: string): Promise<Record<string, unknown>> {
@@ -116,7 +120,8 @@ export class RoomViews {
 
   async directory(limit: number, since: string | undefined, search: string | null): Promise<{ chunk: PublicRoom[]; next?: string }> {
     const offset = since === undefined ? 0 : Number(/^o(\d{1,9})$/.exec(since)?.[1] ?? Number.NaN);
-    if (!Number.isInteger(offset)) throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'since is not a token from this server', { field: 'since' });
+    if (!Number.isInteger(offset))
+      throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'since is not a token from this server', { field: 'since' });
     const rows = await this.rooms.publishedRooms(limit + 1, offset, search);
     const chunk = await Promise.all(rows.slice(0, limit).map((r) => this.publicRoom(r)));
     return rows.length > limit ? { chunk, next: `o${offset + limit}` } : { chunk };

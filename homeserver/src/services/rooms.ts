@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { defaultRoles } from '@parley/federation/room';
 import { redact } from '@parley/federation/events';
+import { defaultRoles } from '@parley/federation/room';
 import {
   AvatarContent,
   CanonicalAliasContent,
@@ -20,7 +20,7 @@ import {
   TopicContent,
 } from '@parley/schemas';
 import type { Db } from '../db/database.js';
-import { ParleyError, badRequest, forbidden, notFound } from '../errors.js';
+import { badRequest, forbidden, notFound, ParleyError } from '../errors.js';
 import type { EventRepository } from '../repositories/events.js';
 import type { AliasRepository, TxnRepository } from '../repositories/room-extras.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
@@ -100,13 +100,23 @@ export class RoomService {
       const me = auth.userId;
       const profile = await this.d.users.findById(me, trx);
       const drafts: Draft[] = [
-        { type: 'room.create', state_key: '', sender: me, content: { creator: me, kind, version: 1, ...(req.parent ? { parent: req.parent } : {}) } },
+        {
+          type: 'room.create',
+          state_key: '',
+          sender: me,
+          content: { creator: me, kind, version: 1, ...(req.parent ? { parent: req.parent } : {}) },
+        },
         { type: 'room.member', state_key: me, sender: me, content: { membership: 'join', displayname: profile?.displayname ?? null } },
       ];
       // Channels inherit the space's roles; everything else starts with the default set.
       if (!req.parent) drafts.push({ type: 'room.roles', state_key: '', sender: me, content: defaultRoles(me) });
       drafts.push({ type: 'room.join_rules', state_key: '', sender: me, content: { join_rule: joinRule } });
-      drafts.push({ type: 'room.history_visibility', state_key: '', sender: me, content: { history_visibility: req.history_visibility ?? 'shared' } });
+      drafts.push({
+        type: 'room.history_visibility',
+        state_key: '',
+        sender: me,
+        content: { history_visibility: req.history_visibility ?? 'shared' },
+      });
       if (req.name) drafts.push({ type: 'room.name', state_key: '', sender: me, content: { name: req.name } });
       if (req.topic) drafts.push({ type: 'room.topic', state_key: '', sender: me, content: { topic: req.topic } });
       if (alias) drafts.push({ type: 'room.canonical_alias', state_key: '', sender: me, content: { alias } });
@@ -138,7 +148,12 @@ export class RoomService {
   async join(auth: AuthContext, idOrAlias: string): Promise<{ room_id: string }> {
     const roomId = await this.resolve(idOrAlias);
     const profile = await this.d.users.findById(auth.userId);
-    await this.write(roomId, { type: 'room.member', state_key: auth.userId, sender: auth.userId, content: { membership: 'join', displayname: profile?.displayname ?? null } });
+    await this.write(roomId, {
+      type: 'room.member',
+      state_key: auth.userId,
+      sender: auth.userId,
+      content: { membership: 'join', displayname: profile?.displayname ?? null },
+    });
     return { room_id: roomId };
   }
 
@@ -146,7 +161,13 @@ export class RoomService {
     return this.membership(auth, roomId, auth.userId, 'leave', reason);
   }
 
-  async membership(auth: AuthContext, roomId: string, target: string, membership: 'invite' | 'leave' | 'ban', reason?: string): Promise<SendResponse> {
+  async membership(
+    auth: AuthContext,
+    roomId: string,
+    target: string,
+    membership: 'invite' | 'leave' | 'ban',
+    reason?: string,
+  ): Promise<SendResponse> {
     const content: Record<string, unknown> = { membership };
     if (reason) content.reason = reason;
     return this.write(roomId, { type: 'room.member', state_key: target, sender: auth.userId, content });
@@ -165,7 +186,13 @@ export class RoomService {
     return this.membership(auth, roomId, target, 'leave', reason);
   }
 
-  async setState(auth: AuthContext, roomId: string, type: string, stateKey: string, content: Record<string, unknown>): Promise<SendResponse> {
+  async setState(
+    auth: AuthContext,
+    roomId: string,
+    type: string,
+    stateKey: string,
+    content: Record<string, unknown>,
+  ): Promise<SendResponse> {
     if (type === 'room.member') throw badRequest('PARLEY_INVALID_PARAM', 'use join, leave, invite, kick and ban for membership', 'type');
     if (type === 'room.create') throw forbidden('room.create cannot be sent again');
     const schema = CONTENT_SCHEMAS[type];
@@ -214,7 +241,8 @@ export class RoomService {
     const rel = content.relates_to as { type?: string; event_id?: string; key?: string } | undefined;
     if (!rel?.event_id) return;
     const target = await this.d.events.find(rel.event_id, trx);
-    if (!target || target.room_id !== room.room_id) throw badRequest('PARLEY_INVALID_PARAM', `relates_to.event_id ${rel.event_id} is not in this room`, 'relates_to');
+    if (!target || target.room_id !== room.room_id)
+      throw badRequest('PARLEY_INVALID_PARAM', `relates_to.event_id ${rel.event_id} is not in this room`, 'relates_to');
     if (target.redacted_by) throw badRequest('PARLEY_INVALID_PARAM', 'cannot relate to a redacted event', 'relates_to');
     if (rel.type === 'replace' && target.sender !== sender) throw forbidden('you can only edit your own messages');
     if (rel.type === 'annotation' && rel.key && (await this.d.events.findReaction(rel.event_id, sender, rel.key, trx))) {
@@ -235,7 +263,14 @@ export class RoomService {
         const room = await this.lockLocal(roomId, trx);
         const appended = await work(trx, room);
         await this.d.txns.insert(
-          { user_id: auth.userId, device_id: auth.deviceId, txn_id: txnId, room_id: roomId, event_id: appended.eventId, created_ts: this.d.clock.now() },
+          {
+            user_id: auth.userId,
+            device_id: auth.deviceId,
+            txn_id: txnId,
+            room_id: roomId,
+            event_id: appended.eventId,
+            created_ts: this.d.clock.now(),
+          },
           trx,
         );
         return { event_id: appended.eventId, seq: appended.seq };
@@ -251,7 +286,8 @@ export class RoomService {
   }
 
   private async answerFor(eventId: string, txnRoom: string, roomId: string): Promise<SendResponse> {
-    if (txnRoom !== roomId) throw new ParleyError(409, 'PARLEY_INVALID_PARAM', 'this txnId was already used in another room', { field: 'txnId' });
+    if (txnRoom !== roomId)
+      throw new ParleyError(409, 'PARLEY_INVALID_PARAM', 'this txnId was already used in another room', { field: 'txnId' });
     const row = await this.d.events.find(eventId);
     return row ? { event_id: eventId, seq: row.seq } : { event_id: eventId };
   }

@@ -1,5 +1,5 @@
-import type { HistoryVisibility, SearchResponse } from '@parley/schemas';
 import { canSee } from '@parley/federation/room';
+import type { HistoryVisibility, SearchResponse } from '@parley/schemas';
 import { badRequest } from '../errors.js';
 import type { EventRepository } from '../repositories/events.js';
 import type { RoomRepository } from '../repositories/rooms.js';
@@ -17,7 +17,13 @@ export class SearchService {
     private readonly timeline: TimelineService,
   ) {}
 
-  async search(auth: AuthContext, query: string, roomId: string | undefined, limit: number, next: string | undefined): Promise<SearchResponse> {
+  async search(
+    auth: AuthContext,
+    query: string,
+    roomId: string | undefined,
+    limit: number,
+    next: string | undefined,
+  ): Promise<SearchResponse> {
     const offset = next === undefined ? 0 : Number(/^o(\d{1,9})$/.exec(next)?.[1] ?? Number.NaN);
     if (!Number.isInteger(offset)) throw badRequest('PARLEY_INVALID_PARAM', 'next is not a token from this server', 'next');
     const mine = (await this.rooms.roomsOf(auth.userId)).filter((m) => m.membership === 'join').map((m) => m.room_id);

@@ -124,7 +124,8 @@ export class TimelineService {
 
   private async visibleRow(reader: Reader, eventId: string): Promise<EventRow> {
     const row = await this.events.find(eventId);
-    if (!row || row.room_id !== reader.room.room_id || !this.visible(reader, row)) throw notFound(`no event ${eventId} visible in this room`);
+    if (!row || row.room_id !== reader.room.room_id || !this.visible(reader, row))
+      throw notFound(`no event ${eventId} visible in this room`);
     return row;
   }
 

@@ -41,7 +41,13 @@ export function directoryRoutes(s: Services): Router<AppState> {
   router.get('/search', auth, async (ctx: AppContext) => {
     const q = queryString(ctx, 'q', 512);
     if (!q?.trim()) throw badRequest('PARLEY_MISSING_PARAM', 'q is required', 'q');
-    ctx.body = await s.search.search(authOf(ctx), q, queryString(ctx, 'room_id', 255), queryInt(ctx, 'limit', 20, 1, 100), queryString(ctx, 'next', 16));
+    ctx.body = await s.search.search(
+      authOf(ctx),
+      q,
+      queryString(ctx, 'room_id', 255),
+      queryInt(ctx, 'limit', 20, 1, 100),
+      queryString(ctx, 'next', 16),
+    );
   });
 
   return router;

@@ -6,7 +6,16 @@ import type { AppContext, AppState } from '../../http/context.js';
 import { authOf } from '../../http/context.js';
 import { requireAuth } from '../../http/middleware/auth.js';
 import { readBody } from '../../http/middleware/body.js';
-import { eventIdParam, eventTypeParam, queryInt, queryString, roomIdParam, roomOrAliasParam, stateKeyParam, txnIdParam } from '../../http/params.js';
+import {
+  eventIdParam,
+  eventTypeParam,
+  queryInt,
+  queryString,
+  roomIdParam,
+  roomOrAliasParam,
+  stateKeyParam,
+  txnIdParam,
+} from '../../http/params.js';
 import type { Services } from '../../services/index.js';
 import { MAX_PAGE } from '../../services/timeline.js';
 

@@ -1,0 +1,172 @@
+import { randomBytes } from 'node:crypto';
+import type { ReadStream } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { MediaInfo, MediaUploadResponse } from '@parley/schemas';
+import { fileTypeFromFile } from 'file-type';
+import type { Config } from '../config.js';
+import type { Db } from '../db/database.js';
+import { notFound, ParleyError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { MediaRepository, type MediaRow } from '../repositories/media.js';
+import type { Clock } from './clock.js';
+import { isInlineSafe, sniffText } from './media-policy.js';
+import { MediaStore, type ReceivedFile, UploadLimitError } from './media-store.js';
+import type { AuthContext } from './sessions.js';
+
+export interface MediaLimits {
+  maxUploadBytes: number;
+  userQuotaBytes: number;
+}
+
+export interface MediaDeps {
+  db: Db;
+  media: MediaRepository;
+  store: MediaStore;
+  clock: Clock;
+  serverName: string;
+  limits: MediaLimits;
+  log: Logger;
+}
+
+export interface UploadRequest {
+  /** Content-Length when the client sent one; checked before reading a byte. */
+  declaredBytes: number | null;
+  clientContentType: string | null;
+  filename: string | null;
+}
+
+const tooLarge = (max: number) =>
+  new ParleyError(413, 'PARLEY_TOO_LARGE', `the file is larger than this server's upload cap of ${max} bytes`);
+const overQuota = (quota: number) =>
+  new ParleyError(403, 'PARLEY_QUOTA_EXCEEDED', `this upload would exceed your media quota of ${quota} bytes`);
+
+/** 24 random bytes: unguessable, so a media ID is also the capability to fetch it. */
+function newMediaId(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+export class MediaService {
+  constructor(private readonly deps: MediaDeps) {}
+
+  contentUri(mediaId: string): string {
+    return `parley://${this.deps.serverName}/${mediaId}`;
+  }
+
+  async upload(auth: AuthContext, body: Readable, req: UploadRequest): Promise<MediaUploadResponse> {
+    const { media, store, limits } = this.deps;
+    const used = await media.bytesUsedBy(auth.userId);
+    const remaining = Math.max(0, limits.userQuotaBytes - used);
+    if (req.declaredBytes !== null && req.declaredBytes > limits.maxUploadBytes) throw tooLarge(limits.maxUploadBytes);
+    if (req.declaredBytes !== null && req.declaredBytes > remaining) throw overQuota(limits.userQuotaBytes);
+
+    const limit = Math.min(limits.maxUploadBytes, remaining);
+    let file: ReceivedFile;
+    try {
+      file = await store.receive(body, limit);
+    } catch (err) {
+      if (err instanceof UploadLimitError) throw limit === limits.maxUploadBytes ? tooLarge(limit) : overQuota(limits.userQuotaBytes);
+      // A client that hung up will not read the answer; disk failures stay 500s.
+      if (body.destroyed || body.readableAborted) {
+        throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'the upload was interrupted before the body was complete');
+      }
+      throw err;
+    }
+
+    try {
+      const row: MediaRow = {
+        media_id: newMediaId(),
+        uploader: auth.userId,
+        content_type: await this.#sniff(file),
+        client_content_type: req.clientContentType,
+        filename: req.filename,
+        size: file.size,
+        sha256: file.sha256,
+        created_ts: this.deps.clock.now(),
+      };
+      await this.#commit(row, file.tempPath);
+      this.deps.log.info({ media_id: row.media_id, size: row.size, content_type: row.content_type }, 'media uploaded');
+      return { content_uri: this.contentUri(row.media_id), media_id: row.media_id, content_type: row.content_type, size: row.size };
+    } finally {
+      await store.discard(file.tempPath);
+    }
+  }
+
+  /** The row for a local media ID; remote media is not fetched over federation yet. */
+  async get(serverName: string, mediaId: string): Promise<MediaRow> {
+    if (serverName !== this.deps.serverName) throw notFound(`media from ${serverName} is not available here (no remote media yet)`);
+    const row = await this.deps.media.findById(mediaId);
+    if (!row) throw notFound(`no media ${mediaId}`);
+    return row;
+  }
+
+  info(row: MediaRow): MediaInfo {
+    return {
+      content_uri: this.contentUri(row.media_id),
+      media_id: row.media_id,
+      content_type: row.content_type,
+      size: row.size,
+      filename: row.filename,
+      sha256: row.sha256,
+      created_ts: row.created_ts,
+      inline: isInlineSafe(row.content_type),
+    };
+  }
+
+  /** The stored bytes (inclusive range), or 404 when the row outlived its file. */
+  async open(row: MediaRow, range?: { start: number; end: number }): Promise<ReadStream> {
+    const stream = await this.deps.store.open(row.media_id, range?.start, range?.end);
+    if (!stream) throw this.#missing(row);
+    return stream;
+  }
+
+  async ensureStored(row: MediaRow): Promise<void> {
+    if (!(await this.deps.store.exists(row.media_id))) throw this.#missing(row);
+  }
+
+  #missing(row: MediaRow): ParleyError {
+    this.deps.log.warn({ media_id: row.media_id }, 'media row has no file on disk');
+    return notFound(`no media ${row.media_id}`);
+  }
+
+  // Magic bytes first (file-type reads what it needs from disk); text only when nothing
+  // binary matched; the client's claim is never consulted.
+  async #sniff(file: ReceivedFile): Promise<string> {
+    const detected = await fileTypeFromFile(file.tempPath);
+    if (detected) return detected.mime;
+    if (file.isText) return sniffText(file.head);
+    return 'application/octet-stream';
+  }
+
+  // The quota is checked again under a per-user lock: the first check ran before the
+  // bytes arrived, and parallel uploads may have landed meanwhile. The file is moved into
+  // place before the row commits, so a crash leaves at worst an orphan file, never a row
+  // pointing at nothing.
+  async #commit(row: MediaRow, tempPath: string): Promise<void> {
+    const { db, media, store, limits } = this.deps;
+    await db.transaction(async (trx) => {
+      await media.lockQuota(row.uploader, trx);
+      if ((await media.bytesUsedBy(row.uploader, trx)) + row.size > limits.userQuotaBytes) throw overQuota(limits.userQuotaBytes);
+      await store.commit(tempPath, row.media_id);
+      try {
+        await media.insert(row, trx);
+      } catch (err) {
+        await store.discard(store.pathOf(row.media_id));
+        throw err;
+      }
+    });
+  }
+}
+
+/** The media service on local disk under `data_dir/media`, as configured. */
+export function createMediaService(config: Config, db: Db, clock: Clock, log: Logger): MediaService {
+  return new MediaService({
+    db,
+    media: new MediaRepository(db),
+    store: new MediaStore(path.join(config.data_dir, 'media')),
+    clock,
+    serverName: config.server_name,
+    limits: { maxUploadBytes: config.media.max_upload_bytes, userQuotaBytes: config.media.user_quota_bytes },
+    log,
+  });
+}
