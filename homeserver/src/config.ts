@@ -79,6 +79,7 @@ export const ConfigSchema = Type.Object(
     ),
     media: Type.Object(
       {
+        upload_timeout_ms: Type.Integer({ minimum: 10_000, description: 'time allowed to receive one upload body' }),
         max_upload_bytes: Type.Integer({ minimum: 1, description: 'largest single upload' }),
         user_quota_bytes: Type.Integer({ minimum: 0, description: 'total stored per account' }),
       },
@@ -125,7 +126,7 @@ export function defaultConfig(): Config {
       login_per_account: { burst: 5, per_minute: 3 },
       refresh_per_ip: { burst: 60, per_minute: 60 },
     },
-    media: { max_upload_bytes: 50 * 1024 * 1024, user_quota_bytes: 1024 * 1024 * 1024 },
+    media: { max_upload_bytes: 50 * 1024 * 1024, user_quota_bytes: 1024 * 1024 * 1024, upload_timeout_ms: 600_000 },
     logging: { level: 'info' },
   };
 }

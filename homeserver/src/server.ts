@@ -72,7 +72,9 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   const app = createApp(services, metrics);
 
   const server = http.createServer(app.callback());
-  server.requestTimeout = config.http.request_timeout_ms;
+  // Node's requestTimeout bounds receiving a whole request body, so uploads set the ceiling;
+  // JSON bodies are capped at 64 KiB and arrive long before it.
+  server.requestTimeout = Math.max(config.http.request_timeout_ms, config.media.upload_timeout_ms);
   server.headersTimeout = Math.min(config.http.request_timeout_ms, 20_000);
   server.keepAliveTimeout = 5_000;
   try {
