@@ -9,7 +9,7 @@ export default defineConfig({
       {
         test: {
           name: 'fast',
-          include: ['{schemas,homeserver,sdk}/test/**/*.test.ts'],
+          include: ['{schemas,homeserver,sdk,federation}/test/**/*.test.ts'],
           exclude: ['**/*.slow.test.ts', '**/node_modules/**'],
           testTimeout: 30_000,
           hookTimeout: 60_000,
@@ -18,7 +18,7 @@ export default defineConfig({
       {
         test: {
           name: 'slow',
-          include: ['{schemas,homeserver,sdk}/test/**/*.slow.test.ts'],
+          include: ['{schemas,homeserver,sdk,federation}/test/**/*.slow.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
           fileParallelism: false,

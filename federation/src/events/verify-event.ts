@@ -1,0 +1,77 @@
+import { check, RoomEvent } from '@parley/schemas';
+import { sha256B64u } from '../canonical/index.js';
+import type { KeyRing } from '../keys/signing-key.js';
+import { contentHash, signingPayload } from './hashes.js';
+import { userServer } from './ids.js';
+import { isRedacted } from './redact.js';
+import { checkServerSignature } from './signatures.js';
+import { checkEventSize } from './size.js';
+
+export type EventFailureKind = 'malformed' | 'size' | 'signature' | 'content_hash';
+export type VerifyEventResult = { ok: true; eventId: string; redacted: boolean } | { ok: false; kind: EventFailureKind; reason: string };
+
+export interface VerifyEventOptions {
+  /**
+   * Accept an event whose content hash does not match when it equals its own redaction: the
+   * copy a server keeps after a redaction. Off by default, because stripping content from an
+   * unredacted event gives the same shape; the caller knows whether it expects one.
+   */
+  allowRedacted?: boolean;
+}
+
+/** What verification derives from an event once: the signed bytes and the event ID. */
+export interface PreparedEvent {
+  payload: Buffer;
+  eventId: string;
+}
+
+/** Checks shape and size and derives the payload; a failure says why. Never throws. */
+export function prepareEvent(
+  event: unknown,
+): { ok: true; event: RoomEvent; prepared: PreparedEvent } | { ok: false; kind: EventFailureKind; reason: string } {
+  try {
+    const shape = check(RoomEvent, event);
+    if (!shape.ok) return { ok: false, kind: 'malformed', reason: `event: ${shape.message}` };
+    if (userServer(shape.value.sender) === null) return { ok: false, kind: 'malformed', reason: 'event: sender is not a user ID' };
+    const size = checkEventSize(shape.value);
+    if (!size.ok) return { ok: false, kind: size.tooLarge ? 'size' : 'malformed', reason: size.reason };
+    const payload = Buffer.from(signingPayload(shape.value));
+    return { ok: true, event: shape.value, prepared: { payload, eventId: '$' + sha256B64u(payload) } };
+  } catch (err) {
+    return { ok: false, kind: 'malformed', reason: (err as Error).message };
+  }
+}
+
+/**
+ * Authorship checks on a prepared event (DESIGN §4): the origin is the sender's server and
+ * signed the redacted form, and the content hash matches (or the event is a redacted copy
+ * and the caller allows those). Never throws.
+ */
+export function verifyPreparedEvent(
+  event: RoomEvent,
+  prepared: PreparedEvent,
+  keyRing: KeyRing,
+  options: VerifyEventOptions = {},
+): VerifyEventResult {
+  try {
+    // An origin may only vouch for its own users.
+    if (event.origin !== userServer(event.sender)) {
+      return { ok: false, kind: 'signature', reason: `origin ${event.origin} is not the server of sender ${event.sender}` };
+    }
+    const signature = checkServerSignature(event.signatures, event.origin, prepared.payload, keyRing);
+    if (!signature.ok) return { ok: false, kind: 'signature', reason: signature.reason };
+    if (contentHash(event) === event.hashes.sha256) return { ok: true, eventId: prepared.eventId, redacted: false };
+    if (options.allowRedacted === true && isRedacted(event)) return { ok: true, eventId: prepared.eventId, redacted: true };
+    return { ok: false, kind: 'content_hash', reason: 'content hash mismatch' };
+  } catch (err) {
+    return { ok: false, kind: 'malformed', reason: (err as Error).message };
+  }
+}
+
+/** Verifies an event received from anywhere. Returns a failure object, never throws. */
+export function verifyEvent(event: unknown, keyRing: KeyRing, options: VerifyEventOptions = {}): VerifyEventResult {
+  const prepared = prepareEvent(event);
+  if (!prepared.ok) return prepared;
+  if (typeof keyRing !== 'function') return { ok: false, kind: 'signature', reason: 'keyRing: expected a function' };
+  return verifyPreparedEvent(prepared.event, prepared.prepared, keyRing, options ?? {});
+}

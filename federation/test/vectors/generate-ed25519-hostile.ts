@@ -1,0 +1,103 @@
+// Regenerates ed25519-hostile.json: `npx tsx federation/test/vectors/generate-ed25519-hostile.ts`.
+// Deterministic, so a re-run reproduces the committed file. Crafted signatures need point
+// arithmetic, which only noble exposes; the test then holds both verifiers to the verdicts.
+import { writeFileSync } from 'node:fs';
+import * as ed from '@noble/ed25519';
+import { sha512 } from '@noble/hashes/sha2.js';
+import rfc from './rfc8032-ed25519.json' with { type: 'json' };
+
+ed.hashes.sha512 = sha512;
+const { Point } = ed;
+const L = Point.CURVE().n;
+const P = 2n ** 255n - 19n;
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const le32 = (n: bigint) => Buffer.from(n.toString(16).padStart(64, '0'), 'hex').reverse();
+const fromLE = (b: Uint8Array) => BigInt('0x' + (Buffer.from(b).reverse().toString('hex') || '0'));
+const challenge = (r: Uint8Array, a: Uint8Array, m: Uint8Array) => fromLE(sha512(Buffer.concat([r, a, m]))) % L;
+
+const test1 = rfc.vectors[0]!;
+const seed = Buffer.from(test1.secret_key, 'hex');
+const { scalar: a, point: A } = ed.utils.getExtendedPublicKey(seed);
+const pk = Buffer.from(test1.public_key, 'hex');
+const sig = Buffer.from(test1.signature, 'hex');
+const anyMessage = Buffer.from('any message');
+
+// Generator of the torsion subgroup: the order-8 point with y = Y8 (see src/keys/weak-keys.ts).
+const T8 = Point.fromBytes(Buffer.from('26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05', 'hex'));
+const torsion = Array.from({ length: 8 }, (_, i) => (i === 0 ? Point.ZERO : T8.multiply(BigInt(i), false)));
+
+type Case = { name: string; public_key: string; message: string; signature: string; valid: boolean };
+const cases: Case[] = [];
+const add = (name: string, key: Uint8Array, message: Uint8Array, signature: Uint8Array, valid = false) =>
+  cases.push({ name, public_key: hex(key), message: hex(message), signature: hex(signature), valid });
+
+add('empty signature', pk, Buffer.alloc(0), Buffer.alloc(0));
+add('signature of 63 bytes', pk, Buffer.alloc(0), sig.subarray(0, 63));
+add('signature of 65 bytes', pk, Buffer.alloc(0), Buffer.concat([sig, Buffer.of(0)]));
+add('empty public key', Buffer.alloc(0), Buffer.alloc(0), sig);
+add('public key of 31 bytes', pk.subarray(0, 31), Buffer.alloc(0), sig);
+add('public key of 33 bytes', Buffer.concat([pk, Buffer.of(0)]), Buffer.alloc(0), sig);
+add('all zero signature', pk, Buffer.alloc(0), Buffer.alloc(64));
+
+// RFC 8032 §5.1.7 step 1: S must be below L; S + L is the same scalar, a second spelling.
+const s = fromLE(sig.subarray(32));
+add('S + L (TEST 1)', pk, Buffer.alloc(0), Buffer.concat([sig.subarray(0, 32), le32(s + L)]));
+add('S = L', pk, Buffer.alloc(0), Buffer.concat([sig.subarray(0, 32), le32(L)]));
+add('S = 2^256 - 1', pk, Buffer.alloc(0), Buffer.concat([sig.subarray(0, 32), Buffer.alloc(32, 0xff)]));
+
+// RFC 8032 §5.1.3: encodings that do not decode, as the key and as R.
+const undecodable: Array<[string, Uint8Array]> = [
+  ['y = p', le32(P)],
+  ['y = p + 1', le32(P + 1n)],
+  ['y = 2^255 - 1', le32(2n ** 255n - 1n)],
+  ['y = 2, no square root', le32(2n)],
+  ['y = 1, x = 0 with the sign bit set', le32(1n | (1n << 255n))],
+  ['y = p - 1, x = 0 with the sign bit set', le32(P - 1n + (1n << 255n))],
+];
+for (const [what, bytes] of undecodable) {
+  add(`public key ${what}`, bytes, Buffer.alloc(0), sig);
+  add(`R ${what}`, pk, Buffer.alloc(0), Buffer.concat([bytes, sig.subarray(32)]));
+}
+
+// Small-order keys: R = [r]B, S = r satisfies the cofactored equation for every message;
+// OpenSSL accepts it under the identity key. Both sides must refuse every such key.
+for (const [i, T] of torsion.entries()) {
+  const r = 1234567n;
+  add(
+    `small-order public key [${i}]T8, forged signature`,
+    T.toBytes(),
+    anyMessage,
+    Buffer.concat([Point.BASE.multiply(r).toBytes(), le32(r)]),
+  );
+}
+
+// R with a small-order component: the cofactored equation (noble) holds, the cofactorless
+// one (OpenSSL) does not. Both sides must refuse.
+{
+  const r = 12345n;
+  const R = Point.BASE.multiply(r).add(T8).toBytes();
+  const S = (r + challenge(R, pk, anyMessage) * a) % L;
+  add('R with an order-8 component', pk, anyMessage, Buffer.concat([R, le32(S)]));
+}
+
+// A key with a small-order component (A + T8), signed with A's secret: the cofactorless
+// equation holds exactly when [k]T8 vanishes (k ≡ 0 mod 8). Both sides accept that one and
+// refuse the other.
+{
+  const mixed = A.add(T8).toBytes();
+  let found = 0;
+  for (let r = 1n; found !== 3; r++) {
+    const R = Point.BASE.multiply(r).toBytes();
+    const k = challenge(R, mixed, anyMessage);
+    const zero = k % 8n === 0n;
+    if (found & (zero ? 1 : 2)) continue;
+    found |= zero ? 1 : 2;
+    const signature = Buffer.concat([R, le32((r + k * a) % L)]);
+    add(`mixed-order public key, k ${zero ? '≡ 0' : '≢ 0'} mod 8`, mixed, anyMessage, signature, zero);
+  }
+}
+
+const file = new URL('./ed25519-hostile.json', import.meta.url);
+const header = 'Hostile Ed25519 inputs (generated by generate-ed25519-hostile.ts). node:crypto and noble must both give `valid`.';
+writeFileSync(file, JSON.stringify({ source: header, cases }, null, 2) + '\n');
+console.log(`wrote ${cases.length} cases to ${file.pathname}`);
