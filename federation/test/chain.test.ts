@@ -290,3 +290,28 @@ describe('verifyChain: hostile input', () => {
     expect(verifyChain(chain, ring, undefined, { after: { seq: 0, head: 'x', state: bad as never } })).toBeDefined();
   });
 });
+
+describe('verifyChain with the real auth rules: redactions are judged by the redacted event’s sender', () => {
+  const roles = { roles: { everyone: { name: 'everyone', position: 0, permissions: 0b1111 } }, users: {} };
+  const base = [
+    event('@alice:a.test', 'room.create', { creator: '@alice:a.test', kind: 'room', version: 1 }, { state_key: '' }),
+    event('@alice:a.test', 'room.member', { membership: 'join' }, { state_key: '@alice:a.test' }),
+    event('@alice:a.test', 'room.roles', roles, { state_key: '' }),
+    event('@alice:a.test', 'room.join_rules', { join_rule: 'public' }, { state_key: '' }),
+    event('@bob:b.test', 'room.member', { membership: 'join' }, { state_key: '@bob:b.test' }),
+  ];
+  const alices = event('@alice:a.test', 'room.message', { body: 'from alice' });
+  const bobs = event('@bob:b.test', 'room.message', { body: 'from bob' });
+
+  it('accepts bob redacting his own message', async () => {
+    const { authorize } = await import('../src/room/index.js');
+    const entries = sequence([...base, alices, bobs, event('@bob:b.test', 'room.redaction', { redacts: eventId(bobs) })]);
+    expect(verifyChain(entries, ring, authorize)).toMatchObject({ ok: true, count: 8 });
+  });
+
+  it('refuses bob redacting alice’s message without MANAGE_MESSAGES', async () => {
+    const { authorize } = await import('../src/room/index.js');
+    const entries = sequence([...base, alices, bobs, event('@bob:b.test', 'room.redaction', { redacts: eventId(alices) })]);
+    expect(verifyChain(entries, ring, authorize)).toMatchObject({ ok: false, seq: 8, kind: 'auth' });
+  });
+});

@@ -13,6 +13,8 @@ export type AuthResult = { ok: true } | { ok: false; reason: string };
 /**
  * The room's auth rules as one function: may `event` be appended to a room whose state is
  * `state` (the state before the event)? Called for every event, state or not; the chain
- * verifier applies a state event to `state` only after it is allowed.
+ * verifier applies a state event to `state` only after it is allowed. For a redaction, `ctx`
+ * carries the sender of the redacted event (from earlier in the chain), since "own events"
+ * is judged by it.
  */
-export type AuthorizeFn = (state: StateMap, event: RoomEvent) => AuthResult;
+export type AuthorizeFn = (state: StateMap, event: RoomEvent, ctx?: { redactedEventSender?: string }) => AuthResult;

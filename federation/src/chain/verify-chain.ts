@@ -64,9 +64,10 @@ export function verifyChain(
   let room: string | undefined = typeof options?.roomId === 'string' ? options.roomId : undefined;
   if (!Array.isArray(entries)) return { ok: false, seq: seq + 1, event_id: null, kind: 'malformed', reason: 'entries: expected an array' };
 
+  const senders = new Map<string, string>();
   for (const entry of entries) {
     seq += 1;
-    const failure = checkEntry(entry, { seq, prev, room, state, keyRing, authorize, redacted: options?.redactedEventIds });
+    const failure = checkEntry(entry, { seq, prev, room, state, keyRing, authorize, redacted: options?.redactedEventIds, senders });
     if (!failure.ok) return failure;
     room = failure.room;
     prev = failure.hash;
@@ -94,6 +95,8 @@ interface Expected {
   keyRing: KeyRing;
   authorize: AuthorizeFn | undefined;
   redacted: ReadonlySet<string> | undefined;
+  /** event_id → sender of every event so far, for judging redactions. */
+  senders: Map<string, string>;
 }
 
 type EntryResult = { ok: true; room: string; hash: string } | Extract<ChainResult, { ok: false }>;
@@ -127,8 +130,11 @@ function checkEntry(entry: unknown, x: Expected): EntryResult {
       return fail('content_hash', 'content hash mismatch (redacted form of an event not known to be redacted)');
     }
 
+    x.senders.set(authorship.eventId, prepared.event.sender);
     if (x.authorize) {
-      const verdict = x.authorize(x.state, prepared.event);
+      const redacts = prepared.event.type === 'room.redaction' ? prepared.event.content.redacts : undefined;
+      const target = typeof redacts === 'string' ? x.senders.get(redacts) : undefined;
+      const verdict = x.authorize(x.state, prepared.event, target === undefined ? {} : { redactedEventSender: target });
       if (!verdict?.ok) return fail('auth', verdict?.reason ?? 'refused by the auth rules');
     }
     if (prepared.event.state_key !== undefined) x.state.set(stateKey(prepared.event.type, prepared.event.state_key), prepared.event);
