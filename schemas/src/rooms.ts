@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
-import { ClientEvent, EventId, EventType, HistoryVisibility, JoinRule, Membership, RoomAlias, RoomId } from './events.js';
+import { ClientEvent, EventId, HistoryVisibility, JoinRule, Membership, RoomId } from './events.js';
 import { UserId } from './ids.js';
 
 const Reason = Type.Optional(Type.String({ maxLength: 1024 }));

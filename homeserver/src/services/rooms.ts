@@ -73,7 +73,7 @@ export class RoomService {
     const kind = req.kind ?? 'room';
     if (req.parent) {
       const parent = await rooms.find(req.parent);
-      if (!parent || parent.kind !== 'space') throw badRequest('PARLEY_INVALID_PARAM', 'parent is not a space on this server', 'parent');
+      if (parent?.kind !== 'space') throw badRequest('PARLEY_INVALID_PARAM', 'parent is not a space on this server', 'parent');
       if (parent.host !== serverName) throw badRequest('PARLEY_INVALID_PARAM', 'channels must be hosted on the space’s server', 'parent');
     }
     for (const invitee of req.invite ?? []) {
