@@ -6,3 +6,4 @@ export * from './ids.js';
 export * from './media.js';
 export * from './rooms.js';
 export * from './validate.js';
+export * from './stream.js';
