@@ -94,7 +94,13 @@ export const MemberList = Type.Object({ members: Type.Array(Member) });
 export type MemberList = Static<typeof MemberList>;
 
 // POST /api/v1/rooms/:roomId/receipt
-export const ReceiptRequest = Type.Object({ event_id: EventId }, { additionalProperties: false });
+export const ReceiptRequest = Type.Object(
+  {
+    event_id: EventId, // Private receipts move the read marker but are shown to nobody else.
+    private: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
 export type ReceiptRequest = Static<typeof ReceiptRequest>;
 
 export const PublicRoom = Type.Object({

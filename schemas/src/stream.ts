@@ -58,10 +58,20 @@ export const EventFrameData = Type.Object({
   unread_count: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export const TypingFrameData = Type.Object({ room_id: RoomId, user_ids: Type.Array(UserId) });
-export const ReceiptFrameData = Type.Object({ room_id: RoomId, user_id: UserId, event_id: EventId, private: Type.Boolean(), ts: Type.Integer() });
+export const ReceiptFrameData = Type.Object({
+  room_id: RoomId,
+  user_id: UserId,
+  event_id: EventId,
+  private: Type.Boolean(),
+  ts: Type.Integer(),
+});
 export const PresenceState = Type.Union([Type.Literal('online'), Type.Literal('idle'), Type.Literal('offline')]);
 export type PresenceState = Static<typeof PresenceState>;
-export const PresenceFrameData = Type.Object({ user_id: UserId, presence: PresenceState, last_active_ts: Type.Union([Type.Integer(), Type.Null()]) });
+export const PresenceFrameData = Type.Object({
+  user_id: UserId,
+  presence: PresenceState,
+  last_active_ts: Type.Union([Type.Integer(), Type.Null()]),
+});
 export const ProfileFrameData = Type.Object({
   user_id: UserId,
   displayname: Type.Union([Type.String(), Type.Null()]),
