@@ -85,6 +85,16 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
+    stream: Type.Object(
+      {
+        heartbeat_ms: Type.Integer({ minimum: 1000, description: 'client heartbeat interval; silent for twice this = dead' }),
+        identify_timeout_ms: Type.Integer({ minimum: 1000 }),
+        max_buffered_bytes: Type.Integer({ minimum: 16384, description: 'unsent data per socket before it is told to resume' }),
+        long_poll_max_ms: Type.Integer({ minimum: 1000 }),
+      },
+      { additionalProperties: false },
+    ),
+    presence: Type.Object({ enabled: Type.Boolean() }, { additionalProperties: false }),
     logging: Type.Object(
       {
         level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
@@ -127,6 +137,8 @@ export function defaultConfig(): Config {
       refresh_per_ip: { burst: 60, per_minute: 60 },
     },
     media: { max_upload_bytes: 50 * 1024 * 1024, user_quota_bytes: 1024 * 1024 * 1024, upload_timeout_ms: 600_000 },
+    stream: { heartbeat_ms: 30_000, identify_timeout_ms: 10_000, max_buffered_bytes: 1024 * 1024, long_poll_max_ms: 30_000 },
+    presence: { enabled: true },
     logging: { level: 'info' },
   };
 }

@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { createDb, type Db, migrateLatest } from './db/database.js';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js';
+import { StreamGateway } from './gateway/gateway.js';
 import { createApp } from './http/app.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
@@ -25,6 +26,7 @@ export interface RunningHomeserver {
   port: number;
   config: Config;
   services: Services;
+  gateway: StreamGateway;
   stop(): Promise<void>;
 }
 
@@ -51,6 +53,16 @@ export async function openDatabase(
   return { db, embedded };
 }
 
+/** DESIGN §5: BullMQ and the stream need Redis to refuse writes rather than evict keys. */
+async function warnUnlessNoEviction(redis: Redis, log: Logger): Promise<void> {
+  try {
+    const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
+    if (policy !== 'noeviction') log.warn({ policy }, 'Redis maxmemory-policy should be noeviction: evicted keys would delay delivery');
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'could not read Redis maxmemory-policy');
+  }
+}
+
 /** The server's signing key (generated at first start), as the identity that signs events. */
 export async function loadIdentity(config: Config): Promise<SigningIdentity> {
   const key = await loadOrCreateSigningKey(path.join(config.data_dir, 'keys'));
@@ -67,11 +79,29 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
     redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
   }
   const identity = await loadIdentity(config);
+  if (redis) await warnUnlessNoEviction(redis, log);
   const services = createServices(config, db, redis, options.clock ?? systemClock, log, identity);
+  await services.bus.start();
   const metrics = new Metrics(db);
   const app = createApp(services, metrics);
 
   const server = http.createServer(app.callback());
+  const gateway = new StreamGateway({
+    sessions: services.sessions,
+    rooms: services.roomRepo,
+    events: services.eventRepo,
+    markers: services.markers,
+    stream: services.streamRepo,
+    bus: services.bus,
+    presence: services.presence,
+    log,
+    settings: {
+      heartbeatMs: config.stream.heartbeat_ms,
+      identifyTimeoutMs: config.stream.identify_timeout_ms,
+      maxBufferedBytes: config.stream.max_buffered_bytes,
+    },
+  });
+  server.on('upgrade', (req, socket, head) => gateway.handleUpgrade(req, socket, head));
   // Node's requestTimeout bounds receiving a whole request body, so uploads set the ceiling;
   // JSON bodies are capped at 64 KiB and arrive long before it.
   server.requestTimeout = Math.max(config.http.request_timeout_ms, config.media.upload_timeout_ms);
@@ -83,6 +113,8 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
       server.listen(config.http.port, config.http.host, () => resolve());
     });
   } catch (err) {
+    await gateway.close();
+    await services.bus.stop();
     redis?.disconnect();
     await db.destroy();
     await embedded?.stop();
@@ -107,12 +139,17 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
     stopping ??= (async () => {
       log.info('shutting down');
       clearInterval(purge);
+      // Streams first: clients are told to resume elsewhere (1001) rather than cut.
+      await gateway.close();
+      services.typing.stop();
       // Stop accepting, let in-flight requests finish, then cut whatever is left.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const grace = new Promise<void>((resolve) => setTimeout(resolve, config.http.shutdown_grace_ms).unref());
       await Promise.race([closed, grace]);
       server.closeAllConnections();
+      await services.presence.stop();
+      await services.bus.stop();
       if (redis) await redis.quit().catch(() => redis?.disconnect());
       await db.destroy();
       await embedded?.stop();
@@ -121,5 +158,5 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
     return stopping;
   };
 
-  return { url, port, config, services, stop };
+  return { url, port, config, services, gateway, stop };
 }

@@ -5,5 +5,5 @@ export * from './events.js';
 export * from './ids.js';
 export * from './media.js';
 export * from './rooms.js';
-export * from './validate.js';
 export * from './stream.js';
+export * from './validate.js';

@@ -141,3 +141,16 @@ export type TypingRequest = Static<typeof TypingRequest>;
 // PUT /api/v1/presence
 export const PresenceRequest = Type.Object({ presence: PresenceState }, { additionalProperties: false });
 export type PresenceRequest = Static<typeof PresenceRequest>;
+
+// PUT /api/v1/send_to_device/:type/:txnId — `messages[user][device or "*"] = content`.
+export const ToDeviceRequest = Type.Object(
+  {
+    messages: Type.Record(
+      Type.String({ maxLength: 255 }),
+      Type.Record(Type.String({ maxLength: 64 }), Type.Record(Type.String(), Type.Unknown()), { maxProperties: 100 }),
+      { maxProperties: 100 },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ToDeviceRequest = Static<typeof ToDeviceRequest>;

@@ -1,3 +1,4 @@
+export { assertBackoffOptions, type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 export {
   type FetchLike,
   type HttpMethod,
@@ -6,6 +7,7 @@ export {
   type RequestOptions,
 } from './client.js';
 export { getPublicKey, signEd25519, verifyEd25519 } from './crypto/ed25519.js';
+export { Emitter, type Listener } from './emitter.js';
 export {
   errorFromResponse,
   isParleyApiError,
@@ -13,6 +15,7 @@ export {
   type ParleyApiErrorInit,
   type ParleyErrorCode,
 } from './errors.js';
+export { FrameFeed, type FrameOf, parseFrame, type StreamEvents, type StreamTransport } from './frames.js';
 export {
   type DownloadedMedia,
   downloadMedia,
@@ -21,5 +24,8 @@ export {
   type UploadMediaOptions,
   uploadMedia,
 } from './media.js';
+export { framesToEmit, isPosition, positionAfterReady, streamUrl } from './positions.js';
 export { newTxnId, RoomsApi } from './rooms.js';
 export type { StoredSession } from './session.js';
+export { ParleyStream, type ParleyStreamOptions, type WebSocketConstructor, type WebSocketLike } from './stream.js';
+export { isDeadSession, SyncPoller, type SyncPollerOptions } from './sync-poller.js';

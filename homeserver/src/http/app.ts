@@ -7,6 +7,7 @@ import { directoryRoutes } from '../api/client/directory.js';
 import { mediaRoutes } from '../api/client/media.js';
 import { profileRoutes } from '../api/client/profile.js';
 import { roomRoutes } from '../api/client/rooms.js';
+import { streamRoutes } from '../api/client/stream.js';
 import { opsRoutes } from '../api/ops.js';
 import { ParleyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -14,6 +15,7 @@ import type { Services } from '../services/index.js';
 import type { AppContext, AppState } from './context.js';
 import { errorHandler } from './middleware/errors.js';
 import { requestContext } from './middleware/request-context.js';
+import { serveClient } from './static.js';
 
 export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
   const app = new Koa<AppState>({ proxy: s.config.http.trust_proxy });
@@ -55,9 +57,11 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     roomRoutes(s),
     directoryRoutes(s),
     mediaRoutes(s),
+    streamRoutes(s),
   ]) {
     app.use(router.routes());
     app.use(router.allowedMethods({ throw: true }));
   }
+  app.use(serveClient());
   return app;
 }

@@ -73,13 +73,15 @@ export class ReadMarkerRepository {
   constructor(private readonly db: Db) {}
 
   /** Moves the marker forward only (a stale receipt never moves it back). */
-  async advance(roomId: string, userId: string, eventId: string, seq: number, ts: number): Promise<void> {
-    await this.db.raw(
+  /** True when the marker moved. */
+  async advance(roomId: string, userId: string, eventId: string, seq: number, ts: number): Promise<boolean> {
+    const result = await this.db.raw(
       `INSERT INTO read_markers (room_id, user_id, event_id, seq, ts) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (room_id, user_id) DO UPDATE SET event_id = EXCLUDED.event_id, seq = EXCLUDED.seq, ts = EXCLUDED.ts
        WHERE read_markers.seq < EXCLUDED.seq`,
       [roomId, userId, eventId, seq, ts],
     );
+    return (result as { rowCount: number }).rowCount > 0;
   }
 
   async forUser(userId: string, roomIds: string[]): Promise<Map<string, number>> {

@@ -7,6 +7,7 @@ import type { RegistrationTokenRepository } from '../repositories/registration-t
 import type { TokenRepository } from '../repositories/tokens.js';
 import type { UserRepository } from '../repositories/users.js';
 import type { Clock } from './clock.js';
+import type { DeviceChanges } from './device-changes.js';
 import type { PasswordHasher } from './passwords.js';
 import type { AuthContext, SessionService } from './sessions.js';
 import { newDeviceId } from './tokens.js';
@@ -22,6 +23,7 @@ export interface AccountDeps {
   clock: Clock;
   serverName: string;
   registrationMode: RegistrationMode;
+  changes: DeviceChanges;
 }
 
 export class AccountService {
@@ -41,7 +43,7 @@ export class AccountService {
     }
     // Hash before the transaction: Argon2 is slow and must not hold a connection.
     const passwordHash = await this.deps.hasher.hash(req.password);
-    return db.transaction(async (trx) => {
+    const session = await db.transaction(async (trx) => {
       const now = clock.now();
       if (registrationMode === 'token' && !(await registrationTokens.consume(req.registration_token as string, now, trx))) {
         throw new ParleyError(401, 'PARLEY_REGISTRATION_TOKEN_INVALID', 'registration_token is unknown, used up or expired');
@@ -64,6 +66,8 @@ export class AccountService {
       const device = await this.createDevice(userId, req.device_name ?? null, trx);
       return this.deps.sessions.session(device, await this.deps.sessions.issue(device, trx));
     });
+    this.deps.changes.added(session.user_id);
+    return session;
   }
 
   /** Used by the CLI: no registration mode, optional admin flag. */
@@ -100,7 +104,7 @@ export class AccountService {
     const ok = await this.deps.hasher.verify(user?.password_hash ?? null, req.password);
     if (!user || !ok) throw unauthorized('PARLEY_INVALID_CREDENTIALS', 'wrong username or password');
     if (user.deactivated) throw new ParleyError(403, 'PARLEY_USER_DEACTIVATED', 'this account is deactivated');
-    return this.deps.db.transaction(async (trx) => {
+    const session = await this.deps.db.transaction(async (trx) => {
       let device: DeviceRow | undefined;
       if (req.device_id) {
         device = await this.deps.devices.find(user.user_id, req.device_id, trx);
@@ -116,6 +120,10 @@ export class AccountService {
       if (!device) throw badRequest('PARLEY_INVALID_PARAM', 'device_id could not be used', 'device_id');
       return this.deps.sessions.session(device, await this.deps.sessions.issue(device, trx));
     });
+    // A re-login on a known device also replaces its tokens: close its old streams too.
+    if (req.device_id) this.deps.changes.revoked(session.user_id, session.device_id);
+    else this.deps.changes.added(session.user_id);
+    return session;
   }
 
   async changePassword(auth: AuthContext, req: PasswordChangeRequest): Promise<void> {
@@ -129,6 +137,7 @@ export class AccountService {
       await this.deps.users.setPasswordHash(auth.userId, hash, trx);
       if (req.logout_other_devices !== false) await this.deps.devices.deleteAllExcept(auth.userId, auth.devicePk, trx);
     });
+    if (req.logout_other_devices !== false) this.deps.changes.revokedAll(auth.userId, auth.deviceId);
   }
 
   private deviceRow(userId: string, deviceId: string, name: string | null): Omit<DeviceRow, 'id'> {

@@ -1,6 +1,7 @@
 import type { Device } from '@parley/schemas';
 import { notFound } from '../errors.js';
 import type { DeviceRepository, DeviceRow } from '../repositories/devices.js';
+import type { DeviceChanges } from './device-changes.js';
 import type { AuthContext } from './sessions.js';
 
 function toWire(row: DeviceRow, currentPk: number): Device {
@@ -15,7 +16,10 @@ function toWire(row: DeviceRow, currentPk: number): Device {
 }
 
 export class DeviceService {
-  constructor(private readonly devices: DeviceRepository) {}
+  constructor(
+    private readonly devices: DeviceRepository,
+    private readonly changes: DeviceChanges,
+  ) {}
 
   async list(auth: AuthContext): Promise<Device[]> {
     return (await this.devices.listForUser(auth.userId)).map((d) => toWire(d, auth.devicePk));
@@ -30,5 +34,6 @@ export class DeviceService {
   /** Deleting a device revokes all its tokens in the same statement (cascade). */
   async delete(auth: AuthContext, deviceId: string): Promise<void> {
     if (!(await this.devices.delete(auth.userId, deviceId))) throw notFound(`no device ${deviceId} on this account`);
+    this.changes.revoked(auth.userId, deviceId);
   }
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
@@ -7,13 +8,16 @@ import { EventRepository } from '../repositories/events.js';
 import { RegistrationTokenRepository } from '../repositories/registration-tokens.js';
 import { AliasRepository, ReadMarkerRepository, TxnRepository } from '../repositories/room-extras.js';
 import { RoomRepository } from '../repositories/rooms.js';
+import { PresenceRepository, StreamRepository } from '../repositories/stream.js';
 import { TokenRepository } from '../repositories/tokens.js';
 import { UserRepository } from '../repositories/users.js';
 import { AccountService } from './accounts.js';
 import type { Clock } from './clock.js';
+import { DeviceChanges } from './device-changes.js';
 import { DeviceService } from './devices.js';
 import { createMediaService, type MediaService } from './media.js';
 import { PasswordHasher } from './passwords.js';
+import { MemoryConnectionTracker, PresenceService, RedisConnectionTracker } from './presence.js';
 import { ProfileService } from './profiles.js';
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from './rate-limit.js';
 import { RoomLog, type SigningIdentity } from './room-log.js';
@@ -21,7 +25,11 @@ import { RoomViews } from './room-views.js';
 import { RoomService } from './rooms.js';
 import { SearchService } from './search.js';
 import { SessionService } from './sessions.js';
+import { StreamBus, StreamWriter } from './stream-bus.js';
+import { SyncService } from './sync.js';
 import { TimelineService } from './timeline.js';
+import { ToDeviceService } from './to-device.js';
+import { TypingService } from './typing.js';
 
 /** Everything handlers call, wired once per server. */
 export interface Services {
@@ -42,10 +50,18 @@ export interface Services {
   roomLog: RoomLog;
   roomRepo: RoomRepository;
   eventRepo: EventRepository;
+  markers: ReadMarkerRepository;
   timeline: TimelineService;
   roomViews: RoomViews;
   search: SearchService;
   media: MediaService;
+  streamRepo: StreamRepository;
+  bus: StreamBus;
+  writer: StreamWriter;
+  typing: TypingService;
+  presence: PresenceService;
+  toDevice: ToDeviceService;
+  sync: SyncService;
 }
 
 export function createServices(
@@ -60,6 +76,19 @@ export function createServices(
   const devices = new DeviceRepository(db);
   const tokens = new TokenRepository(db);
   const registrationTokens = new RegistrationTokenRepository(db);
+  const roomRepo = new RoomRepository(db);
+  const eventRepo = new EventRepository(db);
+  const txns = new TxnRepository(db);
+  const aliases = new AliasRepository(db);
+  const markers = new ReadMarkerRepository(db);
+  const streamRepo = new StreamRepository(db);
+
+  const bus = new StreamBus(streamRepo, eventRepo, redis, log);
+  const writer = new StreamWriter(streamRepo, bus, clock);
+  const changes = new DeviceChanges(db, roomRepo, writer, bus, log);
+  const joinedRooms = async (userId: string) =>
+    (await roomRepo.roomsOf(userId)).filter((m) => m.membership === 'join').map((m) => m.room_id);
+
   const sessions = new SessionService(
     db,
     tokens,
@@ -67,6 +96,7 @@ export function createServices(
     clock,
     { accessTokenTtlMs: config.auth.access_token_ttl_ms, refreshTokenTtlMs: config.auth.refresh_token_ttl_ms },
     log,
+    changes,
   );
   const accounts = new AccountService({
     db,
@@ -79,14 +109,23 @@ export function createServices(
     clock,
     serverName: config.server_name,
     registrationMode: config.registration.mode,
+    changes,
   });
-  const roomRepo = new RoomRepository(db);
-  const eventRepo = new EventRepository(db);
-  const txns = new TxnRepository(db);
-  const aliases = new AliasRepository(db);
-  const markers = new ReadMarkerRepository(db);
-  const roomLog = new RoomLog(roomRepo, eventRepo, identity, clock);
-  const timeline = new TimelineService(roomRepo, eventRepo, txns, markers, clock);
+  const profiles = new ProfileService(users, async (profile) => {
+    await writer.writeNow(db, [
+      {
+        kind: 'profile',
+        room_id: null,
+        private: false,
+        user_id: profile.user_id,
+        device_id: null,
+        room_ids: await joinedRooms(profile.user_id),
+        data: profile,
+      },
+    ]);
+  });
+  const roomLog = new RoomLog(roomRepo, eventRepo, identity, clock, writer);
+  const timeline = new TimelineService(roomRepo, eventRepo, txns, markers, clock, writer, db);
   const rooms = new RoomService({
     db,
     rooms: roomRepo,
@@ -98,6 +137,7 @@ export function createServices(
     clock,
     serverName: config.server_name,
   });
+  const tracker = redis ? new RedisConnectionTracker(redis, randomUUID()) : new MemoryConnectionTracker();
   let rateLimiter: RateLimiter | null = null;
   if (config.rate_limits.enabled) rateLimiter = redis ? new RedisRateLimiter(redis, clock) : new MemoryRateLimiter(clock);
   return {
@@ -108,8 +148,8 @@ export function createServices(
     clock,
     accounts,
     sessions,
-    devices: new DeviceService(devices),
-    profiles: new ProfileService(users),
+    devices: new DeviceService(devices, changes),
+    profiles,
     registrationTokens,
     users,
     rateLimiter,
@@ -118,9 +158,17 @@ export function createServices(
     roomLog,
     roomRepo,
     eventRepo,
+    markers,
     timeline,
     roomViews: new RoomViews(roomRepo, eventRepo, aliases, markers, timeline, clock, config.server_name),
     search: new SearchService(roomRepo, eventRepo, timeline),
     media: createMediaService(config, db, clock, log),
+    streamRepo,
+    bus,
+    writer,
+    typing: new TypingService(db, roomRepo, writer, bus, clock),
+    presence: new PresenceService(db, new PresenceRepository(db), roomRepo, writer, tracker, clock, config.presence.enabled),
+    sync: new SyncService(streamRepo, eventRepo, roomRepo, bus),
+    toDevice: new ToDeviceService(db, users, devices, txns, writer, config.server_name),
   };
 }

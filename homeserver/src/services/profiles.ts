@@ -8,7 +8,10 @@ function toWire(row: UserRow): Profile {
 }
 
 export class ProfileService {
-  constructor(private readonly users: UserRepository) {}
+  constructor(
+    private readonly users: UserRepository,
+    private readonly announce: (profile: Profile) => Promise<void>,
+  ) {}
 
   async get(userId: string): Promise<Profile> {
     const row = await this.users.findById(userId);
@@ -23,6 +26,8 @@ export class ProfileService {
     if (req.avatar_url !== undefined) fields.avatar_url = req.avatar_url;
     const row = await this.users.updateProfile(userId, fields);
     if (!row) throw notFound(`no profile for ${userId}`);
-    return toWire(row);
+    const profile = toWire(row);
+    await this.announce(profile);
+    return profile;
   }
 }

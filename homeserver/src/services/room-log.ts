@@ -4,9 +4,11 @@ import { authorize, historyVisibility, type StateMap, stateKey as stateMapKey } 
 import type { Membership, RoomEvent } from '@parley/schemas';
 import type { Db } from '../db/database.js';
 import { ParleyError } from '../errors.js';
-import type { EventRepository } from '../repositories/events.js';
+import type { EventRepository, EventRow } from '../repositories/events.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { Clock } from './clock.js';
+import type { StreamWriter } from './stream-bus.js';
+import { clientEventOf } from './timeline.js';
 
 export interface SigningIdentity {
   serverName: string;
@@ -43,6 +45,7 @@ export class RoomLog {
     private readonly events: EventRepository,
     private readonly identity: SigningIdentity,
     private readonly clock: Clock,
+    private readonly stream: StreamWriter,
   ) {}
 
   /** The slice of state the auth rules need for this draft. */
@@ -61,7 +64,12 @@ export class RoomLog {
     return state;
   }
 
-  async append(room: RoomRow, draft: Draft, trx: Db, ctx: { redactedEventSender?: string } = {}): Promise<Appended> {
+  async append(
+    room: RoomRow,
+    draft: Draft,
+    trx: Db,
+    ctx: { redactedEventSender?: string; txn?: { deviceId: string; txnId: string } } = {},
+  ): Promise<Appended> {
     const state = await this.authState(room, draft, trx);
     const now = this.clock.now();
     const unsignedEvent = {
@@ -91,25 +99,23 @@ export class RoomLog {
       this.identity,
     );
     const relation = relationOf(draft.content);
-    await this.events.insert(
-      {
-        event_id: signed.eventId,
-        room_id: room.room_id,
-        seq,
-        type: draft.type,
-        state_key: draft.state_key ?? null,
-        sender: draft.sender,
-        origin_ts: now,
-        event: signed.event,
-        record,
-        visibility: historyVisibility(state),
-        redacted_by: null,
-        rel_type: relation?.type ?? null,
-        rel_event_id: relation?.event_id ?? null,
-        rel_key: relation?.key ?? null,
-      },
-      trx,
-    );
+    const row: EventRow = {
+      event_id: signed.eventId,
+      room_id: room.room_id,
+      seq,
+      type: draft.type,
+      state_key: draft.state_key ?? null,
+      sender: draft.sender,
+      origin_ts: now,
+      event: signed.event,
+      record,
+      visibility: historyVisibility(state),
+      redacted_by: null,
+      rel_type: relation?.type ?? null,
+      rel_event_id: relation?.event_id ?? null,
+      rel_key: relation?.key ?? null,
+    };
+    await this.events.insert(row, trx);
     if (draft.state_key !== undefined) {
       await this.rooms.putState(room.room_id, draft.type, draft.state_key, signed.eventId, seq, trx);
       if (draft.type === 'room.member') {
@@ -117,6 +123,22 @@ export class RoomLog {
       }
     }
     const head = recordHash(record);
+    // Membership events also reach their target, who may not be joined (invites, kicks).
+    const target = draft.type === 'room.member' ? (draft.state_key ?? null) : null;
+    const data: Record<string, unknown> = { event_id: signed.eventId };
+    if (ctx.txn) Object.assign(data, { txn_id: ctx.txn.txnId, txn_device: ctx.txn.deviceId });
+    await this.stream.write(trx, [
+      {
+        kind: 'event',
+        room_id: room.room_id,
+        private: false,
+        user_id: target,
+        device_id: null,
+        room_ids: null,
+        data,
+        live: { event: clientEventOf(row) },
+      },
+    ]);
     await this.rooms.advance(room.room_id, seq, head, room.lamport + 1, trx);
     // Keep the caller's locked row current so several appends in one transaction chain.
     room.current_seq = seq;

@@ -96,6 +96,8 @@ export class RoomService {
         lamport: 0,
         created_ts: clock.now(),
       };
+      // Lock the parent before anything takes the stream position lock (lock order: rooms, then stream).
+      const parent = req.parent ? ((await rooms.lock(req.parent, trx)) as RoomRow) : null;
       await rooms.insert(room, trx);
       const me = auth.userId;
       const profile = await this.d.users.findById(me, trx);
@@ -127,10 +129,7 @@ export class RoomService {
       if (alias && !(await aliases.insert(alias, roomId, me, clock.now(), trx))) {
         throw new ParleyError(409, 'PARLEY_ALIAS_IN_USE', `the alias ${alias} is taken`, { field: 'alias' });
       }
-      if (req.parent) {
-        const parent = (await rooms.lock(req.parent, trx)) as RoomRow;
-        await log.append(parent, { type: 'space.child', state_key: roomId, sender: me, content: { via: [serverName] } }, trx);
-      }
+      if (parent) await log.append(parent, { type: 'space.child', state_key: roomId, sender: me, content: { via: [serverName] } }, trx);
     });
     return { room_id: roomId };
   }
@@ -209,7 +208,7 @@ export class RoomService {
     if (schema) this.checkContent(schema, content);
     return this.idempotent(auth, roomId, txnId, async (trx, room) => {
       await this.checkRelation(room, auth.userId, content, trx);
-      return this.d.log.append(room, { type, sender: auth.userId, content }, trx);
+      return this.d.log.append(room, { type, sender: auth.userId, content }, trx, { txn: { deviceId: auth.deviceId, txnId } });
     });
   }
 
@@ -221,6 +220,7 @@ export class RoomService {
       if (reason) content.reason = reason;
       const appended = await this.d.log.append(room, { type: 'room.redaction', sender: auth.userId, content }, trx, {
         redactedEventSender: target.sender,
+        txn: { deviceId: auth.deviceId, txnId },
       });
       // The content goes for good; hashes and signatures stay, so the chain still verifies.
       if (!target.redacted_by) await this.d.events.markRedacted(targetId, redact(target.event), appended.eventId, trx);

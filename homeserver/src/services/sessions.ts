@@ -5,6 +5,7 @@ import type { Logger } from '../logger.js';
 import type { DeviceRepository, DeviceRow } from '../repositories/devices.js';
 import type { TokenRepository } from '../repositories/tokens.js';
 import type { Clock } from './clock.js';
+import type { DeviceChanges } from './device-changes.js';
 import { mintToken, parseToken, secretMatches } from './tokens.js';
 
 /** Who is calling, established once per request by the auth middleware. */
@@ -32,6 +33,7 @@ export class SessionService {
     private readonly clock: Clock,
     private readonly settings: SessionSettings,
     private readonly log: Logger,
+    private readonly changes: DeviceChanges,
   ) {}
 
   /** Issues a fresh access/refresh pair for a device (inside the caller's transaction). */
@@ -96,8 +98,9 @@ export class SessionService {
       const row = await this.tokens.findRefresh(parsed.id, trx);
       if (!row || !secretMatches(parsed.secret, row.secret_hash)) return { kind: 'unknown' as const };
       if (row.used_ts !== null) {
+        const stolen = await this.devices.findByPk(row.device_pk, trx);
         await this.devices.deleteByPk(row.device_pk, trx);
-        return { kind: 'reused' as const, devicePk: row.device_pk };
+        return { kind: 'reused' as const, devicePk: row.device_pk, userId: stolen?.user_id, deviceId: stolen?.device_id };
       }
       if (row.expires_ts <= now) return { kind: 'expired' as const };
       await this.tokens.markRefreshUsed(row.id, now, trx);
@@ -113,6 +116,7 @@ export class SessionService {
         return outcome.pair;
       case 'reused':
         this.log.warn({ device_pk: outcome.devicePk }, 'refresh token reused; device signed out');
+        if (outcome.userId && outcome.deviceId) this.changes.revoked(outcome.userId, outcome.deviceId);
         throw unauthorized('PARLEY_UNKNOWN_TOKEN', 'refresh token was already used; the device has been signed out');
       case 'expired':
         throw unauthorized('PARLEY_UNKNOWN_TOKEN', 'refresh token has expired; sign in again');
@@ -124,10 +128,12 @@ export class SessionService {
   /** Signs out the calling device: the device and all its tokens are gone at once. */
   async logout(auth: AuthContext): Promise<void> {
     await this.devices.deleteByPk(auth.devicePk);
+    this.changes.revoked(auth.userId, auth.deviceId);
   }
 
   async logoutAll(userId: string): Promise<void> {
     await this.devices.deleteAllExcept(userId, null);
+    this.changes.revokedAll(userId);
   }
 
   async purgeExpired(): Promise<number> {

@@ -1,11 +1,13 @@
 import { canSee } from '@parley/federation/room';
 import type { ClientEvent, HistoryVisibility, Membership, MessagesResponse } from '@parley/schemas';
+import type { Db } from '../db/database.js';
 import { badRequest, forbidden, notFound } from '../errors.js';
 import type { EventRepository, EventRow } from '../repositories/events.js';
 import type { ReadMarkerRepository, TxnRepository } from '../repositories/room-extras.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { Clock } from './clock.js';
 import type { AuthContext } from './sessions.js';
+import type { StreamWriter } from './stream-bus.js';
 
 export const MAX_PAGE = 1000;
 const TOKEN_RE = /^s(\d{1,10})$/;
@@ -21,6 +23,23 @@ export function parsePageToken(token: string, field: string): number {
 }
 
 type MembershipLog = Array<{ seq: number; membership: Membership }>;
+
+/** The client form of a stored event, without per-viewer additions. */
+export function clientEventOf(row: EventRow): ClientEvent {
+  const ev = row.event;
+  const out: ClientEvent = {
+    event_id: row.event_id,
+    room_id: row.room_id,
+    seq: row.seq,
+    type: ev.type,
+    sender: ev.sender,
+    origin_ts: ev.origin_ts,
+    content: ev.content,
+  };
+  if (ev.state_key !== undefined) out.state_key = ev.state_key;
+  if (row.redacted_by) out.unsigned = { redacted_because: row.redacted_by };
+  return out;
+}
 
 /** What a viewer may read of one room: the membership log drives history visibility. */
 export interface Reader {
@@ -42,6 +61,8 @@ export class TimelineService {
     private readonly txns: TxnRepository,
     private readonly markers: ReadMarkerRepository,
     private readonly clock: Clock,
+    private readonly writer: StreamWriter,
+    private readonly db: Db,
   ) {}
 
   /** Refuses callers who never belonged to the room, unless its history is world-readable. */
@@ -116,10 +137,23 @@ export class TimelineService {
     return this.toClient(rows, reader);
   }
 
-  async markRead(auth: AuthContext, roomId: string, eventId: string): Promise<void> {
+  /** Moves the read marker forward and announces the receipt (only to the user if private). */
+  async markRead(auth: AuthContext, roomId: string, eventId: string, isPrivate = false): Promise<void> {
     const reader = await this.reader(auth, roomId);
     const row = await this.visibleRow(reader, eventId);
-    await this.markers.advance(roomId, auth.userId, eventId, row.seq, this.clock.now());
+    const ts = this.clock.now();
+    if (!(await this.markers.advance(roomId, auth.userId, eventId, row.seq, ts))) return;
+    await this.writer.writeNow(this.db, [
+      {
+        kind: 'receipt',
+        room_id: roomId,
+        private: isPrivate,
+        user_id: auth.userId,
+        device_id: null,
+        room_ids: null,
+        data: { room_id: roomId, user_id: auth.userId, event_id: eventId, private: isPrivate, ts },
+      },
+    ]);
   }
 
   private async visibleRow(reader: Reader, eventId: string): Promise<EventRow> {
@@ -164,16 +198,7 @@ export class TimelineService {
       if (reactions.size > 0) unsigned.reactions = [...reactions.values()].sort((a, b) => b.count - a.count);
       const thread = rels.filter((r) => r.rel_type === 'thread');
       if (thread.length > 0) unsigned.thread = { count: thread.length, latest_event_id: thread.at(-1)?.event_id };
-      const out: ClientEvent = {
-        event_id: row.event_id,
-        room_id: row.room_id,
-        seq: row.seq,
-        type: ev.type,
-        sender: ev.sender,
-        origin_ts: ev.origin_ts,
-        content: ev.content,
-      };
-      if (ev.state_key !== undefined) out.state_key = ev.state_key;
+      const out = clientEventOf(row);
       if (Object.keys(unsigned).length > 0) out.unsigned = unsigned;
       return out;
     });

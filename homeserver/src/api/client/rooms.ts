@@ -138,8 +138,8 @@ export function roomRoutes(s: Services): Router<AppState> {
   // POST /api/v1/rooms/:roomId/receipt
   router.post('/:roomId/receipt', auth, async (ctx: AppContext) => {
     const roomId = roomIdParam(ctx);
-    const { event_id } = await readBody(ctx, ReceiptRequest, limit);
-    await s.timeline.markRead(authOf(ctx), roomId, event_id);
+    const body = await readBody(ctx, ReceiptRequest, limit);
+    await s.timeline.markRead(authOf(ctx), roomId, body.event_id, body.private === true);
     ctx.body = {};
   });
 

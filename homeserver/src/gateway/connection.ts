@@ -1,0 +1,109 @@
+import type { Frame, ServerMessage } from '@parley/schemas';
+import { StreamCloseCode } from '@parley/schemas';
+import type { WebSocket } from 'ws';
+import type { StreamNote } from '../repositories/stream.js';
+import { countsAsUnread, frameFor, isFor } from './frames.js';
+
+export type ConnectionState = 'connected' | 'replaying' | 'live' | 'closed';
+
+/**
+ * One identified (or identifying) stream socket. Frames go out strictly in position order:
+ * while replaying, live notes wait in `pending`; afterwards anything at or below the last
+ * position sent is dropped, so replay and live may overlap without duplicates.
+ */
+export class StreamConnection {
+  state: ConnectionState = 'connected';
+  userId = '';
+  deviceId = '';
+  devicePk = 0;
+  position = 0;
+  readonly rooms = new Set<string>();
+  readonly unread = new Map<string, number>();
+  lastSeen = Date.now();
+  private pending: StreamNote[] = [];
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly ip: string,
+    private readonly maxBufferedBytes: number,
+    private readonly onRoomsChanged: (conn: StreamConnection, joined: string[], left: string[]) => void,
+  ) {}
+
+  send(message: ServerMessage): boolean {
+    if (this.state === 'closed') return false;
+    // A reader that does not keep up is told to come back and resume, not buffered forever.
+    if (this.ws.bufferedAmount > this.maxBufferedBytes) {
+      this.close(StreamCloseCode.RESUME, 'too slow: reconnect and resume');
+      return false;
+    }
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.pending = [];
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+    // A peer that never answers the close handshake is cut after a grace period (long enough
+    // for a slow reader to drain what is queued and see the close code).
+    setTimeout(() => this.ws.terminate(), 10_000).unref();
+  }
+
+  wants(note: StreamNote): boolean {
+    return isFor(note, this.userId, this.deviceId, this.rooms);
+  }
+
+  /** Live delivery from the bus. */
+  offer(note: StreamNote): void {
+    if (this.state === 'replaying') this.pending.push(note);
+    else if (this.state === 'live') this.deliver(note);
+  }
+
+  /** Sends one note (replayed or live) if it is new to this device. */
+  deliver(note: StreamNote): void {
+    if (note.position <= this.position || this.state === 'closed') return;
+    if (!this.wants(note)) {
+      this.position = note.position;
+      return;
+    }
+    let unread: number | undefined;
+    const event = note.kind === 'event' ? (note.data.event as import('@parley/schemas').ClientEvent | undefined) : undefined;
+    if (event && this.unread.has(event.room_id)) {
+      if (countsAsUnread(event, this.userId)) this.unread.set(event.room_id, (this.unread.get(event.room_id) ?? 0) + 1);
+      unread = this.unread.get(event.room_id);
+    }
+    // Own read receipts clear the count (clients mark read at the newest message they show).
+    if (note.kind === 'receipt' && note.data.user_id === this.userId && typeof note.data.room_id === 'string') {
+      this.unread.set(note.data.room_id, 0);
+    }
+    const frame: Frame | null = frameFor(note, this.deviceId, unread);
+    this.position = note.position;
+    if (frame) this.send({ op: 'frame', frame });
+    if (event?.type === 'room.member' && event.state_key === this.userId) this.trackMembership(event.room_id, event.content.membership);
+  }
+
+  private trackMembership(roomId: string, membership: unknown): void {
+    if (membership === 'join' && !this.rooms.has(roomId)) {
+      this.rooms.add(roomId);
+      this.unread.set(roomId, 0);
+      this.onRoomsChanged(this, [roomId], []);
+    } else if (membership !== 'join' && this.rooms.has(roomId)) {
+      this.rooms.delete(roomId);
+      this.unread.delete(roomId);
+      this.onRoomsChanged(this, [], [roomId]);
+    }
+  }
+
+  /** Ends replay: sends what arrived meanwhile, then goes live. */
+  goLive(): void {
+    const waiting = this.pending;
+    this.pending = [];
+    this.state = 'live';
+    for (const note of waiting) this.deliver(note);
+  }
+}

@@ -1,0 +1,261 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { ClientMessage, check, MAX_CLIENT_MESSAGE_BYTES, StreamCloseCode } from '@parley/schemas';
+import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import { ParleyError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { EventRepository } from '../repositories/events.js';
+import type { ReadMarkerRepository } from '../repositories/room-extras.js';
+import type { RoomRepository } from '../repositories/rooms.js';
+import type { StreamNote, StreamRepository } from '../repositories/stream.js';
+import type { PresenceService } from '../services/presence.js';
+import type { SessionService } from '../services/sessions.js';
+import { type ControlMessage, hydrate, type StreamBus } from '../services/stream-bus.js';
+import { StreamConnection } from './connection.js';
+
+export const STREAM_PATH = '/api/v1/stream';
+const REPLAY_BATCH = 500;
+
+export interface GatewaySettings {
+  heartbeatMs: number;
+  identifyTimeoutMs: number;
+  maxBufferedBytes: number;
+}
+
+export interface GatewayDeps {
+  sessions: SessionService;
+  rooms: RoomRepository;
+  events: EventRepository;
+  markers: ReadMarkerRepository;
+  stream: StreamRepository;
+  bus: StreamBus;
+  presence: PresenceService;
+  log: Logger;
+  settings: GatewaySettings;
+}
+
+/**
+ * The WebSocket side of the stream: identify, exact replay from a position, then live frames
+ * from the bus, routed through per-room and per-user indexes so a note touches only the
+ * sockets that may see it. Heartbeats cut dead peers; revocations close sockets at once.
+ */
+export class StreamGateway {
+  private readonly wss: WebSocketServer;
+  private readonly byRoom = new Map<string, Set<StreamConnection>>();
+  private readonly byUser = new Map<string, Set<StreamConnection>>();
+  private readonly all = new Set<StreamConnection>();
+  private readonly unsubscribe: Array<() => void> = [];
+  private readonly heartbeat: NodeJS.Timeout;
+
+  constructor(private readonly d: GatewayDeps) {
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CLIENT_MESSAGE_BYTES, perMessageDeflate: false });
+    this.unsubscribe.push(d.bus.onNote((note) => this.dispatch(note)));
+    this.unsubscribe.push(d.bus.onControl((msg) => this.control(msg)));
+    this.heartbeat = setInterval(() => this.checkHeartbeats(), Math.max(1000, Math.floor(d.settings.heartbeatMs / 2)));
+    this.heartbeat.unref();
+  }
+
+  get connections(): number {
+    return this.all.size;
+  }
+
+  /** For `server.on('upgrade')`: takes stream upgrades, refuses anything else. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== STREAM_PATH) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req.socket.remoteAddress ?? ''));
+  }
+
+  private onConnection(ws: WebSocket, ip: string): void {
+    const conn = new StreamConnection(ws, ip, this.d.settings.maxBufferedBytes, (c, joined, left) => this.reindex(c, joined, left));
+    this.all.add(conn);
+    const identifyTimer = setTimeout(() => {
+      if (conn.state === 'connected') conn.close(StreamCloseCode.IDENTIFY_TIMEOUT, 'identify within the timeout');
+    }, this.d.settings.identifyTimeoutMs);
+    identifyTimer.unref();
+    ws.on('message', (raw, isBinary) => {
+      conn.lastSeen = Date.now();
+      this.onMessage(conn, raw, isBinary).catch((err) => {
+        this.d.log.error({ err }, 'stream message handling failed');
+        conn.close(1011, 'internal error');
+      });
+    });
+    ws.on('pong', () => {
+      conn.lastSeen = Date.now();
+    });
+    ws.on('error', (err) => {
+      // Oversized frames arrive here (ws closes with 1009 itself).
+      this.d.log.info({ err: err.message }, 'stream socket error');
+    });
+    ws.on('close', () => {
+      clearTimeout(identifyTimer);
+      this.forget(conn);
+    });
+    conn.send({ op: 'hello', heartbeat_ms: this.d.settings.heartbeatMs, identify_timeout_ms: this.d.settings.identifyTimeoutMs });
+  }
+
+  private async onMessage(conn: StreamConnection, raw: RawData, isBinary: boolean): Promise<void> {
+    if (conn.state === 'closed') return;
+    if (isBinary) return conn.close(StreamCloseCode.INVALID_MESSAGE, 'send JSON text messages');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw.toString());
+    } catch {
+      return conn.close(StreamCloseCode.INVALID_JSON, 'message is not valid JSON');
+    }
+    const op = (parsed as { op?: unknown } | null)?.op;
+    if (op !== 'identify' && op !== 'heartbeat')
+      return conn.close(StreamCloseCode.UNKNOWN_OP, `unknown op ${JSON.stringify(op)?.slice(0, 40)}`);
+    const result = check(ClientMessage, parsed);
+    if (!result.ok) return conn.close(StreamCloseCode.INVALID_MESSAGE, `${result.field || 'message'}: ${result.message}`.slice(0, 120));
+    const message = result.value;
+    if (message.op === 'heartbeat') {
+      if (conn.state === 'connected') return conn.close(StreamCloseCode.NOT_IDENTIFIED, 'identify first');
+      conn.send({ op: 'heartbeat_ack' });
+      return;
+    }
+    if (conn.state !== 'connected') return conn.close(StreamCloseCode.ALREADY_IDENTIFIED, 'already identified');
+    await this.identify(conn, message.token, message.since);
+  }
+
+  private async identify(conn: StreamConnection, token: string, since: number | undefined): Promise<void> {
+    conn.state = 'replaying';
+    try {
+      const auth = await this.d.sessions.authenticate(token, conn.ip);
+      conn.userId = auth.userId;
+      conn.deviceId = auth.deviceId;
+      conn.devicePk = auth.devicePk;
+    } catch (err) {
+      const reason = err instanceof ParleyError ? err.code : 'authentication failed';
+      return conn.close(StreamCloseCode.AUTH_FAILED, reason);
+    }
+    const memberships = await this.d.rooms.roomsOf(conn.userId);
+    for (const m of memberships) if (m.membership === 'join') conn.rooms.add(m.room_id);
+    // Index first, then read the edge: every note after the edge is then either queued in the
+    // connection or replayed (overlap is dropped by position), never neither.
+    this.index(conn);
+    const edge = this.d.bus.position;
+    if (since !== undefined && since > edge)
+      return conn.close(StreamCloseCode.INVALID_POSITION, `since ${since} is ahead of the stream (${edge})`);
+    await this.loadUnread(conn);
+    conn.position = since ?? edge;
+    if (since !== undefined) await this.replay(conn, edge);
+    if (conn.state !== 'replaying') return;
+    conn.send({ op: 'ready', user_id: conn.userId, device_id: conn.deviceId, position: conn.position, reset: since === undefined });
+    conn.goLive();
+    await this.d.presence.connected(conn.userId).catch((err) => this.d.log.warn({ err }, 'presence update failed'));
+  }
+
+  /** Sends everything between the client's position and the live edge, in order. */
+  private async replay(conn: StreamConnection, edge: number): Promise<void> {
+    while (conn.state === 'replaying' && conn.position < edge) {
+      const batch = await hydrate(
+        await this.d.stream.forDevice(conn.userId, conn.deviceId, [...conn.rooms], conn.position, edge, REPLAY_BATCH),
+        this.d.events,
+      );
+      if (batch.length === 0) {
+        conn.position = edge;
+        break;
+      }
+      const roomsBefore = conn.rooms.size;
+      for (const note of batch) {
+        conn.deliver(note);
+        // Joining a room mid-batch widens what this device may see: query again from here.
+        if (conn.rooms.size !== roomsBefore) break;
+      }
+    }
+  }
+
+  private async loadUnread(conn: StreamConnection): Promise<void> {
+    const rooms = [...conn.rooms];
+    const markers = await this.d.markers.forUser(conn.userId, rooms);
+    const counts = await this.d.events.countUnread(
+      conn.userId,
+      rooms.map((r) => ({ roomId: r, afterSeq: markers.get(r) ?? 0 })),
+    );
+    for (const r of rooms) conn.unread.set(r, counts.get(r) ?? 0);
+  }
+
+  private dispatch(note: StreamNote): void {
+    const targets = new Set<StreamConnection>();
+    const add = (set: Set<StreamConnection> | undefined) => {
+      if (set) for (const c of set) targets.add(c);
+    };
+    if (note.room_id !== null && !note.private) add(this.byRoom.get(note.room_id));
+    if (note.user_id !== null) add(this.byUser.get(note.user_id));
+    for (const r of note.room_ids ?? []) add(this.byRoom.get(r));
+    for (const conn of targets) {
+      try {
+        conn.offer(note);
+      } catch (err) {
+        this.d.log.warn({ err }, 'stream delivery failed');
+        conn.close(1011, 'internal error');
+      }
+    }
+  }
+
+  private control(msg: ControlMessage): void {
+    for (const conn of this.byUser.get(msg.user_id) ?? []) {
+      const hit = msg.type === 'revoke_device' ? conn.deviceId === msg.device_id : conn.deviceId !== msg.except_device_id;
+      if (hit) conn.close(StreamCloseCode.REVOKED, 'token revoked');
+    }
+  }
+
+  private index(conn: StreamConnection): void {
+    let mine = this.byUser.get(conn.userId);
+    if (!mine) this.byUser.set(conn.userId, (mine = new Set()));
+    mine.add(conn);
+    this.reindex(conn, [...conn.rooms], []);
+  }
+
+  private reindex(conn: StreamConnection, joined: string[], left: string[]): void {
+    for (const r of joined) {
+      let set = this.byRoom.get(r);
+      if (!set) this.byRoom.set(r, (set = new Set()));
+      set.add(conn);
+    }
+    for (const r of left) {
+      const set = this.byRoom.get(r);
+      set?.delete(conn);
+      if (set?.size === 0) this.byRoom.delete(r);
+    }
+  }
+
+  private forget(conn: StreamConnection): void {
+    if (!this.all.delete(conn)) return;
+    const wasIdentified = conn.userId !== '';
+    conn.state = 'closed';
+    this.reindex(conn, [], [...conn.rooms]);
+    const mine = this.byUser.get(conn.userId);
+    mine?.delete(conn);
+    if (mine?.size === 0) this.byUser.delete(conn.userId);
+    if (wasIdentified) {
+      this.d.presence
+        .disconnected(conn.userId, this.byUser.has(conn.userId))
+        .catch((err) => this.d.log.warn({ err }, 'presence update failed'));
+    }
+  }
+
+  private checkHeartbeats(): void {
+    const deadline = Date.now() - 2 * this.d.settings.heartbeatMs;
+    for (const conn of this.all) {
+      if (conn.lastSeen < deadline) {
+        conn.ws.terminate();
+        this.forget(conn);
+      } else if (conn.state !== 'closed') {
+        conn.ws.ping();
+      }
+    }
+  }
+
+  /** Shutdown: tell every client to go elsewhere and resume. */
+  async close(): Promise<void> {
+    clearInterval(this.heartbeat);
+    for (const off of this.unsubscribe) off();
+    for (const conn of this.all) conn.close(StreamCloseCode.GOING_AWAY, 'server shutting down');
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+}

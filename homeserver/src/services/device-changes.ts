@@ -1,0 +1,56 @@
+import type { Db } from '../db/database.js';
+import type { Logger } from '../logger.js';
+import type { RoomRepository } from '../repositories/rooms.js';
+import type { StreamBus, StreamWriter } from './stream-bus.js';
+
+/**
+ * What follows a change to a user's devices: open streams of revoked devices close at once
+ * (on every process), and the user and everyone sharing a room with them get a
+ * `device_list` frame (E2E clients refetch that user's device keys).
+ */
+export class DeviceChanges {
+  constructor(
+    private readonly db: Db,
+    private readonly rooms: RoomRepository,
+    private readonly writer: StreamWriter,
+    private readonly bus: StreamBus,
+    private readonly log: Logger,
+  ) {}
+
+  revoked(userId: string, deviceId: string): void {
+    this.bus.control({ type: 'revoke_device', user_id: userId, device_id: deviceId });
+    this.changed(userId);
+  }
+
+  /** Every device of the user except `exceptDeviceId` (all when omitted). */
+  revokedAll(userId: string, exceptDeviceId?: string): void {
+    this.bus.control(
+      exceptDeviceId
+        ? { type: 'revoke_user', user_id: userId, except_device_id: exceptDeviceId }
+        : { type: 'revoke_user', user_id: userId },
+    );
+    this.changed(userId);
+  }
+
+  added(userId: string): void {
+    this.changed(userId);
+  }
+
+  /** Best effort and off the request path: a lost device_list frame only delays a key refresh. */
+  private changed(userId: string): void {
+    (async () => {
+      const joined = (await this.rooms.roomsOf(userId)).filter((m) => m.membership === 'join').map((m) => m.room_id);
+      await this.writer.writeNow(this.db, [
+        {
+          kind: 'device_list',
+          room_id: null,
+          private: false,
+          user_id: userId,
+          device_id: null,
+          room_ids: joined,
+          data: { user_id: userId },
+        },
+      ]);
+    })().catch((err) => this.log.warn({ err }, 'device list frame failed'));
+  }
+}

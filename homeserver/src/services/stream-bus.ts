@@ -1,0 +1,213 @@
+import { EventEmitter } from 'node:events';
+import type { Redis } from 'ioredis';
+import type { Knex } from 'knex';
+import type { Db } from '../db/database.js';
+import type { Logger } from '../logger.js';
+import type { EventRepository } from '../repositories/events.js';
+import type { NewNote, StreamNote, StreamRepository } from '../repositories/stream.js';
+import type { Clock } from './clock.js';
+import { clientEventOf } from './timeline.js';
+
+/** Messages that are not stream entries: they carry no position and are not replayed. */
+export type ControlMessage =
+  | { type: 'revoke_device'; user_id: string; device_id: string }
+  | { type: 'revoke_user'; user_id: string; except_device_id?: string };
+
+// How long an out-of-order note waits for the positions before it to arrive by pub/sub
+// before they are read from the database instead.
+const GAP_WAIT_MS = 50;
+
+/**
+ * Carries stream notes from the process that wrote them to every process, and hands them to
+ * local listeners in position order with no gaps. Pub/sub is only a fast path: a position
+ * that does not arrive (a publisher died between commit and publish, a rolled-back
+ * allocation) is read from the database, which is the truth. Without Redis, one process.
+ */
+export class StreamBus {
+  private readonly emitter = new EventEmitter();
+  private readonly buffer = new Map<number, StreamNote>();
+  private next = 1;
+  private gapTimer: NodeJS.Timeout | null = null;
+  private filling = false;
+  private subscriber: Redis | null = null;
+  private readonly channel: string;
+  private readonly controlChannel: string;
+
+  constructor(
+    private readonly repo: StreamRepository,
+    private readonly events: EventRepository,
+    private readonly redis: Redis | null,
+    private readonly log: Logger,
+  ) {
+    this.emitter.setMaxListeners(0);
+    this.channel = 'stream';
+    this.controlChannel = 'stream-control';
+  }
+
+  /** Position of the last note handed to listeners. */
+  get position(): number {
+    return this.next - 1;
+  }
+
+  async start(): Promise<void> {
+    this.next = (await this.repo.maxPosition()) + 1;
+    if (!this.redis) return;
+    // ioredis applies keyPrefix to channel names too, so every server keeps its own channel.
+    this.subscriber = this.redis.duplicate();
+    this.subscriber.on('error', (err) => this.log.warn({ err: err.message }, 'stream subscriber error'));
+    this.subscriber.on('message', (channel: string, message: string) => this.onMessage(channel, message));
+    const prefix = (this.redis.options.keyPrefix as string | undefined) ?? '';
+    await this.subscriber.subscribe(`${prefix}${this.channel}`, `${prefix}${this.controlChannel}`);
+    // Anything committed between reading the max and subscribing is found by gap filling.
+    this.next = Math.min(this.next, (await this.repo.maxPosition()) + 1);
+  }
+
+  async stop(): Promise<void> {
+    if (this.gapTimer) clearTimeout(this.gapTimer);
+    if (this.subscriber) {
+      await this.subscriber.quit().catch(() => this.subscriber?.disconnect());
+      this.subscriber = null;
+    }
+  }
+
+  onNote(listener: (note: StreamNote) => void): () => void {
+    this.emitter.on('note', listener);
+    return () => this.emitter.off('note', listener);
+  }
+
+  onControl(listener: (msg: ControlMessage) => void): () => void {
+    this.emitter.on('control', listener);
+    return () => this.emitter.off('control', listener);
+  }
+
+  /** Announces committed notes (already hydrated for live delivery). */
+  publish(notes: StreamNote[]): void {
+    if (notes.length === 0) return;
+    if (this.redis) {
+      this.redis.publish(this.channel, JSON.stringify(notes)).catch((err) => this.log.warn({ err: err.message }, 'stream publish failed'));
+    } else {
+      setImmediate(() => this.receive(notes));
+    }
+  }
+
+  control(msg: ControlMessage): void {
+    if (this.redis) {
+      this.redis
+        .publish(this.controlChannel, JSON.stringify(msg))
+        .catch((err) => this.log.warn({ err: err.message }, 'control publish failed'));
+    } else {
+      setImmediate(() => this.emitter.emit('control', msg));
+    }
+  }
+
+  /** Asks for the database to be checked now (e.g. before a long-poll answers). */
+  poke(): void {
+    this.scheduleGapFill(0);
+  }
+
+  private onMessage(channel: string, message: string): void {
+    try {
+      const parsed = JSON.parse(message);
+      if (channel.endsWith(this.controlChannel)) this.emitter.emit('control', parsed as ControlMessage);
+      else this.receive(parsed as StreamNote[]);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'unreadable stream message ignored');
+    }
+  }
+
+  private receive(notes: StreamNote[]): void {
+    for (const note of notes) if (note.position >= this.next) this.buffer.set(note.position, note);
+    this.drain();
+  }
+
+  private drain(): void {
+    while (this.buffer.has(this.next)) {
+      const note = this.buffer.get(this.next) as StreamNote;
+      this.buffer.delete(this.next);
+      this.next += 1;
+      try {
+        this.emitter.emit('note', note);
+      } catch (err) {
+        this.log.error({ err }, 'stream listener failed');
+      }
+    }
+    if (this.buffer.size > 0) this.scheduleGapFill(GAP_WAIT_MS);
+  }
+
+  private scheduleGapFill(delay: number): void {
+    if (this.gapTimer || this.filling) return;
+    this.gapTimer = setTimeout(() => {
+      this.gapTimer = null;
+      this.fillGap().catch((err) => {
+        this.log.warn({ err: (err as Error).message }, 'stream gap fill failed; retrying');
+        this.scheduleGapFill(500);
+      });
+    }, delay);
+    this.gapTimer.unref();
+  }
+
+  /** Reads missing positions from the database; positions it does not hold never will be. */
+  private async fillGap(): Promise<void> {
+    this.filling = true;
+    try {
+      const upTo = this.buffer.size > 0 ? Math.min(...this.buffer.keys()) - 1 : await this.repo.maxPosition();
+      if (upTo < this.next) return;
+      const rows = await hydrate(await this.repo.range(this.next, upTo), this.events);
+      for (const row of rows) if (row.position >= this.next) this.buffer.set(row.position, row);
+      // Everything up to `upTo` is final in the database: skip positions that do not exist.
+      for (let p = this.next; p <= upTo; p++) {
+        if (!this.buffer.has(p)) this.next = p + 1;
+        else break;
+      }
+    } finally {
+      this.filling = false;
+    }
+    this.drain();
+  }
+}
+
+/** Adds the client form of room events to notes read back from the database. */
+export async function hydrate(notes: StreamNote[], events: EventRepository): Promise<StreamNote[]> {
+  const ids = notes.filter((n) => n.kind === 'event' && !n.data.event).map((n) => n.data.event_id as string);
+  if (ids.length === 0) return notes;
+  const rows = new Map((await events.findMany(ids)).map((r) => [r.event_id, r]));
+  return notes.map((n) => {
+    if (n.kind !== 'event' || n.data.event) return n;
+    const row = rows.get(n.data.event_id as string);
+    return row ? { ...n, data: { ...n.data, event: clientEventOf(row) } } : n;
+  });
+}
+
+/** Writes stream notes in the caller's transaction and publishes them once it commits. */
+export class StreamWriter {
+  constructor(
+    private readonly repo: StreamRepository,
+    private readonly bus: StreamBus,
+    private readonly clock: Clock,
+  ) {}
+
+  /** `live` adds fields to the published copy only (e.g. the rendered event). */
+  async write(trx: Db, notes: Array<NewNote & { live?: Record<string, unknown> }>): Promise<StreamNote[]> {
+    const stored = await this.repo.append(
+      notes.map(({ live: _live, ...note }) => note),
+      this.clock.now(),
+      trx,
+    );
+    const published = stored.map((s, i) => ({ ...s, data: { ...s.data, ...(notes[i]?.live ?? {}) } }));
+    const tx = trx as Knex.Transaction;
+    if (tx.executionPromise) {
+      tx.executionPromise.then(
+        () => this.bus.publish(published),
+        () => {},
+      );
+    } else {
+      this.bus.publish(published);
+    }
+    return published;
+  }
+
+  /** For writes that are a transaction of their own (typing, receipts, presence). */
+  async writeNow(db: Db, notes: NewNote[]): Promise<StreamNote[]> {
+    return db.transaction((trx) => this.write(trx, notes));
+  }
+}
