@@ -205,16 +205,16 @@ export class StreamGateway {
   }
 
   private index(conn: StreamConnection): void {
-    let mine = this.byUser.get(conn.userId);
-    if (!mine) this.byUser.set(conn.userId, (mine = new Set()));
+    const mine = this.byUser.get(conn.userId) ?? new Set<StreamConnection>();
+    this.byUser.set(conn.userId, mine);
     mine.add(conn);
     this.reindex(conn, [...conn.rooms], []);
   }
 
   private reindex(conn: StreamConnection, joined: string[], left: string[]): void {
     for (const r of joined) {
-      let set = this.byRoom.get(r);
-      if (!set) this.byRoom.set(r, (set = new Set()));
+      const set = this.byRoom.get(r) ?? new Set<StreamConnection>();
+      this.byRoom.set(r, set);
       set.add(conn);
     }
     for (const r of left) {

@@ -175,7 +175,6 @@ export class TimelineService {
       byTarget.set(r.rel_event_id as string, list);
     }
     return rows.map((row) => {
-      const ev = row.event;
       const unsigned: Record<string, unknown> = {};
       if (row.redacted_by) unsigned.redacted_because = row.redacted_by;
       const txn = txnIds.get(row.event_id);
