@@ -62,7 +62,9 @@ async function claimDataDir(config: Config): Promise<() => Promise<void>> {
 async function serve(config: Config, log: Logger): Promise<number> {
   const { mkdir } = await import('node:fs/promises');
   await mkdir(config.data_dir, { recursive: true, mode: 0o700 });
-  const release = await claimDataDir(config);
+  // The embedded Postgres lives in the data dir, so only one server may run on it; with an
+  // external database several processes of one server may share the directory (keys, media).
+  const release = config.database.url ? async () => {} : await claimDataDir(config);
   let server: Awaited<ReturnType<typeof startHomeserver>>;
   try {
     server = await startHomeserver(config, { log });

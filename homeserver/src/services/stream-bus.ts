@@ -40,8 +40,11 @@ export class StreamBus {
     private readonly log: Logger,
   ) {
     this.emitter.setMaxListeners(0);
-    this.channel = 'stream';
-    this.controlChannel = 'stream-control';
+    // ioredis does not prefix pub/sub channel names: prefix them here, so that servers sharing
+    // one Redis under different prefixes keep separate channels.
+    const prefix = (redis?.options.keyPrefix as string | undefined) ?? '';
+    this.channel = `${prefix}stream`;
+    this.controlChannel = `${prefix}stream-control`;
   }
 
   /** Position of the last note handed to listeners. */
@@ -52,12 +55,10 @@ export class StreamBus {
   async start(): Promise<void> {
     this.next = (await this.repo.maxPosition()) + 1;
     if (!this.redis) return;
-    // ioredis applies keyPrefix to channel names too, so every server keeps its own channel.
     this.subscriber = this.redis.duplicate();
     this.subscriber.on('error', (err) => this.log.warn({ err: err.message }, 'stream subscriber error'));
     this.subscriber.on('message', (channel: string, message: string) => this.onMessage(channel, message));
-    const prefix = (this.redis.options.keyPrefix as string | undefined) ?? '';
-    await this.subscriber.subscribe(`${prefix}${this.channel}`, `${prefix}${this.controlChannel}`);
+    await this.subscriber.subscribe(this.channel, this.controlChannel);
     // Anything committed between reading the max and subscribing is found by gap filling.
     this.next = Math.min(this.next, (await this.repo.maxPosition()) + 1);
   }
@@ -108,7 +109,7 @@ export class StreamBus {
   private onMessage(channel: string, message: string): void {
     try {
       const parsed = JSON.parse(message);
-      if (channel.endsWith(this.controlChannel)) this.emitter.emit('control', parsed as ControlMessage);
+      if (channel === this.controlChannel) this.emitter.emit('control', parsed as ControlMessage);
       else this.receive(parsed as StreamNote[]);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'unreadable stream message ignored');
