@@ -251,11 +251,16 @@ export class StreamGateway {
     }
   }
 
+  /** Closes every socket with `code` (clients resume elsewhere or later). */
+  disconnectAll(code: number, reason: string): void {
+    for (const conn of this.all) conn.close(code, reason);
+  }
+
   /** Shutdown: tell every client to go elsewhere and resume. */
   async close(): Promise<void> {
     clearInterval(this.heartbeat);
     for (const off of this.unsubscribe) off();
-    for (const conn of this.all) conn.close(StreamCloseCode.GOING_AWAY, 'server shutting down');
+    this.disconnectAll(StreamCloseCode.GOING_AWAY, 'server shutting down');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
 }
