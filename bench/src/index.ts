@@ -1,0 +1,32 @@
+import { idleConns } from './idle-conns.js';
+import { localLatency } from './local-latency.js';
+
+/**
+ * `pnpm bench [scenario …] [--smoke]`: runs the named scenarios (all when none is named) on
+ * loopback and prints one JSON object per scenario. `--smoke` (or PARLEY_BENCH_SMOKE=1) runs
+ * tiny sizes, for CI: benchmarks never assert a time.
+ */
+const args = process.argv.slice(2);
+const smoke = args.includes('--smoke') || process.env.PARLEY_BENCH_SMOKE === '1';
+const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
+  'local-latency': () => (smoke ? localLatency({ members: 5, rate: 50, seconds: 2 }) : localLatency({ members: 50, rate: 200, seconds: 10 })),
+  'idle-conns': () => (smoke ? idleConns({ connections: 200, users: 5 }) : idleConns({ connections: 10_000, users: 100 })),
+};
+
+const names = args.filter((a) => !a.startsWith('--'));
+const unknown = names.filter((n) => !(n in scenarios));
+if (unknown.length > 0) {
+  process.stderr.write(`unknown scenario(s): ${unknown.join(', ')}; known: ${Object.keys(scenarios).join(', ')}\n`);
+  process.exit(2);
+}
+let failed = false;
+for (const name of names.length > 0 ? names : Object.keys(scenarios)) {
+  try {
+    const result = await (scenarios[name] as () => Promise<Record<string, unknown>>)();
+    process.stdout.write(`${JSON.stringify({ ...result, smoke })}\n`);
+  } catch (err) {
+    failed = true;
+    process.stdout.write(`${JSON.stringify({ scenario: name, error: (err as Error).message })}\n`);
+  }
+}
+process.exit(failed ? 1 : 0);
