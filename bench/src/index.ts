@@ -9,7 +9,8 @@ import { localLatency } from './local-latency.js';
 const args = process.argv.slice(2);
 const smoke = args.includes('--smoke') || process.env.PARLEY_BENCH_SMOKE === '1';
 const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
-  'local-latency': () => (smoke ? localLatency({ members: 5, rate: 50, seconds: 2 }) : localLatency({ members: 50, rate: 200, seconds: 10 })),
+  'local-latency': () =>
+    smoke ? localLatency({ members: 5, rate: 50, seconds: 2 }) : localLatency({ members: 50, rate: 200, seconds: 10 }),
   'idle-conns': () => (smoke ? idleConns({ connections: 200, users: 5 }) : idleConns({ connections: 10_000, users: 100 })),
 };
 

@@ -1,7 +1,7 @@
-import { ParleyClient, ParleyStream, RoomsApi } from '@parley/sdk';
 import { StreamCloseCode } from '@parley/schemas';
-import WebSocket from 'ws';
+import { ParleyClient, ParleyStream, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { startTestServer, type TestServer } from './support/server.js';
 
 /** The sdk's stream client against a real homeserver: reconnect, resume, revocation, long-poll. */

@@ -21,6 +21,7 @@ import { MemoryConnectionTracker, PresenceService, RedisConnectionTracker } from
 import { ProfileService } from './profiles.js';
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from './rate-limit.js';
 import { RoomLog, type SigningIdentity } from './room-log.js';
+import { RoomSequencer } from './room-sequencer.js';
 import { RoomViews } from './room-views.js';
 import { RoomService } from './rooms.js';
 import { SearchService } from './search.js';
@@ -126,8 +127,10 @@ export function createServices(
   });
   const roomLog = new RoomLog(roomRepo, eventRepo, identity, clock, writer);
   const timeline = new TimelineService(roomRepo, eventRepo, txns, markers, clock, writer, db);
+  const sequencer = new RoomSequencer(db, roomRepo, roomLog, log);
   const rooms = new RoomService({
     db,
+    sequencer,
     rooms: roomRepo,
     events: eventRepo,
     txns,

@@ -6,6 +6,7 @@ import type { Db } from '../db/database.js';
 import { ParleyError } from '../errors.js';
 import type { EventRepository, EventRow } from '../repositories/events.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
+import type { NewNote } from '../repositories/stream.js';
 import type { Clock } from './clock.js';
 import type { StreamWriter } from './stream-bus.js';
 import { clientEventOf } from './timeline.js';
@@ -22,6 +23,12 @@ export interface Draft {
   state_key?: string;
   sender: string;
   content: Record<string, unknown>;
+}
+
+export interface AppendBatch {
+  room: RoomRow;
+  notes: Array<NewNote & { live?: Record<string, unknown> }>;
+  authCache: Map<string, StateMap>;
 }
 
 export interface Appended {
@@ -48,6 +55,23 @@ export class RoomLog {
     private readonly stream: StreamWriter,
   ) {}
 
+  /**
+   * Starts a group of appends to one (locked) room in one transaction: the room row update
+   * and the stream notes are written once, by `finish`, and message events from the same
+   * sender reuse the auth state read for the first one until a state event changes it.
+   */
+  begin(room: RoomRow): AppendBatch {
+    return { room, notes: [], authCache: new Map() };
+  }
+
+  async finish(batch: AppendBatch, trx: Db): Promise<void> {
+    if (batch.notes.length === 0) return;
+    const { room } = batch;
+    await this.rooms.advance(room.room_id, room.current_seq, room.head_hash as string, room.lamport, trx);
+    await this.stream.write(trx, batch.notes);
+    batch.notes = [];
+  }
+
   /** The slice of state the auth rules need for this draft. */
   async authState(room: RoomRow, draft: Draft, trx: Db): Promise<StateMap> {
     const keys: Array<{ type: string; stateKey?: string }> = AUTH_TYPES.map((type) => ({ type, stateKey: '' }));
@@ -64,13 +88,21 @@ export class RoomLog {
     return state;
   }
 
+  /** Appends one event; with `batch`, the room update and stream note wait for `finish`. */
   async append(
     room: RoomRow,
     draft: Draft,
     trx: Db,
     ctx: { redactedEventSender?: string; txn?: { deviceId: string; txnId: string } } = {},
+    batch?: AppendBatch,
   ): Promise<Appended> {
-    const state = await this.authState(room, draft, trx);
+    const own = batch ?? this.begin(room);
+    const cacheKey = draft.state_key === undefined ? `${draft.sender}\u0000${draft.type}` : null;
+    let state = cacheKey ? own.authCache.get(cacheKey) : undefined;
+    if (!state) {
+      state = await this.authState(room, draft, trx);
+      if (cacheKey) own.authCache.set(cacheKey, state);
+    }
     const now = this.clock.now();
     const unsignedEvent = {
       room_id: room.room_id,
@@ -122,28 +154,27 @@ export class RoomLog {
         await this.rooms.putMembership(room.room_id, draft.state_key, draft.content.membership as Membership, seq, trx);
       }
     }
+    if (draft.state_key !== undefined) own.authCache.clear();
     const head = recordHash(record);
     // Membership events also reach their target, who may not be joined (invites, kicks).
     const target = draft.type === 'room.member' ? (draft.state_key ?? null) : null;
     const data: Record<string, unknown> = { event_id: signed.eventId };
     if (ctx.txn) Object.assign(data, { txn_id: ctx.txn.txnId, txn_device: ctx.txn.deviceId });
-    await this.stream.write(trx, [
-      {
-        kind: 'event',
-        room_id: room.room_id,
-        private: false,
-        user_id: target,
-        device_id: null,
-        room_ids: null,
-        data,
-        live: { event: clientEventOf(row) },
-      },
-    ]);
-    await this.rooms.advance(room.room_id, seq, head, room.lamport + 1, trx);
+    own.notes.push({
+      kind: 'event',
+      room_id: room.room_id,
+      private: false,
+      user_id: target,
+      device_id: null,
+      room_ids: null,
+      data,
+      live: { event: clientEventOf(row) },
+    });
     // Keep the caller's locked row current so several appends in one transaction chain.
     room.current_seq = seq;
     room.head_hash = head;
     room.lamport += 1;
+    if (!batch) await this.finish(own, trx);
     return { eventId: signed.eventId, seq, event: signed.event };
   }
 }

@@ -26,7 +26,8 @@ import type { AliasRepository, TxnRepository } from '../repositories/room-extras
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { UserRepository } from '../repositories/users.js';
 import type { Clock } from './clock.js';
-import type { Draft, RoomLog } from './room-log.js';
+import type { AppendBatch, Draft, RoomLog } from './room-log.js';
+import type { RoomSequencer } from './room-sequencer.js';
 import type { AuthContext } from './sessions.js';
 
 export interface RoomDeps {
@@ -37,6 +38,7 @@ export interface RoomDeps {
   aliases: AliasRepository;
   users: UserRepository;
   log: RoomLog;
+  sequencer: RoomSequencer;
   clock: Clock;
   serverName: string;
 }
@@ -206,22 +208,20 @@ export class RoomService {
     if (type === 'room.redaction') throw badRequest('PARLEY_INVALID_PARAM', 'use the redact endpoint to redact', 'type');
     const schema = CONTENT_SCHEMAS[type];
     if (schema) this.checkContent(schema, content);
-    return this.idempotent(auth, roomId, txnId, async (trx, room) => {
+    return this.idempotent(auth, roomId, txnId, async (trx, room, batch) => {
       await this.checkRelation(room, auth.userId, content, trx);
-      return this.d.log.append(room, { type, sender: auth.userId, content }, trx, { txn: { deviceId: auth.deviceId, txnId } });
+      return this.d.log.append(room, { type, sender: auth.userId, content }, trx, { txn: { deviceId: auth.deviceId, txnId } }, batch);
     });
   }
 
   async redact(auth: AuthContext, roomId: string, targetId: string, txnId: string, reason?: string): Promise<SendResponse> {
-    return this.idempotent(auth, roomId, txnId, async (trx, room) => {
+    return this.idempotent(auth, roomId, txnId, async (trx, room, batch) => {
       const target = await this.d.events.find(targetId, trx);
       if (!target || target.room_id !== roomId) throw notFound(`no event ${targetId} in this room`);
       const content: Record<string, unknown> = { redacts: targetId };
       if (reason) content.reason = reason;
-      const appended = await this.d.log.append(room, { type: 'room.redaction', sender: auth.userId, content }, trx, {
-        redactedEventSender: target.sender,
-        txn: { deviceId: auth.deviceId, txnId },
-      });
+      const ctx = { redactedEventSender: target.sender, txn: { deviceId: auth.deviceId, txnId } };
+      const appended = await this.d.log.append(room, { type: 'room.redaction', sender: auth.userId, content }, trx, ctx, batch);
       // The content goes for good; hashes and signatures stay, so the chain still verifies.
       if (!target.redacted_by) await this.d.events.markRedacted(targetId, redact(target.event), appended.eventId, trx);
       return appended;
@@ -250,45 +250,39 @@ export class RoomService {
     }
   }
 
+  /** Sends go through the room's sequencer (group commit); the txnId check runs under the lock. */
   private async idempotent(
     auth: AuthContext,
     roomId: string,
     txnId: string,
-    work: (trx: Db, room: RoomRow) => Promise<{ eventId: string; seq: number }>,
+    work: (trx: Db, room: RoomRow, batch: AppendBatch) => Promise<{ eventId: string; seq: number }>,
   ): Promise<SendResponse> {
     const existing = await this.d.txns.find(auth.userId, auth.deviceId, txnId);
     if (existing) return this.answerFor(existing.event_id, existing.room_id, roomId);
-    try {
-      return await this.d.db.transaction(async (trx) => {
-        const room = await this.lockLocal(roomId, trx);
-        const appended = await work(trx, room);
-        await this.d.txns.insert(
-          {
-            user_id: auth.userId,
-            device_id: auth.deviceId,
-            txn_id: txnId,
-            room_id: roomId,
-            event_id: appended.eventId,
-            created_ts: this.d.clock.now(),
-          },
-          trx,
-        );
-        return { event_id: appended.eventId, seq: appended.seq };
-      });
-    } catch (err) {
-      // A concurrent retry of the same txn won the race: answer with its event.
-      if ((err as { code?: string }).code === '23505' && String((err as { constraint?: string }).constraint).startsWith('txn_ids')) {
-        const winner = await this.d.txns.find(auth.userId, auth.deviceId, txnId);
-        if (winner) return this.answerFor(winner.event_id, winner.room_id, roomId);
-      }
-      throw err;
-    }
+    return this.d.sequencer.submit(roomId, async (trx, room, batch) => {
+      // Under the room lock every earlier send of this txn has committed (or is in this group).
+      const again = await this.d.txns.find(auth.userId, auth.deviceId, txnId, trx);
+      if (again) return this.answerFor(again.event_id, again.room_id, roomId, trx);
+      const appended = await work(trx, room, batch);
+      await this.d.txns.insert(
+        {
+          user_id: auth.userId,
+          device_id: auth.deviceId,
+          txn_id: txnId,
+          room_id: roomId,
+          event_id: appended.eventId,
+          created_ts: this.d.clock.now(),
+        },
+        trx,
+      );
+      return { event_id: appended.eventId, seq: appended.seq };
+    });
   }
 
-  private async answerFor(eventId: string, txnRoom: string, roomId: string): Promise<SendResponse> {
+  private async answerFor(eventId: string, txnRoom: string, roomId: string, trx: Db = this.d.db): Promise<SendResponse> {
     if (txnRoom !== roomId)
       throw new ParleyError(409, 'PARLEY_INVALID_PARAM', 'this txnId was already used in another room', { field: 'txnId' });
-    const row = await this.d.events.find(eventId);
+    const row = await this.d.events.find(eventId, trx);
     return row ? { event_id: eventId, seq: row.seq } : { event_id: eventId };
   }
 
