@@ -183,6 +183,18 @@ describe('the live stream', () => {
     onOther.close();
   });
 
+  it('profile changes and new devices reach everyone sharing a room', async () => {
+    const a = openStream(server.url, alice.token());
+    await a.ready;
+    await bob.client.updateProfile(bob.id, { displayname: 'Bobby' });
+    const profile = await a.waitFor((f) => f.kind === 'profile' && f.data.user_id === bob.id);
+    expect(profile.kind === 'profile' && profile.data.displayname).toBe('Bobby');
+    const tablet = server.client();
+    await tablet.login({ username: 'bob', password: 'bob password', device_name: 'tablet' });
+    await a.waitFor((f) => f.kind === 'device_list' && f.data.user_id === bob.id && f.position > profile.position);
+    a.close();
+  });
+
   it('long-poll sync answers with the same frames and waits for new ones', async () => {
     type Sync = { frames: Array<{ position: number; kind: string; data: { event?: { content: { body?: string } } } }>; next: number };
     const start = (await bob.client.request<{ next: number; reset: boolean }>('GET', '/api/v1/sync')).next;

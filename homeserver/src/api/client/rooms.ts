@@ -17,6 +17,7 @@ import {
   txnIdParam,
 } from '../../http/params.js';
 import type { Services } from '../../services/index.js';
+import { enforce } from '../../services/rate-limit.js';
 import { MAX_PAGE } from '../../services/timeline.js';
 
 // Event content: any JSON object; size caps and per-type shapes are checked by the service.
@@ -139,6 +140,7 @@ export function roomRoutes(s: Services): Router<AppState> {
   router.post('/:roomId/receipt', auth, async (ctx: AppContext) => {
     const roomId = roomIdParam(ctx);
     const body = await readBody(ctx, ReceiptRequest, limit);
+    await enforce(s.rateLimiter, `receipt:${authOf(ctx).userId}`, { burst: 30, per_minute: 120 });
     await s.timeline.markRead(authOf(ctx), roomId, body.event_id, body.private === true);
     ctx.body = {};
   });

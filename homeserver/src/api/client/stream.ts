@@ -11,6 +11,7 @@ import { enforce } from '../../services/rate-limit.js';
 
 // Typing notices are cheap to send and cheap to abuse: a generous bucket per user.
 const TYPING_RULE = { burst: 20, per_minute: 60 };
+const PRESENCE_RULE = { burst: 10, per_minute: 30 };
 
 export function streamRoutes(s: Services): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/api/v1' });
@@ -41,6 +42,7 @@ export function streamRoutes(s: Services): Router<AppState> {
   // PUT /api/v1/presence
   router.put('/presence', auth, async (ctx: AppContext) => {
     const body = await readBody(ctx, PresenceRequest, limit);
+    await enforce(s.rateLimiter, `presence:${authOf(ctx).userId}`, PRESENCE_RULE);
     await s.presence.set(authOf(ctx).userId, body.presence);
     ctx.body = {};
   });
