@@ -1,0 +1,264 @@
+import { mayTry, onFailure, onInbound, onSuccess } from '@parley/federation/delivery';
+import { Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Logger } from '../logger.js';
+import { type OutboxRepository, type OutboxRow, stateOf } from '../repositories/outbox.js';
+import type { Clock } from '../services/clock.js';
+
+export interface OutgoingTransaction {
+  txnId: string;
+  events: unknown[];
+  edus: unknown[];
+}
+
+/** Sends one transaction to a destination; throws when it was not accepted. */
+export type Sender = (destination: string, txn: OutgoingTransaction) => Promise<void>;
+
+export type DrainOutcome = { kind: 'done' } | { kind: 'again'; delayMs: number };
+
+export interface DeliverySettings {
+  ttlMs: number;
+  concurrency: number;
+  sweepMs: number;
+  keyPrefix: string;
+}
+
+const MAX_EVENTS = 100;
+const MAX_EDUS = 100;
+// Batches one drain may send before it yields its worker to other destinations.
+const BATCHES_PER_DRAIN = 10;
+const QUEUE = 'federation-delivery';
+
+/**
+ * Durable delivery (DESIGN §5). Rows are written to the outbox in the transaction that
+ * persists what they carry; this engine drains each destination in order, at most 100 events
+ * and 100 ephemeral items per transaction, destinations concurrently. With Redis, BullMQ runs
+ * one deduplicated "drain X" job per destination; without, an in-process scheduler does the
+ * same. A periodic sweep re-creates schedules from the outbox, so losing Redis loses nothing.
+ */
+export class DeliveryEngine {
+  private queue: Queue | null = null;
+  private worker: Worker | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private readonly local = new Map<string, NodeJS.Timeout | 'running' | 'rerun'>();
+  private running = 0;
+  private readonly waiting: string[] = [];
+  private stopped = false;
+  private readonly failures: Counter<'destination'>;
+  private readonly latency: Histogram;
+  private readonly expiredCounter: Counter<'destination'>;
+
+  constructor(
+    private readonly repo: OutboxRepository,
+    private readonly sender: Sender,
+    private readonly clock: Clock,
+    private readonly random: () => number,
+    private readonly redis: Redis | null,
+    private readonly settings: DeliverySettings,
+    private readonly log: Logger,
+    registry: Registry,
+  ) {
+    this.failures = new Counter({
+      name: 'parley_federation_delivery_failures_total',
+      help: 'Failed transactions by destination',
+      labelNames: ['destination'],
+      registers: [registry],
+    });
+    this.expiredCounter = new Counter({
+      name: 'parley_federation_outbox_expired_total',
+      help: 'Outbox rows dropped after their TTL, by destination',
+      labelNames: ['destination'],
+      registers: [registry],
+    });
+    this.latency = new Histogram({
+      name: 'parley_federation_delivery_latency_seconds',
+      help: 'Time from outbox write to acknowledged delivery',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600, 86400],
+      registers: [registry],
+    });
+    const repoRef = repo;
+    new Gauge({
+      name: 'parley_federation_queue_depth',
+      help: 'Undelivered outbox rows by destination',
+      labelNames: ['destination'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const { destination, n } of await repoRef.depth()) this.set({ destination }, n);
+      },
+    });
+    new Gauge({
+      name: 'parley_federation_destination_up',
+      help: '1 when the destination is up, 0 while backing off or down',
+      labelNames: ['destination', 'state'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const d of await repoRef.destinations()) this.set({ destination: d.name, state: d.state }, d.state === 'up' ? 1 : 0);
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    if (this.redis) {
+      // BullMQ needs its own connections with no per-command retry limit.
+      const connection = this.redis.duplicate({ maxRetriesPerRequest: null, keyPrefix: '' });
+      const prefix = `${this.settings.keyPrefix}bull`;
+      this.queue = new Queue(QUEUE, { connection, prefix });
+      this.worker = new Worker(QUEUE, async (job) => this.drain(job.data.destination as string), {
+        connection: this.redis.duplicate({ maxRetriesPerRequest: null, keyPrefix: '' }),
+        prefix,
+        concurrency: this.settings.concurrency,
+      });
+      // A job cannot re-add itself while it is active (same job ID): follow-ups go here.
+      this.worker.on('completed', (job, next: DrainOutcome) => {
+        if (next.kind === 'again') void this.schedule(job.data.destination as string, next.delayMs);
+      });
+      this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'delivery worker error'));
+      this.queue.on('error', (err) => this.log.warn({ err: err.message }, 'delivery queue error'));
+    }
+    this.sweepTimer = setInterval(() => void this.sweep(), this.settings.sweepMs);
+    this.sweepTimer.unref();
+    await this.sweep();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    for (const v of this.local.values()) if (typeof v !== 'string') clearTimeout(v);
+    await this.worker?.close();
+    await this.queue?.close();
+  }
+
+  /** After the transaction that wrote outbox rows for these destinations committed. */
+  notify(destinations: Iterable<string>): void {
+    for (const d of destinations) void this.schedule(d, 0);
+  }
+
+  /** A request arrived from `origin`: if we were backing off from it, retry now. */
+  async inbound(origin: string): Promise<void> {
+    const row = await this.repo.destination(origin);
+    if (!row || row.state === 'up') return;
+    await this.repo.saveState(origin, onInbound(stateOf(row), this.clock.now()), {});
+    await this.schedule(origin, 0);
+  }
+
+  /** Re-creates schedules from the outbox (the truth) and reports what outlived its TTL. */
+  async sweep(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      for (const { destination, n } of await this.repo.expire(this.clock.now())) {
+        this.expiredCounter.inc({ destination }, n);
+        this.log.error({ destination, expired: n }, 'outbox rows expired undelivered (TTL reached)');
+      }
+      for (const destination of await this.repo.due(this.clock.now())) await this.schedule(destination, 0);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'delivery sweep failed');
+    }
+  }
+
+  private async schedule(destination: string, delayMs: number): Promise<void> {
+    if (this.stopped) return;
+    if (this.queue) {
+      try {
+        if (delayMs === 0) {
+          // A retry waiting for its backoff is promoted when the destination is due now.
+          const existing = await this.queue.getJob(`drain-${destination}`);
+          if (existing && (await existing.isDelayed())) {
+            await existing.promote();
+            return;
+          }
+        }
+        // One job per destination: adding while one waits, is delayed or runs is a no-op.
+        await this.queue.add(
+          'drain',
+          { destination },
+          { jobId: `drain-${destination}`, delay: Math.max(0, delayMs), removeOnComplete: true, removeOnFail: true },
+        );
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, destination }, 'could not schedule delivery; the sweep will');
+      }
+      return;
+    }
+    const current = this.local.get(destination);
+    if (current === 'running' || current === 'rerun') {
+      this.local.set(destination, 'rerun');
+      return;
+    }
+    if (current) clearTimeout(current);
+    const timer = setTimeout(() => this.runLocal(destination), Math.max(0, delayMs));
+    timer.unref();
+    this.local.set(destination, timer);
+  }
+
+  private runLocal(destination: string): void {
+    if (this.running >= this.settings.concurrency) {
+      this.local.set(destination, 'running');
+      this.waiting.push(destination);
+      return;
+    }
+    this.running++;
+    this.local.set(destination, 'running');
+    let outcome: DrainOutcome = { kind: 'done' };
+    void this.drain(destination)
+      .then((o) => {
+        outcome = o;
+      })
+      .catch((err) => this.log.error({ err, destination }, 'delivery drain failed'))
+      .finally(() => {
+        this.running--;
+        const rerun = this.local.get(destination) === 'rerun';
+        this.local.delete(destination);
+        if (outcome.kind === 'again') void this.schedule(destination, outcome.delayMs);
+        else if (rerun) void this.schedule(destination, 0);
+        const next = this.waiting.shift();
+        if (next) {
+          this.local.delete(next);
+          this.runLocal(next);
+        }
+      });
+  }
+
+  /** Sends what is pending for one destination, in order, until empty or failing. */
+  async drain(destination: string): Promise<DrainOutcome> {
+    for (let batch = 0; batch < BATCHES_PER_DRAIN; batch++) {
+      if (this.stopped) return { kind: 'done' };
+      const now = this.clock.now();
+      const state = stateOf(await this.repo.destination(destination));
+      if (!mayTry(state, now)) return { kind: 'again', delayMs: (state.kind === 'up' ? now : state.nextTryTs) - now };
+      const events = await this.repo.pending(destination, 'event', MAX_EVENTS);
+      const edus = await this.repo.pending(destination, 'edu', MAX_EDUS);
+      if (events.length === 0 && edus.length === 0) return { kind: 'done' };
+      const rows: OutboxRow[] = [...events, ...edus];
+      const ids = rows.map((r) => r.id);
+      // The same rows always make the same txn ID, so a retried batch is deduplicated.
+      const txnId = `${Math.min(...ids)}-${Math.max(...ids)}-${rows.length}`;
+      try {
+        await this.sender(destination, { txnId, events: events.map((r) => r.payload), edus: edus.map((r) => r.payload) });
+      } catch (err) {
+        const next = onFailure(state, now, this.random);
+        this.failures.inc({ destination });
+        await this.repo.saveState(destination, next, { lastError: String((err as Error).message ?? err).slice(0, 500) });
+        this.log.warn(
+          {
+            destination,
+            failures: next.kind === 'up' ? 0 : next.failures,
+            retry_in_ms: next.kind === 'up' ? 0 : next.nextTryTs - now,
+            err: (err as Error).message,
+          },
+          'delivery failed; backing off',
+        );
+        return { kind: 'again', delayMs: next.kind === 'up' ? 0 : next.nextTryTs - now };
+      }
+      const done = this.clock.now();
+      await this.repo.markDelivered(ids, done);
+      for (const r of rows) this.latency.observe((done - r.created_ts) / 1000);
+      await this.repo.saveState(destination, onSuccess(), { lastSuccessTs: done, lastError: null });
+      if (state.kind !== 'up') this.log.info({ destination }, 'destination is up again');
+      if (events.length < MAX_EVENTS && edus.length < MAX_EDUS) return { kind: 'done' };
+    }
+    // Still more: yield the worker to other destinations and come back.
+    return { kind: 'again', delayMs: 0 };
+  }
+}
