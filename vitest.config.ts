@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: `fast` is everything that runs in-process against the shared Postgres and
-// Redis (also run under Node 24 in CI); `slow` spawns real `parley` processes with their
-// own embedded Postgres.
+// `fast` is everything that runs in-process against the shared Postgres and Redis (also run
+// under Node 24 in CI); `slow` spawns real `parley` processes with their own embedded
+// Postgres; `client` is the web client's unit tests (DOM from happy-dom); `e2e` drives
+// Debian's Chromium through the built client against in-process homeservers.
 export default defineConfig({
   test: {
     projects: [
@@ -21,6 +22,23 @@ export default defineConfig({
           include: ['{schemas,homeserver,sdk,federation}/test/**/*.slow.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'client',
+          root: './client-vue',
+          include: ['test/**/*.test.ts'],
+          environment: 'happy-dom',
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['client-vue/e2e/**/*.e2e.test.ts'],
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
           fileParallelism: false,
         },
       },

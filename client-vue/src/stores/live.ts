@@ -1,0 +1,76 @@
+import { defineStore } from 'pinia';
+import { computed, reactive, ref, shallowRef } from 'vue';
+import { createLiveSource } from '../live/source.js';
+import type { ConnectionState, LiveSource } from '../live/types.js';
+import { useRoomsStore } from './rooms.js';
+import { useSessionStore } from './session.js';
+import { useTimelineStore } from './timeline.js';
+
+const ROOM_LIST_TYPES = new Set(['room.member', 'room.name', 'room.topic', 'room.avatar', 'room.canonical_alias', 'space.child']);
+
+/** The live connection: which room is open, its state for the banner, typing and receipts. */
+export const useLiveStore = defineStore('live', () => {
+  const session = useSessionStore();
+  const rooms = useRoomsStore();
+  const timeline = useTimelineStore();
+  const source = shallowRef<LiveSource | null>(null);
+  const openRoom = ref<string | null>(null);
+  /** Who is typing, by room (from the stream). */
+  const typing = reactive(new Map<string, string[]>());
+  /** Latest read receipt per room and user (from the stream). */
+  const receipts = reactive(new Map<string, Map<string, string>>());
+
+  const state = computed<ConnectionState>(() => source.value?.state.value ?? 'stopped');
+
+  let roomsTimer: ReturnType<typeof setTimeout> | undefined;
+  function refreshRoomsSoon(): void {
+    clearTimeout(roomsTimer);
+    roomsTimer = setTimeout(() => void rooms.refresh().catch(() => {}), 300);
+  }
+
+  function start(): void {
+    if (source.value) return;
+    source.value = createLiveSource(session.getClient(), {
+      openRoom: () => openRoom.value,
+      refreshRooms: () => rooms.refresh(),
+      catchUp: (roomId) => timeline.catchUp(roomId),
+      events: (roomId, events, unread) => {
+        timeline.ingestLive(roomId, events, unread);
+        // Membership, names and new rooms change the sidebar: re-read the list (coalesced).
+        if (!rooms.byId.has(roomId) || events.some((e) => ROOM_LIST_TYPES.has(e.type))) refreshRoomsSoon();
+        // A message from someone ends their typing notice before the server's timeout does.
+        const senders = new Set(events.map((e) => e.sender));
+        const typers = typing.get(roomId);
+        if (typers?.some((u) => senders.has(u)))
+          typing.set(
+            roomId,
+            typers.filter((u) => !senders.has(u)),
+          );
+      },
+      typing: (roomId, userIds) => {
+        typing.set(roomId, userIds);
+      },
+      receipt: (roomId, userId, eventId) => {
+        const byUser = receipts.get(roomId) ?? new Map<string, string>();
+        byUser.set(userId, eventId);
+        receipts.set(roomId, byUser);
+      },
+      sessionEnded: () => session.forget('Your session has ended. Sign in again.'),
+    });
+  }
+
+  function stop(): void {
+    clearTimeout(roomsTimer);
+    source.value?.stop();
+    source.value = null;
+    typing.clear();
+    receipts.clear();
+  }
+
+  function focus(roomId: string | null): void {
+    openRoom.value = roomId;
+    if (roomId) source.value?.poke();
+  }
+
+  return { state, openRoom, typing, receipts, source, start, stop, focus };
+});
