@@ -1,5 +1,30 @@
+export {
+  type BuildKeyDocumentParams,
+  buildKeyDocument,
+  KEY_DOCUMENT_CLOCK_SKEW_MS,
+  type KeyDocumentFailureKind,
+  keyUsableAt,
+  MAX_KEY_VALIDITY_MS,
+  notarize,
+  type VerifiedKey,
+  type VerifyKeyDocumentOptions,
+  type VerifyKeyDocumentResult,
+  verifyKeyDocument,
+  verifyNotarized,
+} from './documents.js';
 export { isEd25519Key, SIGNATURE_BYTES, signBytes, verifyBytes } from './ed25519.js';
 export { loadNewestKey, loadOrCreateSigningKey } from './key-file.js';
+export {
+  type DirectKeyFetcher,
+  KEY_STORE_DEFAULTS,
+  type KeyDocumentPersistence,
+  KeyStore,
+  type KeyStoreEvent,
+  type KeyStoreOptions,
+  type NotaryKeyQuery,
+  type StoredKeyDocument,
+  type TrustedNotary,
+} from './key-store.js';
 export {
   generateSigningKey,
   KEY_ID_PATTERN,
