@@ -69,6 +69,7 @@ export async function startServer(name: string): Promise<BenchServer> {
     PARLEY_HTTP_HOST: '127.0.0.1',
     PARLEY_SERVER_NAME: `${name}.bench`,
     PARLEY_LOG_LEVEL: 'warn',
+    PARLEY_FEDERATION_PORT: '0',
   };
   if (databaseUrl) env.DATABASE_URL = databaseUrl;
   else delete env.DATABASE_URL;

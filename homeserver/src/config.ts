@@ -95,6 +95,25 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false },
     ),
     presence: Type.Object({ enabled: Type.Boolean() }, { additionalProperties: false }),
+    federation: Type.Object(
+      {
+        enabled: Type.Boolean(),
+        host: Type.String(),
+        port: Type.Integer({ minimum: 0, maximum: 65535 }),
+        tls_cert_file: Type.Union([Type.String(), Type.Null()]),
+        tls_key_file: Type.Union([Type.String(), Type.Null()]),
+        static_servers: Type.Record(Type.String(), Type.String(), { description: 'server name → host:port, before well-known' }),
+        allow_private: Type.Array(Type.String(), { description: 'CIDRs outbound federation may dial although not public' }),
+        trusted_notaries: Type.Array(
+          Type.Object({ name: Type.String(), verify_keys: Type.Record(Type.String(), Type.String()) }, { additionalProperties: false }),
+        ),
+        outbox_ttl_ms: Type.Integer({ minimum: 60_000 }),
+        key_validity_ms: Type.Integer({ minimum: 60_000, maximum: 7 * 86_400_000 }),
+        delivery_concurrency: Type.Integer({ minimum: 1 }),
+        max_transaction_bytes: Type.Integer({ minimum: 65_536 }),
+      },
+      { additionalProperties: false },
+    ),
     logging: Type.Object(
       {
         level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
@@ -139,6 +158,20 @@ export function defaultConfig(): Config {
     media: { max_upload_bytes: 50 * 1024 * 1024, user_quota_bytes: 1024 * 1024 * 1024, upload_timeout_ms: 600_000 },
     stream: { heartbeat_ms: 30_000, identify_timeout_ms: 10_000, max_buffered_bytes: 1024 * 1024, long_poll_max_ms: 30_000 },
     presence: { enabled: true },
+    federation: {
+      enabled: true,
+      host: '0.0.0.0',
+      port: 8448,
+      tls_cert_file: null,
+      tls_key_file: null,
+      static_servers: {},
+      allow_private: [],
+      trusted_notaries: [],
+      outbox_ttl_ms: 7 * 86_400_000,
+      key_validity_ms: 86_400_000,
+      delivery_concurrency: 8,
+      max_transaction_bytes: 8 * 1024 * 1024,
+    },
     logging: { level: 'info' },
   };
 }
@@ -181,6 +214,10 @@ export function envOverrides(env: NodeJS.ProcessEnv): DeepPartial<Config> {
     redis: { url: env.REDIS_URL || undefined, key_prefix: env.PARLEY_REDIS_PREFIX || undefined },
     registration: { mode: (mode || undefined) as Config['registration']['mode'] | undefined },
     logging: { level: (env.PARLEY_LOG_LEVEL || undefined) as Config['logging']['level'] | undefined },
+    federation: {
+      port: envInt(env, 'PARLEY_FEDERATION_PORT'),
+      allow_private: env.PARLEY_FEDERATION_ALLOW_PRIVATE ? env.PARLEY_FEDERATION_ALLOW_PRIVATE.split(',').map((c) => c.trim()) : undefined,
+    },
   };
 }
 

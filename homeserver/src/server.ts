@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { loadOrCreateSigningKey } from '@parley/federation/keys';
@@ -7,10 +8,14 @@ import { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { createDb, type Db, migrateLatest } from './db/database.js';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js';
+import { DeliveryEngine, type Sender } from './delivery/engine.js';
+import { createFederationApp } from './federation/app.js';
+import { createFederation, type FederationContext } from './federation/setup.js';
 import { StreamGateway } from './gateway/gateway.js';
 import { createApp } from './http/app.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
+import { OutboxRepository } from './repositories/outbox.js';
 import { type Clock, systemClock } from './services/clock.js';
 import { createServices, type Services } from './services/index.js';
 import type { SigningIdentity } from './services/room-log.js';
@@ -27,6 +32,7 @@ export interface RunningHomeserver {
   config: Config;
   services: Services;
   gateway: StreamGateway;
+  federation: RunningFederation | null;
   stop(): Promise<void>;
 }
 
@@ -51,6 +57,78 @@ export async function openDatabase(
     throw err;
   }
   return { db, embedded };
+}
+
+export interface RunningFederation {
+  /** https://127.0.0.1:<port> of the federation listener. */
+  url: string;
+  port: number;
+  context: FederationContext;
+  delivery: DeliveryEngine;
+  stop(): Promise<void>;
+}
+
+/** The HTTPS federation listener and the delivery engine that drains the outbox. */
+async function startFederation(
+  config: Config,
+  services: Services,
+  identity: SigningIdentity,
+  metrics: Metrics,
+  redis: Redis | null,
+  log: Logger,
+): Promise<RunningFederation> {
+  const context = await createFederation(config, identity, services.clock, log);
+  const sender: Sender = async (destination, txn) => {
+    await context.client.request({
+      destination,
+      method: 'PUT',
+      path: `/federation/v1/send/${encodeURIComponent(txn.txnId)}`,
+      body: { events: txn.events, edus: txn.edus },
+    });
+  };
+  const delivery = new DeliveryEngine(
+    new OutboxRepository(services.db),
+    sender,
+    services.clock,
+    Math.random,
+    redis,
+    {
+      ttlMs: config.federation.outbox_ttl_ms,
+      concurrency: config.federation.delivery_concurrency,
+      sweepMs: 5_000,
+      keyPrefix: config.redis.key_prefix,
+    },
+    log.child({ component: 'delivery' }),
+    metrics.registry,
+  );
+  await delivery.start();
+  const onInbound = (origin: string) => {
+    delivery.inbound(origin).catch((err) => log.warn({ err: (err as Error).message, origin }, 'inbound retry trigger failed'));
+  };
+  const app = createFederationApp(services, context, metrics, onInbound);
+  const server = https.createServer({ cert: context.tls.certPem, key: context.tls.keyPem, minVersion: 'TLSv1.2' }, app.callback());
+  server.requestTimeout = config.http.request_timeout_ms;
+  server.headersTimeout = Math.min(config.http.request_timeout_ms, 20_000);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.federation.port, config.federation.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  log.info({ port, tls_fingerprint: context.tls.fingerprint }, 'federation listener ready');
+  return {
+    url: `https://127.0.0.1:${port}`,
+    port,
+    context,
+    delivery,
+    stop: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await Promise.race([closed, new Promise((r) => setTimeout(r, config.http.shutdown_grace_ms).unref())]);
+      server.closeAllConnections();
+      await delivery.stop();
+      await context.close();
+    },
+  };
 }
 
 /** DESIGN §5: BullMQ and the stream need Redis to refuse writes rather than evict keys. */
@@ -102,6 +180,8 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
     },
   });
   server.on('upgrade', (req, socket, head) => gateway.handleUpgrade(req, socket, head));
+
+  const federation = config.federation.enabled ? await startFederation(config, services, identity, metrics, redis, log) : null;
   // Node's requestTimeout bounds receiving a whole request body, so uploads set the ceiling;
   // JSON bodies are capped at 64 KiB and arrive long before it.
   server.requestTimeout = Math.max(config.http.request_timeout_ms, config.media.upload_timeout_ms);
@@ -113,6 +193,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
       server.listen(config.http.port, config.http.host, () => resolve());
     });
   } catch (err) {
+    await federation?.stop();
     await gateway.close();
     await services.bus.stop();
     redis?.disconnect();
@@ -148,6 +229,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
       const grace = new Promise<void>((resolve) => setTimeout(resolve, config.http.shutdown_grace_ms).unref());
       await Promise.race([closed, grace]);
       server.closeAllConnections();
+      await federation?.stop();
       await services.presence.stop();
       await services.bus.stop();
       if (redis) await redis.quit().catch(() => redis?.disconnect());
@@ -158,5 +240,5 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
     return stopping;
   };
 
-  return { url, port, config, services, gateway, stop };
+  return { url, port, config, services, gateway, federation, stop };
 }

@@ -38,6 +38,7 @@ describe('parley serve on the embedded Postgres', () => {
       PARLEY_HTTP_PORT: String(port),
       PARLEY_SERVER_NAME: 'cli.test',
       PARLEY_LOG_LEVEL: 'info',
+      PARLEY_FEDERATION_PORT: '0',
     };
     delete env.DATABASE_URL;
     delete env.REDIS_URL;

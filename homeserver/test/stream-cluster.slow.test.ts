@@ -41,6 +41,7 @@ describe('several processes, one server', () => {
       PARLEY_SERVER_NAME: 'cluster.test',
       PARLEY_DATA_DIR: dataDir,
       PARLEY_LOG_LEVEL: 'warn',
+      PARLEY_FEDERATION_PORT: '0',
       PARLEY_CONFIG: configFile,
     };
     const child = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });

@@ -23,6 +23,10 @@ export const ErrorCodes = {
   PARLEY_WEAK_PASSWORD: 'The password does not meet the policy',
   PARLEY_USER_DEACTIVATED: 'The account is deactivated',
   PARLEY_RATE_LIMITED: 'Too many requests; retry after the given delay',
+  PARLEY_FED_BAD_AUTH: 'The Authorization header is missing or malformed',
+  PARLEY_FED_WRONG_DESTINATION: 'The request was signed for another server',
+  PARLEY_FED_UNKNOWN_KEY: 'The signing key of the origin could not be found',
+  PARLEY_FED_BAD_SIGNATURE: 'The request signature does not verify',
   PARLEY_UNAVAILABLE: 'A dependency (database, queue) is unavailable',
   PARLEY_INTERNAL: 'Internal error',
 } as const;

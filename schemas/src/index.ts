@@ -2,6 +2,7 @@ export * from './account.js';
 export * from './auth.js';
 export * from './errors.js';
 export * from './events.js';
+export * from './federation.js';
 export * from './federation-keys.js';
 export * from './ids.js';
 export * from './media.js';

@@ -35,6 +35,8 @@ export function testConfig(databaseUrl: string, dataDir: string, overrides: Deep
     // Cheap Argon2 keeps the suite fast; production defaults are tested in passwords tests.
     auth: { argon2: { memory_kib: 8192, iterations: 1, parallelism: 1 } },
     rate_limits: { enabled: false },
+    // Federation on a free loopback port; loopback peers are allowed for tests.
+    federation: { host: '127.0.0.1', port: 0, allow_private: ['127.0.0.0/8', '::1/128'] },
     logging: { level: process.env.PARLEY_TEST_LOG ?? 'silent' },
   } satisfies DeepPartial<Config>);
   return validateConfig(mergeConfig(base, overrides));

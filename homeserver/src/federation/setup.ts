@@ -1,0 +1,109 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { buildKeyDocument, KeyStore, publicKeyFromB64u } from '@parley/federation/keys';
+import { fingerprintOfPem, loadOrCreateTlsCertificate } from '@parley/federation/tls';
+import { AddressPolicy, FederationClient, isFederationError } from '@parley/federation/transport';
+import type { ServerKeyDocument } from '@parley/schemas';
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { Clock } from '../services/clock.js';
+import type { SigningIdentity } from '../services/room-log.js';
+
+export interface FederationContext {
+  config: Config['federation'];
+  serverName: string;
+  tls: { certPem: string; keyPem: string; fingerprint: string };
+  keyStore: KeyStore;
+  client: FederationClient;
+  /** Our own key document, re-signed before it expires. */
+  keyDocument(): ServerKeyDocument;
+  close(): Promise<void>;
+}
+
+/**
+ * Everything the homeserver needs to talk to other servers: its TLS certificate (configured,
+ * or self-signed at first start and published by fingerprint), its key document, the key
+ * store for other servers' keys, and the outbound client (SSRF guard, pinning).
+ */
+export async function createFederation(config: Config, identity: SigningIdentity, clock: Clock, log: Logger): Promise<FederationContext> {
+  const fed = config.federation;
+  let tls: { certPem: string; keyPem: string; fingerprint: string };
+  if (fed.tls_cert_file && fed.tls_key_file) {
+    const certPem = await readFile(fed.tls_cert_file, 'utf8');
+    tls = { certPem, keyPem: await readFile(fed.tls_key_file, 'utf8'), fingerprint: fingerprintOfPem(certPem) };
+  } else {
+    tls = await loadOrCreateTlsCertificate(path.join(config.data_dir, 'tls'), config.server_name, {
+      onNotice: (message: string) => log.info({ component: 'tls' }, message),
+    });
+  }
+
+  let current: { doc: ServerKeyDocument; renewAt: number } | null = null;
+  const keyDocument = (): ServerKeyDocument => {
+    const now = clock.now();
+    if (!current || now >= current.renewAt) {
+      const doc = buildKeyDocument({
+        serverName: config.server_name,
+        current: identity,
+        tlsFingerprints: [tls.fingerprint],
+        validForMs: fed.key_validity_ms,
+        now,
+      });
+      current = { doc, renewAt: now + fed.key_validity_ms / 2 };
+    }
+    return current.doc;
+  };
+
+  // eslint-style forward reference: the client asks the store for pins, the store fetches through the client.
+  let keyStore: KeyStore;
+  const client = new FederationClient({
+    serverName: config.server_name,
+    signingKey: identity,
+    policy: new AddressPolicy({ allow: fed.allow_private }),
+    staticServers: fed.static_servers,
+    pinsFor: async (server) => {
+      await keyStore.prefetch(server);
+      return keyStore.tlsPins(server);
+    },
+    log: log.child({ component: 'federation-client' }),
+  });
+
+  keyStore = new KeyStore({
+    now: () => clock.now(),
+    notaries: fed.trusted_notaries.map((n) => ({
+      name: n.name,
+      verifyKeys: Object.fromEntries(Object.entries(n.verify_keys).map(([id, key]) => [id, publicKeyFromB64u(key)])),
+    })),
+    // First contact with a self-signed server cannot be pinned yet: accept the certificate it
+    // presents, but only with a key document that lists that very certificate.
+    fetchDirect: async (server) => {
+      const res = await client.request({ destination: server, method: 'GET', path: '/federation/v1/keys', signed: false, tls: 'any' });
+      const fps = ((res.body as { tls_fingerprints?: Array<{ sha256?: unknown }> })?.tls_fingerprints ?? []).map((f) => f.sha256);
+      if (res.tlsFingerprint && !fps.includes(res.tlsFingerprint)) {
+        throw new Error(`${server} served a key document that does not list the certificate it presented`);
+      }
+      return res.body;
+    },
+    queryNotary: async (notary, server) => {
+      const res = await client.request({
+        destination: notary,
+        method: 'POST',
+        path: '/federation/v1/keys/query',
+        body: { server_keys: { [server]: { '*': {} } } },
+      });
+      return ((res.body as { server_keys?: unknown[] })?.server_keys ?? []) as unknown[];
+    },
+    onEvent: (event) => log.info({ component: 'keys', ...event }, 'key store'),
+  });
+
+  return {
+    config: fed,
+    serverName: config.server_name,
+    tls,
+    keyStore,
+    client,
+    keyDocument,
+    close: () => client.close(),
+  };
+}
+
+export { isFederationError };
