@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { recordHash, signEvent, signRecord } from '@parley/federation/events';
 import { authorize, historyVisibility, type StateMap, stateKey as stateMapKey } from '@parley/federation/room';
-import type { Membership, RoomEvent } from '@parley/schemas';
+import type { Membership, RoomEvent, SeqRecord } from '@parley/schemas';
 import type { Db } from '../db/database.js';
 import { ParleyError } from '../errors.js';
 import type { EventRepository, EventRow } from '../repositories/events.js';
@@ -29,6 +29,8 @@ export interface AppendBatch {
   room: RoomRow;
   notes: Array<NewNote & { live?: Record<string, unknown> }>;
   authCache: Map<string, StateMap>;
+  /** Entries persisted in this batch, for fan-out to participant servers. */
+  entries: Array<{ event: RoomEvent; record: SeqRecord; target: string | null }>;
 }
 
 export interface Appended {
@@ -61,7 +63,7 @@ export class RoomLog {
    * sender reuse the auth state read for the first one until a state event changes it.
    */
   begin(room: RoomRow): AppendBatch {
-    return { room, notes: [], authCache: new Map() };
+    return { room, notes: [], authCache: new Map(), entries: [] };
   }
 
   async finish(batch: AppendBatch, trx: Db): Promise<void> {
@@ -70,7 +72,12 @@ export class RoomLog {
     await this.rooms.advance(room.room_id, room.current_seq, room.head_hash as string, room.lamport, trx);
     await this.stream.write(trx, batch.notes);
     batch.notes = [];
+    if (this.fanout && room.host === this.identity.serverName) await this.fanout(room, batch.entries, trx);
+    batch.entries = [];
   }
+
+  /** Set when federation runs: queues sequenced entries for participant servers (outbox). */
+  fanout: ((room: RoomRow, entries: AppendBatch['entries'], trx: Db) => Promise<void>) | null = null;
 
   /** The slice of state the auth rules need for this draft. */
   async authState(room: RoomRow, draft: Draft, trx: Db): Promise<StateMap> {
@@ -97,12 +104,6 @@ export class RoomLog {
     batch?: AppendBatch,
   ): Promise<Appended> {
     const own = batch ?? this.begin(room);
-    const cacheKey = draft.state_key === undefined ? `${draft.sender}\u0000${draft.type}` : null;
-    let state = cacheKey ? own.authCache.get(cacheKey) : undefined;
-    if (!state) {
-      state = await this.authState(room, draft, trx);
-      if (cacheKey) own.authCache.set(cacheKey, state);
-    }
     const now = this.clock.now();
     const unsignedEvent = {
       room_id: room.room_id,
@@ -121,44 +122,110 @@ export class RoomLog {
       // Size caps and non-canonical numbers are the client's fault.
       throw new ParleyError(400, 'PARLEY_INVALID_PARAM', (err as Error).message, { field: 'content' });
     }
-    const verdict = authorize(state, signed.event, ctx);
-    if (!verdict.ok) throw new ParleyError(403, 'PARLEY_FORBIDDEN', verdict.reason);
+    const appended = await this.sequence(room, signed.event, signed.eventId, trx, ctx, own);
+    if (!batch) await this.finish(own, trx);
+    return appended;
+  }
 
-    const seq = room.current_seq + 1;
+  /**
+   * As host: authorises an origin-signed event (ours or a participant's, already verified)
+   * against current state, signs its sequencing record and persists both.
+   */
+  async sequence(
+    room: RoomRow,
+    event: RoomEvent,
+    eventId: string,
+    trx: Db,
+    ctx: { redactedEventSender?: string; txn?: { deviceId: string; txnId: string } },
+    own: AppendBatch,
+  ): Promise<Appended> {
+    const draft: Draft = {
+      type: event.type,
+      sender: event.sender,
+      content: event.content,
+      ...(event.state_key !== undefined ? { state_key: event.state_key } : {}),
+    };
+    const cacheKey = draft.state_key === undefined ? `${draft.sender}\u0000${draft.type}` : null;
+    let state = cacheKey ? own.authCache.get(cacheKey) : undefined;
+    if (!state) {
+      state = await this.authState(room, draft, trx);
+      if (cacheKey) own.authCache.set(cacheKey, state);
+    }
+    const verdict = authorize(state, event, ctx);
+    if (!verdict.ok) throw new ParleyError(403, 'PARLEY_FORBIDDEN', verdict.reason);
+    const now = this.clock.now();
     const record = signRecord(
-      { room_id: room.room_id, seq, event_id: signed.eventId, prev: room.head_hash, host_ts: now },
+      { room_id: room.room_id, seq: room.current_seq + 1, event_id: eventId, prev: room.head_hash, host_ts: now },
       this.identity.serverName,
       this.identity,
     );
-    const relation = relationOf(draft.content);
+    await this.persist(room, event, eventId, record, historyVisibility(state), trx, own, ctx);
+    return { eventId, seq: record.seq, event };
+  }
+
+  /**
+   * As participant: stores an entry the host sequenced. The caller has verified the origin
+   * and host signatures, the content hash, `seq` and `prev`; the auth rules run here too.
+   */
+  async applyRemote(
+    room: RoomRow,
+    event: RoomEvent,
+    eventId: string,
+    record: SeqRecord,
+    trx: Db,
+    own: AppendBatch,
+    redactedEventSender?: string,
+  ): Promise<void> {
+    const draft: Draft = {
+      type: event.type,
+      sender: event.sender,
+      content: event.content,
+      ...(event.state_key !== undefined ? { state_key: event.state_key } : {}),
+    };
+    const state = await this.authState(room, draft, trx);
+    const verdict = authorize(state, event, redactedEventSender ? { redactedEventSender } : {});
+    if (!verdict.ok) throw new ParleyError(403, 'PARLEY_FORBIDDEN', `host sequenced an event the rules refuse: ${verdict.reason}`);
+    await this.persist(room, event, eventId, record, historyVisibility(state), trx, own, {});
+  }
+
+  private async persist(
+    room: RoomRow,
+    event: RoomEvent,
+    eventId: string,
+    record: SeqRecord,
+    visibility: string,
+    trx: Db,
+    own: AppendBatch,
+    ctx: { txn?: { deviceId: string; txnId: string } },
+  ): Promise<void> {
+    const relation = relationOf(event.content);
     const row: EventRow = {
-      event_id: signed.eventId,
+      event_id: eventId,
       room_id: room.room_id,
-      seq,
-      type: draft.type,
-      state_key: draft.state_key ?? null,
-      sender: draft.sender,
-      origin_ts: now,
-      event: signed.event,
+      seq: record.seq,
+      type: event.type,
+      state_key: event.state_key ?? null,
+      sender: event.sender,
+      origin_ts: event.origin_ts,
+      event,
       record,
-      visibility: historyVisibility(state),
+      visibility,
       redacted_by: null,
       rel_type: relation?.type ?? null,
       rel_event_id: relation?.event_id ?? null,
       rel_key: relation?.key ?? null,
     };
     await this.events.insert(row, trx);
-    if (draft.state_key !== undefined) {
-      await this.rooms.putState(room.room_id, draft.type, draft.state_key, signed.eventId, seq, trx);
-      if (draft.type === 'room.member') {
-        await this.rooms.putMembership(room.room_id, draft.state_key, draft.content.membership as Membership, seq, trx);
+    if (event.state_key !== undefined) {
+      await this.rooms.putState(room.room_id, event.type, event.state_key, eventId, record.seq, trx);
+      if (event.type === 'room.member') {
+        await this.rooms.putMembership(room.room_id, event.state_key, event.content.membership as Membership, record.seq, trx);
       }
+      own.authCache.clear();
     }
-    if (draft.state_key !== undefined) own.authCache.clear();
-    const head = recordHash(record);
     // Membership events also reach their target, who may not be joined (invites, kicks).
-    const target = draft.type === 'room.member' ? (draft.state_key ?? null) : null;
-    const data: Record<string, unknown> = { event_id: signed.eventId };
+    const target = event.type === 'room.member' ? (event.state_key ?? null) : null;
+    const data: Record<string, unknown> = { event_id: eventId };
     if (ctx.txn) Object.assign(data, { txn_id: ctx.txn.txnId, txn_device: ctx.txn.deviceId });
     own.notes.push({
       kind: 'event',
@@ -170,12 +237,11 @@ export class RoomLog {
       data,
       live: { event: clientEventOf(row) },
     });
+    own.entries.push({ event, record, target });
     // Keep the caller's locked row current so several appends in one transaction chain.
-    room.current_seq = seq;
-    room.head_hash = head;
-    room.lamport += 1;
-    if (!batch) await this.finish(own, trx);
-    return { eventId: signed.eventId, seq, event: signed.event };
+    room.current_seq = record.seq;
+    room.head_hash = recordHash(record);
+    room.lamport = Math.max(room.lamport, event.lamport);
   }
 }
 
