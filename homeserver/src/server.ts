@@ -10,6 +10,7 @@ import { createDb, type Db, migrateLatest } from './db/database.js';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js';
 import { DeliveryEngine, type Sender } from './delivery/engine.js';
 import { createFederationApp } from './federation/app.js';
+import { FederatedRooms } from './federation/rooms.js';
 import { createFederation, type FederationContext } from './federation/setup.js';
 import { StreamGateway } from './gateway/gateway.js';
 import { createApp } from './http/app.js';
@@ -105,7 +106,23 @@ async function startFederation(
   const onInbound = (origin: string) => {
     delivery.inbound(origin).catch((err) => log.warn({ err: (err as Error).message, origin }, 'inbound retry trigger failed'));
   };
-  const app = createFederationApp(services, context, metrics, onInbound);
+  const outbox = new OutboxRepository(services.db);
+  const rooms = new FederatedRooms(
+    services.db,
+    services.roomRepo,
+    services.eventRepo,
+    outbox,
+    services.roomLog,
+    context,
+    identity,
+    services.clock,
+    log.child({ component: 'federated-rooms' }),
+    (servers) => delivery.notify(servers),
+    config.federation.outbox_ttl_ms,
+  );
+  services.roomLog.fanout = (room, entries, trx) => rooms.fanout(room, entries, trx);
+  services.rooms.remote = rooms;
+  const app = createFederationApp(services, context, rooms, metrics, onInbound);
   const server = https.createServer({ cert: context.tls.certPem, key: context.tls.keyPem, minVersion: 'TLSv1.2' }, app.callback());
   server.requestTimeout = config.http.request_timeout_ms;
   server.headersTimeout = Math.min(config.http.request_timeout_ms, 20_000);

@@ -1,6 +1,7 @@
 import Koa from 'koa';
 import { keyRoutes } from '../api/federation/keys.js';
 import { queryRoutes } from '../api/federation/query.js';
+import { federatedRoomRoutes } from '../api/federation/rooms.js';
 import { sendRoutes } from '../api/federation/send.js';
 import { ParleyError } from '../errors.js';
 import type { AppContext, AppState } from '../http/context.js';
@@ -9,12 +10,14 @@ import { requestContext } from '../http/middleware/request-context.js';
 import type { Metrics } from '../metrics.js';
 import { OutboxRepository } from '../repositories/outbox.js';
 import type { Services } from '../services/index.js';
+import type { FederatedRooms } from './rooms.js';
 import type { FederationContext } from './setup.js';
 
 /** The federation listener's app (HTTPS, port 8448): `/federation/v1/…` only. */
 export function createFederationApp(
   s: Services,
   fed: FederationContext,
+  rooms: FederatedRooms,
   metrics: Metrics,
   onInbound: (origin: string) => void,
 ): Koa<AppState> {
@@ -34,11 +37,12 @@ export function createFederationApp(
     sendRoutes({
       fed,
       outbox: new OutboxRepository(s.db),
-      rooms: s.roomRepo,
+      rooms,
       clock: s.clock,
       maxBytes: fed.config.max_transaction_bytes,
       onInbound,
     }),
+    federatedRoomRoutes(fed, rooms, onInbound),
   ];
   for (const router of routers) {
     app.use(router.routes());

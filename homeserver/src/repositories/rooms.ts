@@ -138,6 +138,14 @@ export class RoomRepository {
     return q.orderBy('r.created_ts', 'asc').limit(limit).offset(offset).select('r.*');
   }
 
+  /** Servers with at least one joined member: the participants of the room. */
+  async memberServers(roomId: string, trx: Db = this.db): Promise<string[]> {
+    const rows = await trx('memberships')
+      .where({ room_id: roomId, membership: 'join' })
+      .distinct(trx.raw("substring(user_id from position(':' in user_id) + 1) as server"));
+    return (rows as Array<{ server: string }>).map((r) => r.server);
+  }
+
   async children(parentId: string): Promise<RoomRow[]> {
     return this.db<RoomRow>('rooms').where({ parent_id: parentId }).orderBy('created_ts', 'asc');
   }

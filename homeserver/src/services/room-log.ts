@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { recordHash, signEvent, signRecord } from '@parley/federation/events';
+import { recordHash, redact, signEvent, signRecord } from '@parley/federation/events';
 import { authorize, historyVisibility, type StateMap, stateKey as stateMapKey } from '@parley/federation/room';
 import type { Membership, RoomEvent, SeqRecord } from '@parley/schemas';
 import type { Db } from '../db/database.js';
@@ -216,6 +216,12 @@ export class RoomLog {
       rel_key: relation?.key ?? null,
     };
     await this.events.insert(row, trx);
+    // A redaction strips its target for good, on the host and on every participant alike.
+    if (event.type === 'room.redaction' && typeof event.content.redacts === 'string') {
+      const target = await this.events.find(event.content.redacts, trx);
+      if (target && target.room_id === room.room_id && !target.redacted_by)
+        await this.events.markRedacted(target.event_id, redact(target.event), eventId, trx);
+    }
     if (event.state_key !== undefined) {
       await this.rooms.putState(room.room_id, event.type, event.state_key, eventId, record.seq, trx);
       if (event.type === 'room.member') {

@@ -21,6 +21,8 @@ export class RoomVerifier {
     private readonly rooms: RoomRepository,
     private readonly events: EventRepository,
     private readonly identity: SigningIdentity,
+    /** Other servers' keys (federation's key store), for events they originated. */
+    private readonly remoteKeys?: (server: string, keyId: string) => import('node:crypto').KeyObject | undefined,
   ) {}
 
   async verify(roomId: string): Promise<VerifyReport | null> {
@@ -38,7 +40,7 @@ export class RoomVerifier {
       if (event.type === 'room.redaction' && typeof event.content.redacts === 'string') redactedEventIds.add(event.content.redacts);
     }
     const keyRing = (server: string, keyId: string) =>
-      server === this.identity.serverName && keyId === this.identity.keyId ? this.identity.publicKey : undefined;
+      server === this.identity.serverName && keyId === this.identity.keyId ? this.identity.publicKey : this.remoteKeys?.(server, keyId);
     const result = verifyChain(entries, keyRing, authorize, { redactedEventIds });
     if (result.ok) return { ok: true, room_id: roomId, events: result.count, head: result.head ?? '' };
     return {

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { redact } from '@parley/federation/events';
 import { defaultRoles } from '@parley/federation/room';
 import {
   AvatarContent,
@@ -21,6 +20,7 @@ import {
 } from '@parley/schemas';
 import type { Db } from '../db/database.js';
 import { badRequest, forbidden, notFound, ParleyError } from '../errors.js';
+import type { FederatedRooms } from '../federation/rooms.js';
 import type { EventRepository } from '../repositories/events.js';
 import type { AliasRepository, TxnRepository } from '../repositories/room-extras.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
@@ -64,7 +64,23 @@ const CONTENT_SCHEMAS: Record<string, Parameters<typeof check>[0]> = {
  * and redactions. Each write is one transaction holding the room lock (see RoomLog).
  */
 export class RoomService {
+  /** Set when federation runs: rooms hosted elsewhere are written through their host. */
+  remote: FederatedRooms | null = null;
+
   constructor(private readonly d: RoomDeps) {}
+
+  private hostOf(roomId: string): string {
+    return roomId.slice(roomId.indexOf(':') + 1);
+  }
+
+  /** Signs a draft as origin and has the remote host sequence it. */
+  private async remoteWrite(draft: Draft): Promise<SendResponse> {
+    const remote = this.remote;
+    if (!remote) throw notFound('this server does not federate');
+    const roomId = (draft as Draft & { room_id: string }).room_id;
+    const { event } = remote.signForRemote(roomId, draft.type, draft.sender, draft.content, draft.state_key);
+    return remote.submit(roomId, event);
+  }
 
   get serverName(): string {
     return this.d.serverName;
@@ -149,6 +165,21 @@ export class RoomService {
   async join(auth: AuthContext, idOrAlias: string): Promise<{ room_id: string }> {
     const roomId = await this.resolve(idOrAlias);
     const profile = await this.d.users.findById(auth.userId);
+    if (this.remote && this.hostOf(roomId) !== this.d.serverName) {
+      const known = await this.d.rooms.find(roomId);
+      if (known) {
+        await this.remoteWrite({
+          room_id: roomId,
+          type: 'room.member',
+          state_key: auth.userId,
+          sender: auth.userId,
+          content: { membership: 'join', displayname: profile?.displayname ?? null },
+        } as Draft);
+      } else {
+        await this.remote.join(auth.userId, roomId, profile?.displayname ?? null);
+      }
+      return { room_id: roomId };
+    }
     await this.write(roomId, {
       type: 'room.member',
       state_key: auth.userId,
@@ -208,24 +239,33 @@ export class RoomService {
     if (type === 'room.redaction') throw badRequest('PARLEY_INVALID_PARAM', 'use the redact endpoint to redact', 'type');
     const schema = CONTENT_SCHEMAS[type];
     if (schema) this.checkContent(schema, content);
-    return this.idempotent(auth, roomId, txnId, async (trx, room, batch) => {
-      await this.checkRelation(room, auth.userId, content, trx);
-      return this.d.log.append(room, { type, sender: auth.userId, content }, trx, { txn: { deviceId: auth.deviceId, txnId } }, batch);
-    });
+    return this.idempotent(
+      auth,
+      roomId,
+      txnId,
+      async (trx, room, batch) => {
+        await this.checkRelation(room, auth.userId, content, trx);
+        return this.d.log.append(room, { type, sender: auth.userId, content }, trx, { txn: { deviceId: auth.deviceId, txnId } }, batch);
+      },
+      { type, sender: auth.userId, content },
+    );
   }
 
   async redact(auth: AuthContext, roomId: string, targetId: string, txnId: string, reason?: string): Promise<SendResponse> {
-    return this.idempotent(auth, roomId, txnId, async (trx, room, batch) => {
-      const target = await this.d.events.find(targetId, trx);
-      if (!target || target.room_id !== roomId) throw notFound(`no event ${targetId} in this room`);
-      const content: Record<string, unknown> = { redacts: targetId };
-      if (reason) content.reason = reason;
-      const ctx = { redactedEventSender: target.sender, txn: { deviceId: auth.deviceId, txnId } };
-      const appended = await this.d.log.append(room, { type: 'room.redaction', sender: auth.userId, content }, trx, ctx, batch);
-      // The content goes for good; hashes and signatures stay, so the chain still verifies.
-      if (!target.redacted_by) await this.d.events.markRedacted(targetId, redact(target.event), appended.eventId, trx);
-      return appended;
-    });
+    const content: Record<string, unknown> = { redacts: targetId };
+    if (reason) content.reason = reason;
+    return this.idempotent(
+      auth,
+      roomId,
+      txnId,
+      async (trx, room, batch) => {
+        const target = await this.d.events.find(targetId, trx);
+        if (!target || target.room_id !== roomId) throw notFound(`no event ${targetId} in this room`);
+        const ctx = { redactedEventSender: target.sender, txn: { deviceId: auth.deviceId, txnId } };
+        return this.d.log.append(room, { type: 'room.redaction', sender: auth.userId, content }, trx, ctx, batch);
+      },
+      { type: 'room.redaction', sender: auth.userId, content },
+    );
   }
 
   private checkContent(schema: Parameters<typeof check>[0], value: unknown, field = 'content'): void {
@@ -256,9 +296,28 @@ export class RoomService {
     roomId: string,
     txnId: string,
     work: (trx: Db, room: RoomRow, batch: AppendBatch) => Promise<{ eventId: string; seq: number }>,
+    remoteDraft: Draft,
   ): Promise<SendResponse> {
     const existing = await this.d.txns.find(auth.userId, auth.deviceId, txnId);
     if (existing) return this.answerFor(existing.event_id, existing.room_id, roomId);
+    const known = await this.d.rooms.find(roomId);
+    if (known && known.host !== this.d.serverName) {
+      const sent = await this.remoteWrite({ ...remoteDraft, room_id: roomId } as Draft);
+      await this.d.db.transaction((trx) =>
+        this.d.txns.insert(
+          {
+            user_id: auth.userId,
+            device_id: auth.deviceId,
+            txn_id: txnId,
+            room_id: roomId,
+            event_id: sent.event_id,
+            created_ts: this.d.clock.now(),
+          },
+          trx,
+        ),
+      );
+      return sent;
+    }
     return this.d.sequencer.submit(roomId, async (trx, room, batch) => {
       // Under the room lock every earlier send of this txn has committed (or is in this group).
       const again = await this.d.txns.find(auth.userId, auth.deviceId, txnId, trx);
@@ -293,6 +352,8 @@ export class RoomService {
   }
 
   private async write(roomId: string, draft: Draft): Promise<SendResponse> {
+    const room = await this.d.rooms.find(roomId);
+    if (room && room.host !== this.d.serverName) return this.remoteWrite({ ...draft, room_id: roomId } as Draft);
     return this.d.db.transaction(async (trx) => {
       const room = await this.lockLocal(roomId, trx);
       const appended = await this.d.log.append(room, draft, trx);

@@ -1,0 +1,314 @@
+import { verifyChain } from '@parley/federation/chain';
+import { eventId as computeEventId, signEvent, verifyEvent, verifyRecord } from '@parley/federation/events';
+import { authorize } from '@parley/federation/room';
+import { check, type RoomEvent, RoomEvent as RoomEventSchema, type SeqRecord, SeqRecord as SeqRecordSchema } from '@parley/schemas';
+import type { Db } from '../db/database.js';
+import { forbidden, notFound, ParleyError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { EventRepository } from '../repositories/events.js';
+import type { OutboxRepository } from '../repositories/outbox.js';
+import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
+import type { Clock } from '../services/clock.js';
+import type { AppendBatch, RoomLog, SigningIdentity } from '../services/room-log.js';
+import type { FederationContext } from './setup.js';
+
+export interface Entry {
+  event: RoomEvent;
+  record: SeqRecord;
+}
+
+const serverOf = (id: string) => id.slice(id.indexOf(':') + 1);
+// A joining server gets the whole chain up to this many entries (larger rooms: state
+// snapshots are the next step).
+const MAX_JOIN_ENTRIES = 20_000;
+const BACKFILL_PAGE = 500;
+
+/**
+ * Rooms shared across servers (DESIGN §4–5): the host sequences and fans out; participants
+ * verify every entry (origin and host signatures, content hash, seq, `prev`, auth rules)
+ * before storing it, and backfill from the host when they see a gap.
+ */
+export class FederatedRooms {
+  constructor(
+    private readonly db: Db,
+    private readonly rooms: RoomRepository,
+    private readonly events: EventRepository,
+    private readonly outbox: OutboxRepository,
+    private readonly log: RoomLog,
+    private readonly fed: FederationContext,
+    private readonly identity: SigningIdentity,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    private readonly notify: (servers: Iterable<string>) => void,
+    private readonly ttlMs: number,
+  ) {}
+
+  /** RoomLog.finish hook (host): queue every new entry for every participant server. */
+  async fanout(room: RoomRow, entries: AppendBatch['entries'], trx: Db): Promise<void> {
+    if (entries.length === 0) return;
+    const servers = new Set(await this.rooms.memberServers(room.room_id, trx));
+    for (const e of entries) if (e.target) servers.add(serverOf(e.target));
+    servers.delete(this.identity.serverName);
+    if (servers.size === 0) return;
+    const now = this.clock.now();
+    for (const e of entries) await this.outbox.enqueue([...servers], 'event', { event: e.event, record: e.record }, now, this.ttlMs, trx);
+    const tx = trx as unknown as { executionPromise?: Promise<unknown> };
+    void tx.executionPromise?.then(
+      () => this.notify(servers),
+      () => {},
+    );
+  }
+
+  /** Signs an event as this server (the origin) for a room hosted elsewhere. */
+  signForRemote(
+    roomId: string,
+    type: string,
+    sender: string,
+    content: Record<string, unknown>,
+    stateKey?: string,
+  ): { event: RoomEvent; eventId: string } {
+    try {
+      return signEvent(
+        {
+          room_id: roomId,
+          type,
+          ...(stateKey !== undefined ? { state_key: stateKey } : {}),
+          sender,
+          origin: this.identity.serverName,
+          origin_ts: this.clock.now(),
+          lamport: 0,
+          content,
+        },
+        this.identity.serverName,
+        this.identity,
+      );
+    } catch (err) {
+      throw new ParleyError(400, 'PARLEY_INVALID_PARAM', (err as Error).message, { field: 'content' });
+    }
+  }
+
+  // ---- participant side ------------------------------------------------------------------
+
+  /** Joins a room hosted on another server and stores its verified chain. */
+  async join(userId: string, roomId: string, displayname: string | null): Promise<void> {
+    const host = serverOf(roomId);
+    const { event } = this.signForRemote(roomId, 'room.member', userId, { membership: 'join', displayname }, userId);
+    let res: { body: unknown };
+    try {
+      res = await this.fed.client.request({
+        destination: host,
+        method: 'POST',
+        path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/join`,
+        body: { event },
+        maxBytes: 256 * 1024 * 1024,
+      });
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      if (status === 403) throw forbidden(`${host} refused the join`);
+      if (status === 404) throw notFound(`${host} has no room ${roomId}`);
+      throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `could not reach ${host}: ${(err as Error).message}`);
+    }
+    const entries = this.parseEntries((res.body as { entries?: unknown })?.entries);
+    await this.storeChain(roomId, host, entries);
+  }
+
+  /** Sends an event of a remote room to its host for sequencing; answers with its seq. */
+  async submit(roomId: string, event: RoomEvent): Promise<{ event_id: string; seq?: number }> {
+    const host = serverOf(roomId);
+    try {
+      const res = await this.fed.client.request({
+        destination: host,
+        method: 'POST',
+        path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/submit`,
+        body: { event },
+      });
+      return res.body as { event_id: string; seq: number };
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      if (status === 403)
+        throw forbidden((err as { body?: { error?: { message?: string } } }).body?.error?.message ?? `${host} refused the event`);
+      throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `the room's host ${host} is unreachable: ${(err as Error).message}`);
+    }
+  }
+
+  private parseEntries(raw: unknown): Entry[] {
+    if (!Array.isArray(raw) || raw.length > MAX_JOIN_ENTRIES)
+      throw new ParleyError(502, 'PARLEY_UNAVAILABLE', 'the host answered with a malformed chain');
+    return raw.map((e) => {
+      const ok = check(RoomEventSchema, (e as Entry)?.event).ok && check(SeqRecordSchema, (e as Entry)?.record).ok;
+      if (!ok) throw new ParleyError(502, 'PARLEY_UNAVAILABLE', 'the host answered with a malformed entry');
+      return e as Entry;
+    });
+  }
+
+  private async prefetchKeys(entries: Entry[], host: string): Promise<void> {
+    const servers = new Set([host, ...entries.map((e) => e.event.origin)]);
+    await Promise.all([...servers].map((s) => (s === this.identity.serverName ? Promise.resolve(true) : this.fed.keyStore.prefetch(s))));
+  }
+
+  private keyRing() {
+    const remote = this.fed.keyStore.keyRing();
+    return (server: string, keyId: string) =>
+      server === this.identity.serverName && keyId === this.identity.keyId ? this.identity.publicKey : remote(server, keyId);
+  }
+
+  /** Verifies a whole chain from seq 1 and stores it as a new room hosted by `host`. */
+  private async storeChain(roomId: string, host: string, entries: Entry[]): Promise<void> {
+    await this.prefetchKeys(entries, host);
+    const verdict = verifyChain(entries, this.keyRing(), authorize, { roomId });
+    if (!verdict.ok) {
+      this.logger.warn({ room_id: roomId, host, ...verdict }, 'refused a room chain');
+      throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `the chain from ${host} does not verify at seq ${verdict.seq}: ${verdict.reason}`);
+    }
+    const create = entries[0]?.event;
+    await this.db.transaction(async (trx) => {
+      let room = await this.rooms.lock(roomId, trx);
+      if (!room) {
+        const row: RoomRow = {
+          room_id: roomId,
+          host,
+          creator: String(create?.content.creator ?? create?.sender ?? ''),
+          kind: create?.content.kind === 'space' ? 'space' : 'room',
+          parent_id: null,
+          published: false,
+          current_seq: 0,
+          head_hash: null,
+          lamport: 0,
+          created_ts: this.clock.now(),
+        };
+        await this.rooms.insert(row, trx);
+        room = row;
+      }
+      const batch = this.log.begin(room);
+      for (const e of entries)
+        if (e.record.seq > room.current_seq)
+          await this.log.applyRemote(room, e.event, e.record.event_id, e.record, trx, batch, this.senderOfRedacted(entries, e.event));
+      await this.log.finish(batch, trx);
+    });
+  }
+
+  private senderOfRedacted(entries: Entry[], event: RoomEvent): string | undefined {
+    if (event.type !== 'room.redaction') return undefined;
+    const target = entries.find((e) => e.record.event_id === event.content.redacts);
+    return target?.event.sender;
+  }
+
+  /** Entries the host pushed (PUT send): applied in order; a gap is backfilled first. */
+  async receive(origin: string, raw: unknown): Promise<string | null> {
+    const parsed = check(RoomEventSchema, (raw as Entry)?.event).ok && check(SeqRecordSchema, (raw as Entry)?.record).ok;
+    if (!parsed) return 'not an event with its sequencing record';
+    const { event, record } = raw as Entry;
+    const room = await this.rooms.find(record.room_id);
+    if (!room) return `this server is not in ${record.room_id}`;
+    if (room.host !== origin) return `${origin} is not the host of ${record.room_id}`;
+    if (record.seq <= room.current_seq) return null; // already have it (at-least-once delivery)
+    if (record.seq > room.current_seq + 1) await this.backfill(room.room_id, origin, room.current_seq, record.seq - 1);
+    return this.applyOne(room.room_id, origin, { event, record });
+  }
+
+  private async applyOne(roomId: string, host: string, entry: Entry): Promise<string | null> {
+    await this.prefetchKeys([entry], host);
+    const ring = this.keyRing();
+    const id = computeEventId(entry.event);
+    if (entry.record.event_id !== id) return 'record names another event';
+    const rec = verifyRecord(entry.record, host, ring);
+    if (!rec.ok) return `record: ${rec.reason}`;
+    const ev = verifyEvent(entry.event, ring, { allowRedacted: false });
+    if (!ev.ok) return `event: ${ev.reason}`;
+    try {
+      await this.db.transaction(async (trx) => {
+        const room = (await this.rooms.lock(roomId, trx)) as RoomRow;
+        if (entry.record.seq <= room.current_seq) return;
+        if (entry.record.seq !== room.current_seq + 1 || entry.record.prev !== room.head_hash) {
+          throw new ParleyError(409, 'PARLEY_INVALID_PARAM', `seq ${entry.record.seq} does not follow ${room.current_seq} (prev mismatch)`);
+        }
+        const batch = this.log.begin(room);
+        let redactedSender: string | undefined;
+        if (entry.event.type === 'room.redaction' && typeof entry.event.content.redacts === 'string') {
+          redactedSender = (await this.events.find(entry.event.content.redacts, trx))?.sender;
+        }
+        await this.log.applyRemote(room, entry.event, id, entry.record, trx, batch, redactedSender);
+        await this.log.finish(batch, trx);
+      });
+      return null;
+    } catch (err) {
+      if (err instanceof ParleyError) return err.message;
+      throw err;
+    }
+  }
+
+  private async backfill(roomId: string, host: string, after: number, upTo: number): Promise<void> {
+    for (let from = after + 1; from <= upTo; ) {
+      const res = await this.fed.client.request({
+        destination: host,
+        method: 'GET',
+        path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/events?from_seq=${from}&limit=${Math.min(BACKFILL_PAGE, upTo - from + 1)}`,
+        maxBytes: 64 * 1024 * 1024,
+      });
+      const entries = this.parseEntries((res.body as { entries?: unknown })?.entries);
+      if (entries.length === 0) return;
+      for (const e of entries) {
+        const problem = await this.applyOne(roomId, host, e);
+        if (problem) throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `backfill from ${host} failed at seq ${e.record.seq}: ${problem}`);
+      }
+      from = (entries.at(-1) as Entry).record.seq + 1;
+    }
+  }
+
+  // ---- host side ------------------------------------------------------------------------
+
+  /** A participant's server asks to join one of its users (POST rooms/:id/join). */
+  async hostJoin(origin: string, roomId: string, raw: unknown): Promise<Entry[]> {
+    const event = this.checkIncoming(origin, roomId, raw);
+    if (event.type !== 'room.member' || event.content.membership !== 'join' || event.state_key !== event.sender) {
+      throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'a join must be the sender’s own room.member join');
+    }
+    await this.hostSequence(roomId, event);
+    return this.chain(roomId, 1, MAX_JOIN_ENTRIES);
+  }
+
+  /** A participant's server submits an origin-signed event for sequencing (POST rooms/:id/submit). */
+  async hostSubmit(origin: string, roomId: string, raw: unknown): Promise<{ event_id: string; seq: number }> {
+    const event = this.checkIncoming(origin, roomId, raw);
+    return this.hostSequence(roomId, event);
+  }
+
+  private checkIncoming(origin: string, roomId: string, raw: unknown): RoomEvent {
+    if (!check(RoomEventSchema, raw).ok) throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'event is malformed', { field: 'event' });
+    const event = raw as RoomEvent;
+    if (event.room_id !== roomId)
+      throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'event is for another room', { field: 'event.room_id' });
+    if (event.origin !== origin || serverOf(event.sender) !== origin) throw forbidden('a server may only submit events of its own users');
+    const verdict = verifyEvent(event, this.keyRing(), { allowRedacted: false });
+    if (!verdict.ok) throw new ParleyError(401, 'PARLEY_FED_BAD_SIGNATURE', `event: ${verdict.reason}`);
+    return event;
+  }
+
+  private async hostSequence(roomId: string, event: RoomEvent): Promise<{ event_id: string; seq: number }> {
+    const id = computeEventId(event);
+    const existing = await this.events.find(id);
+    if (existing) return { event_id: id, seq: existing.seq }; // a retried submit
+    return this.db.transaction(async (trx) => {
+      const room = await this.rooms.lock(roomId, trx);
+      if (!room || room.host !== this.identity.serverName) throw notFound(`no room ${roomId} hosted here`);
+      let redactedEventSender: string | undefined;
+      if (event.type === 'room.redaction' && typeof event.content.redacts === 'string') {
+        redactedEventSender = (await this.events.find(event.content.redacts, trx))?.sender;
+      }
+      const batch = this.log.begin(room);
+      const appended = await this.log.sequence(room, event, id, trx, redactedEventSender ? { redactedEventSender } : {}, batch);
+      await this.log.finish(batch, trx);
+      return { event_id: id, seq: appended.seq };
+    });
+  }
+
+  /** Entries from `fromSeq` (GET rooms/:id/events), for servers with a member in the room. */
+  async chain(roomId: string, fromSeq: number, limit: number, askingServer?: string): Promise<Entry[]> {
+    const room = await this.rooms.find(roomId);
+    if (!room) throw notFound(`no room ${roomId}`);
+    if (askingServer && !(await this.rooms.memberServers(roomId)).includes(askingServer))
+      throw forbidden(`${askingServer} has no member in ${roomId}`);
+    const rows = await this.events.range(roomId, fromSeq, Math.min(room.current_seq, fromSeq + limit - 1));
+    return rows.map((r) => ({ event: r.event, record: r.record }));
+  }
+}

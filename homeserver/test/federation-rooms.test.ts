@@ -1,0 +1,119 @@
+import net from 'node:net';
+import { type ParleyClient, RoomsApi } from '@parley/sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RoomVerifier } from '../src/services/room-verify.js';
+import { startTestServer, type TestServer } from './support/server.js';
+import { bodyOf, openStream } from './support/stream-client.js';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const until = async (cond: () => Promise<boolean> | boolean, ms = 20_000) => {
+  const t0 = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t0 > ms) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+/** A room hosted on hs1 with a member on hs2, over real TLS on loopback. */
+describe('federation: a room shared by two servers', () => {
+  let a: TestServer;
+  let b: TestServer;
+  let alice: RoomsApi;
+  let bob: RoomsApi;
+  let bobClient: ParleyClient;
+  let roomId: string;
+
+  beforeAll(async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const statics = { 'hs1.test': `127.0.0.1:${pa}`, 'hs2.test': `127.0.0.1:${pb}` };
+    a = await startTestServer({ server_name: 'hs1.test', federation: { port: pa, static_servers: statics } });
+    b = await startTestServer({ server_name: 'hs2.test', federation: { port: pb, static_servers: statics } });
+    const ac = a.client();
+    await ac.register({ username: 'alice', password: 'alice password' });
+    alice = new RoomsApi(ac);
+    bobClient = b.client();
+    await bobClient.register({ username: 'bob', password: 'bob password' });
+    bob = new RoomsApi(bobClient);
+    ({ room_id: roomId } = await alice.create({ visibility: 'public', name: 'Across' }));
+    await alice.sendText(roomId, 'before bob came');
+  });
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+  });
+
+  it('joins a room on another server and receives its verified history', async () => {
+    expect(await bob.join(roomId)).toEqual({ room_id: roomId });
+    const page = await bob.messages(roomId, { limit: 50 });
+    expect(page.chunk.map((e) => e.content.body).filter(Boolean)).toContain('before bob came');
+    expect((await alice.members(roomId)).map((m) => m.user_id)).toContain('@bob:hs2.test');
+  });
+
+  it('chats both ways: host events reach the participant, participant events are sequenced by the host', async () => {
+    const stream = openStream(b.url, bobClient.session?.access_token as string);
+    await stream.ready;
+    await alice.sendText(roomId, 'hello from hs1');
+    await stream.waitFor((f) => bodyOf(f) === 'hello from hs1', 20_000);
+    const sent = await bob.sendText(roomId, 'hello from hs2', 'b-1');
+    expect(sent.seq).toBeGreaterThan(0);
+    await until(async () => (await alice.messages(roomId, { limit: 5 })).chunk.some((e) => e.content.body === 'hello from hs2'));
+    // The participant gets its own event back from the host, in order.
+    await stream.waitFor((f) => bodyOf(f) === 'hello from hs2', 20_000);
+    stream.close();
+    // Same order on both servers.
+    await until(
+      async () => (await bob.messages(roomId, { limit: 1 })).chunk[0]?.seq === (await alice.messages(roomId, { limit: 1 })).chunk[0]?.seq,
+    );
+    const onA = (await alice.messages(roomId, { limit: 100 })).chunk.map((e) => e.event_id);
+    const onB = (await bob.messages(roomId, { limit: 100 })).chunk.map((e) => e.event_id);
+    expect(onB).toEqual(onA);
+  });
+
+  it('edits, reactions and redactions cross too, and both copies of the chain verify', async () => {
+    const { event_id } = await alice.sendText(roomId, 'typo hree');
+    await alice.edit(roomId, event_id, 'typo here');
+    await until(async () => {
+      try {
+        return (await bob.event(roomId, event_id)).unsigned?.edit !== undefined;
+      } catch {
+        return false;
+      }
+    });
+    await bob.react(roomId, event_id, '👍');
+    await until(async () => JSON.stringify((await alice.event(roomId, event_id)).unsigned?.reactions ?? []).includes('👍'));
+    const secret = await bob.sendText(roomId, 'oops secret');
+    await bob.redact(roomId, secret.event_id);
+    await until(async () => {
+      try {
+        return Object.keys((await alice.event(roomId, secret.event_id)).content).length === 0;
+      } catch {
+        return false;
+      }
+    });
+    await until(async () => {
+      try {
+        return Object.keys((await bob.event(roomId, secret.event_id)).content).length === 0;
+      } catch {
+        return false;
+      }
+    });
+    for (const s of [a, b]) {
+      const keys = s.federation?.context.keyStore;
+      await keys?.prefetch(s === a ? 'hs2.test' : 'hs1.test');
+      const report = await new RoomVerifier(s.services.roomRepo, s.services.eventRepo, s.services.identity, keys?.keyRing()).verify(roomId);
+      expect(report, JSON.stringify(report)).toMatchObject({ ok: true });
+    }
+  });
+
+  it('the participant refuses to act where the rules say no (the host decides)', async () => {
+    await expect(bob.setState(roomId, 'room.name', { name: 'Bob’s now' })).rejects.toMatchObject({ status: 403 });
+  });
+});
