@@ -17,6 +17,7 @@ import { createApp } from './http/app.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { OutboxRepository } from './repositories/outbox.js';
+import { RemoteInviteRepository } from './repositories/room-extras.js';
 import { type Clock, systemClock } from './services/clock.js';
 import { createServices, type Services } from './services/index.js';
 import type { SigningIdentity } from './services/room-log.js';
@@ -119,6 +120,8 @@ async function startFederation(
     log.child({ component: 'federated-rooms' }),
     (servers) => delivery.notify(servers),
     config.federation.outbox_ttl_ms,
+    new RemoteInviteRepository(services.db),
+    services.writer,
   );
   services.roomLog.fanout = (room, entries, trx) => rooms.fanout(room, entries, trx);
   services.rooms.remote = rooms;

@@ -116,4 +116,29 @@ describe('federation: a room shared by two servers', () => {
   it('the participant refuses to act where the rules say no (the host decides)', async () => {
     await expect(bob.setState(roomId, 'room.name', { name: 'Bob’s now' })).rejects.toMatchObject({ status: 403 });
   });
+
+  it('invites a user of another server, who sees the invite, joins, and can decline another', async () => {
+    const carolClient = b.client();
+    await carolClient.register({ username: 'carol', password: 'carol password' });
+    const carol = new RoomsApi(carolClient);
+    const stream = openStream(b.url, carolClient.session?.access_token as string);
+    await stream.ready;
+    const { room_id: privateRoom } = await alice.create({ visibility: 'private', name: 'Secret plans', invite: ['@carol:hs2.test'] });
+    await stream.waitFor(
+      (f) => f.kind === 'event' && f.data.event.room_id === privateRoom && f.data.event.content.membership === 'invite',
+      20_000,
+    );
+    await until(async () => (await carol.list()).some((r) => r.room_id === privateRoom && r.membership === 'invite'));
+    await carol.join(privateRoom);
+    expect((await carol.list()).find((r) => r.room_id === privateRoom)).toMatchObject({ membership: 'join', name: 'Secret plans' });
+    await carol.sendText(privateRoom, 'carol is in');
+    await until(async () => (await alice.messages(privateRoom, { limit: 3 })).chunk.some((e) => e.content.body === 'carol is in'));
+
+    const { room_id: unwanted } = await alice.create({ visibility: 'private', name: 'Spam', invite: ['@carol:hs2.test'] });
+    await until(async () => (await carol.list()).some((r) => r.room_id === unwanted));
+    await carol.leave(unwanted);
+    expect((await carol.list()).some((r) => r.room_id === unwanted)).toBe(false);
+    await until(async () => (await alice.members(unwanted)).find((m) => m.user_id === '@carol:hs2.test')?.membership === 'leave');
+    stream.close();
+  });
 });

@@ -7,9 +7,11 @@ import { forbidden, notFound, ParleyError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { EventRepository } from '../repositories/events.js';
 import type { OutboxRepository } from '../repositories/outbox.js';
+import type { RemoteInviteRepository } from '../repositories/room-extras.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { Clock } from '../services/clock.js';
 import type { AppendBatch, RoomLog, SigningIdentity } from '../services/room-log.js';
+import type { StreamWriter } from '../services/stream-bus.js';
 import type { FederationContext } from './setup.js';
 
 export interface Entry {
@@ -41,7 +43,60 @@ export class FederatedRooms {
     private readonly logger: Logger,
     private readonly notify: (servers: Iterable<string>) => void,
     private readonly ttlMs: number,
+    private readonly invites: RemoteInviteRepository,
+    private readonly writer: StreamWriter,
   ) {}
+
+  async forgetInvite(roomId: string, userId: string): Promise<void> {
+    await this.invites.delete(roomId, userId);
+  }
+
+  /**
+   * An invite for one of our users to a room we do not take part in: both signatures are
+   * checked, then it is kept (and shown on the user's stream) until they join or decline.
+   */
+  private async receiveInvite(origin: string, entry: Entry): Promise<string | null> {
+    const { event, record } = entry;
+    const invitee = event.state_key ?? '';
+    if (serverOf(record.room_id) !== origin) return `${origin} is not the host of ${record.room_id}`;
+    await this.prefetchKeys([entry], origin);
+    const ring = this.keyRing();
+    const id = computeEventId(event);
+    if (record.event_id !== id) return 'record names another event';
+    const rec = verifyRecord(record, origin, ring);
+    if (!rec.ok) return `record: ${rec.reason}`;
+    const ev = verifyEvent(event, ring, { allowRedacted: false });
+    if (!ev.ok) return `event: ${ev.reason}`;
+    await this.invites.put({
+      room_id: record.room_id,
+      user_id: invitee,
+      inviter: event.sender,
+      event: event as unknown as Record<string, unknown>,
+      created_ts: this.clock.now(),
+    });
+    const clientEvent = {
+      event_id: id,
+      room_id: record.room_id,
+      seq: record.seq,
+      type: event.type,
+      state_key: invitee,
+      sender: event.sender,
+      origin_ts: event.origin_ts,
+      content: event.content,
+    };
+    await this.writer.writeNow(this.db, [
+      {
+        kind: 'event',
+        room_id: null,
+        private: false,
+        user_id: invitee,
+        device_id: null,
+        room_ids: null,
+        data: { event_id: id, event: clientEvent },
+      },
+    ]);
+    return null;
+  }
 
   /** RoomLog.finish hook (host): queue every new entry for every participant server. */
   async fanout(room: RoomRow, entries: AppendBatch['entries'], trx: Db): Promise<void> {
@@ -110,6 +165,7 @@ export class FederatedRooms {
     }
     const entries = this.parseEntries((res.body as { entries?: unknown })?.entries);
     await this.storeChain(roomId, host, entries);
+    await this.invites.delete(roomId, userId);
   }
 
   /** Sends an event of a remote room to its host for sequencing; answers with its seq. */
@@ -199,7 +255,13 @@ export class FederatedRooms {
     if (!parsed) return 'not an event with its sequencing record';
     const { event, record } = raw as Entry;
     const room = await this.rooms.find(record.room_id);
-    if (!room) return `this server is not in ${record.room_id}`;
+    if (!room) {
+      const invitesOurs =
+        event.type === 'room.member' &&
+        event.content.membership === 'invite' &&
+        serverOf(event.state_key ?? '') === this.identity.serverName;
+      return invitesOurs ? this.receiveInvite(origin, { event, record }) : `this server is not in ${record.room_id}`;
+    }
     if (room.host !== origin) return `${origin} is not the host of ${record.room_id}`;
     if (record.seq <= room.current_seq) return null; // already have it (at-least-once delivery)
     if (record.seq > room.current_seq + 1) await this.backfill(room.room_id, origin, room.current_seq, record.seq - 1);

@@ -93,3 +93,35 @@ export class ReadMarkerRepository {
     return new Map(rows.map((r) => [r.room_id, r.seq]));
   }
 }
+
+export interface RemoteInviteRow {
+  room_id: string;
+  user_id: string;
+  inviter: string;
+  event: Record<string, unknown>;
+  created_ts: number;
+}
+
+/** Invites from rooms hosted elsewhere that this server does not participate in yet. */
+export class RemoteInviteRepository {
+  constructor(private readonly db: Db) {}
+
+  async put(row: RemoteInviteRow): Promise<void> {
+    await this.db('remote_invites')
+      .insert({ ...row, event: JSON.stringify(row.event) })
+      .onConflict(['room_id', 'user_id'])
+      .merge();
+  }
+
+  async forUser(userId: string): Promise<RemoteInviteRow[]> {
+    return this.db<RemoteInviteRow>('remote_invites').where({ user_id: userId }).orderBy('created_ts', 'asc');
+  }
+
+  async find(roomId: string, userId: string): Promise<RemoteInviteRow | undefined> {
+    return this.db<RemoteInviteRow>('remote_invites').where({ room_id: roomId, user_id: userId }).first();
+  }
+
+  async delete(roomId: string, userId: string): Promise<void> {
+    await this.db('remote_invites').where({ room_id: roomId, user_id: userId }).delete();
+  }
+}

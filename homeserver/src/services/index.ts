@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import { DeviceRepository } from '../repositories/devices.js';
 import { EventRepository } from '../repositories/events.js';
 import { RegistrationTokenRepository } from '../repositories/registration-tokens.js';
-import { AliasRepository, ReadMarkerRepository, TxnRepository } from '../repositories/room-extras.js';
+import { AliasRepository, ReadMarkerRepository, RemoteInviteRepository, TxnRepository } from '../repositories/room-extras.js';
 import { RoomRepository } from '../repositories/rooms.js';
 import { PresenceRepository, StreamRepository } from '../repositories/stream.js';
 import { TokenRepository } from '../repositories/tokens.js';
@@ -163,7 +163,7 @@ export function createServices(
     eventRepo,
     markers,
     timeline,
-    roomViews: new RoomViews(roomRepo, eventRepo, aliases, markers, timeline, clock, config.server_name),
+    roomViews: new RoomViews(roomRepo, eventRepo, aliases, markers, timeline, clock, config.server_name, new RemoteInviteRepository(db)),
     search: new SearchService(roomRepo, eventRepo, timeline),
     media: createMediaService(config, db, clock, log),
     streamRepo,

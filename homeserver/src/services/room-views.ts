@@ -2,7 +2,7 @@ import { can, type StateMap, stateKey as stateMapKey } from '@parley/federation/
 import type { ClientEvent, Member, PublicRoom, RoomEvent, RoomSummary } from '@parley/schemas';
 import { forbidden, notFound, ParleyError } from '../errors.js';
 import type { EventRepository } from '../repositories/events.js';
-import type { AliasRepository, ReadMarkerRepository } from '../repositories/room-extras.js';
+import type { AliasRepository, ReadMarkerRepository, RemoteInviteRepository } from '../repositories/room-extras.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { Clock } from './clock.js';
 import type { AuthContext } from './sessions.js';
@@ -25,6 +25,7 @@ export class RoomViews {
     private readonly timeline: TimelineService,
     private readonly clock: Clock,
     private readonly serverName: string,
+    private readonly remoteInvites?: RemoteInviteRepository,
   ) {}
 
   private async summaryState(roomId: string): Promise<Map<string, RoomEvent>> {
@@ -68,6 +69,24 @@ export class RoomViews {
         last_event: m.membership === 'join' ? (lastEvents.get(room.room_id) ?? null) : null,
         parent: room.parent_id,
         encrypted: state.has('room.encryption'),
+      });
+    }
+    // Invites to rooms hosted elsewhere that this server has no copy of yet.
+    for (const inv of this.remoteInvites ? await this.remoteInvites.forUser(auth.userId) : []) {
+      if (out.some((r) => r.room_id === inv.room_id)) continue;
+      out.push({
+        room_id: inv.room_id,
+        kind: 'room',
+        membership: 'invite',
+        name: null,
+        topic: null,
+        avatar_url: null,
+        canonical_alias: null,
+        joined_members: 0,
+        unread_count: 0,
+        last_event: null,
+        parent: null,
+        encrypted: false,
       });
     }
     // Most recently active first.

@@ -354,6 +354,12 @@ export class RoomService {
   private async write(roomId: string, draft: Draft): Promise<SendResponse> {
     const room = await this.d.rooms.find(roomId);
     if (room && room.host !== this.d.serverName) return this.remoteWrite({ ...draft, room_id: roomId } as Draft);
+    if (!room && this.remote && this.hostOf(roomId) !== this.d.serverName) {
+      // Declining an invite to a room this server is not in: the host records the leave.
+      const sent = await this.remoteWrite({ ...draft, room_id: roomId } as Draft);
+      if (draft.state_key) await this.remote.forgetInvite(roomId, draft.state_key);
+      return sent;
+    }
     return this.d.db.transaction(async (trx) => {
       const room = await this.lockLocal(roomId, trx);
       const appended = await this.d.log.append(room, draft, trx);
