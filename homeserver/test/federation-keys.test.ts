@@ -1,20 +1,11 @@
 import https from 'node:https';
-import net from 'node:net';
 import { generateSigningKey } from '@parley/federation/keys';
 import { AddressPolicy, FederationClient, isFederationError, signRequest } from '@parley/federation/transport';
 import { ParleyClient } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboxRepository } from '../src/repositories/outbox.js';
+import { freePort } from './support/net.js';
 import { startTestServer, type TestServer } from './support/server.js';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Two homeservers over real TLS on loopback: keys, signed requests, transactions. */
 describe('federation: server keys, signed HTTPS, transactions', () => {

@@ -1,26 +1,9 @@
-import net from 'node:net';
 import { type ParleyClient, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoomVerifier } from '../src/services/room-verify.js';
+import { freePort, until } from './support/net.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { bodyOf, openStream } from './support/stream-client.js';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const until = async (cond: () => Promise<boolean> | boolean, ms = 20_000) => {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > ms) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
 
 /** A room hosted on hs1 with a member on hs2, over real TLS on loopback. */
 describe('federation: a room shared by two servers', () => {

@@ -1,25 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ParleyClient, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from './support/net.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
 import { createTestRedis, type TestRedis } from './support/redis.js';
 import { bodyOf, openStream, type TestStream } from './support/stream-client.js';
 
 const BIN = fileURLToPath(new URL('../bin/parley.mjs', import.meta.url));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Two `parley serve` processes of one server name against one Postgres and one Redis. */
 describe('several processes, one server', () => {
