@@ -1,0 +1,134 @@
+import net from 'node:net';
+import type { Browser, Locator, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from '../../homeserver/test/support/server.js';
+import { ensureClientBuilt, launch, openPage, shot } from './support.js';
+
+// Alice on hs1 and Bob on hs2, each using the client served by their own homeserver; the two
+// servers federate over TLS on loopback (as in homeserver/test/federation-rooms.test.ts).
+
+let hs1: TestServer;
+let hs2: TestServer;
+let browser: Browser;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+beforeAll(async () => {
+  ensureClientBuilt();
+  const [p1, p2] = [await freePort(), await freePort()];
+  const statics = { 'hs1.test': `127.0.0.1:${p1}`, 'hs2.test': `127.0.0.1:${p2}` };
+  hs1 = await startTestServer({ server_name: 'hs1.test', federation: { port: p1, static_servers: statics } });
+  hs2 = await startTestServer({ server_name: 'hs2.test', federation: { port: p2, static_servers: statics } });
+  browser = await launch();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await hs2?.close();
+  await hs1?.close();
+});
+
+async function signUp(page: Page, username: string, base: string): Promise<void> {
+  await page.goto(base);
+  await page.waitForURL(/\/login/);
+  await page.getByRole('link', { name: 'Create an account' }).click();
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByRole('heading', { name: `Welcome, ${username}` }).waitFor();
+}
+
+function messageWith(page: Page, text: string): Locator {
+  return page
+    .getByTestId('message')
+    .filter({ has: page.getByTestId('message-body').filter({ hasText: text }) })
+    .last();
+}
+
+async function send(page: Page, text: string): Promise<void> {
+  const box = page.getByTestId('composer');
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+describe('two people on two homeservers chat in the browser', () => {
+  it('hs1 user creates a private room, invites an hs2 user, who accepts; both chat', async () => {
+    const a = await openPage(browser);
+    const b = await openPage(browser);
+    const alice = a.page;
+    const bob = b.page;
+    // Requests that failed, to tell a known benign 404 from a real one (see the end).
+    const failed: string[] = [];
+    for (const page of [alice, bob]) {
+      page.on('response', (r) => {
+        if (r.status() >= 400) failed.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
+      });
+    }
+    try {
+      await signUp(alice, 'alice', hs1.url);
+      await signUp(bob, 'bob', hs2.url);
+
+      // Alice creates a private room, inviting Bob by his full (remote) user ID.
+      await alice.getByRole('link', { name: '+ New room' }).click();
+      await alice.getByLabel('Name').fill('Across the wire');
+      await alice.getByLabel(/^Invite/).fill('@bob:hs2.test');
+      await alice.getByRole('button', { name: 'Create' }).click();
+      await alice.waitForURL(/\/room\//);
+      await alice.getByRole('heading', { name: 'Across the wire' }).waitFor();
+      const roomId = decodeURIComponent(new URL(alice.url()).pathname.split('/').pop() ?? '');
+      expect(roomId).toMatch(/:hs1\.test$/);
+
+      // Bob's server learns of the invite over federation; his client lists it (the name is
+      // not known before joining, so it is shown by room ID) and he accepts.
+      const invite = bob.getByTestId('invite').filter({ hasText: roomId });
+      await invite.waitFor({ timeout: 30_000 });
+      await invite.getByRole('button', { name: 'Accept' }).click();
+      await bob.waitForURL(/\/room\//);
+      await bob.getByRole('heading', { name: 'Across the wire' }).waitFor({ timeout: 20_000 });
+
+      await send(alice, 'Hello Bob, from hs1');
+      const hello = messageWith(bob, 'Hello Bob, from hs1');
+      await hello.waitFor({ timeout: 20_000 });
+      await send(bob, 'Hi Alice, from hs2');
+      const hi = messageWith(alice, 'Hi Alice, from hs2');
+      await hi.waitFor({ timeout: 20_000 });
+
+      // Each side shows the other's server part (people from other homeservers), with the
+      // full ID on hover.
+      const remoteName = hello.locator('.user').first();
+      expect(await remoteName.getAttribute('title')).toBe('@alice:hs1.test');
+      await expect.poll(() => remoteName.innerText()).toContain(':hs1.test');
+      expect(await hi.locator('.user').first().getAttribute('title')).toBe('@bob:hs2.test');
+      await expect.poll(() => hi.locator('.user').first().innerText()).toContain(':hs2.test');
+
+      await expect.poll(() => alice.getByTestId('send-status').count(), { timeout: 15_000 }).toBe(0);
+      await expect.poll(() => bob.getByTestId('send-status').count(), { timeout: 15_000 }).toBe(0);
+      await shot(alice, '15-federated-alice');
+      await shot(bob, '16-federated-bob');
+      // Known gap: hs2 answers Bob's send with an event ID before the host (hs1) has sequenced
+      // the event and sent it back, so the client's immediate confirm fetch of that event may
+      // 404 on hs2 (it is caught; the stream then confirms it). Nothing else may fail.
+      const confirm404 = /^404 GET \/api\/v1\/rooms\/[^/]+\/event\/[^/]+$/;
+      expect(failed.filter((f) => !confirm404.test(f))).toEqual([]);
+      const notConfirm404 = (errors: string[]) =>
+        errors.filter((e) => e !== 'Failed to load resource: the server responded with a status of 404 (Not Found)');
+      expect(a.errors).toEqual([]);
+      expect(notConfirm404(b.errors)).toEqual([]);
+    } catch (err) {
+      await shot(alice, 'failure-federated-alice').catch(() => {});
+      await shot(bob, 'failure-federated-bob').catch(() => {});
+      console.error('alice console:', a.errors, '\nbob console:', b.errors);
+      throw err;
+    } finally {
+      await a.context.close();
+      await b.context.close();
+    }
+  });
+});
