@@ -10,12 +10,14 @@ import { createDb, type Db, migrateLatest } from './db/database.js';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js';
 import { DeliveryEngine, type Sender } from './delivery/engine.js';
 import { createFederationApp } from './federation/app.js';
+import { FederatedEdus } from './federation/edus.js';
 import { FederatedRooms } from './federation/rooms.js';
 import { createFederation, type FederationContext } from './federation/setup.js';
 import { StreamGateway } from './gateway/gateway.js';
 import { createApp } from './http/app.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
+import { EduRepository } from './repositories/edus.js';
 import { OutboxRepository } from './repositories/outbox.js';
 import { RemoteInviteRepository } from './repositories/room-extras.js';
 import { type Clock, systemClock } from './services/clock.js';
@@ -124,8 +126,28 @@ async function startFederation(
     services.writer,
   );
   services.roomLog.fanout = (room, entries, trx) => rooms.fanout(room, entries, trx);
+  delivery.submitter = (destination, payload) => rooms.deliverSubmit(destination, payload);
   services.rooms.remote = rooms;
-  const app = createFederationApp(services, context, rooms, metrics, onInbound);
+  const edus = new FederatedEdus({
+    db: services.db,
+    serverName: config.server_name,
+    rooms: services.roomRepo,
+    events: services.eventRepo,
+    markers: services.markers,
+    outbox,
+    repo: new EduRepository(services.db),
+    writer: services.writer,
+    typing: services.typing,
+    presence: services.presence,
+    toDevice: services.toDevice,
+    timeline: services.timeline,
+    clock: services.clock,
+    log: log.child({ component: 'federated-edus' }),
+    notify: (servers) => delivery.notify(servers),
+    durableTtlMs: config.federation.outbox_ttl_ms,
+  });
+  edus.attach();
+  const app = createFederationApp(services, context, rooms, metrics, onInbound, edus);
   const server = https.createServer({ cert: context.tls.certPem, key: context.tls.keyPem, minVersion: 'TLSv1.2' }, app.callback());
   server.requestTimeout = config.http.request_timeout_ms;
   server.headersTimeout = Math.min(config.http.request_timeout_ms, 20_000);
@@ -145,6 +167,7 @@ async function startFederation(
       server.closeIdleConnections();
       await Promise.race([closed, new Promise((r) => setTimeout(r, config.http.shutdown_grace_ms).unref())]);
       server.closeAllConnections();
+      edus.stop();
       await delivery.stop();
       await context.close();
     },

@@ -38,7 +38,13 @@ export const ReasonRequest = Type.Object({ reason: Reason }, { additionalPropert
 export type ReasonRequest = Static<typeof ReasonRequest>;
 
 // PUT …/send/:type/:txnId, PUT …/state/:type/:stateKey, PUT …/redact/:eventId/:txnId
-export const SendResponse = Type.Object({ event_id: EventId, seq: Type.Optional(Type.Integer({ minimum: 1 })) });
+// `queued`: the room's host (another server) was unreachable; the event waits in the outbox
+// and is sequenced when the host is back (HTTP 202).
+export const SendResponse = Type.Object({
+  event_id: EventId,
+  seq: Type.Optional(Type.Integer({ minimum: 1 })),
+  queued: Type.Optional(Type.Boolean()),
+});
 export type SendResponse = Static<typeof SendResponse>;
 
 export const RedactRequest = Type.Object({ reason: Reason }, { additionalProperties: false });

@@ -15,6 +15,13 @@ export interface OutgoingTransaction {
 /** Sends one transaction to a destination; throws when it was not accepted. */
 export type Sender = (destination: string, txn: OutgoingTransaction) => Promise<void>;
 
+/**
+ * Hands one queued submit (an event of a room `destination` hosts, signed by us while the
+ * host was unreachable) to the host. Answers null when sequenced, the reason when the host
+ * refused it for good (a 4xx); throws when the host could not be reached (retried).
+ */
+export type Submitter = (destination: string, payload: Record<string, unknown>) => Promise<string | null>;
+
 export type DrainOutcome = { kind: 'done' } | { kind: 'again'; delayMs: number };
 
 export interface DeliverySettings {
@@ -26,6 +33,8 @@ export interface DeliverySettings {
 
 const MAX_EVENTS = 100;
 const MAX_EDUS = 100;
+// Queued submits one drain hands over (one request each, in order).
+const MAX_SUBMITS = 50;
 // Batches one drain may send before it yields its worker to other destinations.
 const BATCHES_PER_DRAIN = 10;
 const QUEUE = 'federation-delivery';
@@ -48,6 +57,9 @@ export class DeliveryEngine {
   private readonly failures: Counter<'destination'>;
   private readonly latency: Histogram;
   private readonly expiredCounter: Counter<'destination'>;
+  private readonly refusedCounter: Counter<'destination'>;
+  /** Set when queued submits (events for rooms other servers host) are to be delivered. */
+  submitter: Submitter | null = null;
 
   constructor(
     private readonly repo: OutboxRepository,
@@ -68,6 +80,12 @@ export class DeliveryEngine {
     this.expiredCounter = new Counter({
       name: 'parley_federation_outbox_expired_total',
       help: 'Outbox rows dropped after their TTL, by destination',
+      labelNames: ['destination'],
+      registers: [registry],
+    });
+    this.refusedCounter = new Counter({
+      name: 'parley_federation_submit_refused_total',
+      help: 'Queued submits the room host refused (auth rules, bad event), by destination',
       labelNames: ['destination'],
       registers: [registry],
     });
@@ -229,13 +247,25 @@ export class DeliveryEngine {
       if (!mayTry(state, now)) return { kind: 'again', delayMs: (state.kind === 'up' ? now : state.nextTryTs) - now };
       const events = await this.repo.pending(destination, 'event', MAX_EVENTS);
       const edus = await this.repo.pending(destination, 'edu', MAX_EDUS);
-      if (events.length === 0 && edus.length === 0) return { kind: 'done' };
+      const submits = this.submitter ? await this.repo.pending(destination, 'submit', MAX_SUBMITS) : [];
+      if (events.length === 0 && edus.length === 0 && submits.length === 0) return { kind: 'done' };
       const rows: OutboxRow[] = [...events, ...edus];
-      const ids = rows.map((r) => r.id);
-      // The same rows always make the same txn ID, so a retried batch is deduplicated.
-      const txnId = `${Math.min(...ids)}-${Math.max(...ids)}-${rows.length}`;
       try {
-        await this.sender(destination, { txnId, events: events.map((r) => r.payload), edus: edus.map((r) => r.payload) });
+        if (rows.length > 0) {
+          const ids = rows.map((r) => r.id);
+          // The same rows always make the same txn ID, so a retried batch is deduplicated.
+          const txnId = `${Math.min(...ids)}-${Math.max(...ids)}-${rows.length}`;
+          await this.sender(destination, { txnId, events: events.map((r) => r.payload), edus: edus.map((r) => r.payload) });
+          await this.delivered(rows);
+        }
+        for (const row of submits) {
+          const refused = await (this.submitter as Submitter)(destination, row.payload);
+          await this.delivered([row]);
+          if (refused) {
+            this.refusedCounter.inc({ destination });
+            this.log.warn({ destination, outbox_id: row.id, reason: refused }, 'the room host refused a queued event');
+          }
+        }
       } catch (err) {
         const next = onFailure(state, now, this.random);
         this.failures.inc({ destination });
@@ -251,14 +281,20 @@ export class DeliveryEngine {
         );
         return { kind: 'again', delayMs: next.kind === 'up' ? 0 : next.nextTryTs - now };
       }
-      const done = this.clock.now();
-      await this.repo.markDelivered(ids, done);
-      for (const r of rows) this.latency.observe((done - r.created_ts) / 1000);
-      await this.repo.saveState(destination, onSuccess(), { lastSuccessTs: done, lastError: null });
+      await this.repo.saveState(destination, onSuccess(), { lastSuccessTs: this.clock.now(), lastError: null });
       if (state.kind !== 'up') this.log.info({ destination }, 'destination is up again');
-      if (events.length < MAX_EVENTS && edus.length < MAX_EDUS) return { kind: 'done' };
+      if (events.length < MAX_EVENTS && edus.length < MAX_EDUS && submits.length < MAX_SUBMITS) return { kind: 'done' };
     }
     // Still more: yield the worker to other destinations and come back.
     return { kind: 'again', delayMs: 0 };
+  }
+
+  private async delivered(rows: OutboxRow[]): Promise<void> {
+    const done = this.clock.now();
+    await this.repo.markDelivered(
+      rows.map((r) => r.id),
+      done,
+    );
+    for (const r of rows) this.latency.observe((done - r.created_ts) / 1000);
   }
 }

@@ -20,6 +20,16 @@ export interface Entry {
 }
 
 const serverOf = (id: string) => id.slice(id.indexOf(':') + 1);
+
+/** A 4xx from the host (other than timeouts and rate limits) is its final word on an event. */
+function isRefusal(err: unknown): boolean {
+  const status = (err as { status?: number }).status;
+  return typeof status === 'number' && status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
+
+function refusalMessage(err: unknown): string | undefined {
+  return (err as { body?: { error?: { message?: string } } }).body?.error?.message;
+}
 // A joining server gets the whole chain up to this many entries (larger rooms: state
 // snapshots are the next step).
 const MAX_JOIN_ENTRIES = 20_000;
@@ -168,22 +178,54 @@ export class FederatedRooms {
     await this.invites.delete(roomId, userId);
   }
 
-  /** Sends an event of a remote room to its host for sequencing; answers with its seq. */
-  async submit(roomId: string, event: RoomEvent): Promise<{ event_id: string; seq?: number }> {
+  /**
+   * Sends an event of a remote room to its host for sequencing; answers with its seq. When
+   * the host cannot be reached (or earlier events for it are still queued, to keep their
+   * order) the event waits in the outbox as a `submit` row and the answer says `queued`.
+   */
+  async submit(roomId: string, event: RoomEvent): Promise<{ event_id: string; seq?: number; queued?: boolean }> {
     const host = serverOf(roomId);
+    if (await this.outbox.hasPending(host, 'submit')) return this.queueSubmit(host, event);
     try {
-      const res = await this.fed.client.request({
-        destination: host,
-        method: 'POST',
-        path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/submit`,
-        body: { event },
-      });
-      return res.body as { event_id: string; seq: number };
+      return await this.postSubmit(host, roomId, event);
     } catch (err) {
-      const status = (err as { status?: number }).status;
-      if (status === 403)
-        throw forbidden((err as { body?: { error?: { message?: string } } }).body?.error?.message ?? `${host} refused the event`);
-      throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `the room's host ${host} is unreachable: ${(err as Error).message}`);
+      if (isRefusal(err)) {
+        const status = (err as { status: number }).status;
+        const message = refusalMessage(err) ?? `${host} refused the event`;
+        if (status === 403) throw forbidden(message);
+        if (status === 404) throw notFound(message);
+        throw new ParleyError(400, 'PARLEY_INVALID_PARAM', `${host} refused the event: ${message}`);
+      }
+      this.logger.info({ room_id: roomId, host, err: (err as Error).message }, 'room host unreachable; event queued');
+      return this.queueSubmit(host, event);
+    }
+  }
+
+  private async postSubmit(host: string, roomId: string, event: RoomEvent): Promise<{ event_id: string; seq: number }> {
+    const res = await this.fed.client.request({
+      destination: host,
+      method: 'POST',
+      path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/submit`,
+      body: { event },
+    });
+    return res.body as { event_id: string; seq: number };
+  }
+
+  private async queueSubmit(host: string, event: RoomEvent): Promise<{ event_id: string; queued: true }> {
+    await this.db.transaction((trx) => this.outbox.enqueue([host], 'submit', { event }, this.clock.now(), this.ttlMs, trx));
+    this.notify([host]);
+    return { event_id: computeEventId(event), queued: true };
+  }
+
+  /** Delivery of a queued submit (DeliveryEngine.submitter): null when sequenced, the reason when refused for good. */
+  async deliverSubmit(host: string, payload: Record<string, unknown>): Promise<string | null> {
+    const event = payload.event as RoomEvent;
+    try {
+      await this.postSubmit(host, event.room_id, event);
+      return null;
+    } catch (err) {
+      if (isRefusal(err)) return refusalMessage(err) ?? `refused with ${(err as { status: number }).status}`;
+      throw err;
     }
   }
 

@@ -1,10 +1,13 @@
 import type { DestinationState } from '@parley/federation/delivery';
 import type { Db } from '../db/database.js';
 
+/** 'event': entries we host, in order; 'edu': ephemeral data; 'submit': our events for a room another server hosts, queued while it was unreachable. */
+export type OutboxKind = 'event' | 'edu' | 'submit';
+
 export interface OutboxRow {
   id: number;
   destination: string;
-  kind: 'event' | 'edu';
+  kind: OutboxKind;
   payload: Record<string, unknown>;
   created_ts: number;
 }
@@ -30,7 +33,7 @@ export class OutboxRepository {
   /** One row per destination, in the caller's transaction (the one that persists the event). */
   async enqueue(
     destinations: string[],
-    kind: 'event' | 'edu',
+    kind: OutboxKind,
     payload: Record<string, unknown>,
     now: number,
     ttlMs: number,
@@ -43,7 +46,7 @@ export class OutboxRepository {
     );
   }
 
-  async pending(destination: string, kind: 'event' | 'edu', limit: number): Promise<OutboxRow[]> {
+  async pending(destination: string, kind: OutboxKind, limit: number): Promise<OutboxRow[]> {
     return this.db<OutboxRow>('outbox')
       .where({ destination, kind })
       .whereNull('delivered_ts')
@@ -51,6 +54,12 @@ export class OutboxRepository {
       .orderBy('id', 'asc')
       .limit(limit)
       .select('id', 'destination', 'kind', 'payload', 'created_ts');
+  }
+
+  /** Whether `destination` has undelivered rows of `kind` (queued submits keep their order). */
+  async hasPending(destination: string, kind: OutboxKind, trx: Db = this.db): Promise<boolean> {
+    const row = await trx('outbox').where({ destination, kind }).whereNull('delivered_ts').whereNull('expired_ts').first('id');
+    return row !== undefined;
   }
 
   async markDelivered(ids: number[], now: number): Promise<void> {

@@ -28,6 +28,12 @@ export function roomRoutes(s: Services): Router<AppState> {
   const auth = requireAuth(s.sessions);
   const limit = s.config.http.max_json_body_bytes;
 
+  // A write to a room hosted by an unreachable server is queued in the outbox: 202 Accepted.
+  router.use(async (ctx: AppContext, next) => {
+    await next();
+    if (ctx.status === 200 && (ctx.body as { queued?: unknown } | undefined)?.queued === true) ctx.status = 202;
+  });
+
   // POST /api/v1/rooms
   router.post('/', auth, async (ctx: AppContext) => {
     ctx.body = await s.rooms.create(authOf(ctx), await readBody(ctx, CreateRoomRequest, limit));

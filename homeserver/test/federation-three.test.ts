@@ -1,0 +1,150 @@
+import type { RoomsApi } from '@parley/sdk';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Federation, type FedServer, startFederation } from './support/federation.js';
+import { until } from './support/net.js';
+
+type Person = Awaited<ReturnType<FedServer['user']>>;
+
+const bodies = async (rooms: RoomsApi, roomId: string): Promise<string[]> => {
+  const page = await rooms.messages(roomId, { limit: 500 });
+  return page.chunk
+    .filter((e) => e.type === 'room.message')
+    .map((e) => String(e.content.body))
+    .reverse();
+};
+
+const eventIds = async (rooms: RoomsApi, roomId: string): Promise<string[]> =>
+  (await rooms.messages(roomId, { limit: 500 })).chunk.map((e) => e.event_id);
+
+/** Waits until every server's copy of the room has the same events in the same order. */
+async function converged(people: Person[], roomId: string, timeoutMs = 60_000, including: string[] = []): Promise<string[]> {
+  let ids: string[] = [];
+  await until(async () => {
+    const all = await Promise.all(people.map((p) => eventIds(p.rooms, roomId)));
+    ids = all[0] as string[];
+    return including.every((id) => ids.includes(id)) && all.every((list) => JSON.stringify(list) === JSON.stringify(ids));
+  }, timeoutMs);
+  return ids;
+}
+
+async function login(server: FedServer, username: string): Promise<Person> {
+  const client = server.client();
+  const session = await client.login({ username, password: `${username} password` });
+  const { RoomsApi: Api } = await import('@parley/sdk');
+  return { client, rooms: new Api(client), userId: session.user_id };
+}
+
+/**
+ * Three homeservers over real TLS on loopback, with Redis (BullMQ delivery): hs1 hosts the
+ * room, hs2 and hs3 take part. Servers are stopped and restarted as themselves.
+ */
+describe('federation: three servers', () => {
+  let fed: Federation;
+  let hs1: FedServer;
+  let hs2: FedServer;
+  let hs3: FedServer;
+  let alice: Person;
+  let bob: Person;
+  let carol: Person;
+  let roomId: string;
+
+  beforeAll(async () => {
+    fed = await startFederation(['hs1.test', 'hs2.test', 'hs3.test'], { redis: true });
+    [hs1, hs2, hs3] = fed.servers as [FedServer, FedServer, FedServer];
+    alice = await hs1.user('alice');
+    bob = await hs2.user('bob');
+    carol = await hs3.user('carol');
+    ({ room_id: roomId } = await alice.rooms.create({ visibility: 'public', name: 'Three' }));
+    await bob.rooms.join(roomId);
+    await carol.rooms.join(roomId);
+  }, 120_000);
+  afterAll(async () => fed?.close());
+
+  it("the host's events reach both participants, in the same order everywhere", async () => {
+    const sent: string[] = [];
+    for (let i = 0; i < 20; i++) sent.push((await alice.rooms.sendText(roomId, `host ${i}`)).event_id);
+    const ids = await converged([alice, bob, carol], roomId);
+    expect(ids.slice(0, 20).reverse()).toEqual(sent);
+    expect((await bodies(carol.rooms, roomId)).filter((b) => b.startsWith('host '))).toEqual(sent.map((_, i) => `host ${i}`));
+  });
+
+  it('a participant server stopped for a while catches up with nothing lost or duplicated', async () => {
+    await hs3.stop();
+    for (let i = 0; i < 10; i++) await alice.rooms.sendText(roomId, `while hs3 down ${i}`);
+    for (let i = 0; i < 5; i++) await bob.rooms.sendText(roomId, `bob while hs3 down ${i}`);
+    await hs3.start();
+    carol = await login(hs3, 'carol');
+    const ids = await converged([alice, bob, carol], roomId);
+    expect(new Set(ids).size).toBe(ids.length);
+    const onCarol = await bodies(carol.rooms, roomId);
+    for (let i = 0; i < 10; i++) expect(onCarol.filter((b) => b === `while hs3 down ${i}`)).toHaveLength(1);
+    for (let i = 0; i < 5; i++) expect(onCarol.filter((b) => b === `bob while hs3 down ${i}`)).toHaveLength(1);
+  }, 120_000);
+
+  it('the host stopped while remote users send: their events wait in the outbox (202) and are sequenced when it returns', async () => {
+    await hs1.stop();
+    const queued: Array<{ event_id: string; queued?: boolean }> = [];
+    for (let i = 0; i < 5; i++) queued.push(await bob.rooms.sendText(roomId, `bob queued ${i}`));
+    for (let i = 0; i < 3; i++) queued.push(await carol.rooms.sendText(roomId, `carol queued ${i}`));
+    expect(queued.every((r) => r.queued === true)).toBe(true);
+    // The outbox holds them (the truth), not Redis.
+    const pending = await hs2.running.services
+      .db('outbox')
+      .where({ kind: 'submit' })
+      .whereNull('delivered_ts')
+      .count<{ n: string }[]>('* as n');
+    expect(Number(pending[0]?.n)).toBe(5);
+    await hs1.start();
+    alice = await login(hs1, 'alice');
+    const ids = await converged(
+      [alice, bob, carol],
+      roomId,
+      90_000,
+      queued.map((q) => q.event_id),
+    );
+    expect(new Set(ids).size).toBe(ids.length);
+    const onAlice = await bodies(alice.rooms, roomId);
+    const bobs = onAlice.filter((b) => b.startsWith('bob queued'));
+    expect(bobs).toEqual([0, 1, 2, 3, 4].map((i) => `bob queued ${i}`));
+    expect(onAlice.filter((b) => b.startsWith('carol queued'))).toEqual([0, 1, 2].map((i) => `carol queued ${i}`));
+  }, 180_000);
+
+  it('Redis flushed mid-delivery and BullMQ restarted: nothing lost', async () => {
+    const redis = new Redis(hs1.redis?.url as string);
+    const sends = [];
+    for (let i = 0; i < 30; i++) sends.push(alice.rooms.sendText(roomId, `flush ${i}`, `flush-${i}`));
+    // Flush hs1's keys (queues, jobs, locks) while those sends are fanning out.
+    await hs1.redis?.cleanup();
+    await Promise.all(sends);
+    await hs1.redis?.cleanup();
+    redis.disconnect();
+    // Restart the host: BullMQ comes back on an empty Redis; the sweep rebuilds schedules.
+    await hs1.stop();
+    await hs1.start();
+    alice = await login(hs1, 'alice');
+    await converged([alice, bob, carol], roomId, 90_000);
+    const onBob = await bodies(bob.rooms, roomId);
+    for (let i = 0; i < 30; i++) expect(onBob.filter((b) => b === `flush ${i}`)).toHaveLength(1);
+  }, 180_000);
+
+  it('kick, ban and unban of remote users are enforced on every server', async () => {
+    await alice.rooms.kick(roomId, carol.userId, 'quiet please');
+    await until(async () => (await hs3.running.services.roomRepo.membership(roomId, carol.userId)) === 'leave', 30_000);
+    await expect(carol.rooms.sendText(roomId, 'after kick')).rejects.toMatchObject({ status: 403 });
+    await alice.rooms.ban(roomId, bob.userId, 'spam');
+    await until(async () => (await hs2.running.services.roomRepo.membership(roomId, bob.userId)) === 'ban', 30_000);
+    await expect(bob.rooms.sendText(roomId, 'after ban')).rejects.toMatchObject({ status: 403 });
+    await expect(bob.rooms.join(roomId)).rejects.toMatchObject({ status: 403 });
+    await alice.rooms.unban(roomId, bob.userId);
+    await until(async () => (await hs2.running.services.roomRepo.membership(roomId, bob.userId)) === 'leave', 30_000);
+    await bob.rooms.join(roomId);
+    // Carol rejoins after her kick (public room), and leaves on her own.
+    await carol.rooms.join(roomId);
+    await carol.rooms.leave(roomId);
+    await until(async () => (await hs1.running.services.roomRepo.membership(roomId, carol.userId)) === 'leave', 30_000);
+    await until(async () => (await hs2.running.services.roomRepo.membership(roomId, carol.userId)) === 'leave', 30_000);
+    await bob.rooms.sendText(roomId, 'back again');
+    await converged([alice, bob], roomId);
+  }, 120_000);
+});
