@@ -1,6 +1,7 @@
 export * from './account.js';
 export * from './auth.js';
 export * from './errors.js';
+export * from './edus.js';
 export * from './events.js';
 export * from './federation.js';
 export * from './federation-keys.js';

@@ -10,6 +10,7 @@ import { requestContext } from '../http/middleware/request-context.js';
 import type { Metrics } from '../metrics.js';
 import { OutboxRepository } from '../repositories/outbox.js';
 import type { Services } from '../services/index.js';
+import type { FederatedEdus } from './edus.js';
 import type { FederatedRooms } from './rooms.js';
 import type { FederationContext } from './setup.js';
 
@@ -20,6 +21,7 @@ export function createFederationApp(
   rooms: FederatedRooms,
   metrics: Metrics,
   onInbound: (origin: string) => void,
+  edus: FederatedEdus,
 ): Koa<AppState> {
   const app = new Koa<AppState>();
   app.silent = true;
@@ -38,6 +40,7 @@ export function createFederationApp(
       fed,
       outbox: new OutboxRepository(s.db),
       rooms,
+      edus,
       clock: s.clock,
       maxBytes: fed.config.max_transaction_bytes,
       onInbound,

@@ -75,6 +75,9 @@ export class RedisConnectionTracker implements ConnectionTracker {
  * and to everyone who shares a room with them. Off when disabled in config.
  */
 export class PresenceService {
+  /** Set when federation is on: tells servers sharing a room with the user. */
+  federate: ((userId: string, presence: PresenceState, lastActiveTs: number) => void) | null = null;
+
   constructor(
     private readonly db: Db,
     private readonly repo: PresenceRepository,
@@ -126,6 +129,27 @@ export class PresenceService {
           },
         ]);
       }
+    });
+    if (announce) this.federate?.(userId, presence, lastActive);
+  }
+
+  /** Presence of a user of another server, as their server reported it (no re-broadcast). */
+  async applyRemote(userId: string, presence: PresenceState, lastActiveTs: number | null): Promise<void> {
+    if (!this.enabled) return;
+    const joined = (await this.rooms.roomsOf(userId)).filter((m) => m.membership === 'join').map((m) => m.room_id);
+    await this.db.transaction(async (trx) => {
+      await this.repo.put({ user_id: userId, presence, last_active_ts: lastActiveTs }, trx);
+      await this.writer.write(trx, [
+        {
+          kind: 'presence',
+          room_id: null,
+          private: false,
+          user_id: userId,
+          device_id: null,
+          room_ids: joined,
+          data: { user_id: userId, presence, last_active_ts: lastActiveTs },
+        },
+      ]);
     });
   }
 

@@ -55,6 +55,9 @@ export interface Reader {
  * summaries aggregated into `unsigned`).
  */
 export class TimelineService {
+  /** Set when federation is on: public receipts go to the room's other servers. */
+  federateReceipt: ((roomId: string, userId: string, eventId: string, ts: number) => void) | null = null;
+
   constructor(
     private readonly rooms: RoomRepository,
     private readonly events: EventRepository,
@@ -154,6 +157,8 @@ export class TimelineService {
         data: { room_id: roomId, user_id: auth.userId, event_id: eventId, private: isPrivate, ts },
       },
     ]);
+    // Private receipts never leave this server.
+    if (!isPrivate) this.federateReceipt?.(roomId, auth.userId, eventId, ts);
   }
 
   private async visibleRow(reader: Reader, eventId: string): Promise<EventRow> {

@@ -17,6 +17,8 @@ export class TypingService {
   private readonly known = new Map<string, string[]>();
   private readonly timers = new Map<string, { timer: NodeJS.Timeout; announcedAt: number }>();
   private readonly off: () => void;
+  /** Set when federation is on: tells the room's other servers (about local users only). */
+  federate: ((roomId: string, userId: string, typing: boolean, timeoutMs: number) => void) | null = null;
 
   constructor(
     private readonly db: Db,
@@ -37,11 +39,11 @@ export class TypingService {
     if (existing) clearTimeout(existing.timer);
     if (!typing) {
       this.timers.delete(key);
-      return this.announce(roomId, userId, false);
+      return this.announce(roomId, userId, false, timeoutMs);
     }
     const timer = setTimeout(() => {
       this.timers.delete(key);
-      this.announce(roomId, userId, false).catch(() => {});
+      this.announce(roomId, userId, false, timeoutMs).catch(() => {});
     }, timeoutMs);
     timer.unref();
     const now = this.clock.now();
@@ -51,10 +53,10 @@ export class TypingService {
       return;
     }
     this.timers.set(key, { timer, announcedAt: now });
-    await this.announce(roomId, userId, true);
+    await this.announce(roomId, userId, true, timeoutMs);
   }
 
-  private async announce(roomId: string, userId: string, typing: boolean): Promise<void> {
+  private async announce(roomId: string, userId: string, typing: boolean, timeoutMs: number): Promise<void> {
     const current = this.known.get(roomId) ?? [];
     const next = typing ? [...new Set([...current, userId])] : current.filter((u) => u !== userId);
     if (!typing && next.length === current.length) return;
@@ -70,6 +72,7 @@ export class TypingService {
         data: { room_id: roomId, user_ids: next },
       },
     ]);
+    this.federate?.(roomId, userId, typing, timeoutMs);
   }
 
   stop(): void {

@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import { eventId as computeEventId } from '@parley/federation/events';
 import { check, FederationTransaction, type RoomEvent, type TransactionResult } from '@parley/schemas';
 import { ParleyError } from '../../errors.js';
+import type { FederatedEdus } from '../../federation/edus.js';
 import type { FederatedRooms } from '../../federation/rooms.js';
 import type { FederationContext } from '../../federation/setup.js';
 import type { AppContext, AppState } from '../../http/context.js';
@@ -14,6 +15,7 @@ export interface SendDeps {
   fed: FederationContext;
   outbox: OutboxRepository;
   rooms: FederatedRooms;
+  edus: FederatedEdus;
   clock: Clock;
   maxBytes: number;
   onInbound: (origin: string) => void;
@@ -22,7 +24,8 @@ export interface SendDeps {
 /**
  * PUT /federation/v1/send/:txnId — receives a transaction. Idempotent by (origin, txnId);
  * each entry (an event and the host's signed sequencing record) is verified and applied by
- * FederatedRooms; refusals are answered per event.
+ * FederatedRooms; refusals are answered per event. EDUs are checked and applied one by one
+ * (FederatedEdus); a refused EDU is logged and skipped.
  */
 export function sendRoutes(d: SendDeps): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/federation/v1' });
@@ -53,6 +56,8 @@ export function sendRoutes(d: SendDeps): Router<AppState> {
       if (problem) ctx.state.log.warn({ event_id: id, problem }, 'refused a federated entry');
       results[id] = problem ? { error: problem } : {};
     }
+    // After the events, so a receipt can name an event of this same transaction.
+    await d.edus.receive(origin, parsed.value.edus, ctx.state.log);
     ctx.body = { events: results, duplicate: false } satisfies TransactionResult;
   });
 
