@@ -33,6 +33,9 @@ export interface DeliverySettings {
 
 const MAX_EVENTS = 100;
 const MAX_EDUS = 100;
+// Ephemeral items ride along with events; a batch of large to-device messages must not push a
+// transaction past the receiver's body cap (8 MiB by default), or the events would fail with it.
+const MAX_EDU_BYTES = 1024 * 1024;
 // Queued submits one drain hands over (one request each, in order).
 const MAX_SUBMITS = 50;
 // Batches one drain may send before it yields its worker to other destinations.
@@ -166,7 +169,12 @@ export class DeliveryEngine {
   async sweep(): Promise<void> {
     if (this.stopped) return;
     try {
-      for (const { destination, n } of await this.repo.expire(this.clock.now())) {
+      for (const { destination, n, coalesced } of await this.repo.expire(this.clock.now())) {
+        // Typing and presence are meant to lapse while a destination is away: not an error.
+        if (coalesced) {
+          this.log.debug({ destination, expired: n }, 'ephemeral outbox rows lapsed undelivered');
+          continue;
+        }
         this.expiredCounter.inc({ destination }, n);
         this.log.error({ destination, expired: n }, 'outbox rows expired undelivered (TTL reached)');
       }
@@ -246,7 +254,8 @@ export class DeliveryEngine {
       const state = stateOf(await this.repo.destination(destination));
       if (!mayTry(state, now)) return { kind: 'again', delayMs: (state.kind === 'up' ? now : state.nextTryTs) - now };
       const events = await this.repo.pending(destination, 'event', MAX_EVENTS);
-      const edus = await this.repo.pending(destination, 'edu', MAX_EDUS);
+      const pendingEdus = await this.repo.pending(destination, 'edu', MAX_EDUS, now);
+      const edus = withinBytes(pendingEdus, MAX_EDU_BYTES);
       const submits = this.submitter ? await this.repo.pending(destination, 'submit', MAX_SUBMITS) : [];
       if (events.length === 0 && edus.length === 0 && submits.length === 0) return { kind: 'done' };
       const rows: OutboxRow[] = [...events, ...edus];
@@ -283,7 +292,8 @@ export class DeliveryEngine {
       }
       await this.repo.saveState(destination, onSuccess(), { lastSuccessTs: this.clock.now(), lastError: null });
       if (state.kind !== 'up') this.log.info({ destination }, 'destination is up again');
-      if (events.length < MAX_EVENTS && edus.length < MAX_EDUS && submits.length < MAX_SUBMITS) return { kind: 'done' };
+      if (events.length < MAX_EVENTS && pendingEdus.length < MAX_EDUS && edus.length === pendingEdus.length && submits.length < MAX_SUBMITS)
+        return { kind: 'done' };
     }
     // Still more: yield the worker to other destinations and come back.
     return { kind: 'again', delayMs: 0 };
@@ -297,4 +307,14 @@ export class DeliveryEngine {
     );
     for (const r of rows) this.latency.observe((done - r.created_ts) / 1000);
   }
+}
+
+/** The first rows whose payloads fit in `budget` bytes of JSON (always at least one). */
+function withinBytes(rows: OutboxRow[], budget: number): OutboxRow[] {
+  let used = 0;
+  for (let i = 0; i < rows.length; i++) {
+    used += JSON.stringify((rows[i] as OutboxRow).payload).length;
+    if (used > budget && i > 0) return rows.slice(0, i);
+  }
+  return rows;
 }

@@ -46,14 +46,11 @@ export class OutboxRepository {
     );
   }
 
-  async pending(destination: string, kind: OutboxKind, limit: number): Promise<OutboxRow[]> {
-    return this.db<OutboxRow>('outbox')
-      .where({ destination, kind })
-      .whereNull('delivered_ts')
-      .whereNull('expired_ts')
-      .orderBy('id', 'asc')
-      .limit(limit)
-      .select('id', 'destination', 'kind', 'payload', 'created_ts');
+  /** With `now`, rows past their TTL that the sweep has not marked yet are left out too. */
+  async pending(destination: string, kind: OutboxKind, limit: number, now?: number): Promise<OutboxRow[]> {
+    const q = this.db<OutboxRow>('outbox').where({ destination, kind }).whereNull('delivered_ts').whereNull('expired_ts');
+    if (now !== undefined) q.andWhere('expires_ts', '>', now);
+    return q.orderBy('id', 'asc').limit(limit).select('id', 'destination', 'kind', 'payload', 'created_ts');
   }
 
   /** Whether `destination` has undelivered rows of `kind` (queued submits keep their order). */
@@ -66,17 +63,26 @@ export class OutboxRepository {
     if (ids.length > 0) await this.db('outbox').whereIn('id', ids).update({ delivered_ts: now });
   }
 
-  /** Marks what outlived its TTL; returns how many rows per destination expired. */
-  async expire(now: number): Promise<Array<{ destination: string; n: number }>> {
+  /**
+   * Marks what outlived its TTL; returns how many rows per destination expired, apart for
+   * coalesced state (typing, presence, receipts), whose expiry is by design.
+   */
+  async expire(now: number): Promise<Array<{ destination: string; n: number; coalesced: boolean }>> {
     const rows = await this.db('outbox')
       .whereNull('delivered_ts')
       .whereNull('expired_ts')
       .where('expires_ts', '<', now)
       .update({ expired_ts: now })
-      .returning('destination');
-    const counts = new Map<string, number>();
-    for (const r of rows as Array<{ destination: string }>) counts.set(r.destination, (counts.get(r.destination) ?? 0) + 1);
-    return [...counts].map(([destination, n]) => ({ destination, n }));
+      .returning(['destination', 'coalesce_key']);
+    const counts = new Map<string, { destination: string; n: number; coalesced: boolean }>();
+    for (const r of rows as Array<{ destination: string; coalesce_key: string | null }>) {
+      const coalesced = r.coalesce_key !== null;
+      const key = `${coalesced ? 'c' : 'd'}${r.destination}`;
+      const entry = counts.get(key) ?? { destination: r.destination, n: 0, coalesced };
+      entry.n += 1;
+      counts.set(key, entry);
+    }
+    return [...counts.values()];
   }
 
   /** Destinations with pending rows whose next try is due. */
