@@ -129,3 +129,21 @@ export async function flakyLink(targetPort: number): Promise<FlakyLink> {
       }),
   };
 }
+
+/** Signs up through the UI and waits for the home screen. */
+export async function signUpInBrowser(page: Page, username: string, base: string): Promise<void> {
+  await page.goto(base);
+  await page.waitForURL(/\/login/);
+  await page.getByRole('link', { name: 'Create an account' }).click();
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByRole('heading', { name: `Welcome, ${username}` }).waitFor();
+}
+
+/** Offline moments log failed fetches; anything else on the console is a bug. */
+export function unexpectedConsole(errors: string[]): string[] {
+  return errors.filter(
+    (e) => !/ERR_CONNECTION_(RESET|REFUSED|CLOSED)|ERR_EMPTY_RESPONSE|WebSocket connection to .* failed|Failed to fetch/.test(e),
+  );
+}

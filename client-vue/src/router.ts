@@ -18,6 +18,12 @@ const routes: RouteRecordRaw[] = [
     component: () => import('./views/ChatLayout.vue'),
     children: [
       { path: '', name: 'home', component: () => import('./views/HomeView.vue') },
+      {
+        path: 'room/:roomId/settings',
+        name: 'room-settings',
+        component: () => import('./views/RoomSettingsView.vue'),
+        props: true,
+      },
       { path: 'room/:roomId', name: 'room', component: () => import('./views/RoomView.vue'), props: true },
       { path: 'create', name: 'create', component: () => import('./views/CreateRoomView.vue') },
       { path: 'join', name: 'join', component: () => import('./views/JoinRoomView.vue') },

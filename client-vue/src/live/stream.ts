@@ -27,6 +27,8 @@ export function createStreamSource(stream: ParleyStream, sink: LiveSink): LiveSo
   stream.on('receipt', (frame) => {
     if (!frame.data.private) sink.receipt(frame.data.room_id, frame.data.user_id, frame.data.event_id);
   });
+  stream.on('presence', (frame) => sink.presence?.(frame.data.user_id, frame.data.presence));
+  stream.on('profile', (frame) => sink.profile?.(frame.data.user_id, frame.data.displayname, frame.data.avatar_url));
   stream.on('ready', (r) => {
     state.value = 'live';
     // The first ready of a fresh stream follows the stores' own initial loads.

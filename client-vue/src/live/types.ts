@@ -1,4 +1,4 @@
-import type { ClientEvent } from '@parley/schemas';
+import type { ClientEvent, PresenceState } from '@parley/schemas';
 import type { Ref } from 'vue';
 
 /**
@@ -19,6 +19,10 @@ export interface LiveSink {
   events(roomId: string, events: ClientEvent[], unread?: number): void;
   typing(roomId: string, userIds: string[]): void;
   receipt(roomId: string, userId: string, eventId: string): void;
+  /** Someone's presence changed (stream only). */
+  presence?(userId: string, state: PresenceState): void;
+  /** Someone's display name or avatar changed (stream only). */
+  profile?(userId: string, displayname: string | null, avatarUrl: string | null): void;
   /** The session is gone (revoked): stop and send the person to sign in. */
   sessionEnded(): void;
 }

@@ -1,3 +1,4 @@
+import type { PresenceState } from '@parley/schemas';
 import { defineStore } from 'pinia';
 import { computed, reactive, ref, shallowRef } from 'vue';
 import { createLiveSource } from '../live/source.js';
@@ -19,6 +20,8 @@ export const useLiveStore = defineStore('live', () => {
   const typing = reactive(new Map<string, string[]>());
   /** Latest read receipt per room and user (from the stream). */
   const receipts = reactive(new Map<string, Map<string, string>>());
+  /** Presence of people we share rooms with (from the stream, or read when a member list opens). */
+  const presence = reactive(new Map<string, PresenceState>());
 
   const state = computed<ConnectionState>(() => source.value?.state.value ?? 'stopped');
 
@@ -36,6 +39,7 @@ export const useLiveStore = defineStore('live', () => {
       catchUp: (roomId) => timeline.catchUp(roomId),
       events: (roomId, events, unread) => {
         timeline.ingestLive(roomId, events, unread);
+        for (const ev of events) if (ev.state_key !== undefined) rooms.noteStateEvent(ev);
         // Membership, names and new rooms change the sidebar: re-read the list (coalesced).
         if (!rooms.byId.has(roomId) || events.some((e) => ROOM_LIST_TYPES.has(e.type))) refreshRoomsSoon();
         // A message from someone ends their typing notice before the server's timeout does.
@@ -55,6 +59,10 @@ export const useLiveStore = defineStore('live', () => {
         byUser.set(userId, eventId);
         receipts.set(roomId, byUser);
       },
+      presence: (userId, state) => {
+        presence.set(userId, state);
+      },
+      profile: (userId, displayname, avatarUrl) => rooms.noteProfile(userId, displayname, avatarUrl),
       sessionEnded: () => session.forget('Your session has ended. Sign in again.'),
     });
   }
@@ -65,6 +73,7 @@ export const useLiveStore = defineStore('live', () => {
     source.value = null;
     typing.clear();
     receipts.clear();
+    presence.clear();
   }
 
   function focus(roomId: string | null): void {
@@ -72,5 +81,5 @@ export const useLiveStore = defineStore('live', () => {
     if (roomId) source.value?.poke();
   }
 
-  return { state, openRoom, typing, receipts, source, start, stop, focus };
+  return { state, openRoom, typing, receipts, presence, source, start, stop, focus };
 });

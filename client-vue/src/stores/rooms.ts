@@ -13,6 +13,10 @@ export const useRoomsStore = defineStore('rooms', () => {
   /** Display names seen in member lists and profiles, by user ID. */
   const names = reactive(new Map<string, string | null>());
   const members = reactive(new Map<string, Member[]>());
+  /** Avatars (content URIs) seen in member lists and profile frames, by user ID. */
+  const avatars = reactive(new Map<string, string | null>());
+  /** Current state events of rooms whose settings were opened, kept up to date from the stream. */
+  const states = reactive(new Map<string, ClientEvent[]>());
 
   const byId = computed(() => new Map(list.value.map((r) => [r.room_id, r])));
   const sidebar = computed(() => buildSidebar(list.value, filter.value));
@@ -66,8 +70,47 @@ export const useRoomsStore = defineStore('rooms', () => {
   async function loadMembers(roomId: string): Promise<Member[]> {
     const found = await session.api.members(roomId);
     members.set(roomId, found);
-    for (const m of found) if (m.displayname || !names.has(m.user_id)) names.set(m.user_id, m.displayname);
+    for (const m of found) {
+      if (m.displayname || !names.has(m.user_id)) names.set(m.user_id, m.displayname);
+      if (m.avatar_url || !avatars.has(m.user_id)) avatars.set(m.user_id, m.avatar_url);
+    }
     return found;
+  }
+
+  /** A profile frame: names and avatars change everywhere at once. */
+  function noteProfile(userId: string, displayname: string | null, avatarUrl: string | null): void {
+    names.set(userId, displayname);
+    avatars.set(userId, avatarUrl);
+    if (userId === session.userId && session.profile) session.profile = { ...session.profile, displayname, avatar_url: avatarUrl };
+  }
+
+  async function loadState(roomId: string): Promise<ClientEvent[]> {
+    const found = await session.api.getState(roomId);
+    states.set(roomId, found);
+    return found;
+  }
+
+  /** A state event arrived live: replace its predecessor in a loaded state, refresh members on membership changes. */
+  function noteStateEvent(ev: ClientEvent): void {
+    if (ev.state_key === undefined) return;
+    const state = states.get(ev.room_id);
+    if (state) {
+      const kept = state.filter((e) => !(e.type === ev.type && e.state_key === ev.state_key));
+      states.set(ev.room_id, [...kept, ev]);
+    }
+    if ((ev.type === 'room.member' || ev.type === 'room.roles') && members.has(ev.room_id)) void loadMembers(ev.room_id).catch(() => {});
+  }
+
+  async function setState(roomId: string, type: string, content: Record<string, unknown>, stateKey = ''): Promise<void> {
+    await session.api.setState(roomId, type, content, stateKey);
+    // The stream brings the event too; reading the state now makes the panel exact at once.
+    await loadState(roomId);
+  }
+
+  async function moderate(action: 'kick' | 'ban' | 'unban', roomId: string, userId: string, reason?: string): Promise<void> {
+    const r = reason?.trim() || undefined;
+    await session.api[action](roomId, userId, r);
+    await loadMembers(roomId);
   }
 
   function reset(): void {
@@ -75,6 +118,8 @@ export const useRoomsStore = defineStore('rooms', () => {
     loaded.value = false;
     names.clear();
     members.clear();
+    avatars.clear();
+    states.clear();
   }
 
   return {
@@ -83,6 +128,8 @@ export const useRoomsStore = defineStore('rooms', () => {
     filter,
     names,
     members,
+    avatars,
+    states,
     byId,
     sidebar,
     invites,
@@ -94,6 +141,11 @@ export const useRoomsStore = defineStore('rooms', () => {
     leave,
     invite,
     loadMembers,
+    loadState,
+    noteProfile,
+    noteStateEvent,
+    setState,
+    moderate,
     reset,
   };
 });

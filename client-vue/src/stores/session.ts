@@ -152,6 +152,10 @@ export const useSessionStore = defineStore('session', () => {
     profile.value = await client.updateProfile(userId.value, { displayname: name.trim() || null });
   }
 
+  async function setAvatar(contentUri: string | null): Promise<void> {
+    profile.value = await client.updateProfile(userId.value, { avatar_url: contentUri });
+  }
+
   return {
     baseUrl,
     session,
@@ -171,6 +175,7 @@ export const useSessionStore = defineStore('session', () => {
     forget,
     loadProfile,
     setDisplayName,
+    setAvatar,
   };
 });
 
