@@ -21,6 +21,8 @@ export const CreateRoomRequest = Type.Object(
     parent: Type.Optional(RoomId),
     history_visibility: Type.Optional(HistoryVisibility),
     join_rule: Type.Optional(JoinRule),
+    // A direct message: recorded in room.create (`is_direct`) and shown in room summaries.
+    is_direct: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -81,6 +83,8 @@ export const RoomSummary = Type.Object({
   last_event: Type.Union([ClientEvent, Type.Null()]),
   parent: Type.Union([RoomId, Type.Null()]),
   encrypted: Type.Boolean(),
+  // Created as a direct message (room.create `is_direct`); absent when unknown (remote invites).
+  is_direct: Type.Optional(Type.Boolean()),
 });
 export type RoomSummary = Static<typeof RoomSummary>;
 

@@ -8,7 +8,7 @@ import type { Clock } from './clock.js';
 import type { AuthContext } from './sessions.js';
 import type { TimelineService } from './timeline.js';
 
-const SUMMARY_TYPES = ['room.name', 'room.topic', 'room.avatar', 'room.encryption', 'room.canonical_alias'];
+const SUMMARY_TYPES = ['room.name', 'room.topic', 'room.avatar', 'room.encryption', 'room.canonical_alias', 'room.create'];
 
 function str(ev: RoomEvent | undefined, key: string): string | null {
   const v = ev?.content[key];
@@ -69,6 +69,7 @@ export class RoomViews {
         last_event: m.membership === 'join' ? (lastEvents.get(room.room_id) ?? null) : null,
         parent: room.parent_id,
         encrypted: state.has('room.encryption'),
+        is_direct: state.get('room.create')?.content.is_direct === true,
       });
     }
     // Invites to rooms hosted elsewhere that this server has no copy of yet.

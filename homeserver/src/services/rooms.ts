@@ -124,7 +124,13 @@ export class RoomService {
           type: 'room.create',
           state_key: '',
           sender: me,
-          content: { creator: me, kind, version: 1, ...(req.parent ? { parent: req.parent } : {}) },
+          content: {
+            creator: me,
+            kind,
+            version: 1,
+            ...(req.parent ? { parent: req.parent } : {}),
+            ...(req.is_direct ? { is_direct: true } : {}),
+          },
         },
         { type: 'room.member', state_key: me, sender: me, content: { membership: 'join', displayname: profile?.displayname ?? null } },
       ];
