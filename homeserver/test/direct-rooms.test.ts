@@ -35,9 +35,10 @@ describe('direct messages: is_direct on create, in room.create and in summaries'
 
   it('refuses a non-boolean is_direct with a 400 naming the field', async () => {
     const carol = await user(server, 'carol');
-    const res = await carol.client
-      .request('POST', '/api/v1/rooms', { visibility: 'private', is_direct: 'yes' })
-      .then(() => null, (err: unknown) => err);
+    const res = await carol.client.request('POST', '/api/v1/rooms', { visibility: 'private', is_direct: 'yes' }).then(
+      () => null,
+      (err: unknown) => err,
+    );
     expect(res).toMatchObject({ status: 400 });
     expect(String((res as Error).message)).toContain('is_direct');
   });
