@@ -111,6 +111,7 @@ export const ConfigSchema = Type.Object(
         key_validity_ms: Type.Integer({ minimum: 60_000, maximum: 7 * 86_400_000 }),
         delivery_concurrency: Type.Integer({ minimum: 1 }),
         max_transaction_bytes: Type.Integer({ minimum: 65_536 }),
+        query_timeout_ms: Type.Integer({ minimum: 100, description: 'deadline for alias and directory queries to other servers' }),
       },
       { additionalProperties: false },
     ),
@@ -171,6 +172,7 @@ export function defaultConfig(): Config {
       key_validity_ms: 86_400_000,
       delivery_concurrency: 8,
       max_transaction_bytes: 8 * 1024 * 1024,
+      query_timeout_ms: 10_000,
     },
     logging: { level: 'info' },
   };

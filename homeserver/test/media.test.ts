@@ -390,9 +390,10 @@ describe('media', () => {
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe('PARLEY_NOT_FOUND');
     }
     const { media_id } = await uploadMedia(alice, new Uint8Array(tinyPng()));
-    // The same ID under another server name is a different (remote) file, not ours.
-    expect((await get(server, token, `/api/v1/media/hs2.test/${media_id}`)).status).toBe(404);
-    expect((await get(server, token, `/api/v1/media/hs2.test:8448/${media_id}/info`)).status).toBe(404);
+    // The same ID under another server name is a different (remote) file, not ours: this
+    // server asks hs2.test for it, which cannot be reached (.test never resolves).
+    expect((await get(server, token, `/api/v1/media/hs2.test/${media_id}`)).status).toBe(502);
+    expect((await get(server, token, `/api/v1/media/hs2.test:8448/${media_id}/info`)).status).toBe(502);
     await expect(downloadMedia(alice, `parley://hs1.test/${unknown}`)).rejects.toMatchObject({ status: 404, code: 'PARLEY_NOT_FOUND' });
     await expect(downloadMedia(alice, 'https://evil.example/x')).rejects.toThrow(TypeError);
   });

@@ -144,7 +144,8 @@ export class RoomsApi {
     return this.client.request('GET', `/api/v1/rooms/${enc(spaceId)}/hierarchy`);
   }
 
-  directory(opts: { limit?: number; since?: string; q?: string } = {}): Promise<PublicRoomList> {
+  /** The public room directory of this server, or with `server` of another one (asked over federation). */
+  directory(opts: { limit?: number; since?: string; q?: string; server?: string } = {}): Promise<PublicRoomList> {
     return this.client.request('GET', `/api/v1/directory/rooms${query(opts)}`);
   }
 

@@ -88,6 +88,8 @@ export interface FederationRequest {
   maxBytes?: number;
   /** Whole-request deadline for this request; default limits.requestTimeoutMs. */
   timeoutMs?: number;
+  /** Answer with the body's bytes (a Buffer: media) instead of parsed JSON; errors are still parsed. */
+  raw?: boolean;
   /**
    * 'verify' (default): pinned fingerprints, else WebPKI. 'any' accepts any certificate and
    * returns its fingerprint: only for documents that carry their own proof, i.e. a server's
@@ -161,7 +163,7 @@ export class FederationClient {
     const { method, path } = checkRequest(request);
     const target = await this.discovery.resolve(request.destination);
     const payload = request.body === undefined ? undefined : canonicalJson(request.body, 'body');
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { accept: request.raw ? '*/*' : 'application/json' };
     if (payload !== undefined) headers['content-type'] = 'application/json';
     if (request.signed ?? true) {
       headers.authorization = signRequest(
@@ -175,7 +177,7 @@ export class FederationClient {
       port: target.port,
       tlsServername: target.tlsServername,
     };
-    const exchange = { method, path, headers, body: payload };
+    const exchange = { method, path, headers, body: payload, raw: request.raw === true };
     const limits = this.#requestLimits(request.maxBytes, request.timeoutMs);
     if (request.tls === 'any') return this.#oneShot(dial, request.destination, exchange, limits, 'any');
     return this.#exchange(this.#poolFor(target), request.destination, exchange, limits);
@@ -308,7 +310,7 @@ export class FederationClient {
           body,
         });
       }
-      return { status, headers: response.headers, body: parseJsonBody(bytes, destination, status) };
+      return { status, headers: response.headers, body: exchange.raw ? bytes : parseJsonBody(bytes, destination, status) };
     } catch (err) {
       throw classifyError(err, destination, deadline.signal.aborted, limits.timeoutMs);
     } finally {
@@ -322,6 +324,7 @@ interface Exchange {
   path: string;
   headers: Record<string, string>;
   body: string | undefined;
+  raw?: boolean;
 }
 
 interface RequestLimits {

@@ -1,5 +1,7 @@
 import Koa from 'koa';
+import { directoryRoutes } from '../api/federation/directory.js';
 import { keyRoutes } from '../api/federation/keys.js';
+import { mediaRoutes } from '../api/federation/media.js';
 import { queryRoutes } from '../api/federation/query.js';
 import { federatedRoomRoutes } from '../api/federation/rooms.js';
 import { sendRoutes } from '../api/federation/send.js';
@@ -11,6 +13,7 @@ import type { Metrics } from '../metrics.js';
 import { OutboxRepository } from '../repositories/outbox.js';
 import type { Services } from '../services/index.js';
 import type { FederatedEdus } from './edus.js';
+import { RemoteDirectory } from './remote-directory.js';
 import type { FederatedRooms } from './rooms.js';
 import type { FederationContext } from './setup.js';
 
@@ -23,6 +26,11 @@ export function createFederationApp(
   onInbound: (origin: string) => void,
   edus: FederatedEdus,
 ): Koa<AppState> {
+  // Client requests that reach other servers (remote aliases, directories, media) go out
+  // through this server's federation client.
+  s.rooms.remoteDirectory = new RemoteDirectory(fed, s.clock, fed.config.query_timeout_ms);
+  s.media.federation = fed.client;
+
   const app = new Koa<AppState>();
   app.silent = true;
   app.on('error', () => {});
@@ -35,7 +43,9 @@ export function createFederationApp(
   });
   const routers = [
     keyRoutes(fed, s.identity),
-    queryRoutes(fed, s.users, onInbound),
+    queryRoutes(fed, { users: s.users, roomViews: s.roomViews }, onInbound),
+    directoryRoutes(fed, s.roomViews, onInbound),
+    mediaRoutes(fed, s.media, onInbound),
     sendRoutes({
       fed,
       outbox: new OutboxRepository(s.db),

@@ -1,25 +1,42 @@
 import type { Db } from '../db/database.js';
 
 export interface MediaRow {
+  /** Our own ID: the file's name on disk, and the public ID of media uploaded here. */
   media_id: string;
-  uploader: string;
+  /** Null for a cached copy of another server's media. */
+  uploader: string | null;
   content_type: string;
   client_content_type: string | null;
   filename: string | null;
   size: number;
   sha256: string;
   created_ts: number;
+  /** The server a cached copy came from, and its ID there; null for our own uploads. */
+  origin?: string | null;
+  remote_media_id?: string | null;
 }
 
 export class MediaRepository {
   constructor(private readonly db: Db) {}
 
-  async findById(mediaId: string): Promise<MediaRow | undefined> {
-    return this.db<MediaRow>('media').where({ media_id: mediaId }).first();
+  /** Media uploaded to this server (never a cached remote copy). */
+  async findLocal(mediaId: string): Promise<MediaRow | undefined> {
+    return this.db<MediaRow>('media').where({ media_id: mediaId }).whereNull('origin').first();
+  }
+
+  /** Our cached copy of `origin`'s media `remoteId`. */
+  async findRemote(origin: string, remoteId: string): Promise<MediaRow | undefined> {
+    return this.db<MediaRow>('media').where({ origin, remote_media_id: remoteId }).first();
   }
 
   async insert(row: MediaRow, trx: Db = this.db): Promise<void> {
     await trx('media').insert(row);
+  }
+
+  /** Inserts a cached remote copy; false when another request cached the same media first. */
+  async insertRemote(row: MediaRow, trx: Db = this.db): Promise<boolean> {
+    const inserted = await trx('media').insert(row).onConflict(['origin', 'remote_media_id']).ignore().returning('media_id');
+    return inserted.length === 1;
   }
 
   /** Bytes stored for one uploader. */

@@ -1,16 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import type { ReadStream } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import type { FederationRequest, FederationResponse } from '@parley/federation/transport';
 import type { MediaInfo, MediaUploadResponse } from '@parley/schemas';
 import { fileTypeFromFile } from 'file-type';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import { notFound, ParleyError } from '../errors.js';
+import { remoteFailure } from '../federation/remote-errors.js';
 import type { Logger } from '../logger.js';
 import { MediaRepository, type MediaRow } from '../repositories/media.js';
 import type { Clock } from './clock.js';
-import { isInlineSafe, sniffText } from './media-policy.js';
+import { FILENAME_MAX_CHARS, isInlineSafe, sanitizeFilename, sniffText } from './media-policy.js';
 import { MediaStore, type ReceivedFile, UploadLimitError } from './media-store.js';
 import type { AuthContext } from './sessions.js';
 
@@ -36,6 +38,14 @@ export interface UploadRequest {
   filename: string | null;
 }
 
+/** The part of the federation client remote media needs. */
+export interface MediaFederation {
+  request(request: FederationRequest): Promise<FederationResponse>;
+}
+
+// A remote file may take this long to arrive in full (the body cap is the upload cap).
+const REMOTE_FETCH_TIMEOUT_MS = 120_000;
+
 const tooLarge = (max: number) =>
   new ParleyError(413, 'PARLEY_TOO_LARGE', `the file is larger than this server's upload cap of ${max} bytes`);
 const overQuota = (quota: number) =>
@@ -46,11 +56,36 @@ function newMediaId(): string {
   return randomBytes(24).toString('base64url');
 }
 
+/** The name in our own `filename*=UTF-8''…` (RFC 8187), cleaned as an uploaded name is; null otherwise. */
+function filenameFromDisposition(header: unknown): string | null {
+  const match = typeof header === 'string' ? /filename\*=UTF-8''([A-Za-z0-9!#$&+.^_`|~%-]{1,2048})/i.exec(header) : null;
+  if (!match) return null;
+  let name: string | null;
+  try {
+    name = sanitizeFilename(decodeURIComponent(match[1] as string));
+  } catch {
+    return null;
+  }
+  return name !== null && [...name].length <= FILENAME_MAX_CHARS ? name : null;
+}
+
 export class MediaService {
+  /** Set when federation runs: media of other servers is fetched through it and cached. */
+  federation: MediaFederation | null = null;
+  // One fetch per remote file at a time in this process; other processes meet at the unique index.
+  readonly #fetching = new Map<string, Promise<MediaRow>>();
+
   constructor(private readonly deps: MediaDeps) {}
 
   contentUri(mediaId: string): string {
     return `parley://${this.deps.serverName}/${mediaId}`;
+  }
+
+  /** The URI that names a row: ours, or the origin's for a cached remote copy. */
+  uriOf(row: MediaRow): { serverName: string; mediaId: string } {
+    return row.origin && row.remote_media_id
+      ? { serverName: row.origin, mediaId: row.remote_media_id }
+      : { serverName: this.deps.serverName, mediaId: row.media_id };
   }
 
   async upload(auth: AuthContext, body: Readable, req: UploadRequest): Promise<MediaUploadResponse> {
@@ -92,18 +127,35 @@ export class MediaService {
     }
   }
 
-  /** The row for a local media ID; remote media is not fetched over federation yet. */
+  /**
+   * The row for `parley://serverName/mediaId`: our own upload, or a cached copy of another
+   * server's media, fetched over federation on first use.
+   */
   async get(serverName: string, mediaId: string): Promise<MediaRow> {
-    if (serverName !== this.deps.serverName) throw notFound(`media from ${serverName} is not available here (no remote media yet)`);
-    const row = await this.deps.media.findById(mediaId);
+    if (serverName === this.deps.serverName) return this.getLocal(mediaId);
+    const cached = await this.deps.media.findRemote(serverName, mediaId);
+    if (cached) return cached;
+    const key = `${serverName}/${mediaId}`;
+    let pending = this.#fetching.get(key);
+    if (!pending) {
+      pending = this.#fetchRemote(serverName, mediaId).finally(() => this.#fetching.delete(key));
+      this.#fetching.set(key, pending);
+    }
+    return pending;
+  }
+
+  /** Media uploaded to this server (what `GET /federation/v1/media/:id` serves; never a cached copy). */
+  async getLocal(mediaId: string): Promise<MediaRow> {
+    const row = await this.deps.media.findLocal(mediaId);
     if (!row) throw notFound(`no media ${mediaId}`);
     return row;
   }
 
   info(row: MediaRow): MediaInfo {
+    const uri = this.uriOf(row);
     return {
-      content_uri: this.contentUri(row.media_id),
-      media_id: row.media_id,
+      content_uri: `parley://${uri.serverName}/${uri.mediaId}`,
+      media_id: uri.mediaId,
       content_type: row.content_type,
       size: row.size,
       filename: row.filename,
@@ -122,6 +174,65 @@ export class MediaService {
 
   async ensureStored(row: MediaRow): Promise<void> {
     if (!(await this.deps.store.exists(row.media_id))) throw this.#missing(row);
+  }
+
+  // Fetched once within the upload cap, then stored exactly like an upload: the bytes are
+  // re-sniffed here and the origin's Content-Type is kept for diagnostics only.
+  async #fetchRemote(origin: string, remoteId: string): Promise<MediaRow> {
+    const { media, store, limits, log } = this.deps;
+    const federation = this.federation;
+    if (!federation) throw notFound(`media from ${origin} is not available here (this server does not federate)`);
+    let res: FederationResponse;
+    try {
+      res = await federation.request({
+        destination: origin,
+        method: 'GET',
+        path: `/federation/v1/media/${encodeURIComponent(remoteId)}`,
+        raw: true,
+        maxBytes: limits.maxUploadBytes,
+        timeoutMs: REMOTE_FETCH_TIMEOUT_MS,
+      });
+    } catch (err) {
+      const failure = remoteFailure(err, origin, `media ${remoteId}`);
+      if (failure.code === 'PARLEY_TOO_LARGE') {
+        throw new ParleyError(
+          502,
+          'PARLEY_TOO_LARGE',
+          `media ${remoteId} on ${origin} is larger than this server's cap of ${limits.maxUploadBytes} bytes`,
+        );
+      }
+      throw failure;
+    }
+    if (!Buffer.isBuffer(res.body)) throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `${origin} answered without a file`);
+    const file = await store.receive(Readable.from([res.body]), limits.maxUploadBytes);
+    try {
+      const claimed = res.headers['content-type'];
+      const row: MediaRow = {
+        media_id: newMediaId(),
+        uploader: null,
+        origin,
+        remote_media_id: remoteId,
+        content_type: await this.#sniff(file),
+        client_content_type: typeof claimed === 'string' ? claimed.slice(0, 255) : null,
+        filename: filenameFromDisposition(res.headers['content-disposition']),
+        size: file.size,
+        sha256: file.sha256,
+        created_ts: this.deps.clock.now(),
+      };
+      await store.commit(file.tempPath, row.media_id);
+      let inserted = false;
+      try {
+        inserted = await media.insertRemote(row);
+      } finally {
+        if (!inserted) await store.discard(store.pathOf(row.media_id));
+      }
+      const stored = inserted ? row : await media.findRemote(origin, remoteId);
+      if (!stored) throw new Error(`cached copy of ${origin}/${remoteId} vanished`);
+      log.info({ origin, remote_media_id: remoteId, media_id: stored.media_id, size: stored.size }, 'remote media cached');
+      return stored;
+    } finally {
+      await store.discard(file.tempPath);
+    }
   }
 
   #missing(row: MediaRow): ParleyError {
@@ -144,9 +255,10 @@ export class MediaService {
   // pointing at nothing.
   async #commit(row: MediaRow, tempPath: string): Promise<void> {
     const { db, media, store, limits } = this.deps;
+    const uploader = row.uploader as string;
     await db.transaction(async (trx) => {
-      await media.lockQuota(row.uploader, trx);
-      if ((await media.bytesUsedBy(row.uploader, trx)) + row.size > limits.userQuotaBytes) throw overQuota(limits.userQuotaBytes);
+      await media.lockQuota(uploader, trx);
+      if ((await media.bytesUsedBy(uploader, trx)) + row.size > limits.userQuotaBytes) throw overQuota(limits.userQuotaBytes);
       await store.commit(tempPath, row.media_id);
       try {
         await media.insert(row, trx);

@@ -21,6 +21,7 @@ import {
 import type { Db } from '../db/database.js';
 import { badRequest, forbidden, notFound, ParleyError } from '../errors.js';
 import type { FederatedRooms } from '../federation/rooms.js';
+import type { RemoteDirectory } from '../federation/remote-directory.js';
 import type { EventRepository } from '../repositories/events.js';
 import type { AliasRepository, TxnRepository } from '../repositories/room-extras.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
@@ -66,6 +67,8 @@ const CONTENT_SCHEMAS: Record<string, Parameters<typeof check>[0]> = {
 export class RoomService {
   /** Set when federation runs: rooms hosted elsewhere are written through their host. */
   remote: FederatedRooms | null = null;
+  /** Set when federation runs: aliases of other servers are asked of them. */
+  remoteDirectory: RemoteDirectory | null = null;
 
   constructor(private readonly d: RoomDeps) {}
 
@@ -158,9 +161,13 @@ export class RoomService {
     return { room_id: roomId };
   }
 
-  /** Resolves `!id:server` or `#alias:server` to a local room ID. */
+  /** Resolves `!id:server` or `#alias:server` to a room ID; another server's alias is asked of it. */
   async resolve(idOrAlias: string): Promise<string> {
     if (idOrAlias.startsWith('#')) {
+      if (this.hostOf(idOrAlias) !== this.d.serverName) {
+        if (!this.remoteDirectory) throw notFound(`${idOrAlias} belongs to another server and this server does not federate`);
+        return (await this.remoteDirectory.resolveAlias(idOrAlias)).room_id;
+      }
       const roomId = await this.d.aliases.resolve(idOrAlias);
       if (!roomId) throw notFound(`no room has the alias ${idOrAlias}`);
       return roomId;

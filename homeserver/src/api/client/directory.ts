@@ -1,6 +1,6 @@
 import Router from '@koa/router';
-import { AliasRequest } from '@parley/schemas';
-import { badRequest } from '../../errors.js';
+import { AliasRequest, isServerName } from '@parley/schemas';
+import { badRequest, notFound } from '../../errors.js';
 import type { AppContext, AppState } from '../../http/context.js';
 import { authOf } from '../../http/context.js';
 import { requireAuth } from '../../http/middleware/auth.js';
@@ -12,15 +12,32 @@ export function directoryRoutes(s: Services): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/api/v1' });
   const auth = requireAuth(s.sessions);
 
-  // GET /api/v1/directory/rooms?limit=&since=&q=
+  // GET /api/v1/directory/rooms?limit=&since=&q=&server=
+  // With `server` (another server's name), that server's directory, asked over federation.
   router.get('/directory/rooms', auth, async (ctx: AppContext) => {
     const q = queryString(ctx, 'q', 256) ?? null;
-    ctx.body = await s.roomViews.directory(queryInt(ctx, 'limit', 50, 1, 500), queryString(ctx, 'since', 16), q);
+    const server = queryString(ctx, 'server', 255);
+    if (server === undefined || server === s.config.server_name) {
+      ctx.body = await s.roomViews.directory(queryInt(ctx, 'limit', 50, 1, 500), queryString(ctx, 'since', 16), q);
+      return;
+    }
+    if (!isServerName(server)) throw badRequest('PARLEY_INVALID_PARAM', 'server is not a server name', 'server');
+    const remote = s.rooms.remoteDirectory;
+    if (!remote) throw notFound(`this server does not federate, so it cannot show the directory of ${server}`);
+    // Remote `since` tokens are the other server's, opaque and possibly longer than ours.
+    ctx.body = await remote.publicRooms(server, { limit: queryInt(ctx, 'limit', 50, 1, 100), since: queryString(ctx, 'since', 256), q });
   });
 
-  // GET /api/v1/directory/alias/:alias
+  // GET /api/v1/directory/alias/:alias — another server's alias is asked of that server.
   router.get('/directory/alias/:alias', auth, async (ctx: AppContext) => {
-    ctx.body = await s.roomViews.resolveAlias(aliasParam(ctx));
+    const alias = aliasParam(ctx);
+    if (alias.slice(alias.indexOf(':') + 1) === s.config.server_name) {
+      ctx.body = await s.roomViews.resolveAlias(alias);
+      return;
+    }
+    const remote = s.rooms.remoteDirectory;
+    if (!remote) throw notFound(`${alias} belongs to another server and this server does not federate`);
+    ctx.body = await remote.resolveAlias(alias);
   });
 
   // PUT /api/v1/directory/alias/:alias

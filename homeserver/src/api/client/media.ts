@@ -25,7 +25,7 @@ function serverNameParam(ctx: AppContext): string {
   return raw;
 }
 
-function mediaIdParam(ctx: AppContext): string {
+export function mediaIdParam(ctx: AppContext): string {
   const raw = ctx.params.mediaId;
   if (!isMediaId(raw)) throw badRequest('PARLEY_INVALID_PARAM', 'mediaId in the path is not a valid media ID', 'mediaId');
   return raw;
@@ -47,7 +47,8 @@ function declaredLength(ctx: AppContext): number | null {
   return /^\d+$/.test(header) ? Number(header) : null;
 }
 
-function setMediaHeaders(ctx: AppContext, row: MediaRow): void {
+/** The safety headers of every media download (client API and federation alike). */
+export function setMediaHeaders(ctx: AppContext, row: MediaRow): void {
   const inline = isInlineSafe(row.content_type);
   ctx.type = inline ? row.content_type : 'application/octet-stream';
   ctx.set('Content-Disposition', contentDisposition(inline ? 'inline' : 'attachment', row.filename));
