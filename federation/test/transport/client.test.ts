@@ -315,6 +315,15 @@ describe('responses', () => {
   it('reports a body that is not JSON as bad_json', async () => {
     await expectKind(client().request({ destination: 'b.test', method: 'GET', path: '/not-json' }), 'bad_json');
   });
+
+  it('answers with the bytes themselves for raw requests (media), errors still parsed', async () => {
+    const res = await client().request({ destination: 'b.test', method: 'GET', path: '/not-json', raw: true });
+    expect(Buffer.isBuffer(res.body)).toBe(true);
+    expect((res.body as Buffer).toString('utf8')).toBe('<html>');
+    const err = await expectKind(client().request({ destination: 'b.test', method: 'GET', path: '/error', raw: true }), 'http');
+    expect(err).toMatchObject({ status: 404, body: { errcode: 'PARLEY_NOT_FOUND' } });
+    await expectKind(client().request({ destination: 'b.test', method: 'GET', path: '/big', raw: true }), 'too_large');
+  });
 });
 
 describe('requests the caller got wrong', () => {
