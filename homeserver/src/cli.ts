@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { check, Localpart, Password } from '@parley/schemas';
 import { pino } from 'pino';
 import { type Config, ConfigError, loadConfig } from './config.js';
+import { createFederation } from './federation/setup.js';
 import { createLogger, type Logger } from './logger.js';
 import { loadIdentity, openDatabase, startHomeserver } from './server.js';
 import { systemClock } from './services/clock.js';
@@ -160,7 +161,15 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'room': {
         if (sub !== 'verify' || !arg) break;
-        const report = await withServices(config, log, (s) => new RoomVerifier(s.roomRepo, s.eventRepo, s.identity).verify(arg));
+        // Events from other servers need their keys: fetched (and pinned) as the server would.
+        const report = await withServices(config, log, async (s) => {
+          const fed = config.federation.enabled ? await createFederation(config, s.identity, systemClock, log) : null;
+          try {
+            return await new RoomVerifier(s.roomRepo, s.eventRepo, s.identity, fed?.keyStore).verify(arg);
+          } finally {
+            await fed?.close();
+          }
+        });
         if (!report) {
           process.stderr.write(`parley: no room ${arg} on this server\n`);
           return 1;

@@ -112,6 +112,12 @@ export const ConfigSchema = Type.Object(
         delivery_concurrency: Type.Integer({ minimum: 1 }),
         max_transaction_bytes: Type.Integer({ minimum: 65_536 }),
         query_timeout_ms: Type.Integer({ minimum: 100, description: 'deadline for alias and directory queries to other servers' }),
+        join_full_chain_max: Type.Integer({
+          minimum: 0,
+          maximum: 20_000,
+          description: 'rooms up to this many entries are joined with their whole chain; larger ones from a state snapshot',
+        }),
+        join_recent_entries: Type.Integer({ minimum: 1, maximum: 1000, description: 'recent entries sent with a state snapshot' }),
       },
       { additionalProperties: false },
     ),
@@ -173,6 +179,8 @@ export function defaultConfig(): Config {
       delivery_concurrency: 8,
       max_transaction_bytes: 8 * 1024 * 1024,
       query_timeout_ms: 10_000,
+      join_full_chain_max: 1000,
+      join_recent_entries: 50,
     },
     logging: { level: 'info' },
   };

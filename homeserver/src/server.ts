@@ -9,6 +9,7 @@ import type { Config } from './config.js';
 import { createDb, type Db, migrateLatest } from './db/database.js';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js';
 import { DeliveryEngine, type Sender } from './delivery/engine.js';
+import { ParleyError } from './errors.js';
 import { createFederationApp } from './federation/app.js';
 import { FederatedEdus } from './federation/edus.js';
 import { FederatedRooms } from './federation/rooms.js';
@@ -127,6 +128,18 @@ async function startFederation(
   );
   services.roomLog.fanout = (room, entries, trx) => rooms.fanout(room, entries, trx);
   delivery.submitter = (destination, payload) => rooms.deliverSubmit(destination, payload);
+  services.timeline.olderHistory = async (roomId, fromSeq) => {
+    try {
+      await rooms.backfillOlder(roomId, fromSeq);
+    } catch (err) {
+      if (err instanceof ParleyError) throw err;
+      throw new ParleyError(
+        502,
+        'PARLEY_UNAVAILABLE',
+        `older history of ${roomId} is on its host, which did not answer: ${(err as Error).message}`,
+      );
+    }
+  };
   services.rooms.remote = rooms;
   const edus = new FederatedEdus({
     db: services.db,

@@ -1,23 +1,44 @@
 import { verifyChain } from '@parley/federation/chain';
-import { eventId as computeEventId, signEvent, verifyEvent, verifyRecord } from '@parley/federation/events';
-import { authorize } from '@parley/federation/room';
-import { check, type RoomEvent, RoomEvent as RoomEventSchema, type SeqRecord, SeqRecord as SeqRecordSchema } from '@parley/schemas';
+import { eventId as computeEventId, recordHash, signEvent, verifyEvent, verifyRecord } from '@parley/federation/events';
+import { authorize, type StateMap, stateKey as stateMapKey } from '@parley/federation/room';
+import {
+  check,
+  type Membership,
+  type RoomEvent,
+  RoomEvent as RoomEventSchema,
+  type SeqRecord,
+  SeqRecord as SeqRecordSchema,
+} from '@parley/schemas';
 import type { Db } from '../db/database.js';
 import { forbidden, notFound, ParleyError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { EventRepository } from '../repositories/events.js';
+import type { EventRepository, EventRow } from '../repositories/events.js';
 import type { OutboxRepository } from '../repositories/outbox.js';
 import type { RemoteInviteRepository } from '../repositories/room-extras.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { Clock } from '../services/clock.js';
-import type { AppendBatch, RoomLog, SigningIdentity } from '../services/room-log.js';
+import { type AppendBatch, type RoomLog, relationOf, type SigningIdentity } from '../services/room-log.js';
 import type { StreamWriter } from '../services/stream-bus.js';
 import type { FederationContext } from './setup.js';
 
 export interface Entry {
   event: RoomEvent;
   record: SeqRecord;
+  /**
+   * What the host knows of an entry it serves out of order (snapshot, backfill): the history
+   * visibility it was sequenced under and the redaction that stripped it. Not signed: the
+   * host is trusted for these as it is for order.
+   */
+  meta?: { visibility?: string; redacted_by?: string | null };
 }
+
+/** A remote join of a large room: current state up to `anchor`, then recent entries. */
+interface Snapshot {
+  state: Entry[];
+  anchor: Entry;
+}
+
+const VISIBILITIES = new Set(['world_readable', 'shared', 'invited', 'joined']);
 
 const serverOf = (id: string) => id.slice(id.indexOf(':') + 1);
 
@@ -173,8 +194,10 @@ export class FederatedRooms {
       if (status === 404) throw notFound(`${host} has no room ${roomId}`);
       throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `could not reach ${host}: ${(err as Error).message}`);
     }
-    const entries = this.parseEntries((res.body as { entries?: unknown })?.entries);
-    await this.storeChain(roomId, host, entries);
+    const body = res.body as { entries?: unknown; snapshot?: { state?: unknown; anchor?: unknown } };
+    const entries = this.parseEntries(body?.entries);
+    if (body?.snapshot) await this.storeSnapshot(roomId, host, this.parseSnapshot(body.snapshot), entries);
+    else await this.storeChain(roomId, host, entries);
     await this.invites.delete(roomId, userId);
   }
 
@@ -236,6 +259,162 @@ export class FederatedRooms {
       const ok = check(RoomEventSchema, (e as Entry)?.event).ok && check(SeqRecordSchema, (e as Entry)?.record).ok;
       if (!ok) throw new ParleyError(502, 'PARLEY_UNAVAILABLE', 'the host answered with a malformed entry');
       return e as Entry;
+    });
+  }
+
+  private parseSnapshot(raw: { state?: unknown; anchor?: unknown }): Snapshot {
+    const state = this.parseEntries(raw.state);
+    const [anchor] = this.parseEntries([raw.anchor]);
+    return { state, anchor: anchor as Entry };
+  }
+
+  /**
+   * Joins a large room from the host's state snapshot: every state entry and the anchor (the
+   * entry just before the recent ones) carry valid host and origin signatures; the recent
+   * entries are then verified as a chain continuing from the anchor, with the auth rules
+   * replayed over the snapshot state. Older history is backfilled on demand.
+   */
+  private async storeSnapshot(roomId: string, host: string, snapshot: Snapshot, recent: Entry[]): Promise<void> {
+    const { anchor } = snapshot;
+    const refuse = (reason: string): never => {
+      this.logger.warn({ room_id: roomId, host, reason }, 'refused a room snapshot');
+      throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `the state snapshot from ${host} does not verify: ${reason}`);
+    };
+    await this.prefetchKeys([...snapshot.state, anchor, ...recent], host);
+    const ring = this.keyRing();
+    const keys = new Set<string>();
+    const stateMap: StateMap = new Map();
+    for (const entry of [...snapshot.state, anchor]) {
+      const problem = this.checkSigned(entry, host, roomId, ring);
+      if (problem) refuse(`seq ${entry.record.seq}: ${problem}`);
+      if (entry.record.seq > anchor.record.seq) refuse(`state entry at seq ${entry.record.seq} is after the anchor`);
+      if (entry === anchor) continue;
+      if (entry.event.state_key === undefined) refuse(`seq ${entry.record.seq} is not a state event`);
+      const key = stateMapKey(entry.event.type, entry.event.state_key as string);
+      if (keys.has(key)) refuse(`two state entries for ${key}`);
+      keys.add(key);
+      stateMap.set(key, entry.event);
+    }
+    const create = snapshot.state.find((e) => e.event.type === 'room.create');
+    if (!create || create.record.seq !== 1) refuse('no room.create at seq 1');
+    if (anchor.event.state_key !== undefined && anchor.record.seq !== (create as Entry).record.seq) {
+      // The anchor, when a state event, is the current holder of its key.
+      const held = stateMap.get(stateMapKey(anchor.event.type, anchor.event.state_key));
+      if (held && computeEventId(held) !== anchor.record.event_id) refuse('the anchor is a state event the snapshot does not hold');
+    }
+    const verdict = verifyChain(recent, ring, authorize, {
+      roomId,
+      after: { seq: anchor.record.seq, head: recordHash(anchor.record), state: stateMap },
+    });
+    if (!verdict.ok) refuse(`recent entries at seq ${verdict.seq}: ${verdict.reason}`);
+
+    const createEvent = (create as Entry).event;
+    await this.db.transaction(async (trx) => {
+      if (await this.rooms.lock(roomId, trx)) throw new ParleyError(409, 'PARLEY_INVALID_PARAM', `${roomId} is already known here`);
+      const room: RoomRow = {
+        room_id: roomId,
+        host,
+        creator: String(createEvent.content.creator ?? createEvent.sender),
+        kind: createEvent.content.kind === 'space' ? 'space' : 'room',
+        parent_id: null,
+        published: false,
+        current_seq: anchor.record.seq,
+        head_hash: recordHash(anchor.record),
+        lamport: Math.max(...[...snapshot.state, anchor].map((e) => e.event.lamport)),
+        created_ts: this.clock.now(),
+        history_from: anchor.record.seq,
+      };
+      await this.rooms.insert(room, trx);
+      const rows = [...snapshot.state, anchor].map((e) => this.rowOf(e));
+      await this.events.insertMissing(rows, trx);
+      for (const e of snapshot.state) {
+        const ev = e.event;
+        await this.rooms.putState(roomId, ev.type, ev.state_key as string, e.record.event_id, e.record.seq, trx);
+        if (ev.type === 'room.member')
+          await this.rooms.putMembership(roomId, ev.state_key as string, ev.content.membership as Membership, e.record.seq, trx);
+      }
+      const batch = this.log.begin(room);
+      for (const e of recent) {
+        let redactedSender: string | undefined;
+        if (e.event.type === 'room.redaction' && typeof e.event.content.redacts === 'string')
+          redactedSender = (await this.events.find(e.event.content.redacts, trx))?.sender ?? this.senderOfRedacted(recent, e.event);
+        await this.log.applyRemote(room, e.event, e.record.event_id, e.record, trx, batch, redactedSender);
+      }
+      await this.log.finish(batch, trx);
+    });
+  }
+
+  /** Record (host) and event (origin) signatures, content hash (redacted copies pass), event ID, room. */
+  private checkSigned(entry: Entry, host: string, roomId: string, ring: ReturnType<FederatedRooms['keyRing']>): string | null {
+    if (entry.record.room_id !== roomId || entry.event.room_id !== roomId) return 'entry of another room';
+    if (computeEventId(entry.event) !== entry.record.event_id) return 'record names another event';
+    const rec = verifyRecord(entry.record, host, ring);
+    if (!rec.ok) return `record: ${rec.reason}`;
+    const ev = verifyEvent(entry.event, ring, { allowRedacted: true });
+    return ev.ok ? null : `event: ${ev.reason}`;
+  }
+
+  /** A row for an entry stored out of order (snapshot, backfill below the complete part). */
+  private rowOf(e: Entry): EventRow {
+    const relation = relationOf(e.event.content);
+    const visibility = e.meta?.visibility && VISIBILITIES.has(e.meta.visibility) ? e.meta.visibility : 'shared';
+    return {
+      event_id: e.record.event_id,
+      room_id: e.record.room_id,
+      seq: e.record.seq,
+      type: e.event.type,
+      state_key: e.event.state_key ?? null,
+      sender: e.event.sender,
+      origin_ts: e.event.origin_ts,
+      event: e.event,
+      record: e.record,
+      visibility,
+      redacted_by: typeof e.meta?.redacted_by === 'string' ? e.meta.redacted_by : null,
+      rel_type: relation?.type ?? null,
+      rel_event_id: relation?.event_id ?? null,
+      rel_key: relation?.key ?? null,
+    };
+  }
+
+  /**
+   * History below a snapshot join, fetched when someone pages back past `history_from`:
+   * entries [from, history_from) are checked (signatures, and each record's hash is the
+   * `prev` of the one after it, down from the first entry we hold), then stored.
+   */
+  async backfillOlder(roomId: string, from: number): Promise<void> {
+    const room = await this.rooms.find(roomId);
+    const floor = room?.history_from ?? 1;
+    if (!room || room.host === this.identity.serverName || floor <= 1 || from >= floor) return;
+    const start = Math.max(1, from);
+    const res = await this.fed.client.request({
+      destination: room.host,
+      method: 'GET',
+      path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/events?from_seq=${start}&limit=${floor - start}`,
+      maxBytes: 64 * 1024 * 1024,
+    });
+    const entries = this.parseEntries((res.body as { entries?: unknown })?.entries);
+    const [above] = await this.events.range(roomId, floor, floor);
+    if (!above) throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `the log of ${roomId} has no entry at ${floor}`);
+    await this.prefetchKeys(entries, room.host);
+    const ring = this.keyRing();
+    let next = above.record;
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const e = entries[i] as Entry;
+      const bad = (why: string) =>
+        new ParleyError(502, 'PARLEY_UNAVAILABLE', `backfill from ${room.host} failed at seq ${e.record.seq}: ${why}`);
+      if (e.record.seq !== next.seq - 1) throw bad(`expected seq ${next.seq - 1}`);
+      if (recordHash(e.record) !== next.prev) throw bad('its hash is not the prev of the entry after it');
+      const problem = this.checkSigned(e, room.host, roomId, ring);
+      if (problem) throw bad(problem);
+      next = e.record;
+    }
+    if (next.seq !== start) throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `backfill from ${room.host} stopped at seq ${next.seq}`);
+    await this.db.transaction(async (trx) => {
+      await this.events.insertMissing(
+        entries.map((e) => this.rowOf(e)),
+        trx,
+      );
+      await this.rooms.setHistoryFrom(roomId, start, trx);
     });
   }
 
@@ -362,13 +541,20 @@ export class FederatedRooms {
   // ---- host side ------------------------------------------------------------------------
 
   /** A participant's server asks to join one of its users (POST rooms/:id/join). */
-  async hostJoin(origin: string, roomId: string, raw: unknown): Promise<Entry[]> {
+  async hostJoin(origin: string, roomId: string, raw: unknown): Promise<{ entries: Entry[]; snapshot?: Snapshot }> {
     const event = this.checkIncoming(origin, roomId, raw);
     if (event.type !== 'room.member' || event.content.membership !== 'join' || event.state_key !== event.sender) {
       throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'a join must be the sender’s own room.member join');
     }
     await this.hostSequence(roomId, event);
-    return this.chain(roomId, 1, MAX_JOIN_ENTRIES);
+    const room = (await this.rooms.find(roomId)) as RoomRow;
+    if (room.current_seq <= this.fed.config.join_full_chain_max) return { entries: await this.chain(roomId, 1, MAX_JOIN_ENTRIES) };
+    // A large room: current state as of the anchor, then the recent entries.
+    const firstRecent = Math.max(2, room.current_seq - this.fed.config.join_recent_entries + 1);
+    const entries = await this.chain(roomId, firstRecent, room.current_seq - firstRecent + 1);
+    const [anchor] = await this.chain(roomId, firstRecent - 1, 1);
+    const state = (await this.events.stateBefore(roomId, firstRecent)).map((r) => this.entryOf(r));
+    return { snapshot: { state, anchor: anchor as Entry }, entries };
   }
 
   /** A participant's server submits an origin-signed event for sequencing (POST rooms/:id/submit). */
@@ -413,6 +599,10 @@ export class FederatedRooms {
     if (askingServer && !(await this.rooms.memberServers(roomId)).includes(askingServer))
       throw forbidden(`${askingServer} has no member in ${roomId}`);
     const rows = await this.events.range(roomId, fromSeq, Math.min(room.current_seq, fromSeq + limit - 1));
-    return rows.map((r) => ({ event: r.event, record: r.record }));
+    return rows.map((r) => this.entryOf(r));
+  }
+
+  private entryOf(r: EventRow): Entry {
+    return { event: r.event, record: r.record, meta: { visibility: r.visibility, redacted_by: r.redacted_by } };
   }
 }

@@ -43,6 +43,26 @@ export class EventRepository {
     await trx('events').insert({ ...row, event: JSON.stringify(row.event), record: JSON.stringify(row.record) });
   }
 
+  /** Inserts entries fetched out of order (snapshot, backfill); ones already held are kept. */
+  async insertMissing(rows: EventRow[], trx: Db): Promise<void> {
+    if (rows.length === 0) return;
+    await trx('events')
+      .insert(rows.map((row) => ({ ...row, event: JSON.stringify(row.event), record: JSON.stringify(row.record) })))
+      .onConflict()
+      .ignore();
+  }
+
+  /** The room's state just before `seq`: the latest state event per (type, state_key). */
+  async stateBefore(roomId: string, seq: number): Promise<EventRow[]> {
+    return this.db<EventRow>('events')
+      .distinctOn('type', 'state_key')
+      .where('room_id', roomId)
+      .whereNotNull('state_key')
+      .where('seq', '<', seq)
+      .orderBy([{ column: 'type' }, { column: 'state_key' }, { column: 'seq', order: 'desc' }])
+      .select(COLUMNS);
+  }
+
   async find(eventId: string, trx: Db = this.db): Promise<EventRow | undefined> {
     return trx<EventRow>('events').where({ event_id: eventId }).first(COLUMNS);
   }

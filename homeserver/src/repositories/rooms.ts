@@ -12,6 +12,8 @@ export interface RoomRow {
   head_hash: string | null;
   lamport: number;
   created_ts: number;
+  /** The log is complete from this seq (1, or above for rooms joined from a state snapshot). */
+  history_from?: number;
 }
 
 /** Rooms, their current state and memberships. */
@@ -33,6 +35,10 @@ export class RoomRepository {
 
   async advance(roomId: string, seq: number, headHash: string, lamport: number, trx: Db): Promise<void> {
     await trx('rooms').where({ room_id: roomId }).update({ current_seq: seq, head_hash: headHash, lamport });
+  }
+
+  async setHistoryFrom(roomId: string, seq: number, trx: Db = this.db): Promise<void> {
+    await trx('rooms').where({ room_id: roomId }).update({ history_from: seq });
   }
 
   async setPublished(roomId: string, published: boolean, trx: Db = this.db): Promise<void> {

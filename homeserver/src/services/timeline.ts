@@ -69,6 +69,9 @@ export class TimelineService {
   ) {}
 
   /** Refuses callers who never belonged to the room, unless its history is world-readable. */
+  /** Set when federation runs: fetches a remote room's history below its snapshot (from `fromSeq`). */
+  olderHistory: ((roomId: string, fromSeq: number) => Promise<void>) | null = null;
+
   async reader(auth: AuthContext, roomId: string): Promise<Reader> {
     const room = await this.rooms.find(roomId);
     if (!room) throw notFound(`no room ${roomId} on this server`);
@@ -90,9 +93,23 @@ export class TimelineService {
     let cursor = from === undefined ? (dir === 'b' ? head : 1) : parsePageToken(from, 'from');
     const start = pageToken(cursor);
     const picked: EventRow[] = [];
+    // A room joined from a state snapshot is complete only from `floor`: below it, the older
+    // history is fetched from the host before it is read.
+    let floor = reader.room.history_from ?? 1;
     // Invisible events are skipped, so read in batches until the page is full or the log ends.
     while (picked.length < limit && (dir === 'b' ? cursor >= 1 : cursor <= head)) {
-      const batch = await this.events.page(roomId, cursor, dir, Math.min(MAX_PAGE, (limit - picked.length) * 2 + 10));
+      if (dir === 'b' && cursor < floor && this.olderHistory) {
+        await this.olderHistory(roomId, Math.max(1, cursor - Math.max(100, limit * 2) + 1));
+        floor = (await this.rooms.find(roomId))?.history_from ?? 1;
+      }
+      let batch = await this.events.page(roomId, cursor, dir, Math.min(MAX_PAGE, (limit - picked.length) * 2 + 10));
+      if (dir === 'b' && cursor >= floor && batch.some((r) => r.seq < floor)) {
+        batch = batch.filter((r) => r.seq >= floor);
+        if (batch.length === 0) {
+          cursor = floor - 1;
+          continue;
+        }
+      }
       if (batch.length === 0) {
         cursor = dir === 'b' ? 0 : head + 1;
         break;

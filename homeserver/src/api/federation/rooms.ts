@@ -18,7 +18,7 @@ export function federatedRoomRoutes(fed: FederationContext, rooms: FederatedRoom
   // POST /federation/v1/rooms/:roomId/join — sequence a remote user's join; answer with the chain.
   router.post('/:roomId/join', auth, async (ctx: AppContext) => {
     const roomId = roomIdParam(ctx);
-    ctx.body = { entries: await rooms.hostJoin(fedState(ctx).origin, roomId, eventOf(ctx)) };
+    ctx.body = await rooms.hostJoin(fedState(ctx).origin, roomId, eventOf(ctx));
   });
 
   // POST /federation/v1/rooms/:roomId/submit — sequence an origin-signed event.
