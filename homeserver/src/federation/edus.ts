@@ -114,14 +114,14 @@ export class FederatedEdus implements RemoteToDevice {
     const servers = await this.roomServers(roomId);
     const edu: TypingEdu = { type: 'typing', room_id: roomId, user_id: userId, typing, timeout_ms: timeoutMs };
     // A start is stale once its own timeout has passed; a stop once the receiver's would have.
-    await this.latest(servers, `typing\u0000${roomId}\u0000${userId}`, edu, typing ? Math.min(timeoutMs, TYPING_TTL_MS) : TYPING_TTL_MS);
+    await this.latest(servers, `typing ${roomId} ${userId}`, edu, typing ? Math.min(timeoutMs, TYPING_TTL_MS) : TYPING_TTL_MS);
   }
 
   async sendReceipt(roomId: string, userId: string, eventId: string, ts: number): Promise<void> {
     if (!this.isLocal(userId)) return;
     const servers = await this.roomServers(roomId);
     const edu: ReceiptEdu = { type: 'receipt', room_id: roomId, user_id: userId, event_id: eventId, ts };
-    await this.latest(servers, `receipt\u0000${roomId}\u0000${userId}`, edu, this.d.durableTtlMs);
+    await this.latest(servers, `receipt ${roomId} ${userId}`, edu, this.d.durableTtlMs);
   }
 
   async sendPresence(userId: string, presence: PresenceState, lastActiveTs: number | null): Promise<void> {
@@ -132,7 +132,7 @@ export class FederatedEdus implements RemoteToDevice {
     // Relative, so the receiver needs no clock agreement with us.
     const ago = lastActiveTs === null ? null : Math.max(0, this.d.clock.now() - lastActiveTs);
     const edu: PresenceEdu = { type: 'presence', user_id: userId, presence, last_active_ago: ago };
-    await this.latest([...servers], `presence\u0000${userId}`, edu, PRESENCE_TTL_MS);
+    await this.latest([...servers], `presence ${userId}`, edu, PRESENCE_TTL_MS);
   }
 
   /** RemoteToDevice: one durable item per destination server, in the sender's transaction. */
