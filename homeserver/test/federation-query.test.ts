@@ -325,6 +325,13 @@ describe('federation: remote aliases, directories and media', () => {
       expect(rows).toHaveLength(1);
     });
 
+    it('fetches many distinct remote files at once (a few at a time) without losing any', async () => {
+      const images = Array.from({ length: 9 }, (_, i) => png(8 + i));
+      const uris = await Promise.all(images.map(async (img) => (await uploadMedia(alice.client, new Uint8Array(img))).content_uri));
+      const got = await Promise.all(uris.map((uri) => downloadMedia(bob.client, uri)));
+      got.forEach((g, i) => expect(Buffer.from(g.data).equals(images[i] as Buffer)).toBe(true));
+    });
+
     it('re-sniffs remote bytes: markup from another server is never served inline', async () => {
       const html = Buffer.from('<html><body><script>alert(1)</script></body></html>');
       const uploaded = await uploadMedia(alice.client, new Uint8Array(html), { contentType: 'image/png' });

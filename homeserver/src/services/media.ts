@@ -45,6 +45,8 @@ export interface MediaFederation {
 
 // A remote file may take this long to arrive in full (the body cap is the upload cap).
 const REMOTE_FETCH_TIMEOUT_MS = 120_000;
+// A remote body is held in memory (up to the upload cap) until stored: bound how many at once.
+const REMOTE_FETCH_CONCURRENCY = 4;
 
 const tooLarge = (max: number) =>
   new ParleyError(413, 'PARLEY_TOO_LARGE', `the file is larger than this server's upload cap of ${max} bytes`);
@@ -74,6 +76,8 @@ export class MediaService {
   federation: MediaFederation | null = null;
   // One fetch per remote file at a time in this process; other processes meet at the unique index.
   readonly #fetching = new Map<string, Promise<MediaRow>>();
+  #fetchesRunning = 0;
+  readonly #fetchQueue: Array<() => void> = [];
 
   constructor(private readonly deps: MediaDeps) {}
 
@@ -138,7 +142,7 @@ export class MediaService {
     const key = `${serverName}/${mediaId}`;
     let pending = this.#fetching.get(key);
     if (!pending) {
-      pending = this.#fetchRemote(serverName, mediaId).finally(() => this.#fetching.delete(key));
+      pending = this.#withFetchSlot(() => this.#fetchRemote(serverName, mediaId)).finally(() => this.#fetching.delete(key));
       this.#fetching.set(key, pending);
     }
     return pending;
@@ -174,6 +178,17 @@ export class MediaService {
 
   async ensureStored(row: MediaRow): Promise<void> {
     if (!(await this.deps.store.exists(row.media_id))) throw this.#missing(row);
+  }
+
+  async #withFetchSlot<T>(work: () => Promise<T>): Promise<T> {
+    while (this.#fetchesRunning >= REMOTE_FETCH_CONCURRENCY) await new Promise<void>((resolve) => this.#fetchQueue.push(resolve));
+    this.#fetchesRunning++;
+    try {
+      return await work();
+    } finally {
+      this.#fetchesRunning--;
+      this.#fetchQueue.shift()?.();
+    }
   }
 
   // Fetched once within the upload cap, then stored exactly like an upload: the bytes are
