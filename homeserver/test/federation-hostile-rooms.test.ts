@@ -1,0 +1,171 @@
+import { randomUUID } from 'node:crypto';
+import { recordHash, signEvent, signRecord } from '@parley/federation/events';
+import type { RoomEvent, SeqRecord } from '@parley/schemas';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Federation, type FedServer, startFederation } from './support/federation.js';
+import { until } from './support/net.js';
+
+type Person = Awaited<ReturnType<FedServer['user']>>;
+
+/**
+ * Room entries that must be refused, sent over real signed federation requests: a tampered
+ * event, a record whose `prev` breaks the chain, entries pushed by a server that is not the
+ * room's host, and events submitted for users who are not in the room. Each is answered with
+ * a clear per-event error; the room stays intact and the servers keep working.
+ */
+describe('federation: hostile room entries', () => {
+  let fed: Federation;
+  let hs1: FedServer;
+  let hs2: FedServer;
+  let hs3: FedServer;
+  let alice: Person;
+  let bob: Person;
+  let roomId: string;
+
+  const latest = async (server: FedServer) => {
+    const row = await server.running.services.db('events').where({ room_id: roomId }).orderBy('seq', 'desc').first('event', 'record');
+    const parse = (v: unknown) => (typeof v === 'string' ? JSON.parse(v) : v);
+    return { event: parse(row.event) as RoomEvent, record: parse(row.record) as SeqRecord };
+  };
+  const push = async (from: FedServer, to: string, entries: unknown[]) => {
+    const res = await from.running.federation?.context.client.request({
+      destination: to,
+      method: 'PUT',
+      path: `/federation/v1/send/${randomUUID()}`,
+      body: { events: entries, edus: [] },
+    });
+    return Object.values((res?.body as { events: Record<string, { error?: string }> }).events);
+  };
+
+  beforeAll(async () => {
+    fed = await startFederation(['hs1.test', 'hs2.test', 'hs3.test']);
+    [hs1, hs2, hs3] = fed.servers as [FedServer, FedServer, FedServer];
+    alice = await hs1.user('alice');
+    bob = await hs2.user('bob');
+    await hs3.user('mallory');
+    ({ room_id: roomId } = await alice.rooms.create({ visibility: 'public' }));
+    await bob.rooms.join(roomId);
+    await alice.rooms.sendText(roomId, 'genuine');
+    await until(async () => (await latest(hs2)).event.content.body === 'genuine');
+  }, 60_000);
+  afterAll(async () => fed?.close());
+
+  it('refuses an entry whose event was tampered with (content hash)', async () => {
+    const head = await latest(hs1);
+    const identity = hs1.running.services.identity;
+    const { event, eventId } = signEvent(
+      {
+        room_id: roomId,
+        type: 'room.message',
+        sender: '@alice:hs1.test',
+        origin: 'hs1.test',
+        origin_ts: Date.now(),
+        lamport: 99,
+        content: { body: 'real' },
+      },
+      'hs1.test',
+      identity,
+    );
+    const record = signRecord(
+      { room_id: roomId, seq: head.record.seq + 1, event_id: eventId, prev: recordHash(head.record), host_ts: Date.now() },
+      'hs1.test',
+      identity,
+    );
+    const tampered = { ...event, content: { body: 'forged' } };
+    const [result] = await push(hs1, 'hs2.test', [{ event: tampered, record }]);
+    expect(result?.error).toMatch(/record names another event|content hash|hash/);
+    expect((await latest(hs2)).event.content.body).toBe('genuine');
+  });
+
+  it('refuses an entry whose record does not chain to the head (prev), signed by the genuine host', async () => {
+    const head = await latest(hs1);
+    const identity = hs1.running.services.identity;
+    const { event, eventId } = signEvent(
+      {
+        room_id: roomId,
+        type: 'room.message',
+        sender: '@alice:hs1.test',
+        origin: 'hs1.test',
+        origin_ts: Date.now(),
+        lamport: 100,
+        content: { body: 'fork' },
+      },
+      'hs1.test',
+      identity,
+    );
+    const record = signRecord(
+      { room_id: roomId, seq: head.record.seq + 1, event_id: eventId, prev: 'A'.repeat(43), host_ts: Date.now() },
+      'hs1.test',
+      identity,
+    );
+    const [result] = await push(hs1, 'hs2.test', [{ event, record }]);
+    expect(result?.error).toMatch(/prev/);
+    expect((await latest(hs2)).event.content.body).toBe('genuine');
+  });
+
+  it('refuses entries pushed by a server that is not the host, and events for rooms it is not in', async () => {
+    const genuine = await latest(hs1);
+    const [relayed] = await push(hs3, 'hs2.test', [genuine]);
+    expect(relayed?.error).toMatch(/hs3\.test is not the host/);
+    // hs3 signs an event for its own user and asks the host to sequence it: mallory is not in the room.
+    const identity = hs3.running.services.identity;
+    const { event } = signEvent(
+      {
+        room_id: roomId,
+        type: 'room.message',
+        sender: '@mallory:hs3.test',
+        origin: 'hs3.test',
+        origin_ts: Date.now(),
+        lamport: 0,
+        content: { body: 'let me in' },
+      },
+      'hs3.test',
+      identity,
+    );
+    await expect(
+      hs3.running.federation?.context.client.request({
+        destination: 'hs1.test',
+        method: 'POST',
+        path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/submit`,
+        body: { event },
+      }),
+    ).rejects.toMatchObject({ status: 403 });
+    // …nor may it submit an event for another server's user.
+    const forged = signEvent(
+      {
+        room_id: roomId,
+        type: 'room.message',
+        sender: '@bob:hs2.test',
+        origin: 'hs2.test',
+        origin_ts: Date.now(),
+        lamport: 0,
+        content: { body: 'as bob' },
+      },
+      'hs2.test',
+      identity,
+    ).event;
+    await expect(
+      hs3.running.federation?.context.client.request({
+        destination: 'hs1.test',
+        method: 'POST',
+        path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/submit`,
+        body: { event: forged },
+      }),
+    ).rejects.toMatchObject({ status: 403 });
+    // …nor read the room's log.
+    await expect(
+      hs3.running.federation?.context.client.request({
+        destination: 'hs1.test',
+        method: 'GET',
+        path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/events?from_seq=1`,
+      }),
+    ).rejects.toMatchObject({ status: 403 });
+  });
+
+  it('still works for everyone afterwards', async () => {
+    await bob.rooms.sendText(roomId, 'all good');
+    await until(async () => (await alice.rooms.messages(roomId, { limit: 1 })).chunk[0]?.content.body === 'all good');
+    const ids = async (p: Person) => (await p.rooms.messages(roomId, { limit: 100 })).chunk.map((e) => e.event_id);
+    await until(async () => JSON.stringify(await ids(alice)) === JSON.stringify(await ids(bob)));
+  });
+});
