@@ -95,6 +95,16 @@ describe('federation: three servers', () => {
       .whereNull('delivered_ts')
       .count<{ n: string }[]>('* as n');
     expect(Number(pending[0]?.n)).toBe(5);
+    // The operator's view of it: hs1 backing off (or down) with five submits waiting.
+    await hs2.running.services.accounts.createUser('root', 'root password', true);
+    const root = await login(hs2, 'root');
+    const view = () =>
+      root.client.request<{ destinations: Array<Record<string, unknown>> }>('GET', '/api/v1/admin/federation/destinations');
+    const hs1View = (await view()).destinations.find((d) => d.name === 'hs1.test');
+    expect(hs1View).toMatchObject({ pending: { events: 0, edus: 0, submits: 5 } });
+    expect(['backing_off', 'down']).toContain(hs1View?.state);
+    expect(hs1View?.last_error).toBeTruthy();
+    await expect(bob.client.request('GET', '/api/v1/admin/federation/destinations')).rejects.toMatchObject({ status: 403 });
     await hs1.start();
     alice = await login(hs1, 'alice');
     const ids = await converged(

@@ -1,5 +1,6 @@
 import cors from '@koa/cors';
 import Koa from 'koa';
+import { adminFederationRoutes } from '../api/admin/federation.js';
 import { accountRoutes } from '../api/client/account.js';
 import { authRoutes } from '../api/client/auth.js';
 import { deviceRoutes } from '../api/client/devices.js';
@@ -58,6 +59,7 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     directoryRoutes(s),
     mediaRoutes(s),
     streamRoutes(s),
+    adminFederationRoutes(s),
   ]) {
     app.use(router.routes());
     app.use(router.allowedMethods({ throw: true }));

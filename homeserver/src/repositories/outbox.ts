@@ -22,6 +22,19 @@ export interface DestinationRow {
   last_error: string | null;
 }
 
+export interface DestinationOverview {
+  name: string;
+  state: DestinationRow['state'];
+  failures: number;
+  next_try_ts: number | null;
+  since_ts: number | null;
+  last_success_ts: number | null;
+  last_error: string | null;
+  pending: { events: number; edus: number; submits: number };
+  oldest_pending_ts: number | null;
+  expired: number;
+}
+
 export function stateOf(row: DestinationRow | undefined): DestinationState {
   if (!row || row.state === 'up') return { kind: 'up' };
   return { kind: row.state, failures: row.failures, nextTryTs: row.next_try_ts ?? 0, sinceTs: row.since_ts ?? 0 };
@@ -102,6 +115,48 @@ export class OutboxRepository {
       .whereNull('expired_ts')
       .groupBy('destination')
       .select<{ destination: string; n: number }[]>('destination', this.db.raw('count(*)::int as n'));
+  }
+
+  /**
+   * Every destination we have state or rows for: its delivery state and what waits for it
+   * (pending rows per kind, the oldest one's age) and how many rows expired (admin view).
+   */
+  async overview(): Promise<DestinationOverview[]> {
+    const counts = await this.db('outbox')
+      .groupBy('destination')
+      .select<Array<{ destination: string; events: number; edus: number; submits: number; oldest: string | null; expired: number }>>(
+        'destination',
+        this.db.raw(`count(*) filter (where delivered_ts is null and expired_ts is null and kind = 'event')::int as events`),
+        this.db.raw(`count(*) filter (where delivered_ts is null and expired_ts is null and kind = 'edu')::int as edus`),
+        this.db.raw(`count(*) filter (where delivered_ts is null and expired_ts is null and kind = 'submit')::int as submits`),
+        this.db.raw('min(created_ts) filter (where delivered_ts is null and expired_ts is null) as oldest'),
+        this.db.raw('count(*) filter (where expired_ts is not null)::int as expired'),
+      );
+    const byName = new Map(counts.map((c) => [c.destination, c]));
+    const states = new Map((await this.destinations()).map((d) => [d.name, d]));
+    const names = [...new Set([...byName.keys(), ...states.keys()])].sort();
+    return names.map((name) => {
+      const d = states.get(name);
+      const c = byName.get(name);
+      return {
+        name,
+        state: d?.state ?? 'up',
+        failures: d?.failures ?? 0,
+        next_try_ts: d?.next_try_ts === null || d?.next_try_ts === undefined ? null : Number(d.next_try_ts),
+        since_ts: d?.since_ts === null || d?.since_ts === undefined ? null : Number(d.since_ts),
+        last_success_ts: d?.last_success_ts === null || d?.last_success_ts === undefined ? null : Number(d.last_success_ts),
+        last_error: d?.last_error ?? null,
+        pending: { events: c?.events ?? 0, edus: c?.edus ?? 0, submits: c?.submits ?? 0 },
+        oldest_pending_ts: c?.oldest === null || c?.oldest === undefined ? null : Number(c.oldest),
+        expired: c?.expired ?? 0,
+      };
+    });
+  }
+
+  /** An operator's "retry now": the destination is treated as up; the next sweep drains it. */
+  async resetState(name: string): Promise<boolean> {
+    const n = await this.db('destinations').where({ name }).update({ state: 'up', failures: 0, next_try_ts: null, since_ts: null });
+    return n > 0;
   }
 
   async destination(name: string): Promise<DestinationRow | undefined> {
