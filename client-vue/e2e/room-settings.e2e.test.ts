@@ -66,7 +66,7 @@ async function scenario(page: Page, errors: string[]): Promise<void> {
   }
 
   // General: name, topic, join rule, avatar.
-  await page.getByRole('link', { name: 'Room settings' }).click();
+  await page.getByRole('link', { name: 'Manage room' }).click();
   await page.getByRole('tab', { name: 'General' }).waitFor();
   await page.getByLabel('Room name').fill('Workshop HQ');
   await page.getByLabel('Topic').fill('Tools, benches and plans');

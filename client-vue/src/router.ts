@@ -26,6 +26,7 @@ const routes: RouteRecordRaw[] = [
       },
       { path: 'room/:roomId', name: 'room', component: () => import('./views/RoomView.vue'), props: true },
       { path: 'create', name: 'create', component: () => import('./views/CreateRoomView.vue') },
+      { path: 'dm', name: 'dm', component: () => import('./views/StartDirectView.vue') },
       { path: 'join', name: 'join', component: () => import('./views/JoinRoomView.vue') },
       { path: 'directory', name: 'directory', component: () => import('./views/DirectoryView.vue') },
       { path: 'settings', name: 'settings', component: () => import('./views/SettingsView.vue') },

@@ -6,14 +6,16 @@
  *
  * Supported: paragraphs and line breaks, **strong**, *em* / _em_, ~~strike~~, `code`,
  * fenced ``` code blocks, > quotes, - / 1. lists, [text](url) links and bare http(s) URLs,
- * backslash escapes.
+ * backslash escapes, and user-ID mentions (`@bob:example.org`, rendered as a name pill).
  */
+import { MENTION } from './mentions.js';
 
 export type Inline =
   | { t: 'text'; v: string }
   | { t: 'strong' | 'em' | 'del'; c: Inline[] }
   | { t: 'code'; v: string }
   | { t: 'link'; href: string; c: Inline[] }
+  | { t: 'mention'; id: string }
   | { t: 'br' };
 
 export type Block = { t: 'p'; c: Inline[] } | { t: 'pre'; v: string } | { t: 'quote'; c: Block[] } | { t: 'ul' | 'ol'; items: Inline[][] };
@@ -167,6 +169,15 @@ export function parseInline(s: string, depth = 0): Inline[] {
           i += m[0].length;
           continue;
         }
+      }
+    }
+    if (ch === '@' && !isWordChar(s[i - 1]) && s[i - 1] !== '@' && s[i - 1] !== '_') {
+      const m = MENTION.exec(s.slice(i, i + 330));
+      if (m) {
+        flush();
+        out.push({ t: 'mention', id: m[0] });
+        i += m[0].length;
+        continue;
       }
     }
     if ((ch === 'h' || ch === 'H' || ch === 'm' || ch === 'M') && !isWordChar(s[i - 1])) {

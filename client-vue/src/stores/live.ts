@@ -3,6 +3,7 @@ import { defineStore } from 'pinia';
 import { computed, reactive, ref, shallowRef } from 'vue';
 import { createLiveSource } from '../live/source.js';
 import type { ConnectionState, LiveSource } from '../live/types.js';
+import { useNotificationsStore } from './notifications.js';
 import { useRoomsStore } from './rooms.js';
 import { useSessionStore } from './session.js';
 import { useTimelineStore } from './timeline.js';
@@ -14,6 +15,7 @@ export const useLiveStore = defineStore('live', () => {
   const session = useSessionStore();
   const rooms = useRoomsStore();
   const timeline = useTimelineStore();
+  const notifications = useNotificationsStore();
   const source = shallowRef<LiveSource | null>(null);
   const openRoom = ref<string | null>(null);
   /** Who is typing, by room (from the stream). */
@@ -39,7 +41,10 @@ export const useLiveStore = defineStore('live', () => {
       catchUp: (roomId) => timeline.catchUp(roomId),
       events: (roomId, events, unread) => {
         timeline.ingestLive(roomId, events, unread);
-        for (const ev of events) if (ev.state_key !== undefined) rooms.noteStateEvent(ev);
+        for (const ev of events) {
+          if (ev.state_key !== undefined) rooms.noteStateEvent(ev);
+          else notifications.consider(ev, openRoom.value);
+        }
         // Membership, names and new rooms change the sidebar: re-read the list (coalesced).
         if (!rooms.byId.has(roomId) || events.some((e) => ROOM_LIST_TYPES.has(e.type))) refreshRoomsSoon();
         // A message from someone ends their typing notice before the server's timeout does.

@@ -1,8 +1,15 @@
 import type { ClientEvent, CreateRoomRequest, Member, RoomSummary } from '@parley/schemas';
 import { defineStore } from 'pinia';
 import { computed, reactive, ref, shallowRef } from 'vue';
-import { buildSidebar } from '../lib/rooms.js';
+import { displayName } from '../lib/ids.js';
+import { mentionsMe } from '../lib/mentions.js';
+import { buildSidebar, directPartner, roomName } from '../lib/rooms.js';
 import { useSessionStore } from './session.js';
+
+function isRelation(ev: ClientEvent): boolean {
+  const rel = ev.content.relates_to as { type?: string } | undefined;
+  return rel?.type === 'replace' || rel?.type === 'annotation';
+}
 
 /** The signed-in account's rooms (list, unread counts, previews), members' names, and room actions. */
 export const useRoomsStore = defineStore('rooms', () => {
@@ -13,29 +20,78 @@ export const useRoomsStore = defineStore('rooms', () => {
   /** Display names seen in member lists and profiles, by user ID. */
   const names = reactive(new Map<string, string | null>());
   const members = reactive(new Map<string, Member[]>());
+  /** Unread messages that mention me, by room (event IDs, so a repeated frame counts once). */
+  const mentioned = reactive(new Map<string, Set<string>>());
+  const scannedForMentions = new Set<string>();
   /** Avatars (content URIs) seen in member lists and profile frames, by user ID. */
   const avatars = reactive(new Map<string, string | null>());
   /** Current state events of rooms whose settings were opened, kept up to date from the stream. */
   const states = reactive(new Map<string, ClientEvent[]>());
 
   const byId = computed(() => new Map(list.value.map((r) => [r.room_id, r])));
-  const sidebar = computed(() => buildSidebar(list.value, filter.value));
+  /** What each room is called: its name, or for a direct message, the other person's name. */
+  const labels = computed(() => {
+    const out = new Map<string, string>();
+    for (const r of list.value) {
+      if (r.is_direct && !r.name) {
+        const partner = directPartner(members.get(r.room_id), session.userId);
+        out.set(r.room_id, partner ? displayName(partner, names) : 'Direct message');
+      } else out.set(r.room_id, roomName(r));
+    }
+    return out;
+  });
+  const sidebar = computed(() => buildSidebar(list.value, filter.value, labels.value));
+
+  function nameOf(room: RoomSummary): string {
+    return labels.value.get(room.room_id) ?? roomName(room);
+  }
   const invites = computed(() => list.value.filter((r) => r.membership === 'invite'));
 
   async function refresh(): Promise<void> {
     const rooms = await session.api.list();
     list.value = rooms.filter((r) => r.membership === 'join' || r.membership === 'invite');
     loaded.value = true;
+    for (const r of list.value) {
+      if (r.unread_count === 0) {
+        mentioned.delete(r.room_id);
+        scannedForMentions.delete(r.room_id);
+      } else if (!scannedForMentions.has(r.room_id) && r.membership === 'join') {
+        scannedForMentions.add(r.room_id);
+        void scanMentions(r.room_id, r.unread_count).catch(() => scannedForMentions.delete(r.room_id));
+      }
+    }
+    // A direct message is named after the other person: read its members once.
+    for (const r of list.value) if (r.is_direct && !members.has(r.room_id)) void loadMembers(r.room_id).catch(() => {});
   }
 
   function patch(roomId: string, change: Partial<RoomSummary>): void {
     list.value = list.value.map((r) => (r.room_id === roomId ? { ...r, ...change } : r));
   }
 
+  /**
+   * The server counts unread messages but not mentions: the newest unread messages are read
+   * once (at most 50) and those mentioning me are counted; live events keep the count after.
+   */
+  async function scanMentions(roomId: string, unread: number): Promise<void> {
+    const page = await session.api.messages(roomId, { dir: 'b', limit: Math.min(50, unread + 10) });
+    const fromOthers = page.chunk.filter((e) => e.type === 'room.message' && e.sender !== session.userId && !isRelation(e));
+    const newest = fromOthers.sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0)).slice(0, unread);
+    const ids = newest.filter((e) => mentionsMe(e, session.userId)).map((e) => e.event_id);
+    if (ids.length > 0) mentioned.set(roomId, new Set([...(mentioned.get(roomId) ?? []), ...ids]));
+  }
+
+  function mentionCount(roomId: string): number {
+    return mentioned.get(roomId)?.size ?? 0;
+  }
+
   /** A live event arrived: update the preview and, when the server says so, the unread count. */
   function noteEvent(ev: ClientEvent, unread?: number): void {
     const room = byId.value.get(ev.room_id);
     if (!room) return;
+    if (unread === 0) mentioned.delete(ev.room_id);
+    else if (unread !== undefined && mentionsMe(ev, session.userId)) {
+      mentioned.set(ev.room_id, new Set([...(mentioned.get(ev.room_id) ?? []), ev.event_id]));
+    }
     const change: Partial<RoomSummary> = {};
     if (ev.type === 'room.message' && !ev.content.relates_to && (room.last_event?.seq ?? 0) < (ev.seq ?? 0)) change.last_event = ev;
     if (unread !== undefined) change.unread_count = unread;
@@ -43,6 +99,7 @@ export const useRoomsStore = defineStore('rooms', () => {
   }
 
   function markReadLocally(roomId: string): void {
+    mentioned.delete(roomId);
     if (byId.value.get(roomId)?.unread_count) patch(roomId, { unread_count: 0 });
   }
 
@@ -50,6 +107,21 @@ export const useRoomsStore = defineStore('rooms', () => {
     const { room_id } = await session.api.create(body);
     await refresh();
     return room_id;
+  }
+
+  /** Opens the direct message with someone: an existing one (joined or invited), else a new one. */
+  async function startDirect(userId: string): Promise<string> {
+    for (const r of list.value) {
+      if (!r.is_direct) continue;
+      const found = members.get(r.room_id) ?? (await loadMembers(r.room_id).catch(() => []));
+      if (directPartner(found, session.userId) === userId) {
+        if (r.membership === 'invite') await join(r.room_id);
+        return r.room_id;
+      }
+    }
+    const roomId = await create({ visibility: 'private', invite: [userId], is_direct: true });
+    await loadMembers(roomId).catch(() => {});
+    return roomId;
   }
 
   async function join(roomIdOrAlias: string): Promise<string> {
@@ -120,6 +192,8 @@ export const useRoomsStore = defineStore('rooms', () => {
     members.clear();
     avatars.clear();
     states.clear();
+    mentioned.clear();
+    scannedForMentions.clear();
   }
 
   return {
@@ -131,13 +205,17 @@ export const useRoomsStore = defineStore('rooms', () => {
     avatars,
     states,
     byId,
+    labels,
+    nameOf,
     sidebar,
     invites,
     refresh,
     noteEvent,
+    mentionCount,
     markReadLocally,
     create,
     join,
+    startDirect,
     leave,
     invite,
     loadMembers,
