@@ -1,5 +1,7 @@
+import { fedFanout } from './fed-fanout.js';
 import { idleConns } from './idle-conns.js';
 import { localLatency } from './local-latency.js';
+import { verifyBench } from './verify.js';
 
 /**
  * `pnpm bench [scenario …] [--smoke]`: runs the named scenarios (all when none is named) on
@@ -9,9 +11,14 @@ import { localLatency } from './local-latency.js';
 const args = process.argv.slice(2);
 const smoke = args.includes('--smoke') || process.env.PARLEY_BENCH_SMOKE === '1';
 const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
+  'fed-fanout': () =>
+    smoke
+      ? fedFanout({ membersPerServer: 3, burst: 50, burstCapS: 30, rate: 20, seconds: 2, drainS: 15 })
+      : fedFanout({ membersPerServer: 25, burst: 2000, burstCapS: 120, rate: 200, seconds: 10, drainS: 15 }),
   'local-latency': () =>
     smoke ? localLatency({ members: 5, rate: 50, seconds: 2 }) : localLatency({ members: 50, rate: 200, seconds: 10 }),
   'idle-conns': () => (smoke ? idleConns({ connections: 200, users: 5 }) : idleConns({ connections: 10_000, users: 100 })),
+  verify: async () => (smoke ? verifyBench({ events: 200, seconds: 0.3 }) : verifyBench({ events: 2000, seconds: 3 })),
 };
 
 const names = args.filter((a) => !a.startsWith('--'));

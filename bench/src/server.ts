@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,10 +20,14 @@ export async function freePort(): Promise<number> {
 }
 
 export interface BenchServer {
+  /** The server name in user and room IDs. */
+  serverName: string;
   url: string;
   pid: number;
   /** VmHWM and VmRSS (kB) and utime+stime (s) of the server process, from /proc. */
   usage(): { peak_rss_kb: number; rss_kb: number; cpu_s: number };
+  /** Resets VmHWM to the current RSS; false when the kernel refuses. */
+  resetPeak(): boolean;
   stop(): Promise<void>;
 }
 
@@ -39,14 +43,39 @@ async function adminUrl(): Promise<string | null> {
   }
 }
 
+export interface ServerOptions {
+  /** Server name; default `<name>.bench`. */
+  serverName?: string;
+  /** Federation listener on this port (TLS, loopback), knowing peers through a static map. */
+  federation?: { port: number; staticServers: Record<string, string> };
+  /** BullMQ delivery and pub/sub through this Redis, under its own key prefix. */
+  redis?: { url: string; prefix: string };
+  /**
+   * Argon2id at the smallest cost the config accepts (8 MiB, 1 pass), for registering
+   * thousands of bench users; never a production setting.
+   */
+  cheapArgon2?: boolean;
+}
+
 /**
  * One `parley serve` process on its own database (a fresh one on the local Postgres when it
  * answers, else the embedded Postgres in a temp data dir), with rate limits off.
  */
-export async function startServer(name: string): Promise<BenchServer> {
+export async function startServer(name: string, options: ServerOptions = {}): Promise<BenchServer> {
   const dataDir = await mkdtemp(path.join(tmpdir(), `parley-bench-${name}-`));
   const config = path.join(dataDir, 'parley.yaml');
-  await writeFile(config, 'rate_limits:\n  enabled: false\npresence:\n  enabled: false\n');
+  const settings: Record<string, unknown> = { rate_limits: { enabled: false }, presence: { enabled: false } };
+  if (options.cheapArgon2) settings.auth = { argon2: { memory_kib: 8192, iterations: 1, parallelism: 1 } };
+  if (options.federation) {
+    settings.federation = {
+      host: '127.0.0.1',
+      port: options.federation.port,
+      static_servers: options.federation.staticServers,
+      allow_private: ['127.0.0.0/8'],
+    };
+  }
+  // JSON is YAML.
+  await writeFile(config, JSON.stringify(settings, null, 2));
   const admin = await adminUrl();
   let dbName: string | null = null;
   let databaseUrl: string | undefined;
@@ -67,16 +96,26 @@ export async function startServer(name: string): Promise<BenchServer> {
     PARLEY_DATA_DIR: dataDir,
     PARLEY_HTTP_PORT: String(port),
     PARLEY_HTTP_HOST: '127.0.0.1',
-    PARLEY_SERVER_NAME: `${name}.bench`,
-    PARLEY_LOG_LEVEL: 'warn',
-    PARLEY_FEDERATION_PORT: '0',
+    PARLEY_SERVER_NAME: options.serverName ?? `${name}.bench`,
+    PARLEY_LOG_LEVEL: process.env.PARLEY_BENCH_LOG_LEVEL ?? 'warn',
+    PARLEY_FEDERATION_PORT: String(options.federation?.port ?? 0),
   };
   if (databaseUrl) env.DATABASE_URL = databaseUrl;
   else delete env.DATABASE_URL;
   delete env.REDIS_URL;
+  delete env.PARLEY_REDIS_PREFIX;
+  delete env.PARLEY_FEDERATION_ALLOW_PRIVATE;
+  if (options.redis) {
+    env.REDIS_URL = options.redis.url;
+    env.PARLEY_REDIS_PREFIX = options.redis.prefix;
+  }
   // e.g. PARLEY_BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server.
   const nodeArgs = (process.env.PARLEY_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, BIN, 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, BIN, 'serve'], {
+    env,
+    // Server logs (stdout) are dropped unless PARLEY_BENCH_LOG_LEVEL asks for them, then they go to stderr.
+    stdio: ['ignore', process.env.PARLEY_BENCH_LOG_LEVEL ? 2 : 'ignore', 'inherit'],
+  });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`server ${name} exited with ${child.exitCode}`);
@@ -90,6 +129,7 @@ export async function startServer(name: string): Promise<BenchServer> {
   }
   const pid = child.pid as number;
   return {
+    serverName: env.PARLEY_SERVER_NAME as string,
     url,
     pid,
     usage() {
@@ -100,9 +140,26 @@ export async function startServer(name: string): Promise<BenchServer> {
       const ticks = Number(fields[11]) + Number(fields[12]);
       return { peak_rss_kb: kb('VmHWM'), rss_kb: kb('VmRSS'), cpu_s: Math.round((ticks / 100) * 100) / 100 };
     },
+    resetPeak() {
+      // Writing 5 to clear_refs resets VmHWM to the current RSS (proc(5)), so a phase's peak is its own.
+      try {
+        writeFileSync(`/proc/${pid}/clear_refs`, '5');
+        return true;
+      } catch {
+        return false;
+      }
+    },
     async stop() {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        // With REDIS_URL the server logs "stopped" but its BullMQ connections keep the process
+        // alive (bench/README.md, known issues): after the shutdown grace, SIGKILL.
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      if (options.redis) await redisDeletePrefix(options.redis.url, options.redis.prefix).catch(() => undefined);
       if (admin && dbName) {
         const c = new pg.Client({ connectionString: admin });
         await c.connect();
@@ -112,4 +169,91 @@ export async function startServer(name: string): Promise<BenchServer> {
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * One Redis command over RESP (the bench has no Redis client of its own): answers the reply
+ * line(s) as text, or throws when nothing answers within 1.5 s.
+ */
+function redisCommand(url: string, args: string[]): Promise<string> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(u.port || 6379), u.hostname);
+    const timer = setTimeout(() => socket.destroy(new Error('redis: no answer')), 1500);
+    let reply = '';
+    socket.on('connect', () => {
+      if (u.password) socket.write(encode(['AUTH', ...(u.username ? [u.username] : []), decodeURIComponent(u.password)]));
+      socket.write(encode(args));
+    });
+    socket.on('data', (d) => {
+      reply += d.toString();
+      const expected = u.password ? 2 : 1;
+      if (reply.split('\r\n').length > expected) {
+        clearTimeout(timer);
+        socket.end();
+        resolve(
+          reply
+            .split('\r\n')
+            .slice(u.password ? 1 : 0)
+            .join('\r\n'),
+        );
+      }
+    });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+  function encode(parts: string[]): string {
+    return `*${parts.length}\r\n${parts.map((p) => `$${Buffer.byteLength(p)}\r\n${p}\r\n`).join('')}`;
+  }
+}
+
+/**
+ * Redis for federating bench servers: REDIS_URL, else 127.0.0.1:6379, when it answers PING
+ * (PARLEY_BENCH_REDIS=0 turns it off); null means the in-process outbox poller.
+ */
+export async function benchRedis(): Promise<string | null> {
+  if (process.env.PARLEY_BENCH_REDIS === '0') return null;
+  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  try {
+    return (await redisCommand(url, ['PING'])).startsWith('+PONG') ? url : null;
+  } catch {
+    return null;
+  }
+}
+
+export function redisPrefix(name: string): string {
+  return `parley-bench-${name}-${randomBytes(4).toString('hex')}:`;
+}
+
+async function redisDeletePrefix(url: string, prefix: string): Promise<void> {
+  const script = "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) n = n + 1 end return n";
+  await redisCommand(url, ['EVAL', script, '0', `${prefix}*`]);
+}
+
+/**
+ * Servers that federate with each other on loopback (self-signed TLS, static map, loopback
+ * allowlisted), each its own process and database. Answers the servers in `names` order.
+ */
+export async function startFederation(names: string[], options: { redis: string | null; cheapArgon2?: boolean }): Promise<BenchServer[]> {
+  const ports = new Map<string, number>();
+  for (const n of names) ports.set(n, await freePort());
+  const staticServers = Object.fromEntries(names.map((n) => [`${n}.bench`, `127.0.0.1:${ports.get(n)}`]));
+  const started: BenchServer[] = [];
+  try {
+    for (const n of names) {
+      started.push(
+        await startServer(n, {
+          federation: { port: ports.get(n) as number, staticServers },
+          ...(options.redis ? { redis: { url: options.redis, prefix: redisPrefix(n) } } : {}),
+          ...(options.cheapArgon2 ? { cheapArgon2: true } : {}),
+        }),
+      );
+    }
+  } catch (err) {
+    for (const s of started) await s.stop();
+    throw err;
+  }
+  return started;
 }
