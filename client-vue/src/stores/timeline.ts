@@ -172,9 +172,9 @@ export const useTimelineStore = defineStore('timeline', () => {
     return p;
   }
 
-  function sendText(roomId: string, body: string, replyTo?: string): Promise<void> {
+  function sendText(roomId: string, body: string, replyTo?: string, relation: 'reply' | 'thread' = 'reply'): Promise<void> {
     const content: Record<string, unknown> = { msgtype: 'text', body };
-    if (replyTo) content.relates_to = { type: 'reply', event_id: replyTo };
+    if (replyTo) content.relates_to = { type: relation, event_id: replyTo };
     return transmit(enqueue(roomId, 'room.message', content));
   }
 
