@@ -140,7 +140,8 @@ describe.each([
     await engine.inbound('b.test');
     await until(() => b.events().length >= before + 10);
     expect(b.events().slice(before)).toEqual(Array.from({ length: 10 }, (_, i) => 30 + i));
-    expect((await repo.destination('b.test'))?.state).toBe('up');
+    // The engine saves the state just after the peer acknowledged the batch.
+    await until(async () => (await repo.destination('b.test'))?.state === 'up');
   });
 
   it('loses nothing when the schedule is lost (Redis flushed): the outbox is the truth', async () => {

@@ -131,6 +131,12 @@ export class DeliveryEngine {
         connection: this.redis.duplicate({ maxRetriesPerRequest: null, keyPrefix: '' }),
         prefix,
         concurrency: this.settings.concurrency,
+        // A drain whose process died (kill -9) holds its destination's job until the lock
+        // expires and the stalled check hands it back: keep that short (the lock is renewed
+        // every lockDuration/2 while a drain runs).
+        lockDuration: 10_000,
+        stalledInterval: 5_000,
+        maxStalledCount: 1_000_000,
       });
       // A job cannot re-add itself while it is active (same job ID): follow-ups go here.
       this.worker.on('completed', (job, next: DrainOutcome) => {
