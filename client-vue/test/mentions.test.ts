@@ -1,7 +1,7 @@
 import type { ClientEvent, Member } from '@parley/schemas';
 import { describe, expect, it } from 'vitest';
 import { parseInline } from '../src/lib/markdown.js';
-import { insertMention, mentionCandidates, mentionQuery, mentionsIn, mentionsMe } from '../src/lib/mentions.js';
+import { mentionCandidates, mentionQuery, mentionsIn, mentionsMe, replaceRange } from '../src/lib/mentions.js';
 import { notificationText, shouldNotify } from '../src/lib/notify.js';
 
 const me = '@me:hs1.test';
@@ -75,7 +75,7 @@ describe('mentions', () => {
   });
 
   it('inserts the user ID and a space in place of the query', () => {
-    expect(insertMention('hi @bo and', 3, 6, '@bob:hs1.test')).toEqual({ text: 'hi @bob:hs1.test  and', caret: 17 });
+    expect(replaceRange('hi @bo and', 3, 6, '@bob:hs1.test ')).toEqual({ text: 'hi @bob:hs1.test  and', caret: 17 });
   });
 });
 

@@ -72,8 +72,7 @@ export function mentionCandidates(
     .map((s) => s.m);
 }
 
-/** Replaces the `@query` at `start..caret` with the user ID and a space; returns the text and the new caret. */
-export function insertMention(text: string, start: number, caret: number, userId: string): { text: string; caret: number } {
-  const inserted = `${userId} `;
-  return { text: text.slice(0, start) + inserted + text.slice(caret), caret: start + inserted.length };
+/** Replaces `start..end` of the text (a typed `@query` or `:code`, or a selection); returns the text and the new caret. */
+export function replaceRange(text: string, start: number, end: number, inserted: string): { text: string; caret: number } {
+  return { text: text.slice(0, start) + inserted + text.slice(end), caret: start + inserted.length };
 }
