@@ -123,4 +123,34 @@ describe('federation: a room shared by two servers', () => {
     await until(async () => (await alice.members(unwanted)).find((m) => m.user_id === '@carol:hs2.test')?.membership === 'leave');
     stream.close();
   });
+
+  it('channels of a space carry their own copy of the space roles: a remote moderator made in the space acts in the channel, and the channel verifies on its own', async () => {
+    const { room_id: spaceId } = await alice.create({ visibility: 'public', name: 'Space', kind: 'space' });
+    const { room_id: channel } = await alice.create({ visibility: 'public', name: 'general', parent: spaceId });
+    const dc = a.client();
+    await dc.register({ username: 'dave', password: 'dave password' });
+    const dave = new RoomsApi(dc);
+    await dave.join(channel);
+    await bob.join(spaceId);
+    await bob.join(channel);
+    await expect(bob.kick(channel, '@dave:hs1.test')).rejects.toMatchObject({ status: 403 });
+    const roles = await alice.getStateContent<{ users: Record<string, string[]> }>(spaceId, 'room.roles');
+    await alice.setState(spaceId, 'room.roles', { ...roles, users: { ...roles.users, '@bob:hs2.test': ['moderator'] } });
+    // The channel got the same roles as an event of its own log, and hs2 verified and applied it.
+    await until(async () => {
+      const onB = await bob.getStateContent<{ users: Record<string, string[]> }>(channel, 'room.roles').catch(() => null);
+      return onB?.users['@bob:hs2.test']?.includes('moderator') === true;
+    });
+    await bob.kick(channel, '@dave:hs1.test');
+    await until(async () => (await a.services.roomRepo.membership(channel, '@dave:hs1.test')) === 'leave');
+    for (const s of [a, b]) {
+      const report = await new RoomVerifier(
+        s.services.roomRepo,
+        s.services.eventRepo,
+        s.services.identity,
+        s.federation?.context.keyStore,
+      ).verify(channel);
+      expect(report, JSON.stringify(report)).toMatchObject({ ok: true });
+    }
+  });
 });

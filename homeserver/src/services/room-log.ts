@@ -86,12 +86,8 @@ export class RoomLog {
     if (draft.state_key !== undefined) keys.push({ type: draft.type, stateKey: draft.state_key });
     const state: StateMap = new Map();
     for (const ev of await this.rooms.stateEvents(room.room_id, keys, trx)) state.set(stateMapKey(ev.type, ev.state_key ?? ''), ev);
-    // A channel without roles of its own uses its space's (DESIGN §4) — from after the
-    // creator's first join, which the auth rules judge on the bare create event.
-    if (room.parent_id && room.current_seq >= 2 && !state.has(stateMapKey('room.roles', ''))) {
-      const [parentRoles] = await this.rooms.stateEvents(room.parent_id, [{ type: 'room.roles', stateKey: '' }], trx);
-      if (parentRoles) state.set(stateMapKey('room.roles', ''), parentRoles);
-    }
+    // Channels hold their own copy of their space's roles (RoomService keeps it in step), so
+    // the auth rules never look outside the room's own log.
     return state;
   }
 

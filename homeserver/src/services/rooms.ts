@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { canonicalJson as canonicalize } from '@parley/federation/canonical';
 import { defaultRoles } from '@parley/federation/room';
 import {
   AvatarContent,
@@ -137,8 +138,10 @@ export class RoomService {
         },
         { type: 'room.member', state_key: me, sender: me, content: { membership: 'join', displayname: profile?.displayname ?? null } },
       ];
-      // Channels inherit the space's roles; everything else starts with the default set.
-      if (!req.parent) drafts.push({ type: 'room.roles', state_key: '', sender: me, content: defaultRoles(me) });
+      // A channel starts with a copy of its space's roles (kept in step by setState below), so
+      // its chain verifies on its own on every server; other rooms start with the default set.
+      const [parentRoles] = parent ? await rooms.stateEvents(parent.room_id, [{ type: 'room.roles', stateKey: '' }], trx) : [];
+      drafts.push({ type: 'room.roles', state_key: '', sender: me, content: parentRoles?.content ?? defaultRoles(me) });
       drafts.push({ type: 'room.join_rules', state_key: '', sender: me, content: { join_rule: joinRule } });
       drafts.push({
         type: 'room.history_visibility',
@@ -242,9 +245,42 @@ export class RoomService {
     if (type === 'room.create') throw forbidden('room.create cannot be sent again');
     const schema = CONTENT_SCHEMAS[type];
     if (schema) this.checkContent(schema, content);
+    const before = type === 'room.roles' ? await this.d.rooms.stateEvents(roomId, [{ type, stateKey }]) : [];
     const result = await this.write(roomId, { type, state_key: stateKey, sender: auth.userId, content });
     if (type === 'room.join_rules') await this.d.rooms.setPublished(roomId, content.join_rule === 'public');
+    if (type === 'room.roles' && before[0]) await this.followSpaceRoles(auth, roomId, before[0].content, content);
     return result;
+  }
+
+  /**
+   * Channels follow their space's roles: a channel whose roles still equal the space's old
+   * ones gets the new ones as a room.roles event in its own log (sent by the same user, who
+   * holds the same power there), so every server verifies channel events from the channel's
+   * chain alone. A channel whose roles were changed on their own keeps them.
+   */
+  private async followSpaceRoles(
+    auth: AuthContext,
+    spaceId: string,
+    oldRoles: Record<string, unknown>,
+    newRoles: Record<string, unknown>,
+  ): Promise<void> {
+    const space = await this.d.rooms.find(spaceId);
+    if (space?.kind !== 'space' || space.host !== this.d.serverName) return;
+    const same = (a: unknown, b: unknown) => canonicalize(a) === canonicalize(b);
+    for (const channel of await this.d.rooms.children(spaceId)) {
+      if (channel.host !== this.d.serverName) continue;
+      try {
+        await this.d.db.transaction(async (trx) => {
+          const room = await this.lockLocal(channel.room_id, trx);
+          const [current] = await this.d.rooms.stateEvents(channel.room_id, [{ type: 'room.roles', stateKey: '' }], trx);
+          if (!current || !same(current.content, oldRoles)) return;
+          await this.d.log.append(room, { type: 'room.roles', state_key: '', sender: auth.userId, content: newRoles }, trx);
+        });
+      } catch (err) {
+        // Not allowed there (e.g. not joined to that channel): it keeps its roles until someone who is sets them.
+        if (!(err instanceof ParleyError)) throw err;
+      }
+    }
   }
 
   /** PUT /rooms/:id/send/:type/:txnId — the same (device, txnId) always answers the same event. */
