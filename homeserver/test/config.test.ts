@@ -1,7 +1,9 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
 import { ConfigError, loadConfig } from '../src/config.js';
 
 describe('configuration', () => {
@@ -16,6 +18,20 @@ describe('configuration', () => {
     await writeFile(p, text);
     return p;
   };
+
+  it('parley.example.yaml names every key, with the default values', async () => {
+    const example = fileURLToPath(new URL('../parley.example.yaml', import.meta.url));
+    const text = await readFile(example, 'utf8');
+    const defaults = loadConfig({ env: {}, overrides: { server_name: 'localhost:8008' } });
+    const keys = (o: unknown, prefix = ''): string[] =>
+      o && typeof o === 'object' && !Array.isArray(o) && Object.keys(o).length > 0
+        ? Object.entries(o).flatMap(([k, v]) => keys(v, `${prefix}${k}.`))
+        : [prefix.slice(0, -1)];
+    const documented = YAML.parse(text) as Record<string, unknown>;
+    expect(keys(documented).sort()).toEqual(keys(defaults).sort());
+    const loaded = loadConfig({ env: {}, file: example });
+    expect({ ...loaded, data_dir: defaults.data_dir }).toEqual(defaults);
+  });
 
   it('has working defaults with no file and no environment', () => {
     const config = loadConfig({ env: {} });
