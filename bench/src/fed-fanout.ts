@@ -81,6 +81,7 @@ export async function fedFanout(o: FedFanoutOptions): Promise<Record<string, unk
     const { room_id: roomId } = await creator.rooms.create({ visibility: 'public', name: 'fed-fanout' });
     const expected = new Set(specs.map((s) => `@${s.name}:${s.server.serverName}`));
     let sendFailures = 0;
+    const sendErrors = new Map<string, number>();
     const phases: Array<{ total: number; firstSend: number; lastDelivery: number }> = [
       { total: o.burst, firstSend: 0, lastDelivery: 0 },
       { total: o.rate * o.seconds, firstSend: 0, lastDelivery: 0 },
@@ -169,8 +170,10 @@ export async function fedFanout(o: FedFanoutOptions): Promise<Record<string, unk
     const send = (phase: 1 | 2, seq: number) =>
       sender.rooms.sendText(roomId, body(phase, seq)).then(
         () => undefined,
-        () => {
+        (err: Error) => {
           sendFailures++;
+          const key = errorKey(err);
+          sendErrors.set(key, (sendErrors.get(key) ?? 0) + 1);
         },
       );
     const measure = async (p: 0 | 1, run: () => Promise<{ capMs: number; sentAt: number }>) => {
@@ -178,11 +181,13 @@ export async function fedFanout(o: FedFanoutOptions): Promise<Record<string, unk
       const peakReset = Object.values(servers).map((s) => s.resetPeak());
       const cpu0 = { A: a.usage().cpu_s, B: b.usage().cpu_s };
       const failuresBefore = sendFailures;
+      sendErrors.clear();
       const { capMs, sentAt } = await run();
       const total = phases[p]!.total;
       await waitUntil(() => receivers.every((r) => r.count[p] === total), capMs - (performance.now() - sentAt));
       return phaseReport(p, phases[p]!, receivers, {
         send_failures: sendFailures - failuresBefore,
+        ...(sendErrors.size > 0 ? { send_errors: Object.fromEntries(sendErrors) } : {}),
         servers: Object.fromEntries(
           Object.entries(servers).map(([side, s], i) => {
             const u = s.usage();
@@ -239,9 +244,15 @@ export async function fedFanout(o: FedFanoutOptions): Promise<Record<string, unk
     };
   } finally {
     for (const c of clients) c.socket?.close();
-    await a.stop();
-    await b.stop();
+    await Promise.all([a.stop(), b.stop()]);
   }
+}
+
+/** A send error without its URL (each names its own txn ID), with the network cause when there is one. */
+function errorKey(err: Error): string {
+  const cause = (err.cause as { cause?: { code?: string; message?: string } } | undefined)?.cause;
+  const detail = cause ? ` (${cause.code ?? cause.message})` : '';
+  return err.message.replace(/https?:\/\/\S+/, 'send') + detail;
 }
 
 function phaseReport(

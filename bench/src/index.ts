@@ -1,5 +1,6 @@
 import { fedFanout } from './fed-fanout.js';
 import { idleConns } from './idle-conns.js';
+import { joinLarge } from './join-large.js';
 import { localLatency } from './local-latency.js';
 import { verifyBench } from './verify.js';
 
@@ -18,6 +19,12 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
   'local-latency': () =>
     smoke ? localLatency({ members: 5, rate: 50, seconds: 2 }) : localLatency({ members: 50, rate: 200, seconds: 10 }),
   'idle-conns': () => (smoke ? idleConns({ connections: 200, users: 5 }) : idleConns({ connections: 10_000, users: 100 })),
+  'join-large': () => {
+    // PARLEY_BENCH_JOIN_LARGE=<members>x<messages> runs another size (e.g. under a join cap).
+    const size = /^(\d+)x(\d+)$/.exec(process.env.PARLEY_BENCH_JOIN_LARGE ?? '');
+    const [members, messages] = size ? [Number(size[1]), Number(size[2])] : smoke ? [50, 50] : [10_000, 10_000];
+    return joinLarge({ members, messages, concurrency: smoke ? 8 : 16, capS: smoke ? 60 : 600 });
+  },
   verify: async () => (smoke ? verifyBench({ events: 200, seconds: 0.3 }) : verifyBench({ events: 2000, seconds: 3 })),
 };
 
@@ -31,6 +38,7 @@ let failed = false;
 for (const name of names.length > 0 ? names : Object.keys(scenarios)) {
   try {
     const result = await (scenarios[name] as () => Promise<Record<string, unknown>>)();
+    if ('error' in result) failed = true;
     process.stdout.write(`${JSON.stringify({ ...result, smoke })}\n`);
   } catch (err) {
     failed = true;
