@@ -29,7 +29,7 @@ describe('federation: joining a large room from a state snapshot', () => {
   let editedId: string;
 
   beforeAll(async () => {
-    fed = await startFederation(['hs1.test', 'hs2.test'], {
+    fed = await startFederation(['hs1.test', 'hs2.test', 'hs3.test'], {
       overrides: () => ({ federation: { join_full_chain_max: 20, join_recent_entries: 8 } }),
     });
     [hs1, hs2] = fed.servers as [FedServer, FedServer];
@@ -63,6 +63,22 @@ describe('federation: joining a large room from a state snapshot', () => {
     const latest = await bob.rooms.messages(roomId, { limit: 3 });
     expect(latest.chunk[0]?.type).toBe('room.member');
     expect(latest.chunk[1]?.content.body).toBe('recent 4');
+  });
+
+  it('serves the current state to servers in the room (GET rooms/:id/state), and only to them', async () => {
+    const ask = (from: FedServer) =>
+      from.running.federation?.context.client.request({
+        destination: 'hs1.test',
+        method: 'GET',
+        path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/state`,
+      });
+    const res = (await ask(hs2))?.body as {
+      seq: number;
+      entries: Array<{ event: { type: string; state_key: string; content: Record<string, unknown> } }>;
+    };
+    expect(res.entries.find((e) => e.event.type === 'room.name')?.event.content.name).toBe('Big');
+    expect(res.entries.filter((e) => e.event.type === 'room.member')).toHaveLength(7);
+    await expect(ask(fed.byName('hs3.test'))).rejects.toMatchObject({ status: 403 });
   });
 
   it('pages back through older history exactly as the host has it (backfilled and verified on demand)', async () => {

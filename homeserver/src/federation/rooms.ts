@@ -296,7 +296,7 @@ export class FederatedRooms {
       stateMap.set(key, entry.event);
     }
     const create = snapshot.state.find((e) => e.event.type === 'room.create');
-    if (!create || create.record.seq !== 1) refuse('no room.create at seq 1');
+    if (create?.record.seq !== 1) refuse('no room.create at seq 1');
     if (anchor.event.state_key !== undefined && anchor.record.seq !== (create as Entry).record.seq) {
       // The anchor, when a state event, is the current holder of its key.
       const held = stateMap.get(stateMapKey(anchor.event.type, anchor.event.state_key));
@@ -600,6 +600,15 @@ export class FederatedRooms {
       throw forbidden(`${askingServer} has no member in ${roomId}`);
     const rows = await this.events.range(roomId, fromSeq, Math.min(room.current_seq, fromSeq + limit - 1));
     return rows.map((r) => this.entryOf(r));
+  }
+
+  /** Current state of a room we host (GET rooms/:id/state), for servers with a member in it. */
+  async currentState(roomId: string, askingServer: string): Promise<{ seq: number; entries: Entry[] }> {
+    const room = await this.rooms.find(roomId);
+    if (!room || room.host !== this.identity.serverName) throw notFound(`no room ${roomId} hosted here`);
+    if (!(await this.rooms.memberServers(roomId)).includes(askingServer)) throw forbidden(`${askingServer} has no member in ${roomId}`);
+    const rows = await this.events.stateBefore(roomId, room.current_seq + 1);
+    return { seq: room.current_seq, entries: rows.map((r) => this.entryOf(r)) };
   }
 
   private entryOf(r: EventRow): Entry {

@@ -35,5 +35,10 @@ export function federatedRoomRoutes(fed: FederationContext, rooms: FederatedRoom
     ctx.body = { entries: await rooms.chain(roomId, from, limit, fedState(ctx).origin) };
   });
 
+  // GET /federation/v1/rooms/:roomId/state — current state entries (with records) for servers in the room.
+  router.get('/:roomId/state', auth, async (ctx: AppContext) => {
+    ctx.body = await rooms.currentState(roomIdParam(ctx), fedState(ctx).origin);
+  });
+
   return router;
 }
