@@ -47,6 +47,8 @@ describe('federation: a room shared by two servers', () => {
     await stream.waitFor((f) => bodyOf(f) === 'hello from hs1', 20_000);
     const sent = await bob.sendText(roomId, 'hello from hs2', 'b-1');
     expect(sent.seq).toBeGreaterThan(0);
+    // Answered once the host's fan-out brought it back: readable on hs2 at once.
+    expect((await bob.event(roomId, sent.event_id)).seq).toBe(sent.seq);
     await until(async () => (await alice.messages(roomId, { limit: 5 })).chunk.some((e) => e.content.body === 'hello from hs2'));
     // The participant gets its own event back from the host, in order.
     await stream.waitFor((f) => bodyOf(f) === 'hello from hs2', 20_000);

@@ -55,6 +55,8 @@ function refusalMessage(err: unknown): string | undefined {
 // snapshots are the next step).
 const MAX_JOIN_ENTRIES = 20_000;
 const BACKFILL_PAGE = 500;
+// How long a participant's answer to a submit waits for the host's fan-out to bring it back.
+const ARRIVAL_WAIT_MS = 2_000;
 
 /**
  * Rooms shared across servers (DESIGN §4–5): the host sequences and fans out; participants
@@ -210,7 +212,9 @@ export class FederatedRooms {
     const host = serverOf(roomId);
     if (await this.outbox.hasPending(host, 'submit')) return this.queueSubmit(host, event);
     try {
-      return await this.postSubmit(host, roomId, event);
+      const sequenced = await this.postSubmit(host, roomId, event);
+      await this.arrival(sequenced.event_id);
+      return sequenced;
     } catch (err) {
       if (isRefusal(err)) {
         const status = (err as { status: number }).status;
@@ -222,6 +226,36 @@ export class FederatedRooms {
       this.logger.info({ room_id: roomId, host, err: (err as Error).message }, 'room host unreachable; event queued');
       return this.queueSubmit(host, event);
     }
+  }
+
+  /**
+   * Waits (briefly) until the host's fan-out has brought a submitted event back, so a client
+   * answered with its seq can read it here at once; answers anyway after ARRIVAL_WAIT_MS.
+   */
+  private async arrival(eventId: string): Promise<void> {
+    let wake = () => {};
+    const arrived = new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    const list = this.arrivals.get(eventId) ?? [];
+    list.push(wake);
+    this.arrivals.set(eventId, list);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      if (await this.events.find(eventId)) return;
+      await Promise.race([arrived, new Promise<void>((resolve) => (timer = setTimeout(resolve, ARRIVAL_WAIT_MS)))]);
+    } finally {
+      clearTimeout(timer);
+      const rest = (this.arrivals.get(eventId) ?? []).filter((w) => w !== wake);
+      if (rest.length > 0) this.arrivals.set(eventId, rest);
+      else this.arrivals.delete(eventId);
+    }
+  }
+
+  private readonly arrivals = new Map<string, Array<() => void>>();
+
+  private arrived(eventIds: Iterable<string>): void {
+    for (const id of eventIds) for (const wake of this.arrivals.get(id) ?? []) wake();
   }
 
   private async postSubmit(host: string, roomId: string, event: RoomEvent): Promise<{ event_id: string; seq: number }> {
@@ -513,6 +547,7 @@ export class FederatedRooms {
         await this.log.applyRemote(room, entry.event, id, entry.record, trx, batch, redactedSender);
         await this.log.finish(batch, trx);
       });
+      this.arrived([id]);
       return null;
     } catch (err) {
       if (err instanceof ParleyError) return err.message;
