@@ -151,7 +151,7 @@ async function scenario(alice: Page, bob: Page, aliceErrors: string[], bobErrors
 
     // Bob replies to Alice's first message.
     await hello.hover();
-    await hello.getByRole('button', { name: 'Reply' }).click();
+    await hello.getByRole('button', { name: 'Reply', exact: true }).click();
     await bob.getByTestId('reply-bar').waitFor();
     await send(bob, 'Replying to your hello');
     const reply = messageWith(alice, 'Replying to your hello');
