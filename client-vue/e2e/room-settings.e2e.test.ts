@@ -153,5 +153,20 @@ async function scenario(page: Page, errors: string[]): Promise<void> {
   await page.getByRole('tab', { name: 'Roles' }).click();
   await shot(page, '24-room-settings-phone-dark');
 
+  // On a phone the header keeps the title and drops Invite/Leave; settings offers leaving.
+  await page.getByRole('link', { name: 'Back to room', exact: true }).click();
+  await page.getByRole('heading', { name: 'Workshop HQ' }).waitFor();
+  expect(await page.getByRole('button', { name: 'Leave' }).isVisible()).toBe(false);
+  // The timeline tells what happened, with the reasons given.
+  await page.getByText('ada removed carol: Wrong room, sorry').waitFor();
+  await page.getByText('ada banned dan: Spam').waitFor();
+  await page.getByText('ada changed the room avatar').waitFor();
+  await shot(page, '25-room-phone-dark');
+  await page.getByRole('link', { name: 'Manage room' }).click();
+  page.once('dialog', (d) => void d.accept());
+  await page.getByRole('button', { name: 'Leave room' }).click();
+  await page.waitForURL((url) => url.pathname === '/');
+  expect((await bob.api.members(roomId)).find((m) => m.user_id === '@ada:hs1.test')?.membership).toBe('leave');
+
   expect(unexpectedConsole(errors)).toEqual([]);
 }

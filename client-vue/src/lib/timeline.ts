@@ -69,7 +69,8 @@ export type Row =
     };
 
 export const GROUP_WINDOW_MS = 5 * 60_000;
-const NOTICE_TYPES = new Set(['room.member', 'room.name', 'room.topic', 'room.create']);
+// State changes shown as one-line notices (roles and join rules are left out: every new room sets them).
+const NOTICE_TYPES = new Set(['room.member', 'room.name', 'room.topic', 'room.create', 'room.avatar', 'room.pinned']);
 
 export function relatesTo(content: Record<string, unknown>): RelatesTo | null {
   const rel = content.relates_to;
