@@ -154,6 +154,7 @@ async function startFederation(
     presence: services.presence,
     toDevice: services.toDevice,
     timeline: services.timeline,
+    roomLog: services.roomLog,
     clock: services.clock,
     log: log.child({ component: 'federated-edus' }),
     notify: (servers) => delivery.notify(servers),

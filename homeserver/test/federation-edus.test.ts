@@ -304,4 +304,21 @@ describe('federation: ephemeral data (typing, receipts, presence, to-device)', (
       resumed.close();
     }
   }, 90_000);
+
+  it('a server that starts sharing a room learns the presence of its members (presence is otherwise only sent on change)', async () => {
+    const erin = await hs1.user('erin');
+    const erinStream = openStream(hs1.url, tokenOf(erin));
+    await erinStream.ready; // connected: erin is online, while no other server shares a room with her
+    try {
+      const frank = await hs2.user('frank');
+      const presenceOfErin = async () =>
+        (await frank.client.request<{ presence: string }>('GET', `/api/v1/presence/${enc(erin.userId)}`)).presence;
+      expect(await presenceOfErin()).toBe('offline');
+      const { room_id: erinsRoom } = await erin.rooms.create({ visibility: 'public', name: 'Erin' });
+      await frank.rooms.join(erinsRoom);
+      await until(async () => (await presenceOfErin()) === 'online', 20_000);
+    } finally {
+      erinStream.close();
+    }
+  });
 });

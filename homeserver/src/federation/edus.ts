@@ -18,6 +18,7 @@ import type { ReadMarkerRepository } from '../repositories/room-extras.js';
 import type { RoomRepository } from '../repositories/rooms.js';
 import type { Clock } from '../services/clock.js';
 import type { PresenceService } from '../services/presence.js';
+import type { RoomLog } from '../services/room-log.js';
 import type { StreamWriter } from '../services/stream-bus.js';
 import type { TimelineService } from '../services/timeline.js';
 import type { RemoteToDevice, ToDeviceService } from '../services/to-device.js';
@@ -38,6 +39,8 @@ import type { TypingService } from '../services/typing.js';
 export const TYPING_TTL_MS = 30_000;
 /** Presence older than this is not worth sending; the next change will be. */
 export const PRESENCE_TTL_MS = 5 * 60_000;
+/** Delay before our members' presence is sent to a server that just joined one of our rooms. */
+const INTRODUCE_DELAY_MS = 3_000;
 const PRUNE_INTERVAL_MS = 3600_000;
 
 export interface FederatedEdusDeps {
@@ -53,6 +56,7 @@ export interface FederatedEdusDeps {
   presence: PresenceService;
   toDevice: ToDeviceService;
   timeline: TimelineService;
+  roomLog: RoomLog;
   clock: Clock;
   log: Logger;
   /** Schedules delivery to these servers (after the rows are committed). */
@@ -87,6 +91,14 @@ export class FederatedEdus implements RemoteToDevice {
     presence.federate = (userId, state, lastActiveTs) => this.background(this.sendPresence(userId, state, lastActiveTs));
     timeline.federateReceipt = (roomId, userId, eventId, ts) => this.background(this.sendReceipt(roomId, userId, eventId, ts));
     toDevice.remote = this;
+    this.d.roomLog.onJoins = (roomId, userIds) => {
+      const local = userIds.filter((u) => this.isLocal(u));
+      if (local.length > 0) this.background(this.introduce(roomId, local));
+      // A joining server stores the room only once the host has answered its join: give it
+      // time before telling it about our members (best-effort, like all presence).
+      const remote = userIds.filter((u) => !this.isLocal(u));
+      if (remote.length > 0) setTimeout(() => this.background(this.introduce(roomId, remote)), INTRODUCE_DELAY_MS).unref();
+    };
   }
 
   stop(): void {
@@ -96,6 +108,31 @@ export class FederatedEdus implements RemoteToDevice {
     presence.federate = null;
     timeline.federateReceipt = null;
     toDevice.remote = null;
+    this.d.roomLog.onJoins = null;
+  }
+
+  /**
+   * Presence changes are sent when they happen, so a server that starts sharing a room with
+   * our users has not heard theirs: when a user of another server joins, its server gets the
+   * presence of our members of the room; when one of ours joins, the room's other servers get
+   * theirs.
+   */
+  async introduce(roomId: string, joined: string[]): Promise<void> {
+    const others = await this.roomServers(roomId);
+    if (others.length === 0) return;
+    const newServers = new Set(joined.filter((u) => !this.isLocal(u)).map(serverOf));
+    const ours = (await this.d.rooms.members(roomId, 'join')).map((m) => m.user_id).filter((u) => this.isLocal(u));
+    // user → the servers that should hear of them now
+    const plan = new Map<string, Set<string>>(ours.map((user) => [user, new Set(newServers)]));
+    for (const user of joined.filter((u) => this.isLocal(u))) plan.set(user, new Set(others));
+    for (const [user, servers] of plan) {
+      if (servers.size === 0) continue;
+      const { presence, last_active_ts } = await this.d.presence.get(user);
+      if (presence === 'offline' && last_active_ts === null) continue;
+      const ago = last_active_ts === null ? null : Math.max(0, this.d.clock.now() - last_active_ts);
+      const edu: PresenceEdu = { type: 'presence', user_id: user, presence, last_active_ago: ago };
+      await this.latest([...servers], `presence ${user}`, edu, PRESENCE_TTL_MS);
+    }
   }
 
   // ---- outgoing ---------------------------------------------------------------------------

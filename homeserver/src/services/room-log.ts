@@ -73,8 +73,23 @@ export class RoomLog {
     await this.stream.write(trx, batch.notes);
     batch.notes = [];
     if (this.fanout && room.host === this.identity.serverName) await this.fanout(room, batch.entries, trx);
+    const onJoins = this.onJoins;
+    if (onJoins) {
+      const joined = batch.entries
+        .filter((e) => e.event.type === 'room.member' && e.event.content.membership === 'join')
+        .map((e) => e.event.state_key as string);
+      const tx = trx as unknown as { executionPromise?: Promise<unknown> };
+      if (joined.length > 0)
+        void tx.executionPromise?.then(
+          () => onJoins(room.room_id, joined),
+          () => {},
+        );
+    }
     batch.entries = [];
   }
+
+  /** Set when federation runs: told (after commit) who joined a room, here or elsewhere. */
+  onJoins: ((roomId: string, userIds: string[]) => void) | null = null;
 
   /** Set when federation runs: queues sequenced entries for participant servers (outbox). */
   fanout: ((room: RoomRow, entries: AppendBatch['entries'], trx: Db) => Promise<void>) | null = null;
