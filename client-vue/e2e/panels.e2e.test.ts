@@ -125,6 +125,24 @@ async function scenario(page: Page): Promise<void> {
   await page.getByLabel('Search for').press('Escape');
   await page.getByTestId('side-panel').waitFor({ state: 'detached' });
 
+  // Keyboard: Ctrl+K and Enter open a room by name; Alt+↓/↑ move between rooms.
+  await bob.create({ visibility: 'private', name: 'Workbench', invite: ['@alice:hs1.test'] });
+  const invited = page.getByTestId('invite').filter({ hasText: 'Workbench' });
+  await invited.waitFor({ timeout: 20_000 });
+  await invited.getByRole('button', { name: 'Accept' }).click();
+  await page.getByRole('heading', { name: 'Workbench' }).waitFor();
+  await page.keyboard.press('Control+k');
+  expect(await page.evaluate(() => document.activeElement?.id)).toBe('room-filter');
+  await page.keyboard.type('hang');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Hangar' }).waitFor();
+  const order = await page.getByRole('navigation', { name: 'Room list' }).locator('[data-nav-item]').allTextContents();
+  const here = order.findIndex((t) => t.includes('Hangar'));
+  const other = order.findIndex((t) => t.includes('Workbench'));
+  await page.getByTestId('timeline').focus();
+  await page.keyboard.press(other > here ? 'Alt+ArrowDown' : 'Alt+ArrowUp');
+  await page.getByRole('heading', { name: 'Workbench' }).waitFor();
+
   // Phone width: a panel covers the room and closes back to it.
   await page.setViewportSize({ width: 390, height: 844 });
   await page.getByRole('button', { name: 'Search messages' }).click();
