@@ -14,7 +14,7 @@ const smoke = args.includes('--smoke') || process.env.PARLEY_BENCH_SMOKE === '1'
 const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
   'fed-fanout': () =>
     smoke
-      ? fedFanout({ membersPerServer: 3, burst: 50, burstCapS: 30, rate: 20, seconds: 2, drainS: 15 })
+      ? fedFanout({ membersPerServer: 3, burst: 30, burstCapS: 30, rate: 20, seconds: 2, drainS: 15 })
       : fedFanout({ membersPerServer: 25, burst: 2000, burstCapS: 120, rate: 200, seconds: 10, drainS: 15 }),
   'local-latency': () =>
     smoke ? localLatency({ members: 5, rate: 50, seconds: 2 }) : localLatency({ members: 50, rate: 200, seconds: 10 }),
@@ -22,7 +22,7 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
   'join-large': () => {
     // PARLEY_BENCH_JOIN_LARGE=<members>x<messages> runs another size (e.g. under a join cap).
     const size = /^(\d+)x(\d+)$/.exec(process.env.PARLEY_BENCH_JOIN_LARGE ?? '');
-    const [members, messages] = size ? [Number(size[1]), Number(size[2])] : smoke ? [50, 50] : [10_000, 10_000];
+    const [members, messages] = size ? [Number(size[1]), Number(size[2])] : smoke ? [20, 20] : [10_000, 10_000];
     return joinLarge({ members, messages, concurrency: smoke ? 8 : 16, capS: smoke ? 60 : 600 });
   },
   verify: async () => (smoke ? verifyBench({ events: 200, seconds: 0.3 }) : verifyBench({ events: 2000, seconds: 3 })),
@@ -37,9 +37,11 @@ if (unknown.length > 0) {
 let failed = false;
 for (const name of names.length > 0 ? names : Object.keys(scenarios)) {
   try {
+    const started = performance.now();
     const result = await (scenarios[name] as () => Promise<Record<string, unknown>>)();
     if ('error' in result) failed = true;
-    process.stdout.write(`${JSON.stringify({ ...result, smoke })}\n`);
+    const scenarioS = Math.round((performance.now() - started) / 100) / 10;
+    process.stdout.write(`${JSON.stringify({ ...result, smoke, scenario_s: scenarioS })}\n`);
   } catch (err) {
     failed = true;
     process.stdout.write(`${JSON.stringify({ scenario: name, error: (err as Error).message })}\n`);
