@@ -1,38 +1,26 @@
-import net from 'node:net';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestServer, type TestServer } from '../../homeserver/test/support/server.js';
+import { type Federation, type FedServer, startFederation } from '../../homeserver/test/support/federation.js';
 import { ensureClientBuilt, launch, makePng, openPage, shot } from './support.js';
 
 // Alice on hs1 and Bob on hs2, each using the client served by their own homeserver; the two
 // servers federate over TLS on loopback (as in homeserver/test/federation-rooms.test.ts).
 
-let hs1: TestServer;
-let hs2: TestServer;
+let fed: Federation;
+let hs1: FedServer;
+let hs2: FedServer;
 let browser: Browser;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   ensureClientBuilt();
-  const [p1, p2] = [await freePort(), await freePort()];
-  const statics = { 'hs1.test': `127.0.0.1:${p1}`, 'hs2.test': `127.0.0.1:${p2}` };
-  hs1 = await startTestServer({ server_name: 'hs1.test', federation: { port: p1, static_servers: statics } });
-  hs2 = await startTestServer({ server_name: 'hs2.test', federation: { port: p2, static_servers: statics } });
+  fed = await startFederation(['hs1.test', 'hs2.test']);
+  [hs1, hs2] = fed.servers as [FedServer, FedServer];
   browser = await launch();
 });
 
 afterAll(async () => {
   await browser?.close();
-  await hs2?.close();
-  await hs1?.close();
+  await fed?.close();
 });
 
 async function signUp(page: Page, username: string, base: string): Promise<void> {
@@ -64,7 +52,7 @@ describe('two people on two homeservers chat in the browser', () => {
     const b = await openPage(browser);
     const alice = a.page;
     const bob = b.page;
-    // Requests that failed, to tell a known benign 404 from a real one (see the end).
+    // Requests that failed (none may).
     const failed: string[] = [];
     for (const page of [alice, bob]) {
       page.on('response', (r) => {
@@ -160,9 +148,26 @@ describe('two people on two homeservers chat in the browser', () => {
       await expect.poll(() => bob.getByTestId('send-status').count(), { timeout: 15_000 }).toBe(0);
       await shot(alice, '15-federated-alice');
       await shot(bob, '16-federated-bob');
+
       // Nothing failed: no request error and no console error on either side.
       expect(failed).toEqual([]);
       expect(a.errors).toEqual([]);
+      expect(b.errors).toEqual([]);
+
+      // The room's host goes down: Bob's message is accepted by hs2 and shown as waiting for
+      // hs1; when hs1 is back, hs2 hands it over and it becomes an ordinary message.
+      // (Alice's page, whose server this is, loses its connection meanwhile: not checked.)
+      await alice.close();
+      await hs1.stop();
+      await send(bob, 'Sent while hs1 was down');
+      const waiting = bob.getByTestId('send-status').filter({ hasText: 'Waiting for hs1.test' });
+      await waiting.waitFor({ timeout: 20_000 });
+      await shot(bob, '17-federated-host-down');
+      await hs1.start();
+      await expect.poll(() => bob.getByTestId('send-status').count(), { timeout: 60_000 }).toBe(0);
+      await messageWith(bob, 'Sent while hs1 was down').waitFor();
+      const onHost = await hs1.running.services.db('events').where({ type: 'room.message' }).orderBy('seq', 'desc').first('event');
+      expect(JSON.stringify(onHost?.event)).toContain('Sent while hs1 was down');
       expect(b.errors).toEqual([]);
     } catch (err) {
       await shot(alice, 'failure-federated-alice').catch(() => {});

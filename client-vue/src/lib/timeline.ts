@@ -7,7 +7,8 @@ import type { ClientEvent } from '@parley/schemas';
  * separators, grouping). Components and stores only call these.
  */
 
-export type SendState = 'sending' | 'sent' | 'failed';
+/** `queued`: accepted by our server, waiting for the room's host (another server) to be reachable. */
+export type SendState = 'sending' | 'queued' | 'sent' | 'failed';
 
 export interface UploadState {
   name: string;

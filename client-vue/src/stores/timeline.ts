@@ -142,11 +142,16 @@ export const useTimelineStore = defineStore('timeline', () => {
   async function transmit(p: PendingEvent): Promise<void> {
     const api = session.api;
     try {
-      let eventId: string;
-      if (p.type === 'room.redaction') {
-        eventId = (await api.redact(p.roomId, p.content.redacts as string, undefined, p.txnId)).event_id;
-      } else {
-        eventId = (await api.send(p.roomId, p.type, p.content, p.txnId)).event_id;
+      const res =
+        p.type === 'room.redaction'
+          ? await api.redact(p.roomId, p.content.redacts as string, undefined, p.txnId)
+          : await api.send(p.roomId, p.type, p.content, p.txnId);
+      const eventId = res.event_id;
+      if (res.queued) {
+        // The room's host is unreachable: our server keeps it and hands it over when it is
+        // back; the row turns into the confirmed event when the host's copy arrives.
+        setPending(p.roomId, p.txnId, { state: 'queued', eventId, error: undefined });
+        return;
       }
       setPending(p.roomId, p.txnId, { state: 'sent', eventId, error: undefined });
       const target = p.type === 'room.redaction' ? (p.content.redacts as string) : relatesTo(p.content)?.event_id;
