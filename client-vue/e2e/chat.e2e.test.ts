@@ -1,7 +1,18 @@
-import type { Browser, Locator, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../../homeserver/test/support/server.js';
-import { ensureClientBuilt, type FlakyLink, flakyLink, launch, makePng, openPage, shot } from './support.js';
+import {
+  ensureClientBuilt,
+  type FlakyLink,
+  flakyLink,
+  launch,
+  makePng,
+  messageWith,
+  openPage,
+  sendMessage,
+  shot,
+  signUpInBrowser,
+} from './support.js';
 
 // Two people on one homeserver (federation is not built yet) use the real client in real
 // Chromium against a real in-process homeserver serving the built client.
@@ -23,30 +34,6 @@ afterAll(async () => {
   await link?.close();
   await server?.close();
 });
-
-async function signUp(page: Page, username: string, base: string): Promise<void> {
-  await page.goto(base);
-  await page.waitForURL(/\/login/);
-  await page.getByRole('link', { name: 'Create an account' }).click();
-  await page.getByLabel('Username').fill(username);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByRole('heading', { name: `Welcome, ${username}` }).waitFor();
-}
-
-/** The last message whose own text (not a quote of another) contains `text`. */
-function messageWith(page: Page, text: string): Locator {
-  return page
-    .getByTestId('message')
-    .filter({ has: page.getByTestId('message-body').filter({ hasText: text }) })
-    .last();
-}
-
-async function send(page: Page, text: string): Promise<void> {
-  const box = page.getByTestId('composer');
-  await box.fill(text);
-  await box.press('Enter');
-}
 
 describe('static serving of the client', () => {
   it('serves the app at / and client routes, never over server paths', async () => {
@@ -110,8 +97,8 @@ async function scenario(alice: Page, bob: Page, aliceErrors: string[], bobErrors
     await alice.getByRole('button', { name: 'Create account' }).waitFor();
     await shot(alice, '02-sign-up');
 
-    await signUp(alice, 'alice', link.url);
-    await signUp(bob, 'bob', server.url);
+    await signUpInBrowser(alice, 'alice', link.url);
+    await signUpInBrowser(bob, 'bob', server.url);
     await shot(alice, '03-home');
 
     // Alice creates a private room and invites Bob.
@@ -133,12 +120,12 @@ async function scenario(alice: Page, bob: Page, aliceErrors: string[], bobErrors
     await bob.getByRole('heading', { name: 'Project Falcon' }).waitFor();
 
     // Both chat; Markdown is rendered, HTML is not.
-    await send(alice, 'Hello **Bob**! <b>not bold</b>');
+    await sendMessage(alice, 'Hello **Bob**! <b>not bold</b>');
     const hello = messageWith(bob, 'Hello Bob!');
     await hello.waitFor({ timeout: 15_000 });
     expect(await hello.locator('strong').textContent()).toBe('Bob');
     expect(await hello.getByTestId('message-body').textContent()).toContain('<b>not bold</b>');
-    await send(bob, 'Hi Alice, good to see you here');
+    await sendMessage(bob, 'Hi Alice, good to see you here');
     await messageWith(alice, 'Hi Alice').waitFor({ timeout: 15_000 });
 
     // Multi-line with Shift+Enter.
@@ -153,7 +140,7 @@ async function scenario(alice: Page, bob: Page, aliceErrors: string[], bobErrors
     await hello.hover();
     await hello.getByRole('button', { name: 'Reply', exact: true }).click();
     await bob.getByTestId('reply-bar').waitFor();
-    await send(bob, 'Replying to your hello');
+    await sendMessage(bob, 'Replying to your hello');
     const reply = messageWith(alice, 'Replying to your hello');
     await reply.waitFor({ timeout: 15_000 });
     expect(await reply.getByTestId('reply-quote').textContent()).toContain('Hello');
@@ -203,7 +190,7 @@ async function scenario(alice: Page, bob: Page, aliceErrors: string[], bobErrors
     await expect.poll(() => bob.getByRole('link', { name: /Project Falcon, \d+ unread/ }).count()).toBe(0);
     await bob.waitForTimeout(800);
     await bob.getByRole('link', { name: 'Settings' }).click();
-    await send(alice, 'Are you there, Bob?');
+    await sendMessage(alice, 'Are you there, Bob?');
     const badge = bob.getByRole('link', { name: /Project Falcon, 1 unread/ });
     await badge.waitFor({ timeout: 20_000 });
     await shot(bob, '08-unread-and-settings');
@@ -222,7 +209,7 @@ async function scenario(alice: Page, bob: Page, aliceErrors: string[], bobErrors
     await bob.getByTestId('composer').press('Enter');
     await expect.poll(() => alice.getByTestId('typing').textContent(), { timeout: 15_000 }).toBe('');
     await messageWith(alice, 'Typing something').waitFor();
-    await send(alice, 'Did you read this?');
+    await sendMessage(alice, 'Did you read this?');
     await messageWith(bob, 'Did you read this?').waitFor({ timeout: 15_000 });
     await messageWith(alice, 'Did you read this?').getByTestId('seen-by').filter({ hasText: 'bob' }).waitFor({ timeout: 15_000 });
 
@@ -230,7 +217,7 @@ async function scenario(alice: Page, bob: Page, aliceErrors: string[], bobErrors
     link.drop();
     await alice.getByTestId('connection-banner').waitFor({ timeout: 40_000 });
     await shot(alice, '09-reconnecting');
-    await send(bob, 'Sent while you were offline');
+    await sendMessage(bob, 'Sent while you were offline');
     link.restore();
     await alice.getByTestId('connection-banner').waitFor({ state: 'detached', timeout: 30_000 });
     await messageWith(alice, 'Sent while you were offline').waitFor({ timeout: 15_000 });

@@ -1,7 +1,7 @@
-import type { Browser, Locator, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../../homeserver/test/support/server.js';
-import { ensureClientBuilt, launch, openPage, shot, signUpInBrowser, unexpectedConsole } from './support.js';
+import { ensureClientBuilt, launch, messageWith, openPage, sendMessage, shot, signUpInBrowser, unexpectedConsole } from './support.js';
 
 // Direct messages, mentions (autocomplete, pills, badges) and browser notifications, in
 // Chromium against a real homeserver.
@@ -19,19 +19,6 @@ afterAll(async () => {
   await browser?.close();
   await server?.close();
 });
-
-function messageWith(page: Page, text: string): Locator {
-  return page
-    .getByTestId('message')
-    .filter({ has: page.getByTestId('message-body').filter({ hasText: text }) })
-    .last();
-}
-
-async function send(page: Page, text: string): Promise<void> {
-  const box = page.getByTestId('composer');
-  await box.fill(text);
-  await box.press('Enter');
-}
 
 type Note = { title: string; body: string | undefined; tag: string | undefined };
 async function notes(page: Page): Promise<Note[]> {
@@ -88,7 +75,7 @@ async function scenario(alice: Page, bob: Page): Promise<void> {
   await alice.waitForURL(/\/room\//);
   await alice.getByRole('heading', { name: 'bob' }).waitFor();
   await alice.getByRole('region', { name: 'Direct messages' }).getByRole('link', { name: /^bob/ }).waitFor();
-  await send(alice, 'Hi Bob, just us here');
+  await sendMessage(alice, 'Hi Bob, just us here');
   const dmUrl = alice.url();
 
   // Bob sees the invitation under Alice's name, accepts, and has the DM under Direct messages.
@@ -113,7 +100,7 @@ async function scenario(alice: Page, bob: Page): Promise<void> {
 
   // Bob looks elsewhere; Alice's next DM becomes a notification.
   await bob.getByRole('link', { name: 'Settings' }).click();
-  await send(alice, 'Are you around?');
+  await sendMessage(alice, 'Are you around?');
   await expect
     .poll(() => notes(bob), { timeout: 20_000 })
     .toContainEqual(expect.objectContaining({ title: 'alice', body: 'Are you around?' }));
@@ -169,7 +156,7 @@ async function scenario(alice: Page, bob: Page): Promise<void> {
 
   // A mention that was unread before a reload is still counted after it (read from history).
   await bob.getByRole('link', { name: 'Settings' }).click();
-  await send(alice, 'and again @bob:hs1.test');
+  await sendMessage(alice, 'and again @bob:hs1.test');
   await bob.getByRole('link', { name: /^Ops, 1 unread, 1 mention/ }).waitFor({ timeout: 20_000 });
   await bob.reload();
   await bob.getByRole('link', { name: /^Ops, 1 unread, 1 mention/ }).waitFor({ timeout: 20_000 });

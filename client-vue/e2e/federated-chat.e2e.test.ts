@@ -1,7 +1,7 @@
-import type { Browser, Locator, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Federation, type FedServer, startFederation } from '../../homeserver/test/support/federation.js';
-import { ensureClientBuilt, launch, makePng, openPage, shot } from './support.js';
+import { ensureClientBuilt, launch, makePng, messageWith, openPage, sendMessage, shot, signUpInBrowser } from './support.js';
 
 // Alice on hs1 and Bob on hs2, each using the client served by their own homeserver; the two
 // servers federate over TLS on loopback (as in homeserver/test/federation-rooms.test.ts).
@@ -23,29 +23,6 @@ afterAll(async () => {
   await fed?.close();
 });
 
-async function signUp(page: Page, username: string, base: string): Promise<void> {
-  await page.goto(base);
-  await page.waitForURL(/\/login/);
-  await page.getByRole('link', { name: 'Create an account' }).click();
-  await page.getByLabel('Username').fill(username);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByRole('heading', { name: `Welcome, ${username}` }).waitFor();
-}
-
-function messageWith(page: Page, text: string): Locator {
-  return page
-    .getByTestId('message')
-    .filter({ has: page.getByTestId('message-body').filter({ hasText: text }) })
-    .last();
-}
-
-async function send(page: Page, text: string): Promise<void> {
-  const box = page.getByTestId('composer');
-  await box.fill(text);
-  await box.press('Enter');
-}
-
 describe('two people on two homeservers chat in the browser', () => {
   it('hs1 user creates a private room, invites an hs2 user, who accepts; both chat', async () => {
     const a = await openPage(browser);
@@ -60,8 +37,8 @@ describe('two people on two homeservers chat in the browser', () => {
       });
     }
     try {
-      await signUp(alice, 'alice', hs1.url);
-      await signUp(bob, 'bob', hs2.url);
+      await signUpInBrowser(alice, 'alice', hs1.url);
+      await signUpInBrowser(bob, 'bob', hs2.url);
 
       // Alice creates a private room, inviting Bob by his full (remote) user ID.
       await alice.getByRole('link', { name: '+ New room' }).click();
@@ -81,10 +58,10 @@ describe('two people on two homeservers chat in the browser', () => {
       await bob.waitForURL(/\/room\//);
       await bob.getByRole('heading', { name: 'Across the wire' }).waitFor({ timeout: 20_000 });
 
-      await send(alice, 'Hello Bob, from hs1');
+      await sendMessage(alice, 'Hello Bob, from hs1');
       const hello = messageWith(bob, 'Hello Bob, from hs1');
       await hello.waitFor({ timeout: 20_000 });
-      await send(bob, 'Hi Alice, from hs2');
+      await sendMessage(bob, 'Hi Alice, from hs2');
       const hi = messageWith(alice, 'Hi Alice, from hs2');
       await hi.waitFor({ timeout: 20_000 });
 
@@ -92,15 +69,15 @@ describe('two people on two homeservers chat in the browser', () => {
       // full ID on hover.
       const remoteName = hello.locator('.user').first();
       expect(await remoteName.getAttribute('title')).toBe('@alice:hs1.test');
-      await expect.poll(() => remoteName.innerText()).toContain(':hs1.test');
+      await expect.poll(() => remoteName.textContent()).toContain(':hs1.test');
       expect(await hi.locator('.user').first().getAttribute('title')).toBe('@bob:hs2.test');
-      await expect.poll(() => hi.locator('.user').first().innerText()).toContain(':hs2.test');
+      await expect.poll(() => hi.locator('.user').first().textContent()).toContain(':hs2.test');
 
       // Bob (hs2) replies to Alice's message: his server signs it, hs1 sequences it.
       await hello.hover();
       await hello.getByRole('button', { name: 'Reply', exact: true }).click();
       await bob.getByTestId('reply-bar').waitFor();
-      await send(bob, 'Replying across servers');
+      await sendMessage(bob, 'Replying across servers');
       const reply = messageWith(alice, 'Replying across servers');
       await reply.waitFor({ timeout: 20_000 });
       expect(await reply.getByTestId('reply-quote').textContent()).toContain('Hello Bob');
@@ -140,7 +117,7 @@ describe('two people on two homeservers chat in the browser', () => {
       await bob.getByTestId('composer').press('Enter');
       await expect.poll(() => alice.getByTestId('typing').textContent(), { timeout: 20_000 }).toBe('');
       await messageWith(alice, 'Typing from hs2').waitFor({ timeout: 20_000 });
-      await send(alice, 'Did you read this, Bob?');
+      await sendMessage(alice, 'Did you read this, Bob?');
       await messageWith(bob, 'Did you read this, Bob?').waitFor({ timeout: 20_000 });
       await messageWith(alice, 'Did you read this, Bob?').getByTestId('seen-by').filter({ hasText: 'bob' }).waitFor({ timeout: 20_000 });
 
@@ -159,7 +136,7 @@ describe('two people on two homeservers chat in the browser', () => {
       // (Alice's page, whose server this is, loses its connection meanwhile: not checked.)
       await alice.close();
       await hs1.stop();
-      await send(bob, 'Sent while hs1 was down');
+      await sendMessage(bob, 'Sent while hs1 was down');
       const waiting = bob.getByTestId('send-status').filter({ hasText: 'Waiting for hs1.test' });
       await waiting.waitFor({ timeout: 20_000 });
       await shot(bob, '17-federated-host-down');

@@ -1,8 +1,8 @@
 import { ParleyClient, RoomsApi } from '@parley/sdk';
-import type { Browser, Locator, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../../homeserver/test/support/server.js';
-import { ensureClientBuilt, launch, openPage, shot, signUpInBrowser, unexpectedConsole } from './support.js';
+import { ensureClientBuilt, launch, messageWith, openPage, shot, signUpInBrowser, unexpectedConsole } from './support.js';
 
 // Side panels and reading aids in Chromium against a real homeserver: unread line and jump
 // to first unread, threads, edit history, pinned messages, search.
@@ -20,13 +20,6 @@ afterAll(async () => {
   await browser?.close();
   await server?.close();
 });
-
-function messageWith(page: Page, text: string): Locator {
-  return page
-    .getByTestId('message')
-    .filter({ has: page.getByTestId('message-body').filter({ hasText: text }) })
-    .last();
-}
 
 describe('room panels', () => {
   it('unread line, threads, edit history, pins and search', async () => {
@@ -99,7 +92,7 @@ async function scenario(page: Page): Promise<void> {
   await edited.getByTestId('edited').click();
   const history = page.getByTestId('edit-history');
   await history.getByText('Takeoff at 9').waitFor({ timeout: 15_000 });
-  expect(await history.locator('li').count()).toBe(3);
+  await expect.poll(() => history.locator('li').count(), { timeout: 15_000 }).toBe(3);
   expect(await history.locator('li').first().textContent()).toContain('Takeoff at 11');
   await shot(page, '42-edit-history');
   await page.getByRole('button', { name: 'Close Edit history' }).click();

@@ -1,8 +1,8 @@
 import { ParleyClient, RoomsApi, uploadMedia } from '@parley/sdk';
-import type { Browser, Locator, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../../homeserver/test/support/server.js';
-import { ensureClientBuilt, launch, makePng, openPage, shot, signUpInBrowser, unexpectedConsole } from './support.js';
+import { ensureClientBuilt, launch, makePng, messageWith, openPage, shot, signUpInBrowser, unexpectedConsole } from './support.js';
 
 // Avatars (profile upload, shown in the sidebar and the timeline), display-name changes
 // arriving live, and the composer's emoji picker and :shortcode: completion.
@@ -20,13 +20,6 @@ afterAll(async () => {
   await browser?.close();
   await server?.close();
 });
-
-function messageWith(page: Page, text: string): Locator {
-  return page
-    .getByTestId('message')
-    .filter({ has: page.getByTestId('message-body').filter({ hasText: text }) })
-    .last();
-}
 
 describe('profiles and emoji', () => {
   it('uploads an avatar, shows name and avatar changes live, completes and picks emoji', async () => {

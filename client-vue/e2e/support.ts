@@ -3,7 +3,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import path from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 export const SHOTS = path.join(REPO, 'test-artifacts', 'screenshots');
@@ -128,6 +128,21 @@ export async function flakyLink(targetPort: number): Promise<FlakyLink> {
         server.close(() => resolve());
       }),
   };
+}
+
+/** The last message whose own text (not a quote of another) contains `text`. */
+export function messageWith(page: Page, text: string): Locator {
+  return page
+    .getByTestId('message')
+    .filter({ has: page.getByTestId('message-body').filter({ hasText: text }) })
+    .last();
+}
+
+/** Types `text` into the composer and sends it with Enter. */
+export async function sendMessage(page: Page, text: string): Promise<void> {
+  const box = page.getByTestId('composer');
+  await box.fill(text);
+  await box.press('Enter');
 }
 
 /** Signs up through the UI and waits for the home screen. */
