@@ -18,6 +18,8 @@ export interface EventRow {
   rel_key: string | null;
 }
 
+const INSERT_SLICE = 1000;
+
 const COLUMNS = [
   'event_id',
   'room_id',
@@ -45,11 +47,16 @@ export class EventRepository {
 
   /** Inserts entries fetched out of order (snapshot, backfill); ones already held are kept. */
   async insertMissing(rows: EventRow[], trx: Db): Promise<void> {
-    if (rows.length === 0) return;
-    await trx('events')
-      .insert(rows.map((row) => ({ ...row, event: JSON.stringify(row.event), record: JSON.stringify(row.record) })))
-      .onConflict()
-      .ignore();
+    // One statement binds at most 65,535 parameters (14 per row): a snapshot join of a room
+    // with 10,000 members failed with 08P01 before the rows went in slices.
+    for (let i = 0; i < rows.length; i += INSERT_SLICE) {
+      await trx('events')
+        .insert(
+          rows.slice(i, i + INSERT_SLICE).map((row) => ({ ...row, event: JSON.stringify(row.event), record: JSON.stringify(row.record) })),
+        )
+        .onConflict()
+        .ignore();
+    }
   }
 
   /** The room's state just before `seq`: the latest state event per (type, state_key). */
