@@ -37,6 +37,14 @@ describe('federation: hostile room entries', () => {
     return Object.values((res?.body as { events: Record<string, { error?: string }> }).events);
   };
 
+  /** A message signed by `server` (its real key) as origin for `sender`. */
+  const message = (server: FedServer, sender: string, body: string, lamport = 0) =>
+    signEvent(
+      { room_id: roomId, type: 'room.message', sender, origin: server.name, origin_ts: Date.now(), lamport, content: { body } },
+      server.name,
+      server.running.services.identity,
+    );
+
   beforeAll(async () => {
     fed = await startFederation(['hs1.test', 'hs2.test', 'hs3.test']);
     [hs1, hs2, hs3] = fed.servers as [FedServer, FedServer, FedServer];
@@ -53,19 +61,7 @@ describe('federation: hostile room entries', () => {
   it('refuses an entry whose event was tampered with (content hash)', async () => {
     const head = await latest(hs1);
     const identity = hs1.running.services.identity;
-    const { event, eventId } = signEvent(
-      {
-        room_id: roomId,
-        type: 'room.message',
-        sender: '@alice:hs1.test',
-        origin: 'hs1.test',
-        origin_ts: Date.now(),
-        lamport: 99,
-        content: { body: 'real' },
-      },
-      'hs1.test',
-      identity,
-    );
+    const { event, eventId } = message(hs1, '@alice:hs1.test', 'real', 99);
     const record = signRecord(
       { room_id: roomId, seq: head.record.seq + 1, event_id: eventId, prev: recordHash(head.record), host_ts: Date.now() },
       'hs1.test',
@@ -80,19 +76,7 @@ describe('federation: hostile room entries', () => {
   it('refuses an entry whose record does not chain to the head (prev), signed by the genuine host', async () => {
     const head = await latest(hs1);
     const identity = hs1.running.services.identity;
-    const { event, eventId } = signEvent(
-      {
-        room_id: roomId,
-        type: 'room.message',
-        sender: '@alice:hs1.test',
-        origin: 'hs1.test',
-        origin_ts: Date.now(),
-        lamport: 100,
-        content: { body: 'fork' },
-      },
-      'hs1.test',
-      identity,
-    );
+    const { event, eventId } = message(hs1, '@alice:hs1.test', 'fork', 100);
     const record = signRecord(
       { room_id: roomId, seq: head.record.seq + 1, event_id: eventId, prev: 'A'.repeat(43), host_ts: Date.now() },
       'hs1.test',
@@ -108,20 +92,7 @@ describe('federation: hostile room entries', () => {
     const [relayed] = await push(hs3, 'hs2.test', [genuine]);
     expect(relayed?.error).toMatch(/hs3\.test is not the host/);
     // hs3 signs an event for its own user and asks the host to sequence it: mallory is not in the room.
-    const identity = hs3.running.services.identity;
-    const { event } = signEvent(
-      {
-        room_id: roomId,
-        type: 'room.message',
-        sender: '@mallory:hs3.test',
-        origin: 'hs3.test',
-        origin_ts: Date.now(),
-        lamport: 0,
-        content: { body: 'let me in' },
-      },
-      'hs3.test',
-      identity,
-    );
+    const { event } = message(hs3, '@mallory:hs3.test', 'let me in');
     await expect(
       hs3.running.federation?.context.client.request({
         destination: 'hs1.test',
@@ -142,7 +113,7 @@ describe('federation: hostile room entries', () => {
         content: { body: 'as bob' },
       },
       'hs2.test',
-      identity,
+      hs3.running.services.identity,
     ).event;
     await expect(
       hs3.running.federation?.context.client.request({
