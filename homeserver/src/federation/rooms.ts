@@ -361,12 +361,17 @@ export class FederatedRooms {
       await this.rooms.insert(room, trx);
       const rows = [...snapshot.state, anchor].map((e) => this.rowOf(e));
       await this.events.insertMissing(rows, trx);
-      for (const e of snapshot.state) {
-        const ev = e.event;
-        await this.rooms.putState(roomId, ev.type, ev.state_key as string, e.record.event_id, e.record.seq, trx);
-        if (ev.type === 'room.member')
-          await this.rooms.putMembership(roomId, ev.state_key as string, ev.content.membership as Membership, e.record.seq, trx);
-      }
+      await this.rooms.putSnapshot(
+        roomId,
+        snapshot.state.map((e) => ({
+          type: e.event.type,
+          state_key: e.event.state_key as string,
+          event_id: e.record.event_id,
+          seq: e.record.seq,
+          ...(e.event.type === 'room.member' ? { membership: e.event.content.membership as Membership } : {}),
+        })),
+        trx,
+      );
       const batch = this.log.begin(room);
       for (const e of recent) {
         let redactedSender: string | undefined;

@@ -89,6 +89,26 @@ export class RoomRepository {
     await trx('membership_log').insert({ room_id: roomId, user_id: userId, seq, membership });
   }
 
+  /** State and memberships of a room joined from a snapshot, in a few statements (not one per row). */
+  async putSnapshot(
+    roomId: string,
+    state: Array<{ type: string; state_key: string; event_id: string; seq: number; membership?: Membership }>,
+    trx: Db,
+  ): Promise<void> {
+    for (let i = 0; i < state.length; i += 1000) {
+      const chunk = state.slice(i, i + 1000);
+      await trx('room_state')
+        .insert(chunk.map((r) => ({ room_id: roomId, type: r.type, state_key: r.state_key, event_id: r.event_id, seq: r.seq })))
+        .onConflict(['room_id', 'type', 'state_key'])
+        .merge();
+      const members = chunk.filter((r) => r.membership !== undefined);
+      if (members.length === 0) continue;
+      const rows = members.map((r) => ({ room_id: roomId, user_id: r.state_key, membership: r.membership, seq: r.seq }));
+      await trx('memberships').insert(rows).onConflict(['room_id', 'user_id']).merge();
+      await trx('membership_log').insert(rows).onConflict().ignore();
+    }
+  }
+
   async membership(roomId: string, userId: string, trx: Db = this.db): Promise<Membership | undefined> {
     const row = await trx('memberships')
       .where({ room_id: roomId, user_id: userId })
