@@ -130,5 +130,11 @@ describe('federation: kill -9 of the sender mid-delivery', () => {
     await until(async () => JSON.stringify(await onHs1()) === JSON.stringify(await onHs2()), 60_000);
     const ids = await onHs2();
     expect(new Set(ids).size).toBe(ids.length);
+
+    // SIGTERM stops it for good, Redis connections included (BullMQ leaves its own open).
+    const exit = new Promise<number | null>((r) => hs1?.once('exit', (code) => r(code)));
+    hs1?.kill('SIGTERM');
+    const code = await Promise.race([exit, new Promise<string>((r) => setTimeout(() => r('still running after 15 s'), 15_000))]);
+    expect(code).toBe(0);
   }, 240_000);
 });

@@ -155,4 +155,17 @@ describe('federation: a room shared by two servers', () => {
       expect(report, JSON.stringify(report)).toMatchObject({ ok: true });
     }
   });
+
+  it('two users of one server joining a new remote room at the same moment both get in', async () => {
+    const { room_id: fresh } = await alice.create({ visibility: 'public', name: 'Rush' });
+    const users = [];
+    for (const name of ['rush1', 'rush2', 'rush3']) {
+      const c = b.client();
+      await c.register({ username: name, password: `${name} password` });
+      users.push(new RoomsApi(c));
+    }
+    const results = await Promise.allSettled(users.map((u) => u.join(fresh)));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+    await until(async () => (await alice.members(fresh)).filter((m) => m.membership === 'join').length === 4);
+  });
 });

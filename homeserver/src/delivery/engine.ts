@@ -53,6 +53,7 @@ export class DeliveryEngine {
   private queue: Queue | null = null;
   private worker: Worker | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
+  private readonly connections: Redis[] = [];
   private readonly local = new Map<string, NodeJS.Timeout | 'running' | 'rerun'>();
   private running = 0;
   private readonly waiting: string[] = [];
@@ -125,10 +126,12 @@ export class DeliveryEngine {
     if (this.redis) {
       // BullMQ needs its own connections with no per-command retry limit.
       const connection = this.redis.duplicate({ maxRetriesPerRequest: null, keyPrefix: '' });
+      const workerConnection = this.redis.duplicate({ maxRetriesPerRequest: null, keyPrefix: '' });
+      this.connections.push(connection, workerConnection);
       const prefix = `${this.settings.keyPrefix}bull`;
       this.queue = new Queue(QUEUE, { connection, prefix });
       this.worker = new Worker(QUEUE, async (job) => this.drain(job.data.destination as string), {
-        connection: this.redis.duplicate({ maxRetriesPerRequest: null, keyPrefix: '' }),
+        connection: workerConnection,
         prefix,
         concurrency: this.settings.concurrency,
         // A drain whose process died (kill -9) holds its destination's job until the lock
@@ -156,6 +159,8 @@ export class DeliveryEngine {
     for (const v of this.local.values()) if (typeof v !== 'string') clearTimeout(v);
     await this.worker?.close();
     await this.queue?.close();
+    // BullMQ does not close connections it was given: without this the process never exits.
+    for (const c of this.connections.splice(0)) c.disconnect();
   }
 
   /** After the transaction that wrote outbox rows for these destinations committed. */

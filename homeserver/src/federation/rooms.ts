@@ -179,6 +179,29 @@ export class FederatedRooms {
 
   /** Joins a room hosted on another server and stores its verified chain. */
   async join(userId: string, roomId: string, displayname: string | null): Promise<void> {
+    // Two first joins of one room at once: the second waits for the first to store the room,
+    // then joins like any later member (a submit), instead of storing the room twice.
+    const pending = this.joining.get(roomId);
+    if (pending) {
+      await pending.catch(() => {});
+      if (await this.rooms.find(roomId)) {
+        await this.submit(roomId, this.signForRemote(roomId, 'room.member', userId, { membership: 'join', displayname }, userId).event);
+        await this.invites.delete(roomId, userId);
+        return;
+      }
+    }
+    const first = this.firstJoin(userId, roomId, displayname);
+    this.joining.set(roomId, first);
+    try {
+      await first;
+    } finally {
+      if (this.joining.get(roomId) === first) this.joining.delete(roomId);
+    }
+  }
+
+  private readonly joining = new Map<string, Promise<void>>();
+
+  private async firstJoin(userId: string, roomId: string, displayname: string | null): Promise<void> {
     const host = serverOf(roomId);
     const { event } = this.signForRemote(roomId, 'room.member', userId, { membership: 'join', displayname }, userId);
     let res: { body: unknown };

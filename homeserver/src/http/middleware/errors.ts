@@ -48,7 +48,8 @@ function isDatabaseUnavailable(err: unknown): boolean {
   const e = err as { code?: unknown; severity?: unknown; name?: unknown; message?: unknown } | null;
   if (!e || typeof e !== 'object') return false;
   const code = typeof e.code === 'string' ? e.code : '';
-  if (NETWORK_CODES.has(code) || code.startsWith('08') || code.startsWith('57P')) return true;
+  // 08P01 (protocol violation, e.g. too many bind parameters) is our bug, not an outage.
+  if (NETWORK_CODES.has(code) || (code.startsWith('08') && code !== '08P01') || code.startsWith('57P')) return true;
   if (e.severity === 'FATAL') return true;
   return e.name === 'KnexTimeoutError' || (typeof e.message === 'string' && e.message.includes('Timeout acquiring a connection'));
 }
