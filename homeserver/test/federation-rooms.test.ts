@@ -1,3 +1,4 @@
+import { signEvent } from '@parley/federation/events';
 import { type ParleyClient, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoomVerifier } from '../src/services/room-verify.js';
@@ -167,5 +168,58 @@ describe('federation: a room shared by two servers', () => {
     const results = await Promise.allSettled(users.map((u) => u.join(fresh)));
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
     await until(async () => (await alice.members(fresh)).filter((m) => m.membership === 'join').length === 4);
+  });
+
+  it('many concurrent sends from a participant are submitted in batches, in order, each answered', async () => {
+    const submits = async () => {
+      const text = await (await fetch(`${a.url}/metrics`)).text();
+      return [...text.matchAll(/parley_http_requests_total\{[^}]*route="\/federation\/v1\/rooms\/:roomId\/submit"[^}]*\} (\d+)/g)].reduce(
+        (n, m) => n + Number(m[1]),
+        0,
+      );
+    };
+    const before = await submits();
+    const sent = await Promise.all(Array.from({ length: 120 }, (_, i) => bob.sendText(roomId, `burst ${i}`, `burst-${i}`)));
+    expect(sent.every((r) => typeof r.seq === 'number')).toBe(true);
+    const requests = (await submits()) - before;
+    expect(requests).toBeGreaterThan(0);
+    expect(requests).toBeLessThan(60);
+    // Each sender's order is kept: seqs rise in the order the sends were queued.
+    const seqs = sent.map((r) => r.seq as number);
+    expect(new Set(seqs).size).toBe(120);
+    const onHost = (await alice.messages(roomId, { limit: 200 })).chunk.filter((e) => String(e.content.body).startsWith('burst '));
+    expect(onHost).toHaveLength(120);
+  });
+
+  it('a batched submit is answered per event: valid ones sequenced, bad ones refused with their reason', async () => {
+    const identity = b.services.identity;
+    const sign = (sender: string, body: string) =>
+      signEvent(
+        { room_id: roomId, type: 'room.message', sender, origin: 'hs2.test', origin_ts: Date.now(), lamport: 0, content: { body } },
+        'hs2.test',
+        identity,
+      ).event;
+    const good = sign('@bob:hs2.test', 'in a batch');
+    const stranger = sign('@nobody:hs2.test', 'not a member');
+    const res = await b.federation?.context.client.request({
+      destination: 'hs1.test',
+      method: 'POST',
+      path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/submit`,
+      body: { events: [good, stranger, { not: 'an event' }, good] },
+    });
+    const results = (res?.body as { results: Array<{ seq?: number; error?: { status: number; message: string } }> }).results;
+    expect(results).toHaveLength(4);
+    expect(results[0]?.seq).toBeGreaterThan(0);
+    expect(results[1]?.error?.status).toBe(403);
+    expect(results[2]?.error?.status).toBe(400);
+    expect(results[3]?.seq).toBe(results[0]?.seq);
+    await expect(
+      b.federation?.context.client.request({
+        destination: 'hs1.test',
+        method: 'POST',
+        path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/submit`,
+        body: { events: Array.from({ length: 101 }, () => good) },
+      }),
+    ).rejects.toMatchObject({ status: 413 });
   });
 });

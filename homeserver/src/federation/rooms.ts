@@ -48,6 +48,36 @@ function isRefusal(err: unknown): boolean {
   return typeof status === 'number' && status >= 400 && status < 500 && status !== 408 && status !== 429;
 }
 
+type SubmitOutcome =
+  | { kind: 'sequenced'; event_id: string; seq: number }
+  | { kind: 'queued'; event_id: string }
+  | { kind: 'refused'; status: number; message: string };
+
+interface SubmitLane {
+  queue: Array<{ event: RoomEvent; resolve: (outcome: SubmitOutcome) => void }>;
+  running: boolean;
+}
+
+/** One event's answer in a batched submit. */
+export type SubmitResult = { event_id: string; seq: number } | { error: { status: number; code: string; message: string } };
+
+// Events per submit request (participant → host).
+const MAX_SUBMIT_BATCH = 100;
+
+function resultOfError(err: unknown): SubmitResult {
+  if (err instanceof ParleyError) return { error: { status: err.status, code: err.code, message: err.message } };
+  return { error: { status: 400, code: 'PARLEY_INVALID_PARAM', message: (err as Error).message } };
+}
+
+function outcomeOf(raw: unknown, host: string): SubmitOutcome {
+  const r = raw as { event_id?: unknown; seq?: unknown; error?: { status?: unknown; message?: unknown } };
+  if (typeof r?.event_id === 'string' && Number.isSafeInteger(r.seq))
+    return { kind: 'sequenced', event_id: r.event_id, seq: r.seq as number };
+  const status = typeof r?.error?.status === 'number' && r.error.status >= 400 && r.error.status < 500 ? r.error.status : 400;
+  const message = typeof r?.error?.message === 'string' ? r.error.message.slice(0, 500) : `${host} refused the event`;
+  return { kind: 'refused', status, message };
+}
+
 function refusalMessage(err: unknown): string | undefined {
   return (err as { body?: { error?: { message?: string } } }).body?.error?.message;
 }
@@ -234,22 +264,80 @@ export class FederatedRooms {
   async submit(roomId: string, event: RoomEvent): Promise<{ event_id: string; seq?: number; queued?: boolean }> {
     const host = serverOf(roomId);
     if (await this.outbox.hasPending(host, 'submit')) return this.queueSubmit(host, event);
+    const outcome = await new Promise<SubmitOutcome>((resolve) => {
+      const lane = this.lanes.get(roomId) ?? { queue: [], running: false };
+      this.lanes.set(roomId, lane);
+      lane.queue.push({ event, resolve });
+      if (!lane.running) void this.drainLane(roomId, lane);
+    });
+    if (outcome.kind === 'queued') return { event_id: outcome.event_id, queued: true };
+    if (outcome.kind === 'refused') {
+      const { status, message } = outcome;
+      if (status === 403) throw forbidden(message);
+      if (status === 404) throw notFound(message);
+      if (status >= 500) throw new ParleyError(503, 'PARLEY_UNAVAILABLE', message);
+      throw new ParleyError(400, 'PARLEY_INVALID_PARAM', `${host} refused the event: ${message}`);
+    }
+    await this.arrival(outcome.event_id);
+    return { event_id: outcome.event_id, seq: outcome.seq };
+  }
+
+  /**
+   * Submits to one room travel in order, as batches of up to MAX_SUBMIT_BATCH: while one
+   * request is in flight the next sends gather behind it (group submit), so a busy room costs
+   * one round trip per batch instead of one per event. If the host cannot be reached, the
+   * batch and everything behind it are queued in the outbox, in order.
+   */
+  private async drainLane(roomId: string, lane: SubmitLane): Promise<void> {
+    lane.running = true;
+    const host = serverOf(roomId);
     try {
-      const sequenced = await this.postSubmit(host, roomId, event);
-      await this.arrival(sequenced.event_id);
-      return sequenced;
-    } catch (err) {
-      if (isRefusal(err)) {
-        const status = (err as { status: number }).status;
-        const message = refusalMessage(err) ?? `${host} refused the event`;
-        if (status === 403) throw forbidden(message);
-        if (status === 404) throw notFound(message);
-        throw new ParleyError(400, 'PARLEY_INVALID_PARAM', `${host} refused the event: ${message}`);
+      let unreachable = false;
+      while (lane.queue.length > 0) {
+        const batch = lane.queue.splice(0, MAX_SUBMIT_BATCH);
+        if (!unreachable) {
+          try {
+            const res = await this.fed.client.request({
+              destination: host,
+              method: 'POST',
+              path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/submit`,
+              body: { events: batch.map((b) => b.event) },
+              maxBytes: 1024 * 1024,
+            });
+            const results = (res.body as { results?: unknown })?.results;
+            if (!Array.isArray(results) || results.length !== batch.length)
+              throw new Error(`${host} answered a submit with a malformed body`);
+            batch.forEach((b, i) => b.resolve(outcomeOf(results[i], host)));
+            continue;
+          } catch (err) {
+            if (isRefusal(err)) {
+              const message = refusalMessage(err) ?? `${host} refused the events`;
+              for (const b of batch) b.resolve({ kind: 'refused', status: (err as { status: number }).status, message });
+              continue;
+            }
+            unreachable = true;
+            this.logger.info({ room_id: roomId, host, err: (err as Error).message }, 'room host unreachable; events queued');
+          }
+        }
+        for (const b of batch) {
+          try {
+            b.resolve({ kind: 'queued', event_id: (await this.queueSubmit(host, b.event)).event_id });
+          } catch (err) {
+            b.resolve({ kind: 'refused', status: 500, message: `could not queue the event: ${(err as Error).message}` });
+          }
+        }
       }
-      this.logger.info({ room_id: roomId, host, err: (err as Error).message }, 'room host unreachable; event queued');
-      return this.queueSubmit(host, event);
+    } catch (err) {
+      for (const b of lane.queue.splice(0)) b.resolve({ kind: 'refused', status: 500, message: (err as Error).message });
+      this.logger.error({ room_id: roomId, err: (err as Error).message }, 'submit lane failed');
+    } finally {
+      lane.running = false;
+      if (lane.queue.length === 0) this.lanes.delete(roomId);
+      else void this.drainLane(roomId, lane);
     }
   }
+
+  private readonly lanes = new Map<string, SubmitLane>();
 
   /**
    * Waits (briefly) until the host's fan-out has brought a submitted event back, so a client
@@ -618,6 +706,52 @@ export class FederatedRooms {
     const [anchor] = await this.chain(roomId, firstRecent - 1, 1);
     const state = (await this.events.stateBefore(roomId, firstRecent)).map((r) => this.entryOf(r));
     return { snapshot: { state, anchor: anchor as Entry }, entries };
+  }
+
+  /**
+   * A participant's server submits up to MAX_SUBMIT_BATCH origin-signed events at once: each
+   * is checked on its own and the valid ones are sequenced in order in one transaction; the
+   * answer has one result per event (its seq, or why it was refused).
+   */
+  async hostSubmitMany(origin: string, roomId: string, raws: unknown[]): Promise<SubmitResult[]> {
+    if (raws.length > MAX_SUBMIT_BATCH)
+      throw new ParleyError(413, 'PARLEY_TOO_LARGE', `at most ${MAX_SUBMIT_BATCH} events per submit`, { field: 'events' });
+    const results: SubmitResult[] = raws.map(() => ({ error: { status: 500, code: 'PARLEY_INTERNAL', message: 'not handled' } }));
+    const valid: Array<{ i: number; event: RoomEvent; id: string }> = [];
+    raws.forEach((raw, i) => {
+      try {
+        const event = this.checkIncoming(origin, roomId, raw);
+        valid.push({ i, event, id: computeEventId(event) });
+      } catch (err) {
+        results[i] = resultOfError(err);
+      }
+    });
+    const known = new Map((await this.events.findMany(valid.map((v) => v.id))).map((r) => [r.event_id, r.seq]));
+    await this.db.transaction(async (trx) => {
+      const room = await this.rooms.lock(roomId, trx);
+      if (!room || room.host !== this.identity.serverName) throw notFound(`no room ${roomId} hosted here`);
+      const batch = this.log.begin(room);
+      for (const v of valid) {
+        const seq = known.get(v.id);
+        if (seq !== undefined) {
+          results[v.i] = { event_id: v.id, seq }; // a retried submit, or the same event twice in this batch
+          continue;
+        }
+        try {
+          let redactedEventSender: string | undefined;
+          if (v.event.type === 'room.redaction' && typeof v.event.content.redacts === 'string')
+            redactedEventSender = (await this.events.find(v.event.content.redacts, trx))?.sender;
+          const appended = await this.log.sequence(room, v.event, v.id, trx, redactedEventSender ? { redactedEventSender } : {}, batch);
+          known.set(v.id, appended.seq);
+          results[v.i] = { event_id: v.id, seq: appended.seq };
+        } catch (err) {
+          if (!(err instanceof ParleyError)) throw err;
+          results[v.i] = resultOfError(err);
+        }
+      }
+      await this.log.finish(batch, trx);
+    });
+    return results;
   }
 
   /** A participant's server submits an origin-signed event for sequencing (POST rooms/:id/submit). */

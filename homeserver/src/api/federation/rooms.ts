@@ -9,6 +9,7 @@ import { queryInt, roomIdParam } from '../../http/params.js';
 export function federatedRoomRoutes(fed: FederationContext, rooms: FederatedRooms, onInbound: (origin: string) => void): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/federation/v1/rooms' });
   const auth = requireServer(fed, 1024 * 1024, onInbound);
+  const submitAuth = requireServer(fed, fed.config.max_transaction_bytes, onInbound);
   const eventOf = (ctx: AppContext) => {
     const body = fedState(ctx).body as { event?: unknown } | undefined;
     if (!body || typeof body !== 'object' || !('event' in body)) throw badRequest('PARLEY_MISSING_PARAM', 'event is required', 'event');
@@ -21,9 +22,16 @@ export function federatedRoomRoutes(fed: FederationContext, rooms: FederatedRoom
     ctx.body = await rooms.hostJoin(fedState(ctx).origin, roomId, eventOf(ctx));
   });
 
-  // POST /federation/v1/rooms/:roomId/submit — sequence an origin-signed event.
-  router.post('/:roomId/submit', auth, async (ctx: AppContext) => {
+  // POST /federation/v1/rooms/:roomId/submit — sequence an origin-signed event ({event}), or
+  // up to 100 in order ({events}: answered with one result per event).
+  router.post('/:roomId/submit', submitAuth, async (ctx: AppContext) => {
     const roomId = roomIdParam(ctx);
+    const body = fedState(ctx).body as { events?: unknown } | undefined;
+    if (body && typeof body === 'object' && 'events' in body) {
+      if (!Array.isArray(body.events)) throw badRequest('PARLEY_INVALID_PARAM', 'events must be an array', 'events');
+      ctx.body = { results: await rooms.hostSubmitMany(fedState(ctx).origin, roomId, body.events) };
+      return;
+    }
     ctx.body = await rooms.hostSubmit(fedState(ctx).origin, roomId, eventOf(ctx));
   });
 
