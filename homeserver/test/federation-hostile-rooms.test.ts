@@ -22,8 +22,8 @@ describe('federation: hostile room entries', () => {
   let bob: Person;
   let roomId: string;
 
-  const latest = async (server: FedServer) => {
-    const row = await server.running.services.db('events').where({ room_id: roomId }).orderBy('seq', 'desc').first('event', 'record');
+  const latest = async (server: FedServer, room = roomId) => {
+    const row = await server.running.services.db('events').where({ room_id: room }).orderBy('seq', 'desc').first('event', 'record');
     const parse = (v: unknown) => (typeof v === 'string' ? JSON.parse(v) : v);
     return { event: parse(row.event) as RoomEvent, record: parse(row.record) as SeqRecord };
   };
@@ -38,9 +38,9 @@ describe('federation: hostile room entries', () => {
   };
 
   /** A message signed by `server` (its real key) as origin for `sender`. */
-  const message = (server: FedServer, sender: string, body: string, lamport = 0) =>
+  const message = (server: FedServer, sender: string, body: string, lamport = 0, room = roomId) =>
     signEvent(
-      { room_id: roomId, type: 'room.message', sender, origin: server.name, origin_ts: Date.now(), lamport, content: { body } },
+      { room_id: room, type: 'room.message', sender, origin: server.name, origin_ts: Date.now(), lamport, content: { body } },
       server.name,
       server.running.services.identity,
     );
@@ -131,6 +131,32 @@ describe('federation: hostile room entries', () => {
         path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/events?from_seq=1`,
       }),
     ).rejects.toMatchObject({ status: 403 });
+  });
+
+  it('applies a pushed run up to a tampered entry and refuses the tampered one and what follows it', async () => {
+    // A room of its own: these entries are signed with hs1's real key but never sequenced by
+    // hs1 itself, so they fork this room's log on hs2.
+    const { room_id: other } = await alice.rooms.create({ visibility: 'public' });
+    await bob.rooms.join(other);
+    const head = await latest(hs1, other);
+    const identity = hs1.running.services.identity;
+    const entries = [];
+    let prev = recordHash(head.record);
+    for (let k = 1; k <= 3; k++) {
+      const { event, eventId } = message(hs1, '@alice:hs1.test', `run ${k}`, 200 + k, other);
+      const record = signRecord(
+        { room_id: other, seq: head.record.seq + k, event_id: eventId, prev, host_ts: Date.now() },
+        'hs1.test',
+        identity,
+      );
+      prev = recordHash(record);
+      entries.push({ event: k === 2 ? { ...event, content: { body: 'tampered' } } : event, record });
+    }
+    const results = await push(hs1, 'hs2.test', entries);
+    expect(results[0]).toEqual({});
+    expect(results[1]?.error).toBeTruthy();
+    expect(results[2]?.error).toMatch(/does not follow|prev/);
+    expect((await latest(hs2, other)).event.content.body).toBe('run 1');
   });
 
   it('still works for everyone afterwards', async () => {

@@ -639,6 +639,81 @@ export class FederatedRooms {
     return this.applyOne(room.room_id, origin, { event, record });
   }
 
+  /**
+   * The entries of one pushed transaction, in order: runs of consecutive entries for one room
+   * are verified and then applied in one database transaction (group apply); anything else
+   * goes through receive(). Answers one problem (or null) per entry.
+   */
+  async receiveMany(origin: string, raws: unknown[]): Promise<Array<string | null>> {
+    const results: Array<string | null> = raws.map(() => null);
+    const isEntry = (raw: unknown) => check(RoomEventSchema, (raw as Entry)?.event).ok && check(SeqRecordSchema, (raw as Entry)?.record).ok;
+    for (let i = 0; i < raws.length; ) {
+      const first = raws[i] as Entry;
+      const room = isEntry(first) ? await this.rooms.find(first.record.room_id) : undefined;
+      if (!room || room.host !== origin) {
+        results[i] = await this.receive(origin, first);
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < raws.length && j - i < 100 && isEntry(raws[j]) && (raws[j] as Entry).record.room_id === room.room_id) j++;
+      const run = raws.slice(i, j) as Entry[];
+      if (run[0] && run[0].record.seq > room.current_seq + 1)
+        await this.backfill(room.room_id, origin, room.current_seq, run[0].record.seq - 1);
+      const problems = await this.applyRun(room.room_id, origin, run);
+      problems.forEach((p, k) => {
+        results[i + k] = p;
+      });
+      i = j;
+    }
+    return results;
+  }
+
+  /** Verifies a run of entries of one room and applies the longest valid prefix in one transaction; the rest one by one. */
+  private async applyRun(roomId: string, host: string, run: Entry[]): Promise<Array<string | null>> {
+    if (run.length === 1) return [await this.applyOne(roomId, host, run[0] as Entry)];
+    await this.prefetchKeys(run, host);
+    const ring = this.keyRing();
+    const verified: Array<{ entry: Entry; id: string }> = [];
+    for (const entry of run) {
+      const id = computeEventId(entry.event);
+      if (
+        entry.record.event_id !== id ||
+        !verifyRecord(entry.record, host, ring).ok ||
+        !verifyEvent(entry.event, ring, { allowRedacted: false }).ok
+      )
+        break;
+      verified.push({ entry, id });
+    }
+    const applied: string[] = [];
+    await this.db.transaction(async (trx) => {
+      const room = (await this.rooms.lock(roomId, trx)) as RoomRow;
+      const batch = this.log.begin(room);
+      for (const { entry, id } of verified) {
+        if (entry.record.seq <= room.current_seq) {
+          applied.push(id);
+          continue;
+        }
+        if (entry.record.seq !== room.current_seq + 1 || entry.record.prev !== room.head_hash) break;
+        let redactedSender: string | undefined;
+        if (entry.event.type === 'room.redaction' && typeof entry.event.content.redacts === 'string')
+          redactedSender = (await this.events.find(entry.event.content.redacts, trx))?.sender;
+        try {
+          await this.log.applyRemote(room, entry.event, id, entry.record, trx, batch, redactedSender);
+        } catch (err) {
+          if (err instanceof ParleyError) break; // refused by the rules (nothing written): judged alone below
+          throw err;
+        }
+        applied.push(id);
+      }
+      await this.log.finish(batch, trx);
+    });
+    this.arrived(applied);
+    const results: Array<string | null> = run.map(() => null);
+    for (let k = applied.length; k < run.length; k++) results[k] = await this.applyOne(roomId, host, run[k] as Entry);
+    return results;
+  }
+
   private async applyOne(roomId: string, host: string, entry: Entry): Promise<string | null> {
     await this.prefetchKeys([entry], host);
     const ring = this.keyRing();

@@ -44,18 +44,19 @@ export function sendRoutes(d: SendDeps): Router<AppState> {
       return;
     }
     const results: TransactionResult['events'] = {};
-    for (const raw of parsed.value.events) {
+    // Each entry is an event with the host's sequencing record; all checks happen in receiveMany().
+    const problems = await d.rooms.receiveMany(origin, parsed.value.events);
+    parsed.value.events.forEach((raw, i) => {
       let id: string;
       try {
         id = computeEventId((raw as { event?: unknown }).event as RoomEvent);
       } catch {
-        continue; // not an event at all: nothing to name it by
+        return; // not an event at all: nothing to name it by
       }
-      // Each entry is an event with the host's sequencing record; all checks happen in receive().
-      const problem = await d.rooms.receive(origin, raw);
+      const problem = problems[i] ?? null;
       if (problem) ctx.state.log.warn({ event_id: id, problem }, 'refused a federated entry');
       results[id] = problem ? { error: problem } : {};
-    }
+    });
     // After the events, so a receipt can name an event of this same transaction.
     await d.edus.receive(origin, parsed.value.edus, ctx.state.log);
     ctx.body = { events: results, duplicate: false } satisfies TransactionResult;
