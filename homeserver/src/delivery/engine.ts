@@ -143,7 +143,17 @@ export class DeliveryEngine {
       });
       // A job cannot re-add itself while it is active (same job ID): follow-ups go here.
       this.worker.on('completed', (job, next: DrainOutcome) => {
-        if (next.kind === 'again') void this.schedule(job.data.destination as string, next.delayMs);
+        const destination = job.data.destination as string;
+        if (next.kind === 'again') {
+          void this.schedule(destination, next.delayMs);
+          return;
+        }
+        // Rows written while this drain ran were announced to a job that already existed (a
+        // no-op): look once more now that it is gone, instead of leaving them to the sweep.
+        this.repo
+          .hasPendingAny(destination)
+          .then((pending) => (pending ? this.schedule(destination, 0) : undefined))
+          .catch((err) => this.log.warn({ err: (err as Error).message, destination }, 'delivery recheck failed'));
       });
       this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'delivery worker error'));
       this.queue.on('error', (err) => this.log.warn({ err: err.message }, 'delivery queue error'));

@@ -72,6 +72,12 @@ export class OutboxRepository {
     return row !== undefined;
   }
 
+  /** Whether anything waits for `destination`. */
+  async hasPendingAny(destination: string): Promise<boolean> {
+    const row = await this.db('outbox').where({ destination }).whereNull('delivered_ts').whereNull('expired_ts').first('id');
+    return row !== undefined;
+  }
+
   async markDelivered(ids: number[], now: number): Promise<void> {
     if (ids.length > 0) await this.db('outbox').whereIn('id', ids).update({ delivered_ts: now });
   }
