@@ -28,13 +28,15 @@ describe('federation: hostile room entries', () => {
     return { event: parse(row.event) as RoomEvent, record: parse(row.record) as SeqRecord };
   };
   const push = async (from: FedServer, to: string, entries: unknown[]) => {
-    const res = await from.running.federation?.context.client.request({
+    const client = from.running.federation?.context.client;
+    if (!client) throw new Error(`${from.name} does not federate`);
+    const res = await client.request({
       destination: to,
       method: 'PUT',
       path: `/federation/v1/send/${randomUUID()}`,
       body: { events: entries, edus: [] },
     });
-    return Object.values((res?.body as { events: Record<string, { error?: string }> }).events);
+    return Object.values((res.body as { events: Record<string, { error?: string }> }).events);
   };
 
   /** A message signed by `server` (its real key) as origin for `sender`. */

@@ -329,7 +329,7 @@ describe('federation: remote aliases, directories and media', () => {
       const images = Array.from({ length: 9 }, (_, i) => png(8 + i));
       const uris = await Promise.all(images.map(async (img) => (await uploadMedia(alice.client, new Uint8Array(img))).content_uri));
       const got = await Promise.all(uris.map((uri) => downloadMedia(bob.client, uri)));
-      got.forEach((g, i) => expect(Buffer.from(g.data).equals(images[i] as Buffer)).toBe(true));
+      for (const [i, g] of got.entries()) expect(Buffer.from(g.data).equals(images[i] as Buffer)).toBe(true);
     });
 
     it('re-sniffs remote bytes: markup from another server is never served inline', async () => {

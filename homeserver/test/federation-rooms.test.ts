@@ -207,7 +207,8 @@ describe('federation: a room shared by two servers', () => {
       path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/submit`,
       body: { events: [good, stranger, { not: 'an event' }, good] },
     });
-    const results = (res?.body as { results: Array<{ seq?: number; error?: { status: number; message: string } }> }).results;
+    const results = ((res as { body: unknown }).body as { results: Array<{ seq?: number; error?: { status: number; message: string } }> })
+      .results;
     expect(results).toHaveLength(4);
     expect(results[0]?.seq).toBeGreaterThan(0);
     expect(results[1]?.error?.status).toBe(403);

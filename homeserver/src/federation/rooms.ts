@@ -307,7 +307,7 @@ export class FederatedRooms {
             const results = (res.body as { results?: unknown })?.results;
             if (!Array.isArray(results) || results.length !== batch.length)
               throw new Error(`${host} answered a submit with a malformed body`);
-            batch.forEach((b, i) => b.resolve(outcomeOf(results[i], host)));
+            for (const [i, b] of batch.entries()) b.resolve(outcomeOf(results[i], host));
             continue;
           } catch (err) {
             if (isRefusal(err)) {

@@ -21,8 +21,8 @@ import {
 } from '@parley/schemas';
 import type { Db } from '../db/database.js';
 import { badRequest, forbidden, notFound, ParleyError } from '../errors.js';
-import type { FederatedRooms } from '../federation/rooms.js';
 import type { RemoteDirectory } from '../federation/remote-directory.js';
+import type { FederatedRooms } from '../federation/rooms.js';
 import type { EventRepository } from '../repositories/events.js';
 import type { AliasRepository, TxnRepository } from '../repositories/room-extras.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
