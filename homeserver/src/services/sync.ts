@@ -22,22 +22,33 @@ export class SyncService {
     const edge = this.bus.position;
     if (since === undefined) return { frames: [], next: edge, reset: true };
     if (since > edge) throw badRequest('PARLEY_INVALID_PARAM', `since ${since} is ahead of the stream (${edge})`, 'since');
-    const first = await this.collect(auth, since);
-    if (first.frames.length > 0 || timeoutMs === 0) return first;
+    // Listen before reading, so a note written between the read and the wait still wakes us.
     const rooms = new Set(await this.joined(auth.userId));
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        off();
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      const off = this.bus.onNote((note) => {
-        if (isFor(note, auth.userId, auth.deviceId, rooms)) done();
-      });
-      signal.addEventListener('abort', done);
+    let wake: (() => void) | null = null;
+    let woken = false;
+    const off = this.bus.onNote((note) => {
+      if (!isFor(note, auth.userId, auth.deviceId, rooms)) return;
+      woken = true;
+      wake?.();
     });
+    let first: SyncResponse;
+    try {
+      first = await this.collect(auth, since);
+      if (first.frames.length > 0 || timeoutMs === 0) return first;
+      if (!woken)
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            signal.removeEventListener('abort', done);
+            resolve();
+          };
+          const timer = setTimeout(done, timeoutMs);
+          wake = done;
+          signal.addEventListener('abort', done);
+        });
+    } finally {
+      off();
+    }
     return this.collect(auth, first.next);
   }
 
