@@ -127,7 +127,7 @@ async function startFederation(
     services.writer,
   );
   services.roomLog.fanout = (room, entries, trx) => rooms.fanout(room, entries, trx);
-  delivery.submitter = (destination, payload) => rooms.deliverSubmit(destination, payload);
+  delivery.submitter = (destination, payloads) => rooms.deliverSubmits(destination, payloads);
   services.timeline.olderHistory = async (roomId, fromSeq) => {
     try {
       await rooms.backfillOlder(roomId, fromSeq);

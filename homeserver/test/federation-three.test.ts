@@ -118,6 +118,14 @@ describe('federation: three servers', () => {
     const bobs = onAlice.filter((b) => b.startsWith('bob queued'));
     expect(bobs).toEqual([0, 1, 2, 3, 4].map((i) => `bob queued ${i}`));
     expect(onAlice.filter((b) => b.startsWith('carol queued'))).toEqual([0, 1, 2].map((i) => `carol queued ${i}`));
+    // Handed over as one request per server and room (the restarted host counts from zero), not one per event.
+    const metrics = await (await fetch(`${hs1.url}/metrics`)).text();
+    const submits = [
+      ...metrics.matchAll(/parley_http_requests_total\{[^}]*route="\/federation\/v1\/rooms\/:roomId\/submit"[^}]*\} (\d+)/g),
+    ];
+    const requests = submits.reduce((n, m) => n + Number(m[1]), 0);
+    expect(requests).toBeGreaterThanOrEqual(2);
+    expect(requests).toBeLessThanOrEqual(4);
   }, 180_000);
 
   it('Redis flushed mid-delivery and BullMQ restarted: nothing lost', async () => {

@@ -16,11 +16,13 @@ export interface OutgoingTransaction {
 export type Sender = (destination: string, txn: OutgoingTransaction) => Promise<void>;
 
 /**
- * Hands one queued submit (an event of a room `destination` hosts, signed by us while the
- * host was unreachable) to the host. Answers null when sequenced, the reason when the host
- * refused it for good (a 4xx); throws when the host could not be reached (retried).
+ * Hands queued submits (events of one room `destination` hosts, signed by us while the host
+ * was unreachable) to the host, in order. Answers per event null when sequenced, the reason
+ * when the host refused it for good (a 4xx); throws when the host could not be reached.
  */
-export type Submitter = (destination: string, payload: Record<string, unknown>) => Promise<string | null>;
+export type Submitter = (destination: string, payloads: Array<Record<string, unknown>>) => Promise<Array<string | null>>;
+
+const roomOf = (row: OutboxRow) => String((row.payload.event as { room_id?: unknown } | undefined)?.room_id ?? '');
 
 export type DrainOutcome = { kind: 'done' } | { kind: 'again'; delayMs: number };
 
@@ -288,13 +290,24 @@ export class DeliveryEngine {
           await this.sender(destination, { txnId, events: events.map((r) => r.payload), edus: edus.map((r) => r.payload) });
           await this.delivered(rows);
         }
-        for (const row of submits) {
-          const refused = await (this.submitter as Submitter)(destination, row.payload);
-          await this.delivered([row]);
-          if (refused) {
+        // Consecutive submits for one room go in one request (the host answers per event).
+        for (let i = 0; i < submits.length; ) {
+          const room = roomOf(submits[i] as OutboxRow);
+          let j = i + 1;
+          while (j < submits.length && roomOf(submits[j] as OutboxRow) === room) j++;
+          const run = submits.slice(i, j);
+          const refusals = await (this.submitter as Submitter)(
+            destination,
+            run.map((r) => r.payload),
+          );
+          await this.delivered(run);
+          run.forEach((row, k) => {
+            const refused = refusals[k];
+            if (!refused) return;
             this.refusedCounter.inc({ destination });
             this.log.warn({ destination, outbox_id: row.id, reason: refused }, 'the room host refused a queued event');
-          }
+          });
+          i = j;
         }
       } catch (err) {
         const next = onFailure(state, now, this.random);

@@ -369,30 +369,32 @@ export class FederatedRooms {
     for (const id of eventIds) for (const wake of this.arrivals.get(id) ?? []) wake();
   }
 
-  private async postSubmit(host: string, roomId: string, event: RoomEvent): Promise<{ event_id: string; seq: number }> {
-    const res = await this.fed.client.request({
-      destination: host,
-      method: 'POST',
-      path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/submit`,
-      body: { event },
-    });
-    return res.body as { event_id: string; seq: number };
-  }
-
   private async queueSubmit(host: string, event: RoomEvent): Promise<{ event_id: string; queued: true }> {
     await this.db.transaction((trx) => this.outbox.enqueue([host], 'submit', { event }, this.clock.now(), this.ttlMs, trx));
     this.notify([host]);
     return { event_id: computeEventId(event), queued: true };
   }
 
-  /** Delivery of a queued submit (DeliveryEngine.submitter): null when sequenced, the reason when refused for good. */
-  async deliverSubmit(host: string, payload: Record<string, unknown>): Promise<string | null> {
-    const event = payload.event as RoomEvent;
+  /** Delivery of queued submits of one room (DeliveryEngine.submitter), in one request: per event null when sequenced, the reason when refused for good. */
+  async deliverSubmits(host: string, payloads: Array<Record<string, unknown>>): Promise<Array<string | null>> {
+    const events = payloads.map((p) => p.event as RoomEvent);
+    const roomId = events[0]?.room_id ?? '';
     try {
-      await this.postSubmit(host, event.room_id, event);
-      return null;
+      const res = await this.fed.client.request({
+        destination: host,
+        method: 'POST',
+        path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/submit`,
+        body: { events },
+        maxBytes: 1024 * 1024,
+      });
+      const results = (res.body as { results?: unknown })?.results;
+      if (!Array.isArray(results) || results.length !== events.length) throw new Error(`${host} answered a submit with a malformed body`);
+      return results.map((r) => {
+        const outcome = outcomeOf(r, host);
+        return outcome.kind === 'refused' ? outcome.message : null;
+      });
     } catch (err) {
-      if (isRefusal(err)) return refusalMessage(err) ?? `refused with ${(err as { status: number }).status}`;
+      if (isRefusal(err)) return events.map(() => refusalMessage(err) ?? `refused with ${(err as { status: number }).status}`);
       throw err;
     }
   }
