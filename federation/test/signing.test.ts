@@ -286,6 +286,13 @@ describe('redact', () => {
     expect(Object.keys(all)).toEqual(['__proto__', 'join_rule']);
   });
 
+  it('security: L9 redaction keeps room.encryption whole, so it cannot turn encryption off', () => {
+    const content = { algorithm: 'mls', rotation_period_ms: 604800000 };
+    const event = { ...message(''), type: 'room.encryption', state_key: '', content } as UnsignedEvent;
+    expect(redact(event).content).toEqual(content);
+    expect(isRedacted(event)).toBe(true);
+  });
+
   it('referenceHash and eventId agree', () => {
     const { event } = signEvent(message('x'), 'a.test', key);
     expect(eventId(event)).toBe('$' + referenceHash(event));

@@ -180,6 +180,8 @@ export const REDACTION_KEEPS: Readonly<Record<string, readonly string[] | 'all'>
   'room.roles': 'all',
   'room.join_rules': ['join_rule'],
   'room.history_visibility': ['history_visibility'],
+  // Encryption is one-way (auth rules); a redaction that emptied it would undo it (issue 10, L9).
+  'room.encryption': 'all',
   'room.redaction': ['redacts'],
 };
 

@@ -57,7 +57,8 @@ function checkUserChanges(state: StateMap, prev: RolesContent, next: RolesConten
     const after = new Set(listOf(next, user));
     const changed = [...before].filter((r) => !after.has(r)).concat([...after].filter((r) => !before.has(r)));
     if (changed.length === 0) continue; // reordering a list changes nothing
-    // Sender's own list is judged by role position alone: they may drop or take lower roles.
+    // The sender's own list is judged like anyone's, less the position of the user: they may
+    // drop lower roles, and take one only if they already hold all its bits.
     if (user !== sender.id && positionOf(state, user) >= sender.position) {
       return refuse(`cannot change the roles of ${user}: they are at or above your own position`);
     }
@@ -65,6 +66,11 @@ function checkUserChanges(state: StateMap, prev: RolesContent, next: RolesConten
       // A role whose position also changed was checked above; either position counts here.
       const position = Math.max(roleOf(prev, id)?.position ?? 0, roleOf(next, id)?.position ?? 0);
       if (position >= sender.position) return refuse(`cannot assign or remove role "${id}": it is at or above your own position`);
+      // Position alone let a role manager hand out a lower role carrying BAN, KICK or ADMIN
+      // (issue 10, M3): granting a role grants its bits, so the sender must hold them all —
+      // themself included. Taking a role away grants nothing.
+      const granted = after.has(id) && !before.has(id) ? (roleOf(next, id)?.permissions ?? 0) : 0;
+      if ((granted & ~sender.permissions) !== 0) return refuse(`cannot assign role "${id}": it carries permissions you do not hold`);
     }
   }
   return null;

@@ -16,6 +16,10 @@ const STATE_TYPES: ReadonlySet<string> = new Set([
   'room.roles',
   'room.name',
   'room.topic',
+  // Without these two, a room.avatar or room.canonical_alias with no state_key passed as a
+  // message needing only SEND, and clients rendered it as a room change (issue 10, L8).
+  'room.avatar',
+  'room.canonical_alias',
   'room.join_rules',
   'room.history_visibility',
   'room.encryption',
