@@ -1,4 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
+import { DeviceListEdu } from './e2e.js';
 import { EventId, EventType, RoomId } from './events.js';
 import { DeviceId, UserId } from './ids.js';
 import { PresenceState } from './stream.js';
@@ -76,7 +77,7 @@ export const ToDeviceEdu = Type.Object(
 );
 export type ToDeviceEdu = Static<typeof ToDeviceEdu>;
 
-export const EDU_TYPES = ['typing', 'receipt', 'presence', 'to_device'] as const;
+export const EDU_TYPES = ['typing', 'receipt', 'presence', 'to_device', 'device_list'] as const;
 export type EduType = (typeof EDU_TYPES)[number];
 
 /** The schema for each EDU type; receivers pick by `type` so errors name the right field. */
@@ -85,6 +86,7 @@ export const EduSchemas = {
   receipt: ReceiptEdu,
   presence: PresenceEdu,
   to_device: ToDeviceEdu,
+  device_list: DeviceListEdu,
 } as const;
 
-export type Edu = TypingEdu | ReceiptEdu | PresenceEdu | ToDeviceEdu;
+export type Edu = TypingEdu | ReceiptEdu | PresenceEdu | ToDeviceEdu | DeviceListEdu;

@@ -27,6 +27,11 @@ export const ErrorCodes = {
   PARLEY_FED_WRONG_DESTINATION: 'The request was signed for another server',
   PARLEY_FED_UNKNOWN_KEY: 'The signing key of the origin could not be found',
   PARLEY_FED_BAD_SIGNATURE: 'The request signature does not verify',
+  PARLEY_ROOM_ENCRYPTED: 'The room is end-to-end encrypted: send room.encrypted, not plaintext',
+  PARLEY_MLS_STALE_EPOCH: 'Another MLS commit already advanced this epoch: process it and retry in the current epoch',
+  PARLEY_VERSION_ROLLBACK: 'The version is not newer than the stored one',
+  PARLEY_BACKUP_CONFLICT: 'The key backup changed since the version given: fetch, merge and retry',
+  PARLEY_TOO_MANY_KEY_PACKAGES: 'The device would hold more key packages than allowed',
   PARLEY_UNAVAILABLE: 'A dependency (database, queue) is unavailable',
   PARLEY_INTERNAL: 'Internal error',
 } as const;

@@ -1,5 +1,6 @@
 export * from './account.js';
 export * from './auth.js';
+export * from './e2e.js';
 export * from './edus.js';
 export * from './errors.js';
 export * from './events.js';

@@ -23,6 +23,9 @@ export const CreateRoomRequest = Type.Object(
     join_rule: Type.Optional(JoinRule),
     // A direct message: recorded in room.create (`is_direct`) and shown in room summaries.
     is_direct: Type.Optional(Type.Boolean()),
+    // End-to-end encrypted from the start (room.encryption with MLS_ALGORITHM); irreversible.
+    // Off unless asked, DMs included: the client decides (it must have crypto to use the room).
+    encrypted: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

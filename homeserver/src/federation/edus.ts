@@ -1,5 +1,6 @@
 import {
   check,
+  type DeviceListEdu,
   EduSchemas,
   type EduType,
   type PresenceEdu,
@@ -76,6 +77,8 @@ const serverOf = (id: string) => parseUserId(id)?.server ?? '';
 
 export class FederatedEdus implements RemoteToDevice {
   private readonly pruneTimer: NodeJS.Timeout;
+  /** Set by E2E keys: applies a remote user's device-list change; null when accepted. */
+  deviceLists: ((origin: string, edu: DeviceListEdu) => Promise<Verdict>) | null = null;
 
   constructor(private readonly d: FederatedEdusDeps) {
     this.pruneTimer = setInterval(() => {
@@ -234,6 +237,8 @@ export class FederatedEdus implements RemoteToDevice {
         return this.receivePresence(origin, edu);
       case 'to_device':
         return this.receiveToDevice(origin, edu);
+      case 'device_list':
+        return this.deviceLists ? this.deviceLists(origin, edu) : 'device lists are not handled here';
     }
   }
 
