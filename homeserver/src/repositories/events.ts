@@ -59,15 +59,28 @@ export class EventRepository {
     }
   }
 
-  /** The room's state just before `seq`: the latest state event per (type, state_key). */
-  async stateBefore(roomId: string, seq: number): Promise<EventRow[]> {
-    return this.db<EventRow>('events')
+  /**
+   * The room's state just before `seq`: the latest state event per (type, state_key), of the
+   * given (type, state_key) pairs or whole types when `keys` is given.
+   */
+  async stateBefore(roomId: string, seq: number, keys?: Array<{ type: string; stateKey?: string }>): Promise<EventRow[]> {
+    const q = this.db<EventRow>('events')
       .distinctOn('type', 'state_key')
       .where('room_id', roomId)
       .whereNotNull('state_key')
-      .where('seq', '<', seq)
-      .orderBy([{ column: 'type' }, { column: 'state_key' }, { column: 'seq', order: 'desc' }])
-      .select(COLUMNS);
+      .where('seq', '<', seq);
+    if (keys) {
+      if (keys.length === 0) return [];
+      q.andWhere((w) => {
+        for (const k of keys) {
+          w.orWhere((one) => {
+            one.where('type', k.type);
+            if (k.stateKey !== undefined) one.andWhere('state_key', k.stateKey);
+          });
+        }
+      });
+    }
+    return q.orderBy([{ column: 'type' }, { column: 'state_key' }, { column: 'seq', order: 'desc' }]).select(COLUMNS);
   }
 
   async find(eventId: string, trx: Db = this.db): Promise<EventRow | undefined> {

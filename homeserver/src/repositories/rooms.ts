@@ -126,6 +126,16 @@ export class RoomRepository {
     return q.orderBy('user_id', 'asc').select('user_id', 'membership', 'seq');
   }
 
+  /** Memberships as they stood at `seq` (each user's latest change at or before it). */
+  async membersAt(roomId: string, seq: number): Promise<Array<{ user_id: string; membership: Membership; seq: number }>> {
+    return this.db('membership_log')
+      .distinctOn('user_id')
+      .where({ room_id: roomId })
+      .andWhere('seq', '<=', seq)
+      .orderBy([{ column: 'user_id' }, { column: 'seq', order: 'desc' }])
+      .select('user_id', 'membership', 'seq');
+  }
+
   async countMembers(roomIds: string[], membership: Membership): Promise<Map<string, number>> {
     if (roomIds.length === 0) return new Map();
     const rows = await this.db('memberships')

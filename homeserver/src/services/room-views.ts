@@ -6,7 +6,7 @@ import type { AliasRepository, ReadMarkerRepository, RemoteInviteRepository } fr
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { Clock } from './clock.js';
 import type { AuthContext } from './sessions.js';
-import type { TimelineService } from './timeline.js';
+import type { Reader, TimelineService } from './timeline.js';
 
 const SUMMARY_TYPES = ['room.name', 'room.topic', 'room.avatar', 'room.encryption', 'room.canonical_alias', 'room.create'];
 
@@ -94,11 +94,22 @@ export class RoomViews {
     return out.sort((a, b) => (b.last_event?.origin_ts ?? 0) - (a.last_event?.origin_ts ?? 0));
   }
 
+  /**
+   * State events of the given types as this reader may see them: the present, or as of their
+   * departure for a former member (issue 10, M1).
+   */
+  private async readableState(reader: Reader, keys: Array<{ type: string; stateKey?: string }>): Promise<RoomEvent[]> {
+    const roomId = reader.room.room_id;
+    if (reader.upTo === Number.POSITIVE_INFINITY) return this.rooms.stateEvents(roomId, keys);
+    return (await this.events.stateBefore(roomId, reader.upTo + 1, keys)).map((r) => r.event);
+  }
+
   async members(auth: AuthContext, roomId: string): Promise<Member[]> {
-    await this.timeline.reader(auth, roomId);
-    const members = await this.rooms.members(roomId);
-    const memberEvents = new Map((await this.rooms.stateEvents(roomId, [{ type: 'room.member' }])).map((e) => [e.state_key as string, e]));
-    const [rolesEvent] = await this.rooms.stateEvents(roomId, [{ type: 'room.roles', stateKey: '' }]);
+    const reader = await this.timeline.reader(auth, roomId);
+    const members =
+      reader.upTo === Number.POSITIVE_INFINITY ? await this.rooms.members(roomId) : await this.rooms.membersAt(roomId, reader.upTo);
+    const memberEvents = new Map((await this.readableState(reader, [{ type: 'room.member' }])).map((e) => [e.state_key as string, e]));
+    const [rolesEvent] = await this.readableState(reader, [{ type: 'room.roles', stateKey: '' }]);
     const roles = (rolesEvent?.content.users ?? {}) as Record<string, string[]>;
     return members.map((m) => ({
       user_id: m.user_id,
@@ -111,7 +122,10 @@ export class RoomViews {
 
   async state(auth: AuthContext, roomId: string): Promise<ClientEvent[]> {
     const reader = await this.timeline.reader(auth, roomId);
-    const rows = await this.events.findMany(await this.rooms.stateEventIds(roomId));
+    const rows =
+      reader.upTo === Number.POSITIVE_INFINITY
+        ? await this.events.findMany(await this.rooms.stateEventIds(roomId))
+        : await this.events.stateBefore(roomId, reader.upTo + 1);
     return this.timeline.toClient(
       rows.sort((a, b) => a.seq - b.seq),
       reader,
@@ -119,8 +133,8 @@ export class RoomViews {
   }
 
   async stateContent(auth: AuthContext, roomId: string, type: string, stateKey: string): Promise<Record<string, unknown>> {
-    await this.timeline.reader(auth, roomId);
-    const [ev] = await this.rooms.stateEvents(roomId, [{ type, stateKey }]);
+    const reader = await this.timeline.reader(auth, roomId);
+    const [ev] = await this.readableState(reader, [{ type, stateKey }]);
     if (!ev) throw notFound(`no ${type} state with key "${stateKey}"`);
     return ev.content;
   }
@@ -149,8 +163,23 @@ export class RoomViews {
 
   async hierarchy(auth: AuthContext, spaceId: string): Promise<{ room: PublicRoom; children: PublicRoom[] }> {
     const reader = await this.timeline.reader(auth, spaceId);
-    const children = await this.rooms.children(spaceId);
+    if (reader.upTo !== Number.POSITIVE_INFINITY) throw forbidden('you are no longer a member of this space');
+    const children = [];
+    for (const child of await this.rooms.children(spaceId)) {
+      if (await this.childListed(auth.userId, child)) children.push(child);
+    }
     return { room: await this.publicRoom(reader.room), children: await Promise.all(children.map((c) => this.publicRoom(c))) };
+  }
+
+  // An invite-only channel's name and topic are for its members: the hierarchy lists it only
+  // to those joined or invited there (issue 10, L11). Public and knock channels are listed.
+  private async childListed(userId: string, child: RoomRow): Promise<boolean> {
+    if (child.published) return true;
+    const [rules] = await this.rooms.stateEvents(child.room_id, [{ type: 'room.join_rules', stateKey: '' }]);
+    const rule = rules?.content.join_rule;
+    if (rule === 'public' || rule === 'knock') return true;
+    const membership = await this.rooms.membership(child.room_id, userId);
+    return membership === 'join' || membership === 'invite';
   }
 
   async resolveAlias(alias: string): Promise<{ room_id: string; servers: string[] }> {

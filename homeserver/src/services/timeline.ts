@@ -1,4 +1,4 @@
-import { canSee } from '@parley/federation/room';
+import { canSee, visibleUpTo } from '@parley/federation/room';
 import type { ClientEvent, HistoryVisibility, Membership, MessagesResponse } from '@parley/schemas';
 import type { Db } from '../db/database.js';
 import { badRequest, forbidden, notFound } from '../errors.js';
@@ -11,6 +11,8 @@ import type { StreamWriter } from './stream-bus.js';
 
 export const MAX_PAGE = 1000;
 const TOKEN_RE = /^s(\d{1,10})$/;
+// seq is a Postgres integer: a larger token is refused here, not as a 500 from the database.
+const MAX_SEQ = 2 ** 31 - 1;
 
 export function pageToken(seq: number): string {
   return `s${seq}`;
@@ -18,7 +20,7 @@ export function pageToken(seq: number): string {
 
 export function parsePageToken(token: string, field: string): number {
   const m = TOKEN_RE.exec(token);
-  if (!m) throw badRequest('PARLEY_INVALID_PARAM', `${field} is not a pagination token from this server`, field);
+  if (!m || Number(m[1]) > MAX_SEQ) throw badRequest('PARLEY_INVALID_PARAM', `${field} is not a pagination token from this server`, field);
   return Number(m[1]);
 }
 
@@ -47,6 +49,12 @@ export interface Reader {
   log: MembershipLog;
   userId: string;
   deviceId: string;
+  /**
+   * The last seq this viewer may read up to: +Infinity while joined or invited (or when the
+   * room is world-readable), else the event that ended their last stretch in the room. State
+   * and members are shown as of this seq, and paging stops there.
+   */
+  upTo: number;
 }
 
 /**
@@ -68,19 +76,25 @@ export class TimelineService {
     private readonly db: Db,
   ) {}
 
-  /** Refuses callers who never belonged to the room, unless its history is world-readable. */
   /** Set when federation runs: fetches a remote room's history below its snapshot (from `fromSeq`). */
   olderHistory: ((roomId: string, fromSeq: number) => Promise<void>) | null = null;
 
+  /**
+   * Refuses callers who were never joined or invited, unless the room is world-readable. Any
+   * membership entry used to grant reading the present (issue 10, M1): a ban before ever
+   * joining or a knock grants nothing, and a former member reads as of their departure.
+   */
   async reader(auth: AuthContext, roomId: string): Promise<Reader> {
     const room = await this.rooms.find(roomId);
     if (!room) throw notFound(`no room ${roomId} on this server`);
     const log = await this.rooms.membershipLog(roomId, auth.userId);
-    if (log.length === 0) {
+    let upTo = visibleUpTo(log);
+    if (upTo !== Number.POSITIVE_INFINITY) {
       const [vis] = await this.rooms.stateEvents(roomId, [{ type: 'room.history_visibility', stateKey: '' }]);
-      if (vis?.content.history_visibility !== 'world_readable') throw forbidden('you are not a member of this room');
+      if (vis?.content.history_visibility === 'world_readable') upTo = Number.POSITIVE_INFINITY;
     }
-    return { room, log, userId: auth.userId, deviceId: auth.deviceId };
+    if (upTo === 0) throw forbidden('you are not a member of this room');
+    return { room, log, userId: auth.userId, deviceId: auth.deviceId, upTo };
   }
 
   visible(reader: Reader, row: EventRow): boolean {
@@ -89,8 +103,11 @@ export class TimelineService {
 
   async messages(auth: AuthContext, roomId: string, from: string | undefined, dir: 'b' | 'f', limit: number): Promise<MessagesResponse> {
     const reader = await this.reader(auth, roomId);
-    const head = reader.room.current_seq;
+    // Nothing past `upTo` is visible: a viewer who left reads from there, not from the head
+    // through every later event one batch at a time (issue 10, M7).
+    const head = Math.min(reader.room.current_seq, reader.upTo);
     let cursor = from === undefined ? (dir === 'b' ? head : 1) : parsePageToken(from, 'from');
+    if (dir === 'b') cursor = Math.min(cursor, head);
     const start = pageToken(cursor);
     const picked: EventRow[] = [];
     // A room joined from a state snapshot is complete only from `floor`: below it, the older
@@ -185,10 +202,15 @@ export class TimelineService {
     return row;
   }
 
-  /** Client form: merged layers plus aggregated relations and the sender's own txn_id. */
-  async toClient(rows: EventRow[], reader: { userId: string; deviceId: string }): Promise<ClientEvent[]> {
+  /**
+   * Client form: merged layers plus aggregated relations and the sender's own txn_id. With a
+   * full Reader, only relations the viewer may see are aggregated: edits and reactions made
+   * after they left must not leak through `unsigned` (issue 10, L1).
+   */
+  async toClient(rows: EventRow[], reader: { userId: string; deviceId: string } | Reader): Promise<ClientEvent[]> {
     const ids = rows.map((r) => r.event_id);
-    const related = await this.events.relationsTo(ids);
+    const all = await this.events.relationsTo(ids);
+    const related = 'log' in reader ? all.filter((r) => this.visible(reader, r)) : all;
     const txnIds = await this.txns.forEvents(reader.userId, reader.deviceId, ids);
     const byTarget = new Map<string, EventRow[]>();
     for (const r of related) {
