@@ -1,5 +1,6 @@
 import type { Membership, RoomEvent } from '@parley/schemas';
 import type { Db } from '../db/database.js';
+import { containsPattern } from './like.js';
 
 export interface RoomRow {
   room_id: string;
@@ -168,7 +169,12 @@ export class RoomRepository {
           .join('events as e', 'e.event_id', 's.event_id')
           .whereRaw('s.room_id = r.room_id')
           .whereIn('s.type', ['room.name', 'room.topic'])
-          .andWhereRaw("(e.event->'content'->>'name') ilike ? or (e.event->'content'->>'topic') ilike ?", [`%${search}%`, `%${search}%`]),
+          // Parenthesised: a bare `or` here escaped the room filter, so a private topic
+          // that matched listed every published room (issue 10, M4).
+          .andWhereRaw("((e.event->'content'->>'name') ilike ? or (e.event->'content'->>'topic') ilike ?)", [
+            containsPattern(search),
+            containsPattern(search),
+          ]),
       );
     }
     return q.orderBy('r.created_ts', 'asc').limit(limit).offset(offset).select('r.*');
