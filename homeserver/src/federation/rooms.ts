@@ -19,6 +19,7 @@ import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { Clock } from '../services/clock.js';
 import { type AppendBatch, type RoomLog, relationOf, type SigningIdentity } from '../services/room-log.js';
 import type { StreamWriter } from '../services/stream-bus.js';
+import { BACKFILL_PAGE, BackfillBudget, RoomBackfillGate, TRANSACTION_BACKFILL } from './backfill-limits.js';
 import type { FederationContext } from './setup.js';
 
 export interface Entry {
@@ -84,7 +85,6 @@ function refusalMessage(err: unknown): string | undefined {
 // A joining server gets the whole chain up to this many entries (larger rooms: state
 // snapshots are the next step).
 const MAX_JOIN_ENTRIES = 20_000;
-const BACKFILL_PAGE = 500;
 // How long a participant's answer to a submit waits for the host's fan-out to bring it back.
 const ARRIVAL_WAIT_MS = 2_000;
 
@@ -622,8 +622,8 @@ export class FederatedRooms {
     return target?.event.sender;
   }
 
-  /** Entries the host pushed (PUT send): applied in order; a gap is backfilled first. */
-  async receive(origin: string, raw: unknown): Promise<string | null> {
+  /** Entries the host pushed (PUT send): applied in order; a gap is backfilled first, within `budget`. */
+  async receive(origin: string, raw: unknown, budget = this.transactionBudget()): Promise<string | null> {
     const parsed = check(RoomEventSchema, (raw as Entry)?.event).ok && check(SeqRecordSchema, (raw as Entry)?.record).ok;
     if (!parsed) return 'not an event with its sequencing record';
     const { event, record } = raw as Entry;
@@ -637,7 +637,12 @@ export class FederatedRooms {
     }
     if (room.host !== origin) return `${origin} is not the host of ${record.room_id}`;
     if (record.seq <= room.current_seq) return null; // already have it (at-least-once delivery)
-    if (record.seq > room.current_seq + 1) await this.backfill(room.room_id, origin, room.current_seq, record.seq - 1);
+    if (record.seq > room.current_seq + 1) {
+      const problem =
+        (await this.verifyPushed(room.room_id, origin, { event, record })) ??
+        (await this.backfill(room.room_id, origin, record.seq - 1, budget));
+      if (problem) return problem;
+    }
     return this.applyOne(room.room_id, origin, { event, record });
   }
 
@@ -648,20 +653,36 @@ export class FederatedRooms {
    */
   async receiveMany(origin: string, raws: unknown[]): Promise<Array<string | null>> {
     const results: Array<string | null> = raws.map(() => null);
+    // One allowance for the whole transaction: its cost is bounded whatever its entries say.
+    const budget = this.transactionBudget();
     const isEntry = (raw: unknown) => check(RoomEventSchema, (raw as Entry)?.event).ok && check(SeqRecordSchema, (raw as Entry)?.record).ok;
     for (let i = 0; i < raws.length; ) {
       const first = raws[i] as Entry;
       const room = isEntry(first) ? await this.rooms.find(first.record.room_id) : undefined;
       if (!room || room.host !== origin) {
-        results[i] = await this.receive(origin, first);
+        results[i] = await this.receive(origin, first, budget);
         i++;
         continue;
       }
       let j = i + 1;
       while (j < raws.length && j - i < 100 && isEntry(raws[j]) && (raws[j] as Entry).record.room_id === room.room_id) j++;
       const run = raws.slice(i, j) as Entry[];
-      if (run[0] && run[0].record.seq > room.current_seq + 1)
-        await this.backfill(room.room_id, origin, room.current_seq, run[0].record.seq - 1);
+      const head = run[0] as Entry;
+      if (head.record.seq > room.current_seq + 1) {
+        // A gap: act on it only for an entry that verifies, and only within the budget.
+        const unverified = await this.verifyPushed(room.room_id, origin, head);
+        if (unverified) {
+          results[i] = unverified;
+          i++;
+          continue;
+        }
+        const missing = await this.backfill(room.room_id, origin, head.record.seq - 1, budget);
+        if (missing) {
+          for (let k = i; k < j; k++) results[k] = missing;
+          i = j;
+          continue;
+        }
+      }
       const problems = await this.applyRun(room.room_id, origin, run);
       problems.forEach((p, k) => {
         results[i + k] = p;
@@ -672,8 +693,8 @@ export class FederatedRooms {
   }
 
   /** Verifies a run of entries of one room and applies the longest valid prefix in one transaction; the rest one by one. */
-  private async applyRun(roomId: string, host: string, run: Entry[]): Promise<Array<string | null>> {
-    if (run.length === 1) return [await this.applyOne(roomId, host, run[0] as Entry)];
+  private async applyRun(roomId: string, host: string, run: Entry[], allowRedacted = false): Promise<Array<string | null>> {
+    if (run.length === 1) return [await this.applyOne(roomId, host, run[0] as Entry, allowRedacted)];
     await this.prefetchKeys(run, host);
     const ring = this.keyRing();
     const verified: Array<{ entry: Entry; id: string }> = [];
@@ -682,7 +703,7 @@ export class FederatedRooms {
       if (
         entry.record.event_id !== id ||
         !verifyRecord(entry.record, host, ring).ok ||
-        !verifyEvent(entry.event, ring, { allowRedacted: false }).ok
+        !verifyEvent(entry.event, ring, { allowRedacted }).ok
       )
         break;
       verified.push({ entry, id });
@@ -712,19 +733,18 @@ export class FederatedRooms {
     });
     this.arrived(applied);
     const results: Array<string | null> = run.map(() => null);
-    for (let k = applied.length; k < run.length; k++) results[k] = await this.applyOne(roomId, host, run[k] as Entry);
+    for (let k = applied.length; k < run.length; k++) results[k] = await this.applyOne(roomId, host, run[k] as Entry, allowRedacted);
     return results;
   }
 
-  private async applyOne(roomId: string, host: string, entry: Entry): Promise<string | null> {
-    await this.prefetchKeys([entry], host);
-    const ring = this.keyRing();
-    const id = computeEventId(entry.event);
-    if (entry.record.event_id !== id) return 'record names another event';
-    const rec = verifyRecord(entry.record, host, ring);
-    if (!rec.ok) return `record: ${rec.reason}`;
-    const ev = verifyEvent(entry.event, ring, { allowRedacted: false });
-    if (!ev.ok) return `event: ${ev.reason}`;
+  /**
+   * Pushed entries come whole; backfilled ones may come redacted (a redaction, or history its
+   * server's users may not see): the event ID is over the redacted form, so they still verify.
+   */
+  private async applyOne(roomId: string, host: string, entry: Entry, allowRedacted = false): Promise<string | null> {
+    const problem = await this.verifyPushed(roomId, host, entry, allowRedacted);
+    if (problem) return problem;
+    const id = entry.record.event_id;
     try {
       await this.db.transaction(async (trx) => {
         const room = (await this.rooms.lock(roomId, trx)) as RoomRow;
@@ -748,21 +768,80 @@ export class FederatedRooms {
     }
   }
 
-  private async backfill(roomId: string, host: string, after: number, upTo: number): Promise<void> {
-    for (let from = after + 1; from <= upTo; ) {
-      const res = await this.fed.client.request({
-        destination: host,
-        method: 'GET',
-        path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/events?from_seq=${from}&limit=${Math.min(BACKFILL_PAGE, upTo - from + 1)}`,
-        maxBytes: 64 * 1024 * 1024,
-      });
-      const entries = this.parseEntries((res.body as { entries?: unknown })?.entries);
-      if (entries.length === 0) return;
-      for (const e of entries) {
-        const problem = await this.applyOne(roomId, host, e);
-        if (problem) throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `backfill from ${host} failed at seq ${e.record.seq}: ${problem}`);
+  /** Host and origin signatures, content hash and event ID of one entry: null when it verifies. */
+  private async verifyPushed(roomId: string, host: string, entry: Entry, allowRedacted = false): Promise<string | null> {
+    if (entry.record.room_id !== roomId || entry.event.room_id !== roomId) return 'entry of another room';
+    await this.prefetchKeys([entry], host);
+    const ring = this.keyRing();
+    if (entry.record.event_id !== computeEventId(entry.event)) return 'record names another event';
+    const rec = verifyRecord(entry.record, host, ring);
+    if (!rec.ok) return `record: ${rec.reason}`;
+    const ev = verifyEvent(entry.event, ring, { allowRedacted });
+    return ev.ok ? null : `event: ${ev.reason}`;
+  }
+
+  private transactionBudget(): BackfillBudget {
+    return new BackfillBudget(TRANSACTION_BACKFILL, () => this.clock.now());
+  }
+
+  private readonly backfillGate = new RoomBackfillGate(() => this.clock.now());
+
+  /**
+   * Fetches the entries after our head up to `upTo` from the host, page by page. Every page
+   * must continue exactly at our next seq and every entry must verify and apply, or the
+   * backfill stops (and the room's backfill pauses); pages, bytes and time come out of
+   * `budget`, and out of the room's own rate. Answers null when the gap is filled, else why not.
+   */
+  private async backfill(roomId: string, host: string, upTo: number, budget: BackfillBudget): Promise<string | null> {
+    const busy = this.backfillGate.enter(roomId);
+    if (busy) return `backfill from ${host} not attempted: ${busy}`;
+    let failed = false;
+    const fail = (why: string) => {
+      failed = true;
+      this.logger.warn({ room_id: roomId, host, reason: why }, 'backfill refused');
+      return `backfill from ${host} failed: ${why}`;
+    };
+    try {
+      for (;;) {
+        const room = (await this.rooms.find(roomId)) as RoomRow;
+        const from = room.current_seq + 1;
+        if (from > upTo) return null;
+        const spent = budget.spent() ?? (this.backfillGate.takePage(roomId) ? null : 'this room used its backfill rate');
+        if (spent) return `backfill from ${host} stopped at seq ${from} (entries up to ${upTo} missing): ${spent}`;
+        const limit = Math.min(BACKFILL_PAGE, upTo - from + 1);
+        const { maxBytes, timeoutMs } = budget.takePage();
+        let res: { body: unknown; headers: Record<string, string | string[] | undefined> };
+        try {
+          res = await this.fed.client.request({
+            destination: host,
+            method: 'GET',
+            path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/events?from_seq=${from}&limit=${limit}`,
+            maxBytes,
+            timeoutMs,
+          });
+        } catch (err) {
+          return fail(`page at seq ${from}: ${(err as Error).message}`);
+        }
+        const declared = Number(res.headers['content-length']);
+        budget.charge(Number.isFinite(declared) ? declared : maxBytes);
+        const raw = (res.body as { entries?: unknown })?.entries;
+        if (!Array.isArray(raw) || raw.length === 0) return fail(`the host answered no entries from seq ${from}`);
+        if (raw.length > limit) return fail(`the host answered ${raw.length} entries for a page of ${limit}`);
+        let entries: Entry[];
+        try {
+          entries = this.parseEntries(raw);
+        } catch (err) {
+          return fail((err as Error).message);
+        }
+        // Progress on every page: exactly the next entries, in order, or nothing is taken.
+        const off = entries.findIndex((e, k) => e.record.seq !== from + k);
+        if (off >= 0) return fail(`asked from seq ${from}, the page has seq ${(entries[off] as Entry).record.seq} at position ${off}`);
+        const problems = await this.applyRun(roomId, host, entries, true);
+        const bad = problems.findIndex((p) => p !== null);
+        if (bad >= 0) return fail(`seq ${from + bad}: ${problems[bad]}`);
       }
-      from = (entries.at(-1) as Entry).record.seq + 1;
+    } finally {
+      this.backfillGate.leave(roomId, failed);
     }
   }
 
