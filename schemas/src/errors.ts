@@ -25,6 +25,7 @@ export const ErrorCodes = {
   PARLEY_RATE_LIMITED: 'Too many requests; retry after the given delay',
   PARLEY_FED_BAD_AUTH: 'The Authorization header is missing or malformed',
   PARLEY_FED_WRONG_DESTINATION: 'The request was signed for another server',
+  PARLEY_FED_STALE_REQUEST: 'The request was signed outside the accepted time window (replayed, or the clocks disagree)',
   PARLEY_FED_UNKNOWN_KEY: 'The signing key of the origin could not be found',
   PARLEY_FED_BAD_SIGNATURE: 'The request signature does not verify',
   PARLEY_ROOM_ENCRYPTED: 'The room is end-to-end encrypted: send room.encrypted, not plaintext',

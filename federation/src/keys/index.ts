@@ -16,11 +16,13 @@ export { isEd25519Key, SIGNATURE_BYTES, signBytes, verifyBytes } from './ed25519
 export { loadNewestKey, loadOrCreateSigningKey } from './key-file.js';
 export {
   type DirectKeyFetcher,
+  type FetchAdmission,
   KEY_STORE_DEFAULTS,
   type KeyDocumentPersistence,
   KeyStore,
   type KeyStoreEvent,
   type KeyStoreOptions,
+  type LookupOptions,
   type NotaryKeyQuery,
   type StoredKeyDocument,
   type TrustedNotary,

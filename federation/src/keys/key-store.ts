@@ -26,13 +26,37 @@ import { KEY_ID_PATTERN, type KeyRing, keyRingOf } from './signing-key.js';
  *   that went stale early) waits `refetchIntervalMs`. A peer naming random key IDs therefore
  *   costs one fetch per interval.
  * - Direct first; when that fails or is refused, each notary in order until one vouches.
+ * - With notaries configured, a key ID seen for the first time (first contact, or a rotation)
+ *   is trusted only once a notary vouches for the same public key under it (DESIGN §5): a
+ *   man in the middle of our first fetch must also fool the notary. When a notary vouches for
+ *   other keys, its document wins. Without notaries the first key seen is trusted (trust on
+ *   first use) and only a changed key, below, is caught.
+ * - A key ID keeps the public key first accepted for it: a document carrying another public
+ *   key under a known ID is refused whole (event `conflict`), never merged over the old one.
  * - Key documents from different fetches merge per key ID: an expiry, once seen, is kept
  *   (the earliest one wins), so a stale copy from a notary cannot revive a retired key.
+ * - Lookups made on behalf of a remote caller (`requester`, e.g. its IP: every inbound request
+ *   naming a new origin, every name a notary query asks about) make this server dial out, so
+ *   they pass `admitFetch` (a rate limit) before a fetch starts, and after a failed fetch wait
+ *   `requesterFailureTtlMs` before asking again. At most `maxConcurrentFetches` fetches run at
+ *   once; the rest wait in a bounded line.
  */
 
 export type DirectKeyFetcher = (serverName: string) => Promise<unknown>;
-/** Asks a notary (`POST /federation/v1/keys/query`) and returns its `server_keys` list. */
-export type NotaryKeyQuery = (notaryName: string, serverName: string) => Promise<unknown[]>;
+/**
+ * Asks a notary (`POST /federation/v1/keys/query`) and returns its `server_keys` list.
+ * `minimumValidUntilTs` asks it for a document at least that fresh (it refetches an older one).
+ */
+export type NotaryKeyQuery = (notaryName: string, serverName: string, criteria?: { minimumValidUntilTs?: number }) => Promise<unknown[]>;
+
+/** Decides whether a fetch on behalf of `requester` may start (a rate limit); false refuses it. */
+export type FetchAdmission = (server: string, requester: string) => boolean | Promise<boolean>;
+
+/** Who a lookup is for: `requester` set means a remote, unauthenticated caller caused it. */
+export interface LookupOptions {
+  at?: number;
+  requester?: string;
+}
 
 export interface TrustedNotary {
   name: string;
@@ -56,7 +80,13 @@ export interface KeyDocumentPersistence {
 export type KeyStoreEvent =
   | { type: 'accepted'; server: string; source: string; validUntil: number }
   | { type: 'refused'; server: string; source: string; reason: string }
-  | { type: 'failed'; server: string; source: string; reason: string };
+  | { type: 'failed'; server: string; source: string; reason: string }
+  /** A document put another public key under a key ID we already hold: refused, the old key kept. */
+  | { type: 'conflict'; server: string; source: string; keyId: string; reason: string }
+  /** A directly fetched document with keys new to us that no notary vouched for: not trusted. */
+  | { type: 'unconfirmed'; server: string; source: string; reason: string }
+  /** A fetch a remote caller would have caused was not started (rate limit, negative cache, queue full). */
+  | { type: 'limited'; server: string; source: 'admission'; requester: string; reason: string };
 
 export interface KeyStoreOptions {
   fetchDirect: DirectKeyFetcher;
@@ -70,9 +100,24 @@ export interface KeyStoreOptions {
   /** Servers kept in memory, least recently used dropped first. */
   maxServers?: number;
   onEvent?: (event: KeyStoreEvent) => void;
+  /** Rate limit for fetches on behalf of remote callers; default: all admitted. */
+  admitFetch?: FetchAdmission;
+  /** After a failed fetch, remote callers cause no new fetch of that server for this long. */
+  requesterFailureTtlMs?: number;
+  /** Fetches (direct, then notaries) running at once. */
+  maxConcurrentFetches?: number;
+  /** Fetches waiting for a slot; beyond it a lookup answers "unknown" at once. */
+  maxQueuedFetches?: number;
 }
 
-export const KEY_STORE_DEFAULTS = { failureTtlMs: 30_000, refetchIntervalMs: 60_000, maxServers: 10_000 } as const;
+export const KEY_STORE_DEFAULTS = {
+  failureTtlMs: 30_000,
+  refetchIntervalMs: 60_000,
+  maxServers: 10_000,
+  requesterFailureTtlMs: 300_000,
+  maxConcurrentFetches: 16,
+  maxQueuedFetches: 1_000,
+} as const;
 // Documents cap keys at 16 each; merged history is capped too, so a server rotating on every
 // fetch cannot grow its entry without bound.
 const MAX_KEYS_PER_SERVER = 64;
@@ -89,6 +134,8 @@ interface ServerEntry {
   latest?: LatestDocument;
   /** No fetch starts before this (failure TTL or refetch interval). */
   nextAttemptAt: number;
+  /** When the last fetch found nothing usable; cleared by a success. */
+  failedAt?: number;
   lastFailure?: string;
   inflight?: Promise<void>;
   loading?: Promise<void>;
@@ -106,6 +153,12 @@ export class KeyStore {
   readonly #refetchIntervalMs: number;
   readonly #maxServers: number;
   readonly #onEvent: (event: KeyStoreEvent) => void;
+  readonly #admitFetch: FetchAdmission | undefined;
+  readonly #requesterFailureTtlMs: number;
+  readonly #maxConcurrent: number;
+  readonly #maxQueued: number;
+  #running = 0;
+  readonly #queue: Array<() => void> = [];
   readonly #servers = new Map<string, ServerEntry>();
 
   constructor(options: KeyStoreOptions) {
@@ -144,6 +197,18 @@ export class KeyStore {
     this.#refetchIntervalMs = integerOption(options.refetchIntervalMs, 'refetchIntervalMs', KEY_STORE_DEFAULTS.refetchIntervalMs);
     this.#maxServers = integerOption(options.maxServers, 'maxServers', KEY_STORE_DEFAULTS.maxServers);
     if (this.#maxServers === 0) throw new TypeError('options.maxServers: expected a positive integer');
+    if (options.admitFetch !== undefined && typeof options.admitFetch !== 'function') {
+      throw new TypeError('options.admitFetch: expected a function');
+    }
+    this.#admitFetch = options.admitFetch;
+    this.#requesterFailureTtlMs = integerOption(
+      options.requesterFailureTtlMs,
+      'requesterFailureTtlMs',
+      KEY_STORE_DEFAULTS.requesterFailureTtlMs,
+    );
+    this.#maxConcurrent = integerOption(options.maxConcurrentFetches, 'maxConcurrentFetches', KEY_STORE_DEFAULTS.maxConcurrentFetches);
+    if (this.#maxConcurrent === 0) throw new TypeError('options.maxConcurrentFetches: expected a positive integer');
+    this.#maxQueued = integerOption(options.maxQueuedFetches, 'maxQueuedFetches', KEY_STORE_DEFAULTS.maxQueuedFetches);
     const onEvent = options.onEvent;
     // A failing logger must not fail a key lookup.
     this.#onEvent = (event) => {
@@ -161,13 +226,13 @@ export class KeyStore {
    * unknown, including for anything that is not a server name or key ID: these usually come
    * off the wire. Never throws.
    */
-  async getKey(server: string, keyId: string, options: { at?: number } = {}): Promise<KeyObject | undefined> {
+  async getKey(server: string, keyId: string, options: LookupOptions = {}): Promise<KeyObject | undefined> {
     const at = options?.at ?? this.#now();
     if (!isServerName(server) || !isKeyId(keyId) || !Number.isSafeInteger(at)) return undefined;
     const entry = await this.#entry(server);
     const known = usableKey(entry, keyId, at);
     if (known) return known;
-    await this.#refresh(server, entry);
+    await this.#refresh(server, entry, requesterOf(options));
     return usableKey(entry, keyId, at);
   }
 
@@ -175,14 +240,14 @@ export class KeyStore {
    * Makes sure `keyIds` of `server` (or, with none, a fresh document) are cached, fetching if
    * needed, so that keyRing() can answer synchronously. True when they are.
    */
-  async prefetch(server: string, keyIds: readonly string[] = [], options: { at?: number } = {}): Promise<boolean> {
+  async prefetch(server: string, keyIds: readonly string[] = [], options: LookupOptions = {}): Promise<boolean> {
     const at = options?.at ?? this.#now();
     if (!isServerName(server) || !Array.isArray(keyIds) || !keyIds.every(isKeyId) || !Number.isSafeInteger(at)) return false;
     const entry = await this.#entry(server);
     const satisfied = () =>
       keyIds.length === 0 ? isFresh(entry.latest, this.#now()) : keyIds.every((id) => usableKey(entry, id, at) !== undefined);
     if (satisfied()) return true;
-    await this.#refresh(server, entry);
+    await this.#refresh(server, entry, requesterOf(options));
     return satisfied();
   }
 
@@ -191,11 +256,16 @@ export class KeyStore {
    * stale or valid for less than `minimumValidUntilTs`: what the notary endpoint signs and
    * returns. Never throws.
    */
-  async getDocument(server: string, options: { minimumValidUntilTs?: number } = {}): Promise<ServerKeyDocument | undefined> {
+  async getDocument(
+    server: string,
+    options: { minimumValidUntilTs?: number; requester?: string } = {},
+  ): Promise<ServerKeyDocument | undefined> {
     if (!isServerName(server)) return undefined;
     const minimum = options?.minimumValidUntilTs ?? 0;
     const entry = await this.#entry(server);
-    if (!isFresh(entry.latest, this.#now()) || entry.latest!.document.valid_until_ts < minimum) await this.#refresh(server, entry);
+    if (!isFresh(entry.latest, this.#now()) || entry.latest!.document.valid_until_ts < minimum) {
+      await this.#refresh(server, entry, requesterOf(options));
+    }
     return isFresh(entry.latest, this.#now()) ? entry.latest!.document : undefined;
   }
 
@@ -218,6 +288,11 @@ export class KeyStore {
   /** SHA-256 fingerprints of `server`'s TLS certificates from its newest verified document, if any. */
   tlsPins(server: string): readonly string[] | undefined {
     return typeof server === 'string' ? this.#servers.get(server)?.latest?.tlsFingerprints : undefined;
+  }
+
+  /** Fetches running and waiting for a slot, for metrics. */
+  fetchStats(): { running: number; queued: number } {
+    return { running: this.#running, queued: this.#queue.length };
   }
 
   /** Why the last fetch for `server` found nothing usable, for error messages; cleared by a success. */
@@ -260,38 +335,89 @@ export class KeyStore {
       for (const { document, fetchedAt } of ordered) {
         // Verified as of when it was fetched: the same verdict as then, an expired one included.
         const verified = verifyKeyDocument(document, { expectedServer: server, now: fetchedAt });
-        if (verified.ok) this.#accept(entry, [verified], fetchedAt);
-        else this.#onEvent({ type: 'refused', server, source: 'persisted', reason: verified.reason });
+        if (!verified.ok) this.#onEvent({ type: 'refused', server, source: 'persisted', reason: verified.reason });
+        else if (this.#withoutConflicts(server, entry, [verified], 'persisted', []).length > 0) this.#accept(entry, [verified], fetchedAt);
       }
     } catch (err) {
       this.#onEvent({ type: 'failed', server, source: 'persistence', reason: describeError(err) });
     }
   }
 
-  /** Joins the fetch in flight, or starts one unless the failure TTL or refetch interval forbids it. */
-  #refresh(server: string, entry: ServerEntry): Promise<void> {
+  /**
+   * Joins the fetch in flight, or starts one unless the failure TTL or refetch interval forbids
+   * it; for a remote caller's lookup, also unless the longer negative cache or the admission
+   * (rate limit) forbids it.
+   */
+  async #refresh(server: string, entry: ServerEntry, requester: string | undefined): Promise<void> {
     if (entry.inflight) return entry.inflight;
-    if (this.#now() < entry.nextAttemptAt) return Promise.resolve();
-    entry.inflight = this.#fetch(server, entry).finally(() => {
+    const now = this.#now();
+    if (now < entry.nextAttemptAt) return;
+    if (requester !== undefined) {
+      if (entry.failedAt !== undefined && now < entry.failedAt + this.#requesterFailureTtlMs) {
+        this.#limited(server, entry, requester, 'a recent fetch failed');
+        return;
+      }
+      let admitted = true;
+      try {
+        admitted = this.#admitFetch === undefined || (await this.#admitFetch(server, requester)) === true;
+      } catch {
+        admitted = false;
+      }
+      if (!admitted) {
+        this.#limited(server, entry, requester, 'rate limited');
+        return;
+      }
+      // Another lookup may have started the fetch while this one was admitted.
+      if (entry.inflight) return entry.inflight;
+    }
+    if (this.#running >= this.#maxConcurrent && this.#queue.length >= this.#maxQueued) {
+      this.#limited(server, entry, requester ?? 'local', 'too many key fetches waiting');
+      return;
+    }
+    entry.inflight = this.#fetchInTurn(server, entry).finally(() => {
       entry.inflight = undefined;
     });
     return entry.inflight;
   }
 
+  #limited(server: string, entry: ServerEntry, requester: string, reason: string): void {
+    entry.lastFailure ??= `not fetched: ${reason}`;
+    this.#onEvent({ type: 'limited', server, source: 'admission', requester, reason });
+    // A name that was never fetched holds no place in the cache (random names must not evict real ones).
+    if (entry.keys.size === 0 && !entry.latest && !entry.inflight && entry.failedAt === undefined) this.#servers.delete(server);
+  }
+
+  async #fetchInTurn(server: string, entry: ServerEntry): Promise<void> {
+    if (this.#running >= this.#maxConcurrent) await new Promise<void>((resolve) => this.#queue.push(resolve));
+    else this.#running++;
+    try {
+      await this.#fetch(server, entry);
+    } finally {
+      // The slot passes straight to the next in line, so #running never drops below the queue's need.
+      const next = this.#queue.shift();
+      if (next) next();
+      else this.#running--;
+    }
+  }
+
   async #fetch(server: string, entry: ServerEntry): Promise<void> {
     const reasons: string[] = [];
-    let accepted = await this.#fetchDirectly(server, reasons);
-    for (const notary of this.#notaries) {
-      if (accepted.length > 0) break;
-      accepted = await this.#askNotary(notary, server, reasons);
+    const direct = this.#withoutConflicts(server, entry, await this.#fetchDirectly(server, reasons), 'direct', reasons);
+    let accepted = direct;
+    // A direct answer is enough when it holds nothing new to us, or no notary is configured
+    // (trust on first use); otherwise a notary must vouch for its new keys first.
+    if (this.#notaries.length > 0 && (direct.length === 0 || direct.some((doc) => hasNewKeys(entry, doc)))) {
+      accepted = await this.#throughNotaries(server, entry, direct, reasons);
     }
     const fetchedAt = this.#now();
     if (accepted.length === 0) {
       entry.lastFailure = reasons.join('; ') || 'no key document';
       entry.nextAttemptAt = fetchedAt + this.#failureTtlMs;
+      entry.failedAt = fetchedAt;
       return;
     }
     entry.lastFailure = undefined;
+    entry.failedAt = undefined;
     entry.nextAttemptAt = fetchedAt + this.#refetchIntervalMs;
     this.#accept(entry, accepted, fetchedAt);
     if (!this.#persistence) return;
@@ -318,11 +444,62 @@ export class KeyStore {
     return [];
   }
 
-  async #askNotary(notary: { name: string; ring: KeyRing }, server: string, reasons: string[]): Promise<Accepted[]> {
+  /**
+   * Each notary in order until one vouches. With a direct answer in hand, the notary's
+   * documents must carry every key of it that is new to us under the same ID for the direct
+   * answer to be trusted; a notary vouching for other keys wins over the direct answer, which a
+   * man in the middle may have served (DESIGN §5).
+   */
+  async #throughNotaries(server: string, entry: ServerEntry, direct: Accepted[], reasons: string[]): Promise<Accepted[]> {
+    const minimumValidUntilTs = direct.length > 0 ? Math.max(...direct.map((d) => d.document.valid_until_ts)) : undefined;
+    for (const notary of this.#notaries) {
+      const source = `notary:${notary.name}`;
+      const vouched = this.#withoutConflicts(
+        server,
+        entry,
+        await this.#askNotary(notary, server, reasons, minimumValidUntilTs),
+        source,
+        reasons,
+      );
+      if (vouched.length === 0) continue;
+      if (direct.length === 0) return vouched;
+      const unconfirmed = direct.flatMap((doc) => newKeyIds(entry, doc).filter((id) => !vouched.some((v) => sameKey(v, doc, id))));
+      if (unconfirmed.length === 0) return direct;
+      const reason = `${source} vouches for other keys than the server served (${unconfirmed.map((id) => `ed25519:${id}`).join(', ')})`;
+      reasons.push(`direct: ${reason}`);
+      this.#onEvent({ type: 'unconfirmed', server, source: 'direct', reason });
+      return vouched;
+    }
+    if (direct.length > 0) {
+      const reason = `new keys not confirmed by any notary (${this.#notaries.map((n) => n.name).join(', ')})`;
+      reasons.push(`direct: ${reason}`);
+      this.#onEvent({ type: 'unconfirmed', server, source: 'direct', reason });
+    }
+    return [];
+  }
+
+  /** Drops documents that put another public key under a key ID we hold, and says so. */
+  #withoutConflicts(server: string, entry: ServerEntry, docs: Accepted[], source: string, reasons: string[]): Accepted[] {
+    return docs.filter((doc) => {
+      const keyId = conflictingKeyId(entry, doc);
+      if (keyId === undefined) return true;
+      const reason = `key document of ${server} carries another public key under ed25519:${keyId}, which we hold: refused, the known key kept`;
+      reasons.push(`${source}: ${reason}`);
+      this.#onEvent({ type: 'conflict', server, source, keyId, reason });
+      return false;
+    });
+  }
+
+  async #askNotary(
+    notary: { name: string; ring: KeyRing },
+    server: string,
+    reasons: string[],
+    minimumValidUntilTs?: number,
+  ): Promise<Accepted[]> {
     const source = `notary:${notary.name}`;
     const accepted: Accepted[] = [];
     try {
-      const documents = await this.#queryNotary!(notary.name, server);
+      const documents = await this.#queryNotary!(notary.name, server, minimumValidUntilTs === undefined ? {} : { minimumValidUntilTs });
       if (!Array.isArray(documents)) {
         this.#failed(server, source, 'answer is not a list of key documents', reasons);
         return [];
@@ -408,14 +585,43 @@ function usableKey(entry: ServerEntry, keyId: string, at: number): KeyObject | u
   return key && keyUsableAt(key, at) ? key.publicKey : undefined;
 }
 
+function requesterOf(options: LookupOptions | undefined): string | undefined {
+  const requester = options?.requester;
+  return typeof requester === 'string' && requester !== '' ? requester.slice(0, 200) : undefined;
+}
+
+/** Key IDs of `doc` that `entry` does not hold yet. */
+function newKeyIds(entry: ServerEntry, doc: Accepted): string[] {
+  return [...doc.keys.keys()].filter((id) => !entry.keys.has(id));
+}
+
+function hasNewKeys(entry: ServerEntry, doc: Accepted): boolean {
+  return newKeyIds(entry, doc).length > 0;
+}
+
+/** The first key ID under which `doc` names another public key than the one `entry` holds. */
+function conflictingKeyId(entry: ServerEntry, doc: Accepted): string | undefined {
+  for (const [id, key] of doc.keys) {
+    const known = entry.keys.get(id);
+    if (known && !known.publicKey.equals(key.publicKey)) return id;
+  }
+  return undefined;
+}
+
+/** True when `vouched` carries the same public key as `doc` under `keyId`. */
+function sameKey(vouched: Accepted, doc: Accepted, keyId: string): boolean {
+  const a = vouched.keys.get(keyId);
+  const b = doc.keys.get(keyId);
+  return a !== undefined && b !== undefined && a.publicKey.equals(b.publicKey);
+}
+
 /**
- * Two documents describing one key ID. A retirement is kept once seen, the earliest one
- * winning, since only the server (holding a current key) can sign one; otherwise the longer
- * validity. A different public key under the same ID is a server that reused an ID: the
- * newer document wins.
+ * Two documents describing one key ID (the same public key: a different one is refused before
+ * this, see conflictingKeyId). A retirement is kept once seen, the earliest one winning, since
+ * only the server (holding a current key) can sign one; otherwise the longer validity.
  */
 function mergeKey(known: VerifiedKey, incoming: VerifiedKey): VerifiedKey {
-  if (!known.publicKey.equals(incoming.publicKey)) return incoming;
+  if (!known.publicKey.equals(incoming.publicKey)) return known;
   if (known.expired && incoming.expired) return known.validUntil <= incoming.validUntil ? known : incoming;
   if (known.expired) return known;
   if (incoming.expired) return incoming;

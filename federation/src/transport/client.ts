@@ -73,6 +73,8 @@ export interface FederationClientOptions {
   /** Pools kept at once; the least recently used is closed beyond it. Default 1,000. */
   maxPools?: number;
   log?: TransportLog;
+  /** The clock that dates signed requests (ms since the epoch); default Date.now. */
+  now?: () => number;
 }
 
 export interface FederationRequest {
@@ -126,6 +128,7 @@ export class FederationClient {
   readonly #connections: number;
   readonly #maxPools: number;
   readonly #log: TransportLog;
+  readonly #now: () => number;
   readonly #pools = new Map<string, { key: string; pool: Pool }>();
   #closed = false;
 
@@ -145,6 +148,8 @@ export class FederationClient {
     this.#connections = checkPositive(options.connectionsPerDestination ?? 4, 'options.connectionsPerDestination');
     this.#maxPools = checkPositive(options.maxPools ?? 1000, 'options.maxPools');
     this.#log = options.log ?? SILENT_LOG;
+    if (options.now !== undefined && typeof options.now !== 'function') throw new TypeError('options.now: expected a function');
+    this.#now = options.now ?? Date.now;
     const wellKnownUrl = options.wellKnownUrl ?? ((name: string) => `https://${name}${WELL_KNOWN_PATH}`);
     this.discovery = new ServerDiscovery({
       staticServers: options.staticServers,
@@ -167,7 +172,7 @@ export class FederationClient {
     if (payload !== undefined) headers['content-type'] = 'application/json';
     if (request.signed ?? true) {
       headers.authorization = signRequest(
-        { method, uri: path, origin: this.serverName, destination: request.destination, content: request.body },
+        { method, uri: path, origin: this.serverName, destination: request.destination, content: request.body, ts: this.#now() },
         this.#key,
       );
     }

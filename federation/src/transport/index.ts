@@ -29,10 +29,12 @@ export {
   type ParseAuthorizationResult,
   type ParsedAuthorization,
   parseAuthorization,
+  REQUEST_TIME_WINDOW_MS,
   type ReceivedRequest,
   type RequestToSign,
   requestSigningInput,
   signRequest,
+  type VerifyRequestOptions,
   type VerifyRequestResult,
   verifyRequest,
 } from './request-auth.js';

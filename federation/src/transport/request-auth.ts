@@ -7,13 +7,15 @@ import { parseServerName } from './server-name.js';
 /**
  * Server-to-server request authentication (DESIGN §5):
  *
- *   Authorization: Parley origin="a.test",destination="b.test",key="ed25519:a_x",sig="…"
+ *   Authorization: Parley origin="a.test",destination="b.test",key="ed25519:a_x",ts="1765000000000",sig="…"
  *
  * `sig` is Ed25519 (unpadded base64url) over the canonical JSON of
- * `{ method, uri, origin, destination, content }`, where `uri` is the request target exactly
- * as sent (path and query, RFC 9112 §3.2.1 origin-form) and `content` is the parsed JSON body,
- * left out when the request has none. Signing the destination stops a request for one server
- * from being replayed to another; signing the method and URI stops it being re-aimed.
+ * `{ method, uri, origin, destination, content, ts }`, where `uri` is the request target exactly
+ * as sent (path and query, RFC 9112 §3.2.1 origin-form), `content` is the parsed JSON body,
+ * left out when the request has none, and `ts` is when it was signed (ms since the epoch).
+ * Signing the destination stops a request for one server from being replayed to another;
+ * signing the method and URI stops it being re-aimed; signing the time lets the receiver refuse
+ * a captured request replayed later (outside REQUEST_TIME_WINDOW_MS either way).
  */
 
 export const AUTH_SCHEME = 'Parley';
@@ -24,6 +26,14 @@ const METHOD = /^[A-Z]{1,16}$/;
 // RFC 9112 §3.2.1 origin-form in printable ASCII; clients percent-encode the rest.
 const URI = /^\/[\x21-\x7e]*$/;
 const SIGNATURE_B64U = /^[A-Za-z0-9_-]{86}$/;
+// Milliseconds since the epoch, no sign, no leading zero: one spelling per instant.
+const TS = /^(?:0|[1-9][0-9]{0,15})$/;
+/**
+ * How far a request's `ts` may be from the receiver's clock, either way, by default: long enough
+ * for NTP-synchronised clocks and a slow network, short enough that a captured request stops
+ * working within minutes (transactions are also idempotent by `(origin, txnId)`).
+ */
+export const REQUEST_TIME_WINDOW_MS = 5 * 60_000;
 
 export interface RequestToSign {
   method: string;
@@ -32,6 +42,8 @@ export interface RequestToSign {
   destination: string;
   /** The JSON body; leave undefined when the request has none. */
   content?: unknown;
+  /** When it is signed, ms since the epoch; signRequest() defaults to Date.now(). */
+  ts?: number;
 }
 
 export interface ParsedAuthorization {
@@ -40,12 +52,15 @@ export interface ParsedAuthorization {
   /** `ed25519:<keyId>` as written. */
   key: string;
   keyId: string;
+  /** When the origin signed it, ms since the epoch. */
+  ts: number;
   signature: Uint8Array;
 }
 
 export type AuthFailureCode =
   | 'PARLEY_FED_BAD_AUTH'
   | 'PARLEY_FED_WRONG_DESTINATION'
+  | 'PARLEY_FED_STALE_REQUEST'
   | 'PARLEY_FED_UNKNOWN_KEY'
   | 'PARLEY_FED_BAD_SIGNATURE';
 export interface AuthFailure {
@@ -66,20 +81,28 @@ export interface ReceivedRequest {
   content?: unknown;
 }
 
+export interface VerifyRequestOptions {
+  /** The receiver's clock, ms since the epoch; default Date.now(). */
+  now?: number;
+  /** Accepted distance between `ts` and `now`, either way; default REQUEST_TIME_WINDOW_MS. */
+  windowMs?: number;
+}
+
 /** Finds a server's Ed25519 public key by key ID (without `ed25519:`), fetching it if need be. */
 export type KeyLookup = (origin: string, keyId: string) => Promise<KeyObject | undefined> | KeyObject | undefined;
 
 /** The bytes a request signature covers. Throws a TypeError naming a bad field. */
 export function requestSigningInput(request: RequestToSign): Uint8Array {
   if (typeof request !== 'object' || request === null) throw new TypeError('request: expected an object');
-  const { method, uri, origin, destination, content } = request;
+  const { method, uri, origin, destination, content, ts } = request;
   if (typeof method !== 'string' || !METHOD.test(method)) throw new TypeError('request.method: expected an upper-case HTTP method');
   if (typeof uri !== 'string' || uri.length > MAX_URI_LENGTH || !URI.test(uri)) {
     throw new TypeError('request.uri: expected an origin-form request target (/path?query) in printable ASCII');
   }
   if (parseServerName(origin) === undefined) throw new TypeError('request.origin: expected a server name');
   if (parseServerName(destination) === undefined) throw new TypeError('request.destination: expected a server name');
-  const signed: Record<string, unknown> = { method, uri, origin, destination };
+  if (!isTimestamp(ts)) throw new TypeError('request.ts: expected a non-negative integer (ms since the epoch)');
+  const signed: Record<string, unknown> = { method, uri, origin, destination, ts };
   if (content !== undefined) signed.content = content;
   return new TextEncoder().encode(canonicalJson(signed, 'request'));
 }
@@ -89,11 +112,17 @@ export function signRequest(request: RequestToSign, key: SigningKey): string {
   if (typeof key !== 'object' || key === null || typeof key.keyId !== 'string' || !KEY_ID_PATTERN.test(key.keyId)) {
     throw new TypeError('key: expected a SigningKey');
   }
-  const sig = Buffer.from(signBytes(requestSigningInput(request), key.privateKey)).toString('base64url');
-  return `${AUTH_SCHEME} origin="${request.origin}",destination="${request.destination}",key="ed25519:${key.keyId}",sig="${sig}"`;
+  if (typeof request !== 'object' || request === null) throw new TypeError('request: expected an object');
+  const dated = request.ts === undefined ? { ...request, ts: Date.now() } : request;
+  const sig = Buffer.from(signBytes(requestSigningInput(dated), key.privateKey)).toString('base64url');
+  return `${AUTH_SCHEME} origin="${dated.origin}",destination="${dated.destination}",key="ed25519:${key.keyId}",ts="${dated.ts}",sig="${sig}"`;
 }
 
-const FIELDS = ['origin', 'destination', 'key', 'sig'] as const;
+function isTimestamp(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+const FIELDS = ['origin', 'destination', 'key', 'ts', 'sig'] as const;
 type Field = (typeof FIELDS)[number];
 // RFC 9110 §5.6.2 tchar, plus ':' '[' ']' so server names and key IDs may go unquoted.
 const UNQUOTED = /[!#$%&'*+\-.^_`|~0-9A-Za-z:[\]]/;
@@ -160,15 +189,17 @@ export function parseAuthorization(header: unknown): ParseAuthorizationResult {
     skipOws();
   }
   for (const field of FIELDS) if (!fields.has(field)) return badAuth(`parameter ${field} is missing`);
-  return checkFields(fields.get('origin')!, fields.get('destination')!, fields.get('key')!, fields.get('sig')!);
+  return checkFields(fields.get('origin')!, fields.get('destination')!, fields.get('key')!, fields.get('ts')!, fields.get('sig')!);
 }
 
-function checkFields(origin: unknown, destination: unknown, key: unknown, sig: string): ParseAuthorizationResult {
+function checkFields(origin: unknown, destination: unknown, key: unknown, ts: unknown, sig: string): ParseAuthorizationResult {
   if (parseServerName(origin) === undefined) return badAuth('origin is not a server name');
   if (parseServerName(destination) === undefined) return badAuth('destination is not a server name');
   if (typeof key !== 'string' || !key.startsWith('ed25519:') || !KEY_ID_PATTERN.test(key.slice(8))) {
     return badAuth('key is not ed25519:<keyId>');
   }
+  const time = typeof ts === 'string' && TS.test(ts) ? Number(ts) : typeof ts === 'number' ? ts : Number.NaN;
+  if (!isTimestamp(time)) return badAuth('ts is not a time in ms since the epoch');
   // One spelling per signature: padding, the standard alphabet and stray low bits are refused.
   const signature = SIGNATURE_B64U.test(sig) ? Buffer.from(sig, 'base64url') : undefined;
   if (signature === undefined || signature.length !== SIGNATURE_BYTES || signature.toString('base64url') !== sig) {
@@ -179,6 +210,7 @@ function checkFields(origin: unknown, destination: unknown, key: unknown, sig: s
     destination: destination as string,
     key,
     keyId: key.slice(8),
+    ts: time,
     signature: new Uint8Array(signature),
   };
   return { ok: true, auth };
@@ -186,16 +218,18 @@ function checkFields(origin: unknown, destination: unknown, key: unknown, sig: s
 
 /**
  * Verifies a parsed header against the request we received. Checks run cheapest first, and
- * the key lookup (which may fetch over the network) only after the destination matched.
+ * the key lookup (which may fetch over the network) only after the destination and the time
+ * matched, so neither a request for another server nor a replayed one makes us dial out.
  * Returns a failure with a code for every problem, including a key lookup that throws.
  */
 export async function verifyRequest(
   parsed: ParsedAuthorization,
   request: ReceivedRequest,
   keyLookup: KeyLookup,
+  options: VerifyRequestOptions = {},
 ): Promise<VerifyRequestResult> {
   if (typeof parsed !== 'object' || parsed === null) return badAuth('no parsed Authorization');
-  const recheck = checkFields(parsed.origin, parsed.destination, parsed.key, sigText(parsed.signature));
+  const recheck = checkFields(parsed.origin, parsed.destination, parsed.key, parsed.ts, sigText(parsed.signature));
   if (!recheck.ok) return recheck;
   const auth = recheck.auth;
   if (typeof request !== 'object' || request === null) return badAuth('no request to verify');
@@ -206,9 +240,20 @@ export async function verifyRequest(
       reason: `the request is addressed to ${auth.destination}, not to this server`,
     };
   }
+  const now = options?.now ?? Date.now();
+  const windowMs = options?.windowMs ?? REQUEST_TIME_WINDOW_MS;
+  if (!isTimestamp(now) || !isTimestamp(windowMs)) return badAuth('options: now and windowMs must be non-negative integers');
+  if (Math.abs(auth.ts - now) > windowMs) {
+    const how = auth.ts < now ? `${Math.round((now - auth.ts) / 1000)} s ago` : `${Math.round((auth.ts - now) / 1000)} s in the future`;
+    return {
+      ok: false,
+      code: 'PARLEY_FED_STALE_REQUEST',
+      reason: `the request was signed ${how}; this server accepts ${Math.round(windowMs / 1000)} s either way (replayed, or the clocks disagree)`,
+    };
+  }
   let message: Uint8Array;
   try {
-    message = requestSigningInput({ ...request, origin: auth.origin, destination: auth.destination });
+    message = requestSigningInput({ ...request, origin: auth.origin, destination: auth.destination, ts: auth.ts });
   } catch (err) {
     return badAuth(`the request cannot be signed as sent: ${(err as Error).message}`);
   }
@@ -228,9 +273,14 @@ export async function verifyRequest(
 }
 
 /** parseAuthorization then verifyRequest: what the homeserver's federation middleware calls once per request. */
-export async function authenticateRequest(header: unknown, request: ReceivedRequest, keyLookup: KeyLookup): Promise<VerifyRequestResult> {
+export async function authenticateRequest(
+  header: unknown,
+  request: ReceivedRequest,
+  keyLookup: KeyLookup,
+  options: VerifyRequestOptions = {},
+): Promise<VerifyRequestResult> {
   const parsed = parseAuthorization(header);
-  return parsed.ok ? verifyRequest(parsed.auth, request, keyLookup) : parsed;
+  return parsed.ok ? verifyRequest(parsed.auth, request, keyLookup, options) : parsed;
 }
 
 function sigText(signature: unknown): string {

@@ -42,11 +42,16 @@ describe('KeyStore with a trusted notary', () => {
     expect(events.map((e) => `${e.type} ${e.source}`)).toEqual(['failed direct', 'accepted notary:n.test']);
   });
 
-  it('does not ask the notary when the server answers', async () => {
-    const { b, store, asked, network } = setup();
+  it('asks the notary to confirm keys new to it when the server answers, and not again for keys it holds', async () => {
+    const { clock, b, store, asked, network, events } = setup();
     network.answers.set('b.test', () => b.document());
     expect(await store.getKey('b.test', b.current.keyId)).toBeDefined();
-    expect(asked).toEqual([]);
+    expect(asked).toEqual(['n.test:b.test']);
+    expect(events.map((e) => `${e.type} ${e.source}`)).toEqual(['accepted direct', 'accepted notary:n.test']);
+    clock.advance(DAY + 1);
+    expect(await store.getDocument('b.test')).toBeDefined();
+    expect(network.count('b.test')).toBe(2);
+    expect(asked).toEqual(['n.test:b.test']);
   });
 
   it('asks the notary when the server answers with a document naming another server', async () => {

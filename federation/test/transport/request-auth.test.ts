@@ -6,6 +6,7 @@ import {
   MAX_AUTHORIZATION_LENGTH,
   type ParsedAuthorization,
   parseAuthorization,
+  REQUEST_TIME_WINDOW_MS,
   type RequestToSign,
   requestSigningInput,
   signRequest,
@@ -47,6 +48,7 @@ describe('signing vectors', () => {
       parsed(header),
       { method: req.method, uri: req.uri, destination: req.destination, content: req.content },
       vectorRing,
+      { now: req.ts },
     );
     expect(result).toEqual({ ok: true, origin: req.origin, keyId: 'a_vector01' });
   });
@@ -56,12 +58,12 @@ describe('parseAuthorization', () => {
   const sig = 'A'.repeat(85) + 'A';
 
   it('reads quoted and unquoted values, case-insensitive names and scheme, and optional whitespace', () => {
-    const result = parseAuthorization(`parley  ORIGIN = a.test ,\tdestination="b\\.test", key=ed25519:a_1 ,sig="${sig}"`);
-    expect(result).toMatchObject({ ok: true, auth: { origin: 'a.test', destination: 'b.test', key: 'ed25519:a_1', keyId: 'a_1' } });
+    const result = parseAuthorization(`parley  ORIGIN = a.test ,\tdestination="b\\.test", key=ed25519:a_1 , TS = 12 ,sig="${sig}"`);
+    expect(result).toMatchObject({ ok: true, auth: { origin: 'a.test', destination: 'b.test', key: 'ed25519:a_1', keyId: 'a_1', ts: 12 } });
   });
 
   it('reads IPv6 server names with ports', () => {
-    expect(parseAuthorization(`Parley origin="[::1]:8448",destination=[2001:db8::1],key="ed25519:k",sig=${sig}`)).toMatchObject({
+    expect(parseAuthorization(`Parley origin="[::1]:8448",destination=[2001:db8::1],key="ed25519:k",ts=0,sig=${sig}`)).toMatchObject({
       ok: true,
       auth: { origin: '[::1]:8448', destination: '[2001:db8::1]' },
     });
@@ -74,7 +76,7 @@ describe('parseAuthorization', () => {
   });
 
   it('refuses a signature with stray low bits (a second spelling of the same bytes)', () => {
-    const result = parseAuthorization(`Parley origin=a.test,destination=b.test,key=ed25519:k,sig=${'A'.repeat(85)}B`);
+    const result = parseAuthorization(`Parley origin=a.test,destination=b.test,key=ed25519:k,ts=1,sig=${'A'.repeat(85)}B`);
     expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('sig is not 64 bytes') });
   });
 
@@ -144,6 +146,11 @@ describe('verifyRequest', () => {
     expect(await authenticateRequest(claimed, received, ringWithC)).toMatchObject({ ok: false, code: 'PARLEY_FED_BAD_SIGNATURE' });
   });
 
+  it('refuses a signature when the signed time is changed in the header', async () => {
+    const moved = header.replace(/ts="(\d+)"/, (_m, ts) => `ts="${Number(ts) + 1}"`);
+    expect(await authenticateRequest(moved, received, ring)).toMatchObject({ ok: false, code: 'PARLEY_FED_BAD_SIGNATURE' });
+  });
+
   it('refuses content that cannot be canonical JSON as a bad request, not a crash', async () => {
     expect(await authenticateRequest(header, { ...received, content: { n: 1.5 } }, ring)).toMatchObject({
       ok: false,
@@ -166,6 +173,70 @@ describe('verifyRequest', () => {
   });
 });
 
+describe('security: L4 request signatures are dated and refused outside the time window', () => {
+  const a = generateSigningKey();
+  const ring = keyRingOf({ 'a.test': { [a.keyId]: a.publicKey } });
+  const t0 = 1_765_000_000_000;
+  const signed = { method: 'PUT', uri: '/federation/v1/send/t1', origin: 'a.test', destination: 'b.test', content: { pdus: [] }, ts: t0 };
+  const captured = signRequest(signed, a);
+  const received = { method: 'PUT', uri: '/federation/v1/send/t1', destination: 'b.test', content: { pdus: [] } };
+
+  it('signs the time: the header carries ts and the signing input covers it', () => {
+    expect(captured).toContain(`ts="${t0}"`);
+    expect(new TextDecoder().decode(requestSigningInput(signed))).toContain(`"ts":${t0}`);
+    expect(parsed(captured).ts).toBe(t0);
+  });
+
+  it.each([
+    ['at the moment it was signed', 0],
+    ['just inside the window, later', REQUEST_TIME_WINDOW_MS],
+    ['just inside the window, earlier (the sender’s clock is ahead)', -REQUEST_TIME_WINDOW_MS],
+  ])('accepts it %s', async (_name, offset) => {
+    expect(await authenticateRequest(captured, received, ring, { now: t0 + offset })).toMatchObject({ ok: true });
+  });
+
+  it('refuses a captured request replayed after the window, before looking up any key', async () => {
+    let lookups = 0;
+    const lookup = () => {
+      lookups++;
+      return a.publicKey;
+    };
+    const result = await authenticateRequest(captured, received, lookup, { now: t0 + REQUEST_TIME_WINDOW_MS + 1 });
+    expect(result).toMatchObject({ ok: false, code: 'PARLEY_FED_STALE_REQUEST', reason: expect.stringContaining('s ago') });
+    expect(lookups).toBe(0);
+  });
+
+  it('refuses a request dated in the far future (pre-signed to be replayed later)', async () => {
+    const future = signRequest({ ...signed, ts: t0 + 24 * 3600_000 }, a);
+    const result = await authenticateRequest(future, received, ring, { now: t0 });
+    expect(result).toMatchObject({ ok: false, code: 'PARLEY_FED_STALE_REQUEST', reason: expect.stringContaining('in the future') });
+  });
+
+  it('honours a configured window', async () => {
+    expect(await authenticateRequest(captured, received, ring, { now: t0 + 31_000, windowMs: 30_000 })).toMatchObject({
+      ok: false,
+      code: 'PARLEY_FED_STALE_REQUEST',
+    });
+    expect(await authenticateRequest(captured, received, ring, { now: t0 + 30_000, windowMs: 30_000 })).toMatchObject({ ok: true });
+  });
+
+  it('refuses a header without ts (the old form) as malformed', async () => {
+    const old = captured.replace(/,ts="\d+"/, '');
+    expect(await authenticateRequest(old, received, ring, { now: t0 })).toMatchObject({
+      ok: false,
+      code: 'PARLEY_FED_BAD_AUTH',
+      reason: 'parameter ts is missing',
+    });
+  });
+
+  it('dates a request with the current time when none is given', () => {
+    const before = Date.now();
+    const ts = parsed(signRequest({ method: 'GET', uri: '/x', origin: 'a.test', destination: 'b.test' }, a)).ts;
+    expect(ts).toBeGreaterThanOrEqual(before);
+    expect(ts).toBeLessThanOrEqual(Date.now());
+  });
+});
+
 describe('signRequest', () => {
   const key = generateSigningKey();
   const good: RequestToSign = { method: 'GET', uri: '/x', origin: 'a.test', destination: 'b.test' };
@@ -180,6 +251,10 @@ describe('signRequest', () => {
     ['origin', { origin: 'a test' }],
     ['destination', { destination: '' }],
     ['content', { content: { n: 1.5 } }],
+    ['ts', { ts: -1 }],
+    ['ts', { ts: 1.5 }],
+    ['ts', { ts: '1' as never }],
+    ['ts', { ts: 2 ** 53 }],
   ])('throws a TypeError naming request.%s', (field, change) => {
     expect(() => signRequest({ ...good, ...change }, key)).toThrow(new RegExp(`request\\.${field}`));
   });

@@ -16,15 +16,29 @@ const requests: Array<{ name: string; request: RequestToSign }> = [
       origin: 'a.test',
       destination: 'b.test',
       content: { pdus: [{ b: 2, a: 'é' }], origin: 'a.test' },
+      ts: 1765000000000,
     },
   },
   {
     name: 'GET with a query and no body (content omitted)',
-    request: { method: 'GET', uri: '/federation/v1/rooms/!r:b.test/events?from_seq=10', origin: 'a.test:8448', destination: '[::1]:8481' },
+    request: {
+      method: 'GET',
+      uri: '/federation/v1/rooms/!r:b.test/events?from_seq=10',
+      origin: 'a.test:8448',
+      destination: '[::1]:8481',
+      ts: 0,
+    },
   },
   {
     name: 'POST with a null body (content present)',
-    request: { method: 'POST', uri: '/federation/v1/keys/query', origin: '127.0.0.1:8481', destination: 'b.test', content: null },
+    request: {
+      method: 'POST',
+      uri: '/federation/v1/keys/query',
+      origin: '127.0.0.1:8481',
+      destination: 'b.test',
+      content: null,
+      ts: 9007199254740991,
+    },
   },
 ];
 
