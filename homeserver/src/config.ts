@@ -25,6 +25,9 @@ export const ConfigSchema = Type.Object(
         host: Type.String(),
         port: Type.Integer({ minimum: 0, maximum: 65535 }),
         trust_proxy: Type.Boolean(),
+        // How many proxies of yours append to X-Forwarded-For: the client address is the one the
+        // outermost of them appended, never the leftmost entry, which the client writes itself.
+        trusted_proxy_hops: Type.Integer({ minimum: 1, maximum: 10 }),
         max_json_body_bytes: Type.Integer({ minimum: 1024 }),
         request_timeout_ms: Type.Integer({ minimum: 1000 }),
         shutdown_grace_ms: Type.Integer({ minimum: 0 }),
@@ -118,6 +121,20 @@ export const ConfigSchema = Type.Object(
           description: 'rooms up to this many entries are joined with their whole chain; larger ones from a state snapshot',
         }),
         join_recent_entries: Type.Integer({ minimum: 1, maximum: 1000, description: 'recent entries sent with a state snapshot' }),
+        request_time_window_ms: Type.Integer({
+          minimum: 10_000,
+          maximum: 3_600_000,
+          description: 'a signed request dated further than this from our clock, either way, is refused (replay)',
+        }),
+        remote_key_fetch: Type.Object(
+          {
+            per_ip: Bucket,
+            global: Bucket,
+            max_concurrent: Type.Integer({ minimum: 1, maximum: 1000 }),
+            failure_cache_ms: Type.Integer({ minimum: 0, description: 'a server whose keys could not be fetched is not asked again for this long' }),
+          },
+          { additionalProperties: false, description: 'key fetches that unauthenticated callers cause (new origins, notary queries)' },
+        ),
       },
       { additionalProperties: false },
     ),
@@ -142,6 +159,7 @@ export function defaultConfig(): Config {
       host: '0.0.0.0',
       port: 8008,
       trust_proxy: false,
+      trusted_proxy_hops: 1,
       max_json_body_bytes: 64 * 1024,
       request_timeout_ms: 30_000,
       shutdown_grace_ms: 10_000,
@@ -181,6 +199,13 @@ export function defaultConfig(): Config {
       query_timeout_ms: 10_000,
       join_full_chain_max: 1000,
       join_recent_entries: 50,
+      request_time_window_ms: 300_000,
+      remote_key_fetch: {
+        per_ip: { burst: 20, per_minute: 10 },
+        global: { burst: 200, per_minute: 120 },
+        max_concurrent: 16,
+        failure_cache_ms: 300_000,
+      },
     },
     logging: { level: 'info' },
   };
@@ -263,7 +288,16 @@ export function loadConfig(options: LoadOptions = {}): Config {
   if (!(isPlainObject(fromFile) && 'server_name' in fromFile) && !env.PARLEY_SERVER_NAME && !options.overrides?.server_name) {
     config.server_name = `localhost:${config.http.port}`;
   }
-  return validateConfig(config);
+  const valid = validateConfig(config);
+  if (file) loadedFrom.set(valid, file);
+  return valid;
+}
+
+const loadedFrom = new WeakMap<Config, string>();
+
+/** The file a configuration was read from (the admin console shows each key's source). */
+export function configFileOf(config: Config): string | undefined {
+  return loadedFrom.get(config);
 }
 
 export function validateConfig(config: unknown): Config {

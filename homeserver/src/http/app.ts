@@ -5,6 +5,7 @@ import { accountRoutes } from '../api/client/account.js';
 import { authRoutes } from '../api/client/auth.js';
 import { deviceRoutes } from '../api/client/devices.js';
 import { directoryRoutes } from '../api/client/directory.js';
+import { keyRoutes } from '../api/client/keys.js';
 import { mediaRoutes } from '../api/client/media.js';
 import { profileRoutes } from '../api/client/profile.js';
 import { roomRoutes } from '../api/client/rooms.js';
@@ -19,7 +20,9 @@ import { requestContext } from './middleware/request-context.js';
 import { serveClient } from './static.js';
 
 export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
-  const app = new Koa<AppState>({ proxy: s.config.http.trust_proxy });
+  // Koa keeps only the last `maxIpsCount` X-Forwarded-For entries, so ctx.ip is the address
+  // our own outermost proxy appended, not a leftmost entry the client forged (issue 10, L3).
+  const app = new Koa<AppState>({ proxy: s.config.http.trust_proxy, maxIpsCount: s.config.http.trusted_proxy_hops });
   // Koa's default handler prints stack traces; ours already logged it with the request ID.
   app.silent = true;
   app.on('error', () => {});
@@ -54,6 +57,7 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     authRoutes(s),
     accountRoutes(s),
     deviceRoutes(s),
+    keyRoutes(s),
     profileRoutes(s),
     roomRoutes(s),
     directoryRoutes(s),

@@ -1,0 +1,52 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Config, DeepPartial } from '../src/config.js';
+import { startTestServer, type TestServer } from './support/server.js';
+
+// Issue 10: HTTP-level findings.
+describe('security: client IP behind a trusted proxy', () => {
+  const servers: TestServer[] = [];
+  afterAll(async () => {
+    for (const s of servers) await s.close();
+  });
+
+  async function start(http: DeepPartial<Config['http']>): Promise<TestServer> {
+    const server = await startTestServer({
+      http,
+      rate_limits: { enabled: true, register_per_ip: { burst: 2, per_minute: 1 } },
+    });
+    servers.push(server);
+    return server;
+  }
+
+  async function registerStatuses(server: TestServer, forwarded: (i: number) => string): Promise<number[]> {
+    const out: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await fetch(`${server.url}/api/v1/auth/register`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-forwarded-for': forwarded(i) },
+        body: JSON.stringify({ username: `spoof${i}`, password: 'spoof password' }),
+      });
+      out.push(res.status);
+    }
+    return out;
+  }
+
+  it('security: L3 a spoofed leftmost X-Forwarded-For does not escape the per-IP limit', async () => {
+    const server = await start({ trust_proxy: true });
+    // The client sends "X-Forwarded-For: <anything>"; the proxy appends the real address.
+    expect(await registerStatuses(server, (i) => `192.0.2.${i}, 198.51.100.7`)).toEqual([201, 201, 429, 429]);
+  });
+
+  it('security: L3 trusted_proxy_hops picks the address the outermost trusted proxy saw', async () => {
+    const server = await start({ trust_proxy: true, trusted_proxy_hops: 2 });
+    // client-forged, real client (seen by proxy 1), proxy 1 (seen by proxy 2)
+    expect(await registerStatuses(server, (i) => `192.0.2.${i}, 198.51.100.9, 10.0.0.2`)).toEqual([201, 201, 429, 429]);
+    // A different real client has its own bucket.
+    const res = await fetch(`${server.url}/api/v1/auth/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '198.51.100.10, 10.0.0.2' },
+      body: JSON.stringify({ username: 'other', password: 'other password' }),
+    });
+    expect(res.status).toBe(201);
+  });
+});
