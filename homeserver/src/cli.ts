@@ -5,8 +5,11 @@ import { parseArgs } from 'node:util';
 import { check, Localpart, Password } from '@parley/schemas';
 import { pino } from 'pino';
 import { type Config, ConfigError, loadConfig } from './config.js';
+import { migrateLatest } from './db/database.js';
 import { createFederation } from './federation/setup.js';
 import { createLogger, type Logger } from './logger.js';
+import { backup, isOpsError, restore } from './ops/backup.js';
+import { doctor, formatFindings } from './ops/doctor.js';
 import { loadIdentity, openDatabase, startHomeserver } from './server.js';
 import { systemClock } from './services/clock.js';
 import { createServices } from './services/index.js';
@@ -24,6 +27,13 @@ commands:
   registration-token create [--uses N] [--expires-in 7d]
   registration-token list
   registration-token delete <token>
+  backup <dir>                            back up the database (one consistent snapshot,
+                                          also while serving), keys, TLS certificate and
+                                          media into a new directory
+  restore <dir>                           restore a backup onto a fresh data directory and
+                                          empty database (same server_name)
+  doctor                                  check the configuration, ports, database, Redis,
+                                          TLS, disk and name resolution; exit 1 on a failure
   room verify <roomId>                    re-verify a room's stored log (signatures,
                                           hashes, chain, auth rules); exit 1 naming the
                                           first broken event
@@ -97,6 +107,34 @@ async function withServices<T>(config: Config, log: Logger, work: (s: ReturnType
   }
 }
 
+async function backupOrRestore(command: 'backup' | 'restore', config: Config, log: Logger, dir: string): Promise<number> {
+  const started = Date.now();
+  const { db, embedded } = await openDatabase(config, log, { adopt: false, migrate: command === 'backup' });
+  try {
+    if (command === 'backup') {
+      const s = await backup(config, db, path.resolve(dir));
+      const mb = (s.bytes / 1024 / 1024).toFixed(1);
+      process.stdout.write(
+        `backed up ${s.rows} rows of ${s.tables} tables and ${s.files} files (${mb} MiB) to ${s.dir} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+      );
+    } else {
+      const s = await restore(config, db, path.resolve(dir));
+      await migrateLatest(db);
+      process.stdout.write(
+        `restored ${s.rows} rows of ${s.tables} tables and ${s.files} files into ${config.data_dir} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+      );
+    }
+    return 0;
+  } catch (err) {
+    if (!isOpsError(err)) throw err;
+    process.stderr.write(`parley: ${err.message}\n`);
+    return 1;
+  } finally {
+    await db.destroy();
+    await embedded?.stop();
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   let parsed: ReturnType<typeof parseArgs>;
   try {
@@ -158,6 +196,15 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`created ${userId}${values.admin ? ' (admin)' : ''}\n`);
         if (generated) process.stdout.write(`password: ${password}\n`);
         return 0;
+      }
+      case 'backup':
+      case 'restore':
+        if (!sub) break;
+        return await backupOrRestore(command, config, log, sub);
+      case 'doctor': {
+        const findings = await doctor(config);
+        process.stdout.write(formatFindings(findings));
+        return findings.some((f) => f.status === 'fail') ? 1 : 0;
       }
       case 'room': {
         if (sub !== 'verify' || !arg) break;

@@ -47,14 +47,14 @@ const TOKEN_PURGE_INTERVAL_MS = 3600_000;
 export async function openDatabase(
   config: Config,
   log: Logger,
-  options: { adopt: boolean },
+  options: { adopt: boolean; migrate?: boolean },
 ): Promise<{ db: Db; embedded: EmbeddedDatabase | null }> {
   await mkdir(config.data_dir, { recursive: true, mode: 0o700 });
   const embedded = config.database.url ? null : await startEmbeddedPostgres(config.data_dir, config.database.embedded_port, log, options);
   const url = config.database.url ?? (embedded as EmbeddedDatabase).url;
   const db = createDb(url, config.database.pool_max, log);
   try {
-    const applied = await migrateLatest(db);
+    const applied = options.migrate === false ? [] : await migrateLatest(db);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
   } catch (err) {
     await db.destroy().catch(() => {});
