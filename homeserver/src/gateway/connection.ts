@@ -2,7 +2,8 @@ import type { Frame, ServerMessage } from '@parley/schemas';
 import { StreamCloseCode } from '@parley/schemas';
 import type { WebSocket } from 'ws';
 import type { StreamNote } from '../repositories/stream.js';
-import { countsAsUnread, frameFor, isFor } from './frames.js';
+import { admits, type StreamViewer, track } from '../services/stream-view.js';
+import { countsAsUnread, frameFor } from './frames.js';
 
 export type ConnectionState = 'connected' | 'replaying' | 'live' | 'closed';
 
@@ -16,9 +17,15 @@ export class StreamConnection {
   userId = '';
   deviceId = '';
   devicePk = 0;
+  tokenId = '';
+  /** When the token this stream identified with expires (the stream ends then). */
+  tokenExpiresTs = Number.POSITIVE_INFINITY;
   position = 0;
-  readonly rooms = new Set<string>();
+  /** Rooms, membership logs and ephemeral windows: what this device may see (stream-view.ts). */
+  viewer: StreamViewer = { userId: '', deviceId: '', rooms: new Set(), logs: new Map(), ephemeralFrom: new Map() };
   readonly unread = new Map<string, number>();
+  /** Rooms joined since identify (replay re-queries after each, with the wider room set). */
+  joins = 0;
   lastSeen = Date.now();
   private pending: StreamNote[] = [];
 
@@ -54,8 +61,12 @@ export class StreamConnection {
     setTimeout(() => this.ws.terminate(), 10_000).unref();
   }
 
+  get rooms(): Set<string> {
+    return this.viewer.rooms;
+  }
+
   wants(note: StreamNote): boolean {
-    return isFor(note, this.userId, this.deviceId, this.rooms);
+    return admits(this.viewer, note);
   }
 
   /** Live delivery from the bus. */
@@ -84,18 +95,14 @@ export class StreamConnection {
     const frame: Frame | null = frameFor(note, this.deviceId, unread);
     this.position = note.position;
     if (frame) this.send({ op: 'frame', frame });
-    if (event?.type === 'room.member' && event.state_key === this.userId) this.trackMembership(event.room_id, event.content.membership);
-  }
-
-  private trackMembership(roomId: string, membership: unknown): void {
-    if (membership === 'join' && !this.rooms.has(roomId)) {
-      this.rooms.add(roomId);
-      this.unread.set(roomId, 0);
-      this.onRoomsChanged(this, [roomId], []);
-    } else if (membership !== 'join' && this.rooms.has(roomId)) {
-      this.rooms.delete(roomId);
-      this.unread.delete(roomId);
-      this.onRoomsChanged(this, [], [roomId]);
+    const { joined, left } = track(this.viewer, note);
+    if (joined) {
+      this.joins += 1;
+      this.unread.set(joined, 0);
+      this.onRoomsChanged(this, [joined], []);
+    } else if (left) {
+      this.unread.delete(left);
+      this.onRoomsChanged(this, [], [left]);
     }
   }
 

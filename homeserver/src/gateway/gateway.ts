@@ -10,7 +10,8 @@ import type { RoomRepository } from '../repositories/rooms.js';
 import type { StreamNote, StreamRepository } from '../repositories/stream.js';
 import type { PresenceService } from '../services/presence.js';
 import type { SessionService } from '../services/sessions.js';
-import { type ControlMessage, hydrate, type StreamBus } from '../services/stream-bus.js';
+import { type ControlMessage, hydrate, revocationOf, type StreamBus } from '../services/stream-bus.js';
+import { loadViewer } from '../services/stream-view.js';
 import { StreamConnection } from './connection.js';
 
 export const STREAM_PATH = '/api/v1/stream';
@@ -46,6 +47,7 @@ export class StreamGateway {
   private readonly all = new Set<StreamConnection>();
   private readonly unsubscribe: Array<() => void> = [];
   private readonly heartbeat: NodeJS.Timeout;
+  private auditing = false;
 
   constructor(private readonly d: GatewayDeps) {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CLIENT_MESSAGE_BYTES, perMessageDeflate: false });
@@ -128,45 +130,61 @@ export class StreamGateway {
       conn.userId = auth.userId;
       conn.deviceId = auth.deviceId;
       conn.devicePk = auth.devicePk;
+      conn.tokenId = auth.tokenId;
+      conn.tokenExpiresTs = auth.tokenExpiresTs ?? Number.POSITIVE_INFINITY;
     } catch (err) {
       const reason = err instanceof ParleyError ? err.code : 'authentication failed';
       return conn.close(StreamCloseCode.AUTH_FAILED, reason);
     }
-    const memberships = await this.d.rooms.roomsOf(conn.userId);
-    for (const m of memberships) if (m.membership === 'join') conn.rooms.add(m.room_id);
+    conn.viewer = await loadViewer(this.d.rooms, this.d.stream, conn.userId, conn.deviceId, since !== undefined);
     // Index first, then read the edge: every note after the edge is then either queued in the
     // connection or replayed (overlap is dropped by position), never neither.
     this.index(conn);
+    // A revocation published between authenticating and indexing was not heard: look again.
+    if (!(await this.d.sessions.liveTokens([conn.tokenId])).has(conn.tokenId))
+      return conn.close(StreamCloseCode.AUTH_FAILED, 'PARLEY_UNKNOWN_TOKEN');
     const edge = this.d.bus.position;
     if (since !== undefined && since > edge)
       return conn.close(StreamCloseCode.INVALID_POSITION, `since ${since} is ahead of the stream (${edge})`);
     await this.loadUnread(conn);
     conn.position = since ?? edge;
-    if (since !== undefined) await this.replay(conn, edge);
+    // A position older than the retained stream cannot be replayed exactly: start afresh.
+    let reset = since === undefined || since < (await this.d.stream.prunedThrough());
+    if (reset) conn.position = edge;
+    else if (!(await this.replay(conn, edge))) {
+      reset = true;
+      conn.position = edge;
+    }
     if (conn.state !== 'replaying') return;
-    conn.send({ op: 'ready', user_id: conn.userId, device_id: conn.deviceId, position: conn.position, reset: since === undefined });
+    conn.send({ op: 'ready', user_id: conn.userId, device_id: conn.deviceId, position: conn.position, reset });
     conn.goLive();
     await this.d.presence.connected(conn.userId).catch((err) => this.d.log.warn({ err }, 'presence update failed'));
   }
 
-  /** Sends everything between the client's position and the live edge, in order. */
-  private async replay(conn: StreamConnection, edge: number): Promise<void> {
+  /**
+   * Sends everything between the client's position and the live edge, in order. False when
+   * pruning overtook the replay (the client must resync).
+   */
+  private async replay(conn: StreamConnection, edge: number): Promise<boolean> {
     while (conn.state === 'replaying' && conn.position < edge) {
       const batch = await hydrate(
         await this.d.stream.forDevice(conn.userId, conn.deviceId, [...conn.rooms], conn.position, edge, REPLAY_BATCH),
         this.d.events,
       );
+      // The horizon moves before rows go: read after the rows, it tells whether any were missing.
+      if (conn.position < (await this.d.stream.prunedThrough())) return false;
       if (batch.length === 0) {
         conn.position = edge;
         break;
       }
-      const roomsBefore = conn.rooms.size;
+      const joinsBefore = conn.joins;
       for (const note of batch) {
         conn.deliver(note);
         // Joining a room mid-batch widens what this device may see: query again from here.
-        if (conn.rooms.size !== roomsBefore) break;
+        if (conn.joins !== joinsBefore) break;
       }
     }
+    return true;
   }
 
   private async loadUnread(conn: StreamConnection): Promise<void> {
@@ -199,8 +217,31 @@ export class StreamGateway {
 
   private control(msg: ControlMessage): void {
     for (const conn of this.byUser.get(msg.user_id) ?? []) {
-      const hit = msg.type === 'revoke_device' ? conn.deviceId === msg.device_id : conn.deviceId !== msg.except_device_id;
-      if (hit) conn.close(StreamCloseCode.REVOKED, 'token revoked');
+      const hit = revocationOf(msg, conn);
+      // Signed out: do not come back with this session. Replaced by a refresh: come back
+      // with the new token (clients refresh once on AUTH_FAILED, then resume).
+      if (hit === 'revoked') conn.close(StreamCloseCode.REVOKED, 'token revoked');
+      else if (hit === 'replaced') conn.close(StreamCloseCode.AUTH_FAILED, 'PARLEY_TOKEN_REPLACED');
+    }
+  }
+
+  /**
+   * Streams end with their token: at its expiry, and when it is gone from the database (a
+   * revocation whose pub/sub message was lost still ends the stream within an interval).
+   */
+  private async auditTokens(): Promise<void> {
+    const now = this.d.sessions.now();
+    const live = [...this.all].filter((c) => c.state === 'live' || c.state === 'replaying');
+    for (const conn of live) if (conn.tokenExpiresTs <= now) conn.close(StreamCloseCode.AUTH_FAILED, 'PARLEY_TOKEN_EXPIRED');
+    const ids = [...new Set(live.filter((c) => c.state !== 'closed' && c.tokenId !== '').map((c) => c.tokenId))];
+    for (let i = 0; i < ids.length; i += 1000) {
+      const slice = ids.slice(i, i + 1000);
+      const checked = new Set(slice);
+      const existing = await this.d.sessions.liveTokens(slice);
+      for (const conn of live) {
+        if (conn.state !== 'closed' && checked.has(conn.tokenId) && !existing.has(conn.tokenId))
+          conn.close(StreamCloseCode.AUTH_FAILED, 'PARLEY_UNKNOWN_TOKEN');
+      }
     }
   }
 
@@ -240,6 +281,14 @@ export class StreamGateway {
   }
 
   private checkHeartbeats(): void {
+    if (!this.auditing) {
+      this.auditing = true;
+      this.auditTokens()
+        .catch((err) => this.d.log.warn({ err }, 'stream token audit failed'))
+        .finally(() => {
+          this.auditing = false;
+        });
+    }
     const deadline = Date.now() - 2 * this.d.settings.heartbeatMs;
     for (const conn of this.all) {
       if (conn.lastSeen < deadline) {

@@ -1,3 +1,4 @@
+import type { MembershipChange } from '@parley/federation/room';
 import type { Db } from '../db/database.js';
 
 /** One stream entry as stored and as carried between processes (live notes). */
@@ -61,8 +62,65 @@ export class StreamRepository {
       .select('position', 'kind', 'room_id', 'private', 'user_id', 'device_id', 'room_ids', 'data');
   }
 
-  async pruneKinds(kinds: string[], olderThanTs: number): Promise<number> {
-    return this.db('stream').whereIn('kind', kinds).andWhere('created_ts', '<', olderThanTs).delete();
+  /** The user's membership changes in each of `roomIds`, oldest first. */
+  async membershipLogs(userId: string, roomIds: string[]): Promise<Map<string, MembershipChange[]>> {
+    const out = new Map<string, MembershipChange[]>();
+    if (roomIds.length === 0) return out;
+    const rows = await this.db('membership_log')
+      .where('user_id', userId)
+      .whereIn('room_id', roomIds)
+      .orderBy([
+        { column: 'room_id', order: 'asc' },
+        { column: 'seq', order: 'asc' },
+      ])
+      .select<Array<{ room_id: string; seq: number | string; membership: MembershipChange['membership'] }>>('room_id', 'seq', 'membership');
+    for (const r of rows) {
+      const log = out.get(r.room_id) ?? [];
+      log.push({ seq: Number(r.seq), membership: r.membership });
+      out.set(r.room_id, log);
+    }
+    return out;
+  }
+
+  /** Per room, the position of the newest stream note about the user's own membership there. */
+  async lastOwnMembershipPositions(userId: string, roomIds: string[]): Promise<Map<string, number>> {
+    if (roomIds.length === 0) return new Map();
+    const rows = await this.db('stream')
+      .where('user_id', userId)
+      .andWhere('kind', 'event')
+      .whereIn('room_id', roomIds)
+      .groupBy('room_id')
+      .select<Array<{ room_id: string; max: number | string }>>('room_id', this.db.raw('max(position) as max'));
+    return new Map(rows.map((r) => [r.room_id, Number(r.max)]));
+  }
+
+  /** Every position at or below this may have been pruned: a client behind it must resync. */
+  async prunedThrough(): Promise<number> {
+    const row = await this.db('stream_horizon').where({ id: 1 }).first<{ pruned_through: number | string } | undefined>();
+    return Number(row?.pruned_through ?? 0);
+  }
+
+  /**
+   * Deletes notes written before `olderThanTs`, at most `batch` rows per statement. The
+   * horizon moves first, so a reader that finds a hole also finds the horizon past it.
+   */
+  async prune(olderThanTs: number, batch: number): Promise<{ through: number; deleted: number }> {
+    const row = await this.db('stream')
+      .where('created_ts', '<', olderThanTs)
+      .max<{ max: number | string | null }>('position as max')
+      .first();
+    const through = Number(row?.max ?? 0);
+    if (through === 0) return { through: await this.prunedThrough(), deleted: 0 };
+    await this.db('stream_horizon').where({ id: 1 }).andWhere('pruned_through', '<', through).update({ pruned_through: through });
+    let deleted = 0;
+    for (;;) {
+      const n = await this.db('stream')
+        .whereIn('position', this.db('stream').where('position', '<=', through).orderBy('position', 'asc').limit(batch).select('position'))
+        .delete();
+      deleted += n;
+      if (n < batch) break;
+    }
+    return { through: await this.prunedThrough(), deleted };
   }
 }
 

@@ -60,8 +60,17 @@ export class TokenRepository {
     return (await trx('refresh_tokens').where({ id }).whereNull('used_ts').update({ used_ts: ts })) === 1;
   }
 
-  async deleteForDevice(kind: TokenKind, devicePk: number, trx: Db = this.db): Promise<void> {
-    await trx(TABLE[kind]).where({ device_pk: devicePk }).delete();
+  /** Deletes a device's tokens of one kind; returns the IDs deleted. */
+  async deleteForDevice(kind: TokenKind, devicePk: number, trx: Db = this.db): Promise<string[]> {
+    const rows: Array<{ id: string }> = await trx(TABLE[kind]).where({ device_pk: devicePk }).delete(['id']);
+    return rows.map((r) => r.id);
+  }
+
+  /** Which of these access token IDs still exist (a stream re-checks its token with this). */
+  async existingAccess(ids: string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const rows = await this.db('access_tokens').whereIn('id', ids).select<Array<{ id: string }>>('id');
+    return new Set(rows.map((r) => r.id));
   }
 
   async deleteAccess(id: string): Promise<void> {

@@ -32,6 +32,11 @@ export class DeviceChanges {
     this.changed(userId);
   }
 
+  /** Access tokens replaced by a refresh: streams opened with them end (the device stays). */
+  tokensReplaced(userId: string, tokenIds: string[]): void {
+    if (tokenIds.length > 0) this.bus.control({ type: 'revoke_tokens', user_id: userId, token_ids: tokenIds });
+  }
+
   added(userId: string): void {
     this.changed(userId);
   }

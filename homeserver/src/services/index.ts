@@ -171,7 +171,7 @@ export function createServices(
     writer,
     typing: new TypingService(db, roomRepo, writer, bus, clock),
     presence: new PresenceService(db, new PresenceRepository(db), roomRepo, writer, tracker, clock, config.presence.enabled),
-    sync: new SyncService(streamRepo, eventRepo, roomRepo, bus),
+    sync: new SyncService(streamRepo, eventRepo, roomRepo, bus, (ids) => sessions.liveTokens(ids), () => clock.now()),
     toDevice: new ToDeviceService(db, users, devices, txns, writer, config.server_name),
   };
 }

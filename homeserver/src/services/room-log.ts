@@ -252,7 +252,8 @@ export class RoomLog {
       device_id: null,
       room_ids: null,
       data,
-      live: { event: clientEventOf(row) },
+      // The stream shows the event only to those its history visibility lets see it.
+      live: { event: clientEventOf(row), visibility },
     });
     own.entries.push({ event, record, target });
     // Keep the caller's locked row current so several appends in one transaction chain.

@@ -15,6 +15,8 @@ export interface AuthContext {
   devicePk: number;
   tokenId: string;
   isAdmin: boolean;
+  /** When the access token expires (streams opened with it end then). */
+  tokenExpiresTs?: number;
 }
 
 export interface SessionSettings {
@@ -83,7 +85,14 @@ export class SessionService {
     if (row.last_seen_ts === null || now - row.last_seen_ts > TOUCH_INTERVAL_MS) {
       this.devices.touch(row.device_pk, now, ip).catch((err) => this.log.warn({ err }, 'could not record device last-seen'));
     }
-    return { userId: row.user_id, deviceId: row.device_id, devicePk: row.device_pk, tokenId: row.id, isAdmin: row.is_admin };
+    return {
+      userId: row.user_id,
+      deviceId: row.device_id,
+      devicePk: row.device_pk,
+      tokenId: row.id,
+      isAdmin: row.is_admin,
+      tokenExpiresTs: Number(row.expires_ts),
+    };
   }
 
   /**
@@ -105,14 +114,15 @@ export class SessionService {
       if (row.expires_ts <= now) return { kind: 'expired' as const };
       await this.tokens.markRefreshUsed(row.id, now, trx);
       // The old access token dies with the refresh: a stolen one stops working as soon
-      // as the real client refreshes.
-      await this.tokens.deleteForDevice('access', row.device_pk, trx);
+      // as the real client refreshes, and so do the streams it opened.
+      const replaced = await this.tokens.deleteForDevice('access', row.device_pk, trx);
       const device = await this.devices.findByPk(row.device_pk, trx);
       if (!device) return { kind: 'unknown' as const };
-      return { kind: 'ok' as const, pair: await this.issue(device, trx) };
+      return { kind: 'ok' as const, pair: await this.issue(device, trx), userId: device.user_id, replaced };
     });
     switch (outcome.kind) {
       case 'ok':
+        this.changes.tokensReplaced(outcome.userId, outcome.replaced);
         return outcome.pair;
       case 'reused':
         this.log.warn({ device_pk: outcome.devicePk }, 'refresh token reused; device signed out');
@@ -134,6 +144,16 @@ export class SessionService {
   async logoutAll(userId: string): Promise<void> {
     await this.devices.deleteAllExcept(userId, null);
     this.changes.revokedAll(userId);
+  }
+
+  /** The sessions clock (token expiry is judged by it). */
+  now(): number {
+    return this.clock.now();
+  }
+
+  /** Which of these access tokens still exist (not revoked, not purged). */
+  async liveTokens(tokenIds: string[]): Promise<Set<string>> {
+    return this.tokens.existingAccess(tokenIds);
   }
 
   async purgeExpired(): Promise<number> {

@@ -11,7 +11,30 @@ import { clientEventOf } from './timeline.js';
 /** Messages that are not stream entries: they carry no position and are not replayed. */
 export type ControlMessage =
   | { type: 'revoke_device'; user_id: string; device_id: string }
-  | { type: 'revoke_user'; user_id: string; except_device_id?: string };
+  | { type: 'revoke_user'; user_id: string; except_device_id?: string }
+  /** Access tokens replaced by a refresh: the device lives on, streams opened with these end. */
+  | { type: 'revoke_tokens'; user_id: string; token_ids: string[] };
+
+/**
+ * Whether a control message ends a stream opened with this token: 'revoked' when the device
+ * (or the whole account) was signed out, 'replaced' when only the token was.
+ */
+export function revocationOf(
+  msg: ControlMessage,
+  stream: { userId: string; deviceId: string; tokenId: string },
+): 'revoked' | 'replaced' | null {
+  if (msg.user_id !== stream.userId) return null;
+  switch (msg.type) {
+    case 'revoke_device':
+      return msg.device_id === stream.deviceId ? 'revoked' : null;
+    case 'revoke_user':
+      return msg.except_device_id === stream.deviceId ? null : 'revoked';
+    case 'revoke_tokens':
+      return msg.token_ids.includes(stream.tokenId) ? 'replaced' : null;
+    default:
+      return null;
+  }
+}
 
 // How long an out-of-order note waits for the positions before it to arrive by pub/sub
 // before they are read from the database instead.
@@ -167,7 +190,10 @@ export class StreamBus {
   }
 }
 
-/** Adds the client form of room events to notes read back from the database. */
+/**
+ * Adds the client form of room events to notes read back from the database, with the
+ * history visibility in force at each event (what the stream's visibility check needs).
+ */
 export async function hydrate(notes: StreamNote[], events: EventRepository): Promise<StreamNote[]> {
   const ids = notes.filter((n) => n.kind === 'event' && !n.data.event).map((n) => n.data.event_id as string);
   if (ids.length === 0) return notes;
@@ -175,7 +201,7 @@ export async function hydrate(notes: StreamNote[], events: EventRepository): Pro
   return notes.map((n) => {
     if (n.kind !== 'event' || n.data.event) return n;
     const row = rows.get(n.data.event_id as string);
-    return row ? { ...n, data: { ...n.data, event: clientEventOf(row) } } : n;
+    return row ? { ...n, data: { ...n.data, event: clientEventOf(row), visibility: row.visibility } } : n;
   });
 }
 
