@@ -1,5 +1,6 @@
+import { ParleyApiError } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type HostileRoom, type HostileServer, json, startHostileServer } from './support/hostile-server.js';
+import { endless, type HostileRoom, type HostileServer, hold, json, startHostileServer } from './support/hostile-server.js';
 import { until } from './support/net.js';
 import { ManualClock, startTestServer, type TestServer } from './support/server.js';
 
@@ -177,5 +178,42 @@ describe('federation: a hostile host against a participant', () => {
     const errors = Object.values(answer as Record<string, { error?: string }>).filter((r) => r.error);
     expect(errors.length).toBeGreaterThan(0);
     expect(errors.every((e) => /backfill/.test(e.error ?? ''))).toBe(true);
+  });
+
+  const JOIN = /\/join$/;
+
+  it('security: M6 a join answered with an endless body is cut off at the join cap, not buffered', async () => {
+    const room = evil.createRoom();
+    evil.script('POST', JOIN, () => endless());
+    const sentBefore = evil.bytesSent;
+    const err = await bob.rooms.join(room.id).catch((e: ParleyApiError) => e);
+    evil.reset();
+    expect(err).toBeInstanceOf(ParleyApiError);
+    expect((err as ParleyApiError).status).toBe(502);
+    expect((err as ParleyApiError).message).toMatch(/more than \d+ bytes/);
+    // The participant stopped reading at its 32 MiB cap (plus what sat in socket buffers).
+    expect(evil.bytesSent - sentBefore).toBeLessThan(40 * 1024 * 1024);
+    expect(await seqOn(room.id)).toBe(0);
+  });
+
+  it('security: M6 at most 3 remote joins run at once; the next is a 503 with Retry-After', async () => {
+    const rooms = [evil.createRoom(), evil.createRoom(), evil.createRoom(), evil.createRoom()];
+    evil.script('POST', JOIN, () => hold());
+    const held = rooms.slice(0, 3).map((r) => bob.rooms.join(r.id).catch((e: ParleyApiError) => e));
+    await until(() => evil.heldCount === 3);
+    const res = await fetch(`${hs.url}/api/v1/rooms/${encodeURIComponent((rooms[3] as HostileRoom).id)}/join`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${bob.client.session?.access_token}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(res.status).toBe(503);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(evil.count('POST', JOIN)).toBeGreaterThanOrEqual(3);
+    evil.release();
+    for (const outcome of await Promise.all(held)) expect((outcome as ParleyApiError).status).toBe(502);
+    evil.reset();
+    // The slots are free again.
+    await bob.rooms.join((rooms[3] as HostileRoom).id);
+    expect(await seqOn((rooms[3] as HostileRoom).id)).toBe(6);
   });
 });

@@ -85,6 +85,12 @@ function refusalMessage(err: unknown): string | undefined {
 // A joining server gets the whole chain up to this many entries (larger rooms: state
 // snapshots are the next step).
 const MAX_JOIN_ENTRIES = 20_000;
+// A join response is buffered and parsed whole: a host may answer at most this much (a
+// 10,000-member snapshot is about 8 MiB), and only this many first joins run at once, so a
+// hostile or huge room costs at most MAX_CONCURRENT_JOINS × MAX_JOIN_RESPONSE_BYTES (plus parsing).
+const MAX_JOIN_RESPONSE_BYTES = 32 * 1024 * 1024;
+const MAX_CONCURRENT_JOINS = 3;
+const JOIN_RETRY_AFTER_MS = 5_000;
 // How long a participant's answer to a submit waits for the host's fan-out to bring it back.
 const ARRIVAL_WAIT_MS = 2_000;
 
@@ -220,6 +226,16 @@ export class FederatedRooms {
         return;
       }
     }
+    // Each first join buffers and verifies a whole join response: only a few at once (M6).
+    if (this.joining.size >= MAX_CONCURRENT_JOINS)
+      throw new ParleyError(
+        503,
+        'PARLEY_UNAVAILABLE',
+        `this server is joining ${MAX_CONCURRENT_JOINS} remote rooms already; retry shortly`,
+        {
+          retryAfterMs: JOIN_RETRY_AFTER_MS,
+        },
+      );
     const first = this.firstJoin(userId, roomId, displayname);
     this.joining.set(roomId, first);
     try {
@@ -241,12 +257,14 @@ export class FederatedRooms {
         method: 'POST',
         path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/join`,
         body: { event },
-        maxBytes: 256 * 1024 * 1024,
+        maxBytes: MAX_JOIN_RESPONSE_BYTES,
       });
     } catch (err) {
       const status = (err as { status?: number }).status;
       if (status === 403) throw forbidden(`${host} refused the join`);
       if (status === 404) throw notFound(`${host} has no room ${roomId}`);
+      if ((err as { kind?: string }).kind === 'too_large')
+        throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `${host} answered the join with more than ${MAX_JOIN_RESPONSE_BYTES} bytes`);
       throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `could not reach ${host}: ${(err as Error).message}`);
     }
     const body = res.body as { entries?: unknown; snapshot?: { state?: unknown; anchor?: unknown } };
