@@ -82,7 +82,7 @@ async function startFederation(
   redis: Redis | null,
   log: Logger,
 ): Promise<RunningFederation> {
-  const context = await createFederation(config, identity, services.clock, log);
+  const context = await createFederation(config, identity, services.clock, log, (server) => services.admin.domains.refusal(server));
   const sender: Sender = async (destination, txn) => {
     await context.client.request({
       destination,
@@ -107,6 +107,7 @@ async function startFederation(
     metrics.registry,
   );
   await delivery.start();
+  services.admin.notifyDelivery = (servers) => delivery.notify(servers);
   const onInbound = (origin: string) => {
     delivery.inbound(origin).catch((err) => log.warn({ err: (err as Error).message, origin }, 'inbound retry trigger failed'));
   };
@@ -217,6 +218,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   if (redis) await warnUnlessNoEviction(redis, log);
   const services = createServices(config, db, redis, options.clock ?? systemClock, log, identity);
   await services.bus.start();
+  await services.admin.start();
   const metrics = new Metrics(db);
   const app = createApp(services, metrics);
 
@@ -288,6 +290,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
       server.closeAllConnections();
       await federation?.stop();
       await services.presence.stop();
+      await services.admin.stop();
       await services.bus.stop();
       if (redis) await redis.quit().catch(() => redis?.disconnect());
       await db.destroy();

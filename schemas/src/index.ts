@@ -1,3 +1,4 @@
+export * from './admin.js';
 export * from './account.js';
 export * from './auth.js';
 export * from './e2e.js';

@@ -2,7 +2,14 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { buildKeyDocument, KeyStore, publicKeyFromB64u } from '@parley/federation/keys';
 import { fingerprintOfPem, loadOrCreateTlsCertificate } from '@parley/federation/tls';
-import { AddressPolicy, FederationClient, isFederationError } from '@parley/federation/transport';
+import {
+  AddressPolicy,
+  FederationClient,
+  FederationError,
+  type FederationRequest,
+  type FederationResponse,
+  isFederationError,
+} from '@parley/federation/transport';
 import type { ServerKeyDocument } from '@parley/schemas';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
@@ -17,7 +24,20 @@ export interface FederationContext {
   client: FederationClient;
   /** Our own key document, re-signed before it expires. */
   keyDocument(): ServerKeyDocument;
+  /** Why federation with a server is refused (an admin's domain block), or undefined. */
+  refuse: (server: string) => string | undefined;
   close(): Promise<void>;
+}
+
+/** The outbound client behind the admin's domain policy: a blocked server is never dialled. */
+class PolicedFederationClient extends FederationClient {
+  refuse: (server: string) => string | undefined = () => undefined;
+
+  override async request(request: FederationRequest): Promise<FederationResponse> {
+    const why = this.refuse(request.destination);
+    if (why) throw new FederationError('ssrf', request.destination, `refused: ${why}`);
+    return super.request(request);
+  }
 }
 
 /**
@@ -25,7 +45,13 @@ export interface FederationContext {
  * or self-signed at first start and published by fingerprint), its key document, the key
  * store for other servers' keys, and the outbound client (SSRF guard, pinning).
  */
-export async function createFederation(config: Config, identity: SigningIdentity, clock: Clock, log: Logger): Promise<FederationContext> {
+export async function createFederation(
+  config: Config,
+  identity: SigningIdentity,
+  clock: Clock,
+  log: Logger,
+  refuse: (server: string) => string | undefined = () => undefined,
+): Promise<FederationContext> {
   const fed = config.federation;
   let tls: { certPem: string; keyPem: string; fingerprint: string };
   if (fed.tls_cert_file && fed.tls_key_file) {
@@ -55,7 +81,7 @@ export async function createFederation(config: Config, identity: SigningIdentity
 
   // eslint-style forward reference: the client asks the store for pins, the store fetches through the client.
   let keyStore: KeyStore;
-  const client = new FederationClient({
+  const client = new PolicedFederationClient({
     serverName: config.server_name,
     signingKey: identity,
     policy: new AddressPolicy({ allow: fed.allow_private }),
@@ -94,6 +120,7 @@ export async function createFederation(config: Config, identity: SigningIdentity
     },
     onEvent: (event) => log.info({ component: 'keys', ...event }, 'key store'),
   });
+  client.refuse = refuse;
 
   return {
     config: fed,
@@ -102,6 +129,7 @@ export async function createFederation(config: Config, identity: SigningIdentity
     keyStore,
     client,
     keyDocument,
+    refuse,
     close: () => client.close(),
   };
 }

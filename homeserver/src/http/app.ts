@@ -1,12 +1,18 @@
 import cors from '@koa/cors';
 import Koa from 'koa';
 import { adminFederationRoutes } from '../api/admin/federation.js';
+import { adminMediaRoutes } from '../api/admin/media.js';
+import { adminReportRoutes } from '../api/admin/reports.js';
+import { adminRoomRoutes } from '../api/admin/rooms.js';
+import { adminServerRoutes } from '../api/admin/server.js';
+import { adminUserRoutes } from '../api/admin/users.js';
 import { accountRoutes } from '../api/client/account.js';
 import { authRoutes } from '../api/client/auth.js';
 import { deviceRoutes } from '../api/client/devices.js';
 import { directoryRoutes } from '../api/client/directory.js';
 import { mediaRoutes } from '../api/client/media.js';
 import { profileRoutes } from '../api/client/profile.js';
+import { reportRoutes } from '../api/client/reports.js';
 import { roomRoutes } from '../api/client/rooms.js';
 import { streamRoutes } from '../api/client/stream.js';
 import { opsRoutes } from '../api/ops.js';
@@ -17,6 +23,7 @@ import type { AppContext, AppState } from './context.js';
 import { errorHandler } from './middleware/errors.js';
 import { requestContext } from './middleware/request-context.js';
 import { serveClient } from './static.js';
+import { serveAdmin } from './static-admin.js';
 
 export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
   // Koa keeps only the last `maxIpsCount` X-Forwarded-For entries, so ctx.ip is the address
@@ -62,10 +69,17 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     mediaRoutes(s),
     streamRoutes(s),
     adminFederationRoutes(s),
+    reportRoutes(s),
+    adminUserRoutes(s),
+    adminRoomRoutes(s),
+    adminReportRoutes(s),
+    adminMediaRoutes(s),
+    adminServerRoutes(s),
   ]) {
     app.use(router.routes());
     app.use(router.allowedMethods({ throw: true }));
   }
+  app.use(serveAdmin());
   app.use(serveClient());
   return app;
 }

@@ -21,7 +21,8 @@ export class MediaRepository {
 
   /** Media uploaded to this server (never a cached remote copy). */
   async findLocal(mediaId: string): Promise<MediaRow | undefined> {
-    return this.db<MediaRow>('media').where({ media_id: mediaId }).whereNull('origin').first();
+    // Quarantined media are served to nobody (admin console), here or over federation.
+    return this.db<MediaRow>('media').where({ media_id: mediaId }).whereNull('origin').whereNull('quarantined_ts').first();
   }
 
   /** Our cached copy of `origin`'s media `remoteId`. */

@@ -12,6 +12,7 @@ import { PresenceRepository, StreamRepository } from '../repositories/stream.js'
 import { TokenRepository } from '../repositories/tokens.js';
 import { UserRepository } from '../repositories/users.js';
 import { AccountService } from './accounts.js';
+import { type AdminServices, createAdminServices } from './admin/index.js';
 import type { Clock } from './clock.js';
 import { DeviceChanges } from './device-changes.js';
 import { DeviceService } from './devices.js';
@@ -63,6 +64,7 @@ export interface Services {
   presence: PresenceService;
   toDevice: ToDeviceService;
   sync: SyncService;
+  admin: AdminServices;
 }
 
 export function createServices(
@@ -143,7 +145,10 @@ export function createServices(
   const tracker = redis ? new RedisConnectionTracker(redis, randomUUID()) : new MemoryConnectionTracker();
   let rateLimiter: RateLimiter | null = null;
   if (config.rate_limits.enabled) rateLimiter = redis ? new RedisRateLimiter(redis, clock) : new MemoryRateLimiter(clock);
+  const admin = createAdminServices({ config, db, clock, log, users, rooms: roomRepo, events: eventRepo, roomService: rooms, accounts, sessions });
+  rooms.blocked = (roomId) => admin.directory.isRoomBlocked(roomId);
   return {
+    admin,
     config,
     db,
     redis,

@@ -70,6 +70,8 @@ export class RoomService {
   remote: FederatedRooms | null = null;
   /** Set when federation runs: aliases of other servers are asked of them. */
   remoteDirectory: RemoteDirectory | null = null;
+  /** Rooms an admin blocked: nobody here may join them (services/admin). */
+  blocked: (roomId: string) => Promise<boolean> = async () => false;
 
   constructor(private readonly d: RoomDeps) {}
 
@@ -180,6 +182,7 @@ export class RoomService {
 
   async join(auth: AuthContext, idOrAlias: string): Promise<{ room_id: string }> {
     const roomId = await this.resolve(idOrAlias);
+    if (await this.blocked(roomId)) throw forbidden(`${roomId} is blocked on this server`);
     const profile = await this.d.users.findById(auth.userId);
     if (this.remote && this.hostOf(roomId) !== this.d.serverName) {
       const known = await this.d.rooms.find(roomId);

@@ -17,6 +17,10 @@ export interface FederationState {
  */
 export function requireServer(fed: FederationContext, maxBytes: number, onInbound: (origin: string) => void) {
   return async (ctx: AppContext, next: Next): Promise<void> => {
+    // An admin's domain block refuses the server before its key is fetched (no outbound call).
+    const claimed = /origin="([^"]{1,255})"/.exec(ctx.get('authorization'))?.[1];
+    const blocked = claimed === undefined ? undefined : fed.refuse(claimed);
+    if (blocked) throw new ParleyError(403, 'PARLEY_FORBIDDEN', blocked);
     let body: unknown;
     const length = ctx.request.length;
     if ((length !== undefined && length > 0) || ctx.get('transfer-encoding')) {
@@ -38,6 +42,8 @@ export function requireServer(fed: FederationContext, maxBytes: number, onInboun
       ctx.state.log.warn({ code: result.code, reason: result.reason }, 'federation request refused');
       throw new ParleyError(401, result.code as never, result.reason);
     }
+    const refused = fed.refuse(result.origin);
+    if (refused) throw new ParleyError(403, 'PARLEY_FORBIDDEN', refused);
     (ctx.state as unknown as { fed: FederationState }).fed = { origin: result.origin, body };
     ctx.state.log = ctx.state.log.child({ origin: result.origin });
     onInbound(result.origin);
