@@ -77,6 +77,8 @@ export const ConfigSchema = Type.Object(
         login_per_ip: Bucket,
         login_per_account: Bucket,
         refresh_per_ip: Bucket,
+        // Each fetch of another server's media that is not cached yet (found there or not).
+        remote_media_per_user: Bucket,
       },
       { additionalProperties: false },
     ),
@@ -85,6 +87,10 @@ export const ConfigSchema = Type.Object(
         upload_timeout_ms: Type.Integer({ minimum: 10_000, description: 'time allowed to receive one upload body' }),
         max_upload_bytes: Type.Integer({ minimum: 1, description: 'largest single upload' }),
         user_quota_bytes: Type.Integer({ minimum: 0, description: 'total stored per account' }),
+        remote_cache_max_bytes: Type.Integer({
+          minimum: 1,
+          description: "other servers' media cached here, all together; the least recently used goes first",
+        }),
       },
       { additionalProperties: false },
     ),
@@ -179,8 +185,14 @@ export function defaultConfig(): Config {
       login_per_ip: { burst: 20, per_minute: 10 },
       login_per_account: { burst: 5, per_minute: 3 },
       refresh_per_ip: { burst: 60, per_minute: 60 },
+      remote_media_per_user: { burst: 60, per_minute: 30 },
     },
-    media: { max_upload_bytes: 50 * 1024 * 1024, user_quota_bytes: 1024 * 1024 * 1024, upload_timeout_ms: 600_000 },
+    media: {
+      max_upload_bytes: 50 * 1024 * 1024,
+      user_quota_bytes: 1024 * 1024 * 1024,
+      upload_timeout_ms: 600_000,
+      remote_cache_max_bytes: 10 * 1024 * 1024 * 1024,
+    },
     stream: { heartbeat_ms: 30_000, identify_timeout_ms: 10_000, max_buffered_bytes: 1024 * 1024, long_poll_max_ms: 30_000 },
     presence: { enabled: true },
     federation: {

@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db } from './db/database.js';
+import type { MediaService } from './services/media.js';
 
 /** One registry per server instance, so several servers can share a process (tests). */
 export class Metrics {
@@ -7,7 +8,7 @@ export class Metrics {
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route'>;
 
-  constructor(db: Db) {
+  constructor(db: Db, media?: MediaService) {
     collectDefaultMetrics({ register: this.registry, prefix: 'parley_' });
     this.httpRequests = new Counter({
       name: 'parley_http_requests_total',
@@ -33,6 +34,40 @@ export class Metrics {
         this.set({ state: 'used' }, p?.numUsed() ?? 0);
         this.set({ state: 'free' }, p?.numFree() ?? 0);
         this.set({ state: 'pending' }, p?.numPendingAcquires() ?? 0);
+      },
+    });
+    if (media) this.watchRemoteMedia(media);
+  }
+
+  // The remote media cache is capped and evicted (issue 10, M5): its size and churn are shown.
+  private watchRemoteMedia(media: MediaService): void {
+    const stats = media.remoteStats;
+    new Gauge({
+      name: 'parley_media_remote_cache_bytes',
+      help: "Bytes of other servers' media cached here",
+      registers: [this.registry],
+      async collect() {
+        this.set(await media.remoteCacheBytes());
+      },
+    });
+    new Counter({
+      name: 'parley_media_remote_fetches_total',
+      help: "Fetches of other servers' media by result",
+      labelNames: ['result'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc({ result: 'ok' }, stats.fetched);
+        this.inc({ result: 'failed' }, stats.failed);
+      },
+    });
+    new Counter({
+      name: 'parley_media_remote_evictions_total',
+      help: 'Cached remote media files evicted to stay under media.remote_cache_max_bytes',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(stats.evicted);
       },
     });
   }

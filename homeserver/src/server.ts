@@ -219,7 +219,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   const services = createServices(config, db, redis, options.clock ?? systemClock, log, identity);
   await services.bus.start();
   await services.admin.start();
-  const metrics = new Metrics(db);
+  const metrics = new Metrics(db, services.media);
   const app = createApp(services, metrics);
 
   const server = http.createServer(app.callback());

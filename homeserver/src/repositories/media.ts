@@ -14,6 +14,8 @@ export interface MediaRow {
   /** The server a cached copy came from, and its ID there; null for our own uploads. */
   origin?: string | null;
   remote_media_id?: string | null;
+  /** When a cached remote copy was last served (eviction is least recently used first). */
+  last_access_ts?: number | null;
 }
 
 export class MediaRepository {
@@ -52,5 +54,54 @@ export class MediaRepository {
    */
   async lockQuota(userId: string, trx: Db): Promise<void> {
     await trx.raw('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`parley.media.quota:${userId}`]);
+  }
+
+  /** Marks a cached remote copy as used now (the eviction order is least recently used). */
+  async touchRemote(mediaId: string, now: number): Promise<void> {
+    await this.db('media')
+      .where({ media_id: mediaId })
+      .whereNotNull('origin')
+      .andWhere('last_access_ts', '<', now)
+      .update({ last_access_ts: now });
+  }
+
+  /** Bytes held by cached copies of other servers' media. */
+  async remoteCacheBytes(trx: Db = this.db): Promise<number> {
+    const [row] = await trx('media').whereNotNull('origin').sum<{ total: string | number | null }[]>({ total: 'size' });
+    return Number(row?.total ?? 0);
+  }
+
+  /**
+   * Deletes least recently used cached remote copies (never `keep`) until at most `maxBytes`
+   * remain, one eviction at a time across processes; answers the evicted rows, whose files
+   * the caller removes once this has committed.
+   */
+  async evictRemote(maxBytes: number, keep: string, trx: Db): Promise<Array<{ media_id: string; size: number }>> {
+    await trx.raw('select pg_advisory_xact_lock(hashtextextended(?, 0))', ['parley.media.remote_cache']);
+    let total = await this.remoteCacheBytes(trx);
+    const evicted: Array<{ media_id: string; size: number }> = [];
+    while (total > maxBytes) {
+      const batch: Array<{ media_id: string; size: number }> = await trx('media')
+        .whereNotNull('origin')
+        .whereNot('media_id', keep)
+        .orderBy([{ column: 'last_access_ts' }, { column: 'created_ts' }])
+        .limit(100)
+        .select('media_id', 'size');
+      if (batch.length === 0) break;
+      const victims: Array<{ media_id: string; size: number }> = [];
+      for (const row of batch) {
+        if (total <= maxBytes) break;
+        victims.push(row);
+        total -= Number(row.size);
+      }
+      await trx('media')
+        .whereIn(
+          'media_id',
+          victims.map((v) => v.media_id),
+        )
+        .delete();
+      evicted.push(...victims);
+    }
+    return evicted;
   }
 }

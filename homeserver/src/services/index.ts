@@ -20,7 +20,7 @@ import { createMediaService, type MediaService } from './media.js';
 import { PasswordHasher } from './passwords.js';
 import { MemoryConnectionTracker, PresenceService, RedisConnectionTracker } from './presence.js';
 import { ProfileService } from './profiles.js';
-import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from './rate-limit.js';
+import { enforce, MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from './rate-limit.js';
 import { RoomLog, type SigningIdentity } from './room-log.js';
 import { RoomSequencer } from './room-sequencer.js';
 import { RoomViews } from './room-views.js';
@@ -170,7 +170,9 @@ export function createServices(
     timeline,
     roomViews: new RoomViews(roomRepo, eventRepo, aliases, markers, timeline, clock, config.server_name, new RemoteInviteRepository(db)),
     search: new SearchService(roomRepo, eventRepo, timeline),
-    media: createMediaService(config, db, clock, log),
+    media: createMediaService(config, db, clock, log, (userId) =>
+      enforce(rateLimiter, `media:remote:${userId}`, config.rate_limits.remote_media_per_user),
+    ),
     streamRepo,
     bus,
     writer,

@@ -19,6 +19,8 @@ import type { AuthContext } from './sessions.js';
 export interface MediaLimits {
   maxUploadBytes: number;
   userQuotaBytes: number;
+  /** Other servers' media cached here, all together; least recently used is evicted. */
+  remoteCacheMaxBytes: number;
 }
 
 export interface MediaDeps {
@@ -29,6 +31,16 @@ export interface MediaDeps {
   serverName: string;
   limits: MediaLimits;
   log: Logger;
+  /** Throws (429) when this user may not start another remote fetch now. */
+  remoteFetchGate?: (userId: string) => Promise<void>;
+}
+
+/** Counts of the remote media cache since start (exported as metrics). */
+export interface RemoteCacheStats {
+  fetched: number;
+  failed: number;
+  evicted: number;
+  evictedBytes: number;
 }
 
 export interface UploadRequest {
@@ -78,6 +90,7 @@ export class MediaService {
   readonly #fetching = new Map<string, Promise<MediaRow>>();
   #fetchesRunning = 0;
   readonly #fetchQueue: Array<() => void> = [];
+  readonly remoteStats: RemoteCacheStats = { fetched: 0, failed: 0, evicted: 0, evictedBytes: 0 };
 
   constructor(private readonly deps: MediaDeps) {}
 
@@ -135,12 +148,21 @@ export class MediaService {
    * The row for `parley://serverName/mediaId`: our own upload, or a cached copy of another
    * server's media, fetched over federation on first use.
    */
-  async get(serverName: string, mediaId: string): Promise<MediaRow> {
+  async get(serverName: string, mediaId: string, requester?: string): Promise<MediaRow> {
     if (serverName === this.deps.serverName) return this.getLocal(mediaId);
     const cached = await this.deps.media.findRemote(serverName, mediaId);
-    if (cached) return cached;
+    if (cached) {
+      await this.deps.media.touchRemote(cached.media_id, this.deps.clock.now());
+      return cached;
+    }
     const key = `${serverName}/${mediaId}`;
     let pending = this.#fetching.get(key);
+    // Every fetch not already under way costs the requester, found or not: random IDs were a
+    // way to make this server download and keep the upload cap each (issue 10, M5).
+    if (!pending && requester !== undefined && this.deps.remoteFetchGate) {
+      await this.deps.remoteFetchGate(requester);
+      pending = this.#fetching.get(key);
+    }
     if (!pending) {
       pending = this.#withFetchSlot(() => this.#fetchRemote(serverName, mediaId)).finally(() => this.#fetching.delete(key));
       this.#fetching.set(key, pending);
@@ -194,6 +216,17 @@ export class MediaService {
   // Fetched once within the upload cap, then stored exactly like an upload: the bytes are
   // re-sniffed here and the origin's Content-Type is kept for diagnostics only.
   async #fetchRemote(origin: string, remoteId: string): Promise<MediaRow> {
+    try {
+      const row = await this.#download(origin, remoteId);
+      this.remoteStats.fetched++;
+      return row;
+    } catch (err) {
+      this.remoteStats.failed++;
+      throw err;
+    }
+  }
+
+  async #download(origin: string, remoteId: string): Promise<MediaRow> {
     const { media, store, limits, log } = this.deps;
     const federation = this.federation;
     if (!federation) throw notFound(`media from ${origin} is not available here (this server does not federate)`);
@@ -233,6 +266,7 @@ export class MediaService {
         size: file.size,
         sha256: file.sha256,
         created_ts: this.deps.clock.now(),
+        last_access_ts: this.deps.clock.now(),
       };
       await store.commit(file.tempPath, row.media_id);
       let inserted = false;
@@ -243,11 +277,36 @@ export class MediaService {
       }
       const stored = inserted ? row : await media.findRemote(origin, remoteId);
       if (!stored) throw new Error(`cached copy of ${origin}/${remoteId} vanished`);
+      if (inserted) await this.#evict(stored.media_id);
       log.info({ origin, remote_media_id: remoteId, media_id: stored.media_id, size: stored.size }, 'remote media cached');
       return stored;
     } finally {
       await store.discard(file.tempPath);
     }
+  }
+
+  /** Where a stored file lives (tests and operators check eviction by it). */
+  storedPath(mediaId: string): string {
+    return this.deps.store.pathOf(mediaId);
+  }
+
+  /** Bytes held by cached copies of other servers' media now. */
+  remoteCacheBytes(): Promise<number> {
+    return this.deps.media.remoteCacheBytes();
+  }
+
+  // Keeps the remote cache under its cap, least recently used first, never the file just
+  // fetched (its requester is about to read it). Rows go first; files after the commit, so a
+  // crash leaves at worst an orphan file, never a row pointing at nothing.
+  async #evict(keep: string): Promise<void> {
+    const { db, media, store, limits, log } = this.deps;
+    const evicted = await db.transaction((trx) => media.evictRemote(limits.remoteCacheMaxBytes, keep, trx));
+    for (const row of evicted) {
+      await store.discard(store.pathOf(row.media_id));
+      this.remoteStats.evicted++;
+      this.remoteStats.evictedBytes += Number(row.size);
+    }
+    if (evicted.length > 0) log.info({ evicted: evicted.length }, 'remote media evicted from the cache');
   }
 
   #missing(row: MediaRow): ParleyError {
@@ -286,14 +345,25 @@ export class MediaService {
 }
 
 /** The media service on local disk under `data_dir/media`, as configured. */
-export function createMediaService(config: Config, db: Db, clock: Clock, log: Logger): MediaService {
+export function createMediaService(
+  config: Config,
+  db: Db,
+  clock: Clock,
+  log: Logger,
+  remoteFetchGate?: (userId: string) => Promise<void>,
+): MediaService {
   return new MediaService({
     db,
     media: new MediaRepository(db),
     store: new MediaStore(path.join(config.data_dir, 'media')),
     clock,
     serverName: config.server_name,
-    limits: { maxUploadBytes: config.media.max_upload_bytes, userQuotaBytes: config.media.user_quota_bytes },
+    limits: {
+      maxUploadBytes: config.media.max_upload_bytes,
+      userQuotaBytes: config.media.user_quota_bytes,
+      remoteCacheMaxBytes: config.media.remote_cache_max_bytes,
+    },
     log,
+    ...(remoteFetchGate ? { remoteFetchGate } : {}),
   });
 }

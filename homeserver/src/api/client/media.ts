@@ -85,12 +85,12 @@ export function mediaRoutes(s: Services): Router<AppState> {
 
   // GET /api/v1/media/:serverName/:mediaId/info
   router.get('/:serverName/:mediaId/info', auth, async (ctx: AppContext) => {
-    ctx.body = s.media.info(await s.media.get(serverNameParam(ctx), mediaIdParam(ctx)));
+    ctx.body = s.media.info(await s.media.get(serverNameParam(ctx), mediaIdParam(ctx), authOf(ctx).userId));
   });
 
   // GET /api/v1/media/:serverName/:mediaId
   router.get('/:serverName/:mediaId', auth, async (ctx: AppContext) => {
-    const row = await s.media.get(serverNameParam(ctx), mediaIdParam(ctx));
+    const row = await s.media.get(serverNameParam(ctx), mediaIdParam(ctx), authOf(ctx).userId);
     const etag = `"${row.sha256}"`;
     if (etagMatches(ctx.get('if-none-match'), etag)) {
       setMediaHeaders(ctx, row);
