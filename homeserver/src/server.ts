@@ -11,6 +11,7 @@ import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js';
 import { DeliveryEngine, type Sender } from './delivery/engine.js';
 import { ParleyError } from './errors.js';
 import { createFederationApp } from './federation/app.js';
+import { FederatedKeys } from './federation/e2e-keys.js';
 import { FederatedEdus } from './federation/edus.js';
 import { FederatedRooms } from './federation/rooms.js';
 import { createFederation, type FederationContext } from './federation/setup.js';
@@ -18,6 +19,7 @@ import { StreamGateway } from './gateway/gateway.js';
 import { createApp } from './http/app.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
+import { DeviceListRepository } from './repositories/e2e-keys.js';
 import { EduRepository } from './repositories/edus.js';
 import { OutboxRepository } from './repositories/outbox.js';
 import { RemoteInviteRepository } from './repositories/room-extras.js';
@@ -162,6 +164,18 @@ async function startFederation(
     durableTtlMs: config.federation.outbox_ttl_ms,
   });
   edus.attach();
+  const e2eKeys = new FederatedKeys({
+    fed: context,
+    rooms: services.roomRepo,
+    lists: new DeviceListRepository(services.db),
+    packages: services.keys.packages,
+    deviceLists: services.keys.deviceLists,
+    clock: services.clock,
+    notify: (servers) => delivery.notify(servers),
+    ttlMs: config.federation.outbox_ttl_ms,
+  });
+  e2eKeys.attach();
+  edus.deviceLists = (origin, edu) => e2eKeys.receive(origin, edu);
   const app = createFederationApp(services, context, rooms, metrics, onInbound, edus);
   const server = https.createServer({ cert: context.tls.certPem, key: context.tls.keyPem, minVersion: 'TLSv1.2' }, app.callback());
   server.requestTimeout = config.http.request_timeout_ms;
@@ -183,6 +197,7 @@ async function startFederation(
       await Promise.race([closed, new Promise((r) => setTimeout(r, config.http.shutdown_grace_ms).unref())]);
       server.closeAllConnections();
       edus.stop();
+      e2eKeys.stop();
       await delivery.stop();
       await context.close();
     },

@@ -160,7 +160,7 @@ describe('federation: a hostile host against a participant', () => {
   });
 
   it('security: H2 one transaction with gaps in 12 rooms costs at most 10 backfill pages in all', async () => {
-    const rooms = [];
+    const rooms: HostileRoom[] = [];
     for (let k = 0; k < 12; k++) rooms.push(await joinedRoom(3));
     evil.script('GET', EVENTS, (req) => {
       const m = /rooms\/([^/]+)\/events\?from_seq=(\d+)/.exec(req.path);

@@ -182,6 +182,10 @@ export const REDACTION_KEEPS: Readonly<Record<string, readonly string[] | 'all'>
   'room.history_visibility': ['history_visibility'],
   // Encryption is one-way (auth rules); a redaction that emptied it would undo it (issue 10, L9).
   'room.encryption': 'all',
+  // MLS handshake messages: every device must process every sequenced commit, in order, or it
+  // forks from the group; a redaction must not take one away (DESIGN §7).
+  'room.mls.commit': 'all',
+  'room.mls.proposal': 'all',
   'room.redaction': ['redacts'],
 };
 

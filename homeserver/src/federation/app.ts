@@ -5,6 +5,7 @@ import { mediaRoutes } from '../api/federation/media.js';
 import { queryRoutes } from '../api/federation/query.js';
 import { federatedRoomRoutes } from '../api/federation/rooms.js';
 import { sendRoutes } from '../api/federation/send.js';
+import { userKeyRoutes } from '../api/federation/user-keys.js';
 import { ParleyError } from '../errors.js';
 import type { AppContext, AppState } from '../http/context.js';
 import { errorHandler } from '../http/middleware/errors.js';
@@ -56,6 +57,7 @@ export function createFederationApp(
       onInbound,
     }),
     federatedRoomRoutes(fed, rooms, onInbound),
+    userKeyRoutes(fed, s.keys, onInbound),
   ];
   for (const router of routers) {
     app.use(router.routes());

@@ -1,6 +1,6 @@
 import { verifyChain } from '@parley/federation/chain';
 import { eventId as computeEventId, recordHash, signEvent, verifyEvent, verifyRecord } from '@parley/federation/events';
-import { authorize, type StateMap, stateKey as stateMapKey } from '@parley/federation/room';
+import { authorize, type MembershipChange, type StateMap, stateKey as stateMapKey } from '@parley/federation/room';
 import {
   check,
   type Membership,
@@ -20,6 +20,7 @@ import type { Clock } from '../services/clock.js';
 import { type AppendBatch, type RoomLog, relationOf, type SigningIdentity } from '../services/room-log.js';
 import type { StreamWriter } from '../services/stream-bus.js';
 import { BACKFILL_PAGE, BackfillBudget, RoomBackfillGate, TRANSACTION_BACKFILL } from './backfill-limits.js';
+import { eventForServer, serverMembershipLog } from './server-visibility.js';
 import type { FederationContext } from './setup.js';
 
 export interface Entry {
@@ -52,7 +53,7 @@ function isRefusal(err: unknown): boolean {
 type SubmitOutcome =
   | { kind: 'sequenced'; event_id: string; seq: number }
   | { kind: 'queued'; event_id: string }
-  | { kind: 'refused'; status: number; message: string };
+  | { kind: 'refused'; status: number; message: string; code?: string };
 
 interface SubmitLane {
   queue: Array<{ event: RoomEvent; resolve: (outcome: SubmitOutcome) => void }>;
@@ -76,6 +77,9 @@ function outcomeOf(raw: unknown, host: string): SubmitOutcome {
     return { kind: 'sequenced', event_id: r.event_id, seq: r.seq as number };
   const status = typeof r?.error?.status === 'number' && r.error.status >= 400 && r.error.status < 500 ? r.error.status : 400;
   const message = typeof r?.error?.message === 'string' ? r.error.message.slice(0, 500) : `${host} refused the event`;
+  const code = (r?.error as { code?: unknown } | undefined)?.code;
+  // E2E refusals the client acts on (retry in the new epoch, encrypt) keep their code.
+  if (code === 'PARLEY_MLS_STALE_EPOCH' || code === 'PARLEY_ROOM_ENCRYPTED') return { kind: 'refused', status, message, code };
   return { kind: 'refused', status, message };
 }
 
@@ -291,6 +295,8 @@ export class FederatedRooms {
     if (outcome.kind === 'queued') return { event_id: outcome.event_id, queued: true };
     if (outcome.kind === 'refused') {
       const { status, message } = outcome;
+      if (outcome.code === 'PARLEY_MLS_STALE_EPOCH' || outcome.code === 'PARLEY_ROOM_ENCRYPTED')
+        throw new ParleyError(status, outcome.code, message, { field: outcome.code === 'PARLEY_MLS_STALE_EPOCH' ? 'epoch' : 'type' });
       if (status === 403) throw forbidden(message);
       if (status === 404) throw notFound(message);
       if (status >= 500) throw new ParleyError(503, 'PARLEY_UNAVAILABLE', message);
@@ -873,11 +879,15 @@ export class FederatedRooms {
     }
     await this.hostSequence(roomId, event);
     const room = (await this.rooms.find(roomId)) as RoomRow;
-    if (room.current_seq <= this.fed.config.join_full_chain_max) return { entries: await this.chain(roomId, 1, MAX_JOIN_ENTRIES) };
+    if (room.current_seq <= this.fed.config.join_full_chain_max) {
+      const entries = await this.chain(roomId, 1, MAX_JOIN_ENTRIES, origin);
+      // The joining server reads at most MAX_JOIN_RESPONSE_BYTES: a chain of large events goes as a snapshot instead.
+      if (entries.reduce((n, e) => n + JSON.stringify(e).length, 0) <= MAX_JOIN_RESPONSE_BYTES / 2) return { entries };
+    }
     // A large room: current state as of the anchor, then the recent entries.
     const firstRecent = Math.max(2, room.current_seq - this.fed.config.join_recent_entries + 1);
-    const entries = await this.chain(roomId, firstRecent, room.current_seq - firstRecent + 1);
-    const [anchor] = await this.chain(roomId, firstRecent - 1, 1);
+    const entries = await this.chain(roomId, firstRecent, room.current_seq - firstRecent + 1, origin);
+    const [anchor] = await this.chain(roomId, firstRecent - 1, 1, origin);
     const state = (await this.events.stateBefore(roomId, firstRecent)).map((r) => this.entryOf(r));
     return { snapshot: { state, anchor: anchor as Entry }, entries };
   }
@@ -970,7 +980,10 @@ export class FederatedRooms {
     if (askingServer && !(await this.rooms.memberServers(roomId)).includes(askingServer))
       throw forbidden(`${askingServer} has no member in ${roomId}`);
     const rows = await this.events.range(roomId, fromSeq, Math.min(room.current_seq, fromSeq + limit - 1));
-    return rows.map((r) => this.entryOf(r));
+    if (!askingServer) return rows.map((r) => this.entryOf(r));
+    // What none of the asking server's users may see goes redacted (L7).
+    const log = serverMembershipLog(await this.rooms.membershipLogOfServer(roomId, askingServer));
+    return rows.map((r) => this.entryOf(r, log));
   }
 
   /** Current state of a room we host (GET rooms/:id/state), for servers with a member in it. */
@@ -982,7 +995,8 @@ export class FederatedRooms {
     return { seq: room.current_seq, entries: rows.map((r) => this.entryOf(r)) };
   }
 
-  private entryOf(r: EventRow): Entry {
-    return { event: r.event, record: r.record, meta: { visibility: r.visibility, redacted_by: r.redacted_by } };
+  private entryOf(r: EventRow, serverLog?: MembershipChange[]): Entry {
+    const event = serverLog ? eventForServer(serverLog, r.event, r.seq, r.visibility) : r.event;
+    return { event, record: r.record, meta: { visibility: r.visibility, redacted_by: r.redacted_by } };
   }
 }

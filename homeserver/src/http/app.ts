@@ -10,6 +10,7 @@ import { accountRoutes } from '../api/client/account.js';
 import { authRoutes } from '../api/client/auth.js';
 import { deviceRoutes } from '../api/client/devices.js';
 import { directoryRoutes } from '../api/client/directory.js';
+import { keyRoutes } from '../api/client/keys.js';
 import { mediaRoutes } from '../api/client/media.js';
 import { profileRoutes } from '../api/client/profile.js';
 import { reportRoutes } from '../api/client/reports.js';
@@ -63,6 +64,7 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     authRoutes(s),
     accountRoutes(s),
     deviceRoutes(s),
+    keyRoutes(s),
     profileRoutes(s),
     roomRoutes(s),
     directoryRoutes(s),

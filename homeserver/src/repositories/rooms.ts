@@ -181,6 +181,15 @@ export class RoomRepository {
   }
 
   /** Servers with at least one joined member: the participants of the room. */
+  /** Every membership change of one server's users in a room, in seq order (history visibility for servers). */
+  async membershipLogOfServer(roomId: string, server: string): Promise<Array<{ user_id: string; seq: number; membership: Membership }>> {
+    return this.db('membership_log')
+      .where({ room_id: roomId })
+      .andWhereRaw("substring(user_id from position(':' in user_id) + 1) = ?", [server])
+      .orderBy('seq', 'asc')
+      .select('user_id', 'seq', 'membership');
+  }
+
   async memberServers(roomId: string, trx: Db = this.db): Promise<string[]> {
     const rows = await trx('memberships')
       .where({ room_id: roomId, membership: 'join' })

@@ -37,12 +37,23 @@ export class DeviceChanges {
     if (tokenIds.length > 0) this.bus.control({ type: 'revoke_tokens', user_id: userId, token_ids: tokenIds });
   }
 
+  /**
+   * Set by E2E keys: a device signed in or out. Drops a gone device's key packages and
+   * announces the change to other servers through the outbox (durable once queued).
+   */
+  onChange: ((userId: string) => Promise<void>) | null = null;
+
   added(userId: string): void {
     this.changed(userId);
   }
 
   /** Best effort and off the request path: a lost device_list frame only delays a key refresh. */
   private changed(userId: string): void {
+    const onChange = this.onChange;
+    if (onChange) {
+      onChange(userId).catch((err) => this.log.warn({ err }, 'device list change could not be announced'));
+      return;
+    }
     (async () => {
       const joined = (await this.rooms.roomsOf(userId)).filter((m) => m.membership === 'join').map((m) => m.room_id);
       await this.writer.writeNow(this.db, [

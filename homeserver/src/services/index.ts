@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import type { Logger } from '../logger.js';
 import { DeviceRepository } from '../repositories/devices.js';
+import { DeviceListRepository, KeyBackupRepository, KeyPackageRepository, MlsEpochRepository } from '../repositories/e2e-keys.js';
 import { EventRepository } from '../repositories/events.js';
 import { RegistrationTokenRepository } from '../repositories/registration-tokens.js';
 import { AliasRepository, ReadMarkerRepository, RemoteInviteRepository, TxnRepository } from '../repositories/room-extras.js';
@@ -16,6 +17,9 @@ import { type AdminServices, createAdminServices } from './admin/index.js';
 import type { Clock } from './clock.js';
 import { DeviceChanges } from './device-changes.js';
 import { DeviceService } from './devices.js';
+import { KeyBackupService } from './keys/backup.js';
+import { DeviceListService } from './keys/device-lists.js';
+import { KeyPackageService } from './keys/key-packages.js';
 import { createMediaService, type MediaService } from './media.js';
 import { PasswordHasher } from './passwords.js';
 import { MemoryConnectionTracker, PresenceService, RedisConnectionTracker } from './presence.js';
@@ -64,6 +68,8 @@ export interface Services {
   presence: PresenceService;
   toDevice: ToDeviceService;
   sync: SyncService;
+  /** E2E key material (DESIGN §7), opaque to the server. */
+  keys: { packages: KeyPackageService; deviceLists: DeviceListService; backup: KeyBackupService };
   admin: AdminServices;
 }
 
@@ -128,6 +134,18 @@ export function createServices(
     ]);
   });
   const roomLog = new RoomLog(roomRepo, eventRepo, identity, clock, writer);
+  roomLog.mls = new MlsEpochRepository(db);
+  const keys = {
+    packages: new KeyPackageService(db, new KeyPackageRepository(db), devices, clock, config.server_name),
+    deviceLists: new DeviceListService(db, new DeviceListRepository(db), devices, roomRepo, writer, clock, config.server_name, log),
+    backup: new KeyBackupService(new KeyBackupRepository(db), clock),
+  };
+  // A device signed in or out: its gone packages go, and the list change reaches everyone.
+  changes.onChange = async (userId) => {
+    const signedIn = (await devices.listForUser(userId)).map((d) => d.device_id);
+    await new KeyPackageRepository(db).deleteDevicesExcept(userId, signedIn);
+    await keys.deviceLists.devicesChanged(userId);
+  };
   const timeline = new TimelineService(roomRepo, eventRepo, txns, markers, clock, writer, db);
   const sequencer = new RoomSequencer(db, roomRepo, roomLog, log);
   const rooms = new RoomService({
@@ -180,5 +198,6 @@ export function createServices(
     presence: new PresenceService(db, new PresenceRepository(db), roomRepo, writer, tracker, clock, config.presence.enabled),
     sync: new SyncService(streamRepo, eventRepo, roomRepo, bus, (ids) => sessions.liveTokens(ids), () => clock.now()),
     toDevice: new ToDeviceService(db, users, devices, txns, writer, config.server_name),
+    keys,
   };
 }

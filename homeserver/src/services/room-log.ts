@@ -1,9 +1,19 @@
 import type { KeyObject } from 'node:crypto';
 import { recordHash, redact, signEvent, signRecord } from '@parley/federation/events';
-import { authorize, historyVisibility, type StateMap, stateKey as stateMapKey } from '@parley/federation/room';
+import {
+  authorize,
+  historyVisibility,
+  MLS_STALE_EPOCH,
+  MLS_TYPES,
+  nextMlsEpoch,
+  ROOM_ENCRYPTED,
+  type StateMap,
+  stateKey as stateMapKey,
+} from '@parley/federation/room';
 import type { Membership, RoomEvent, SeqRecord } from '@parley/schemas';
 import type { Db } from '../db/database.js';
 import { ParleyError } from '../errors.js';
+import type { MlsEpochRepository } from '../repositories/e2e-keys.js';
 import type { EventRepository, EventRow } from '../repositories/events.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { NewNote } from '../repositories/stream.js';
@@ -88,6 +98,15 @@ export class RoomLog {
     batch.entries = [];
   }
 
+  /** The MLS epoch of encrypted rooms (first commit wins, DESIGN §7); null leaves it unchecked. */
+  mls: MlsEpochRepository | null = null;
+
+  /** E before `event` for MLS events (undefined otherwise, or when not tracked). */
+  private async mlsEpochFor(room: RoomRow, event: RoomEvent, trx: Db): Promise<number | null | undefined> {
+    if (!this.mls || !MLS_TYPES.has(event.type)) return undefined;
+    return (await this.mls.epoch(room.room_id, trx)) ?? null;
+  }
+
   /** Set when federation runs: told (after commit) who joined a room, here or elsewhere. */
   onJoins: ((roomId: string, userIds: string[]) => void) | null = null;
 
@@ -162,8 +181,13 @@ export class RoomLog {
       state = await this.authState(room, draft, trx);
       if (cacheKey) own.authCache.set(cacheKey, state);
     }
-    const verdict = authorize(state, event, ctx);
-    if (!verdict.ok) throw new ParleyError(403, 'PARLEY_FORBIDDEN', verdict.reason);
+    const mlsEpoch = await this.mlsEpochFor(room, event, trx);
+    const verdict = authorize(state, event, mlsEpoch === undefined ? ctx : { ...ctx, mlsEpoch });
+    if (!verdict.ok) {
+      if (verdict.code === MLS_STALE_EPOCH) throw new ParleyError(409, 'PARLEY_MLS_STALE_EPOCH', verdict.reason, { field: 'epoch' });
+      if (verdict.code === ROOM_ENCRYPTED) throw new ParleyError(400, 'PARLEY_ROOM_ENCRYPTED', verdict.reason, { field: 'type' });
+      throw new ParleyError(403, 'PARLEY_FORBIDDEN', verdict.reason);
+    }
     const now = this.clock.now();
     const record = signRecord(
       { room_id: room.room_id, seq: room.current_seq + 1, event_id: eventId, prev: room.head_hash, host_ts: now },
@@ -194,7 +218,11 @@ export class RoomLog {
       ...(event.state_key !== undefined ? { state_key: event.state_key } : {}),
     };
     const state = await this.authState(room, draft, trx);
-    const verdict = authorize(state, event, redactedEventSender ? { redactedEventSender } : {});
+    const mlsEpoch = await this.mlsEpochFor(room, event, trx);
+    const verdict = authorize(state, event, {
+      ...(redactedEventSender ? { redactedEventSender } : {}),
+      ...(mlsEpoch === undefined ? {} : { mlsEpoch }),
+    });
     if (!verdict.ok) throw new ParleyError(403, 'PARLEY_FORBIDDEN', `host sequenced an event the rules refuse: ${verdict.reason}`);
     await this.persist(room, event, eventId, record, historyVisibility(state), trx, own, {});
   }
@@ -227,6 +255,11 @@ export class RoomLog {
       rel_key: relation?.key ?? null,
     };
     await this.events.insert(row, trx);
+    if (this.mls && (event.type === 'room.mls.commit' || (event.type === 'room.encryption' && event.state_key === ''))) {
+      const current = event.type === 'room.mls.commit' ? null : await this.mls.epoch(room.room_id, trx);
+      const next = nextMlsEpoch(current, event);
+      if (next !== null) await this.mls.set(room.room_id, next, record.seq, trx);
+    }
     // A redaction strips its target for good, on the host and on every participant alike.
     if (event.type === 'room.redaction' && typeof event.content.redacts === 'string') {
       const target = await this.events.find(event.content.redacts, trx);

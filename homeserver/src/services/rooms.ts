@@ -6,10 +6,14 @@ import {
   CanonicalAliasContent,
   type CreateRoomRequest,
   check,
-  EncryptionContent,
+  EncryptedContent,
   HistoryVisibilityContent,
   JoinRulesContent,
   MessageContent,
+  MLS_ALGORITHM,
+  MlsCommitContent,
+  MlsEncryptionContent,
+  MlsProposalContent,
   NameContent,
   PinnedContent,
   parseUserId,
@@ -55,7 +59,11 @@ const CONTENT_SCHEMAS: Record<string, Parameters<typeof check>[0]> = {
   'room.avatar': AvatarContent,
   'room.pinned': PinnedContent,
   'room.canonical_alias': CanonicalAliasContent,
-  'room.encryption': EncryptionContent,
+  // Only MLS (DESIGN §7); and the MLS events carry nothing in the clear but what the schemas name.
+  'room.encryption': MlsEncryptionContent,
+  'room.encrypted': EncryptedContent,
+  'room.mls.commit': MlsCommitContent,
+  'room.mls.proposal': MlsProposalContent,
   'room.join_rules': JoinRulesContent,
   'room.history_visibility': HistoryVisibilityContent,
   'space.child': SpaceChildContent,
@@ -151,6 +159,8 @@ export class RoomService {
         sender: me,
         content: { history_visibility: req.history_visibility ?? 'shared' },
       });
+      // Encrypted from the first event on (irreversible); the name and topic stay readable by the server.
+      if (req.encrypted) drafts.push({ type: 'room.encryption', state_key: '', sender: me, content: { algorithm: MLS_ALGORITHM } });
       if (req.name) drafts.push({ type: 'room.name', state_key: '', sender: me, content: { name: req.name } });
       if (req.topic) drafts.push({ type: 'room.topic', state_key: '', sender: me, content: { topic: req.topic } });
       if (alias) drafts.push({ type: 'room.canonical_alias', state_key: '', sender: me, content: { alias } });

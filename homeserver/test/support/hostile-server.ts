@@ -203,6 +203,23 @@ export class HostileServer {
     return (res.body as { events: Record<string, { error?: string }> }).events;
   }
 
+  /** Any signed request to a peer (the harness as a participant: join, backfill, state…); answers the parsed body. */
+  async request(destination: string, method: string, path: string, body?: unknown): Promise<unknown> {
+    const res = await this.outbound().request({
+      destination,
+      method,
+      path,
+      ...(body === undefined ? {} : { body }),
+      maxBytes: 64 * 1024 * 1024,
+    });
+    return res.body;
+  }
+
+  /** Signs an event of `roomId` (hosted anywhere) as this server's user, e.g. a join to send to a real host. */
+  signFor(roomId: string, type: string, content: Record<string, unknown>, stateKey?: string): RoomEvent {
+    return new HostileRoom(roomId, this).sign(type, content, stateKey === undefined ? {} : { stateKey });
+  }
+
   async close(): Promise<void> {
     this.release();
     await this.client?.close();
