@@ -100,6 +100,10 @@ export const ConfigSchema = Type.Object(
         identify_timeout_ms: Type.Integer({ minimum: 1000 }),
         max_buffered_bytes: Type.Integer({ minimum: 16384, description: 'unsent data per socket before it is told to resume' }),
         long_poll_max_ms: Type.Integer({ minimum: 1000 }),
+        retention_ms: Type.Integer({
+          minimum: 60_000,
+          description: 'stream notes older than this are deleted; a client resuming from before them resyncs',
+        }),
       },
       { additionalProperties: false },
     ),
@@ -137,7 +141,10 @@ export const ConfigSchema = Type.Object(
             per_ip: Bucket,
             global: Bucket,
             max_concurrent: Type.Integer({ minimum: 1, maximum: 1000 }),
-            failure_cache_ms: Type.Integer({ minimum: 0, description: 'a server whose keys could not be fetched is not asked again for this long' }),
+            failure_cache_ms: Type.Integer({
+              minimum: 0,
+              description: 'a server whose keys could not be fetched is not asked again for this long',
+            }),
           },
           { additionalProperties: false, description: 'key fetches that unauthenticated callers cause (new origins, notary queries)' },
         ),
@@ -193,7 +200,13 @@ export function defaultConfig(): Config {
       upload_timeout_ms: 600_000,
       remote_cache_max_bytes: 10 * 1024 * 1024 * 1024,
     },
-    stream: { heartbeat_ms: 30_000, identify_timeout_ms: 10_000, max_buffered_bytes: 1024 * 1024, long_poll_max_ms: 30_000 },
+    stream: {
+      heartbeat_ms: 30_000,
+      identify_timeout_ms: 10_000,
+      max_buffered_bytes: 1024 * 1024,
+      long_poll_max_ms: 30_000,
+      retention_ms: 7 * 86_400_000,
+    },
     presence: { enabled: true },
     federation: {
       enabled: true,

@@ -283,6 +283,10 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
     services.sessions.purgeExpired().catch((err) => log.warn({ err }, 'token purge failed'));
   }, TOKEN_PURGE_INTERVAL_MS);
   purge.unref();
+  const pruneStream = setInterval(() => {
+    services.streamRetention.prune().catch((err) => log.warn({ err }, 'stream prune failed'));
+  }, services.streamRetention.intervalMs);
+  pruneStream.unref();
 
   log.info(
     { url, server_name: config.server_name, embedded_db: embedded !== null, redis: redis !== null, ms: Date.now() - started },
@@ -294,6 +298,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
     stopping ??= (async () => {
       log.info('shutting down');
       clearInterval(purge);
+      clearInterval(pruneStream);
       // Streams first: clients are told to resume elsewhere (1001) rather than cut.
       await gateway.close();
       services.typing.stop();

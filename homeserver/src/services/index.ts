@@ -32,6 +32,7 @@ import { RoomService } from './rooms.js';
 import { SearchService } from './search.js';
 import { SessionService } from './sessions.js';
 import { StreamBus, StreamWriter } from './stream-bus.js';
+import { StreamRetention } from './stream-retention.js';
 import { SyncService } from './sync.js';
 import { TimelineService } from './timeline.js';
 import { ToDeviceService } from './to-device.js';
@@ -68,6 +69,7 @@ export interface Services {
   presence: PresenceService;
   toDevice: ToDeviceService;
   sync: SyncService;
+  streamRetention: StreamRetention;
   /** E2E key material (DESIGN §7), opaque to the server. */
   keys: { packages: KeyPackageService; deviceLists: DeviceListService; backup: KeyBackupService };
   admin: AdminServices;
@@ -198,6 +200,7 @@ export function createServices(
     presence: new PresenceService(db, new PresenceRepository(db), roomRepo, writer, tracker, clock, config.presence.enabled),
     sync: new SyncService(streamRepo, eventRepo, roomRepo, bus, (ids) => sessions.liveTokens(ids), () => clock.now()),
     toDevice: new ToDeviceService(db, users, devices, txns, writer, config.server_name),
+    streamRetention: new StreamRetention(streamRepo, clock, config.stream.retention_ms, log),
     keys,
   };
 }
