@@ -8,7 +8,7 @@ export function stateKey(type: string, stateKeyValue: string): string {
   return `${type}\u0000${stateKeyValue}`;
 }
 
-export type AuthResult = { ok: true } | { ok: false; reason: string };
+export type AuthResult = { ok: true } | { ok: false; reason: string; code?: string };
 
 /**
  * The room's auth rules as one function: may `event` be appended to a room whose state is
@@ -17,4 +17,8 @@ export type AuthResult = { ok: true } | { ok: false; reason: string };
  * carries the sender of the redacted event (from earlier in the chain), since "own events"
  * is judged by it.
  */
-export type AuthorizeFn = (state: StateMap, event: RoomEvent, ctx?: { redactedEventSender?: string }) => AuthResult;
+export type AuthorizeFn = (
+  state: StateMap,
+  event: RoomEvent,
+  ctx?: { redactedEventSender?: string; mlsEpoch?: number | null },
+) => AuthResult;

@@ -37,7 +37,7 @@ export interface VerifyChainOptions {
    * Continue a chain already verified up to `seq` whose last record hash is `head`, with the
    * room state at that point (required to re-run auth rules). Without it, entries start at seq 1.
    */
-  after?: { seq: number; head: string; state?: StateMap };
+  after?: { seq: number; head: string; state?: StateMap; mlsEpoch?: number | null };
 }
 
 /**
@@ -65,14 +65,24 @@ export function verifyChain(
   if (!Array.isArray(entries)) return { ok: false, seq: seq + 1, event_id: null, kind: 'malformed', reason: 'entries: expected an array' };
 
   const senders = new Map<string, string>();
+  // The room's MLS epoch as the chain's commits advance it (DESIGN §7), for the first-commit-wins rule.
+  const mls = { epoch: after ? (after.mlsEpoch ?? null) : null };
   for (const entry of entries) {
     seq += 1;
-    const failure = checkEntry(entry, { seq, prev, room, state, keyRing, authorize, redacted: options?.redactedEventIds, senders });
+    const failure = checkEntry(entry, { seq, prev, room, state, keyRing, authorize, redacted: options?.redactedEventIds, senders, mls });
     if (!failure.ok) return failure;
     room = failure.room;
     prev = failure.hash;
   }
   return { ok: true, head: prev, count: entries.length, state };
+}
+
+// Mirrors room/auth-mls.ts nextMlsEpoch (chain/ does not import the room rules).
+function nextEpoch(current: number | null, event: RoomEvent): number | null {
+  if (event.type === 'room.encryption' && event.state_key === '') return current ?? 0;
+  const epoch = event.content.epoch;
+  if (event.type === 'room.mls.commit' && typeof epoch === 'number' && Number.isSafeInteger(epoch) && epoch >= 0) return epoch + 1;
+  return current;
 }
 
 function isContinuation(after: unknown): after is NonNullable<VerifyChainOptions['after']> {
@@ -97,6 +107,8 @@ interface Expected {
   redacted: ReadonlySet<string> | undefined;
   /** event_id → sender of every event so far, for judging redactions. */
   senders: Map<string, string>;
+  /** MLS epoch before this entry; null while unknown (no room.encryption seen yet, or a continuation without it). */
+  mls: { epoch: number | null };
 }
 
 type EntryResult = { ok: true; room: string; hash: string } | Extract<ChainResult, { ok: false }>;
@@ -134,9 +146,11 @@ function checkEntry(entry: unknown, x: Expected): EntryResult {
     if (x.authorize) {
       const redacts = prepared.event.type === 'room.redaction' ? prepared.event.content.redacts : undefined;
       const target = typeof redacts === 'string' ? x.senders.get(redacts) : undefined;
-      const verdict = x.authorize(x.state, prepared.event, target === undefined ? {} : { redactedEventSender: target });
+      const ctx = target === undefined ? {} : { redactedEventSender: target };
+      const verdict = x.authorize(x.state, prepared.event, x.mls.epoch === null ? ctx : { ...ctx, mlsEpoch: x.mls.epoch });
       if (!verdict?.ok) return fail('auth', verdict?.reason ?? 'refused by the auth rules');
     }
+    x.mls.epoch = nextEpoch(x.mls.epoch, prepared.event);
     if (prepared.event.state_key !== undefined) x.state.set(stateKey(prepared.event.type, prepared.event.state_key), prepared.event);
     return { ok: true, room, hash: recordCheck.hash };
   } catch (err) {

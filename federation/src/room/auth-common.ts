@@ -3,12 +3,14 @@ import { can } from './permissions.js';
 import { membershipOf, type StateMap } from './state.js';
 
 /** The verdict of the auth rules; `reason` is a sentence naming the rule that refused. */
-export type AuthResult = { ok: true } | { ok: false; reason: string };
+export type AuthResult = { ok: true } | { ok: false; reason: string; code?: string };
 
 /** Facts about other events that the caller looks up, since the rules never do I/O. */
 export interface AuthContext {
   /** Sender of the event a `room.redaction` targets, when the caller knows it. */
   redactedEventSender?: string;
+  /** The room's MLS epoch before this event (room.mls.*), null when unknown; see auth-mls.ts. */
+  mlsEpoch?: number | null;
 }
 
 export const ALLOW: AuthResult = Object.freeze({ ok: true });

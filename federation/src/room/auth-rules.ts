@@ -2,6 +2,7 @@ import { parseUserId, ROOM_ID_PATTERN, type RoomEvent } from '@parley/schemas';
 import { ALLOW, type AuthContext, type AuthResult, refuse, serverPart } from './auth-common.js';
 import { authorizeMember } from './auth-member.js';
 import { authorizeMessage, MESSAGE_TYPES } from './auth-messages.js';
+import { authorizeMls, MLS_TYPES, plaintextInEncryptedRoom } from './auth-mls.js';
 import { authorizeRoles } from './auth-roles.js';
 import { authorizeOtherState } from './auth-state.js';
 import { isPlainObject } from './roles-shape.js';
@@ -47,6 +48,9 @@ export function authorize(state: StateMap, event: RoomEvent, ctx: AuthContext = 
   if (event.room_id !== create.room_id) return refuse('event room_id does not match the room');
 
   const isState = event.state_key !== undefined;
+  const plaintext = plaintextInEncryptedRoom(state, event);
+  if (plaintext) return plaintext;
+  if (MLS_TYPES.has(event.type)) return authorizeMls(state, event, ctx ?? {});
   if (MESSAGE_TYPES.has(event.type) || (!isState && !STATE_TYPES.has(event.type))) return authorizeMessage(state, event, ctx ?? {});
   if (!isState) return refuse(`${event.type} is a state event and needs a state_key`);
   if (event.type === 'room.member') return authorizeMember(state, event);

@@ -1,5 +1,14 @@
 // Room rules (DESIGN §4): state accessors, roles and permissions, event auth, history
 // visibility. Pure functions only; callers bring the state and do the I/O.
+export {
+  authorizeMls,
+  ENCRYPTED_ROOM_TYPES,
+  isEncrypted,
+  MLS_STALE_EPOCH,
+  MLS_TYPES,
+  nextMlsEpoch,
+  ROOM_ENCRYPTED,
+} from './auth-mls.js';
 export { type AuthContext, type AuthResult, authorize } from './auth-rules.js';
 export { can, defaultRoles, EVERYONE_ROLE, permissionsOf, positionOf } from './permissions.js';
 export { rolesContentProblem } from './roles-shape.js';
