@@ -85,6 +85,7 @@ async function startFederation(
   log: Logger,
 ): Promise<RunningFederation> {
   const context = await createFederation(config, identity, services.clock, log, (server) => services.admin.domains.refusal(server));
+  for (const metric of context.metrics) metrics.registry.registerMetric(metric);
   const sender: Sender = async (destination, txn) => {
     await context.client.request({
       destination,

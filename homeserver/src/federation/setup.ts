@@ -11,14 +11,19 @@ import {
   isFederationError,
 } from '@parley/federation/transport';
 import type { ServerKeyDocument } from '@parley/schemas';
+import { Counter, Gauge, type Metric } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Clock } from '../services/clock.js';
+import { MemoryRateLimiter } from '../services/rate-limit.js';
 import type { SigningIdentity } from '../services/room-log.js';
 
 export interface FederationContext {
   config: Config['federation'];
   serverName: string;
+  clock: Clock;
+  /** Key store metrics, registered by the server on its registry. */
+  metrics: Metric[];
   tls: { certPem: string; keyPem: string; fingerprint: string };
   keyStore: KeyStore;
   client: FederationClient;
@@ -86,6 +91,7 @@ export async function createFederation(
     signingKey: identity,
     policy: new AddressPolicy({ allow: fed.allow_private }),
     staticServers: fed.static_servers,
+    now: () => clock.now(),
     pinsFor: async (server) => {
       await keyStore.prefetch(server);
       return keyStore.tlsPins(server);
@@ -93,8 +99,35 @@ export async function createFederation(
     log: log.child({ component: 'federation-client' }),
   });
 
+  const keyEvents = new Counter({
+    name: 'parley_federation_key_events_total',
+    help: 'Key store outcomes: accepted, refused, failed, conflict (another key under a known key ID), unconfirmed (no notary vouched for a new key), limited (a fetch a remote caller would cause, not started)',
+    labelNames: ['type'],
+    registers: [],
+  });
+  const keyFetches = new Gauge({
+    name: 'parley_federation_key_fetches',
+    help: 'Key fetches running and waiting for a slot (federation.remote_key_fetch.max_concurrent)',
+    labelNames: ['state'],
+    registers: [],
+    collect() {
+      const stats = keyStore.fetchStats();
+      this.set({ state: 'running' }, stats.running);
+      this.set({ state: 'queued' }, stats.queued);
+    },
+  });
+  // Fetches that unauthenticated callers cause (a new origin in an Authorization header, the
+  // names of a notary query) are charged to the caller's IP and to the server as a whole.
+  const limits = fed.remote_key_fetch;
+  const buckets = new MemoryRateLimiter(clock, 10_000);
+  const admitFetch = async (_server: string, requester: string): Promise<boolean> =>
+    (await buckets.take(`ip:${requester}`, limits.per_ip)).allowed && (await buckets.take('global', limits.global)).allowed;
+
   keyStore = new KeyStore({
     now: () => clock.now(),
+    admitFetch,
+    requesterFailureTtlMs: limits.failure_cache_ms,
+    maxConcurrentFetches: limits.max_concurrent,
     notaries: fed.trusted_notaries.map((n) => ({
       name: n.name,
       verifyKeys: Object.fromEntries(Object.entries(n.verify_keys).map(([id, key]) => [id, publicKeyFromB64u(key)])),
@@ -109,22 +142,29 @@ export async function createFederation(
       }
       return res.body;
     },
-    queryNotary: async (notary, server) => {
+    queryNotary: async (notary, server, criteria) => {
+      const wanted = criteria?.minimumValidUntilTs === undefined ? {} : { minimum_valid_until_ts: criteria.minimumValidUntilTs };
       const res = await client.request({
         destination: notary,
         method: 'POST',
         path: '/federation/v1/keys/query',
-        body: { server_keys: { [server]: { '*': {} } } },
+        body: { server_keys: { [server]: { '*': wanted } } },
       });
       return ((res.body as { server_keys?: unknown[] })?.server_keys ?? []) as unknown[];
     },
-    onEvent: (event) => log.info({ component: 'keys', ...event }, 'key store'),
+    onEvent: (event) => {
+      keyEvents.inc({ type: event.type });
+      const level = event.type === 'conflict' || event.type === 'unconfirmed' ? 'warn' : event.type === 'limited' ? 'debug' : 'info';
+      log[level]({ component: 'keys', ...event }, 'key store');
+    },
   });
   client.refuse = refuse;
 
   return {
     config: fed,
     serverName: config.server_name,
+    clock,
+    metrics: [keyEvents, keyFetches],
     tls,
     keyStore,
     client,

@@ -1,0 +1,2 @@
+/** Node-only crypto pieces (bots, tests, the bench). */
+export { FileCryptoStore } from './store-file.js';

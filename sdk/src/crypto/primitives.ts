@@ -1,0 +1,59 @@
+/**
+ * The hot primitives of ciphersuite 3 (RFC 9420 §17.1, MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519)
+ * behind one small interface, so the MLS layer runs on native code where there is some:
+ * node:crypto in Node, WebCrypto Ed25519 in browsers that have it, @noble everywhere else.
+ * ts-mls's default provider imports a fresh WebCrypto key for every signature, HMAC and
+ * verify; that per-call import, not the maths, capped a device at ≈ 370 messages/s.
+ *
+ * Every function is synchronous where the platform allows it; the ts-mls adapter wraps
+ * results in promises.
+ */
+export type SignerKind = 'node' | 'webcrypto' | 'noble';
+
+export interface Primitives {
+  /** Which Ed25519 implementation signs and verifies. */
+  readonly signer: SignerKind;
+  sha256(data: Uint8Array): Uint8Array;
+  hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
+  /** ChaCha20-Poly1305 (RFC 8439): ciphertext with the 16-byte tag appended. */
+  chachaSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array;
+  /** Throws on a bad tag. */
+  chachaOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array): Uint8Array;
+  /** Signs with a 32-byte Ed25519 seed (RFC 8032 §5.1.5 secret key). */
+  ed25519Sign(seed: Uint8Array, message: Uint8Array): Promise<Uint8Array>;
+  /** False, never a throw, for hostile input. */
+  ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean>;
+  ed25519PublicKey(seed: Uint8Array): Uint8Array;
+  randomBytes(n: number): Uint8Array;
+}
+
+/** A small cache of imported keys: importing costs more than the operation it serves. */
+export class KeyCache<K> {
+  readonly #map = new Map<string, K>();
+  constructor(private readonly limit = 4096) {}
+
+  get(bytes: Uint8Array, make: () => K): K {
+    const id = keyId(bytes);
+    let key = this.#map.get(id);
+    if (key === undefined) {
+      // Dropping everything at the limit is cheaper than LRU bookkeeping and bounds memory.
+      if (this.#map.size >= this.limit) this.#map.clear();
+      key = make();
+      this.#map.set(id, key);
+    }
+    return key;
+  }
+}
+
+function keyId(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i] as number);
+  return s;
+}
+
+/** Ed25519 keys from ts-mls may be a raw 32-byte seed or PKCS#8 (48 bytes, seed last). */
+export function seedOf(signKey: Uint8Array): Uint8Array {
+  if (signKey.length === 32) return signKey;
+  if (signKey.length === 48) return signKey.subarray(16);
+  throw new TypeError(`signKey: expected a 32-byte Ed25519 seed or 48-byte PKCS#8, got ${signKey.length} bytes`);
+}

@@ -1,0 +1,107 @@
+import { type CiphersuiteImpl, getCiphersuiteFromName, getCiphersuiteImpl } from 'ts-mls';
+import type { Primitives, SignerKind } from './primitives.js';
+import { portablePrimitives } from './primitives-portable.js';
+
+/** The one ciphersuite Parley speaks (DESIGN §7). */
+export const CIPHERSUITE = 'MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519' as const;
+const HASH_LEN = 32;
+
+export interface Suite {
+  readonly impl: CiphersuiteImpl;
+  readonly primitives: Primitives;
+}
+
+export interface SuiteOptions {
+  /** Force an Ed25519 implementation; default: node in Node, else WebCrypto, else noble. */
+  signer?: SignerKind;
+}
+
+const cached = new Map<string, Promise<Suite>>();
+
+/** ts-mls's ciphersuite 3 with its hash, HKDF, AEAD and signatures on the fastest primitives here. */
+export function loadSuite(options: SuiteOptions = {}): Promise<Suite> {
+  const key = options.signer ?? 'auto';
+  let suite = cached.get(key);
+  if (suite === undefined) {
+    suite = buildSuite(options);
+    cached.set(key, suite);
+    suite.catch(() => cached.delete(key));
+  }
+  return suite;
+}
+
+async function buildSuite(options: SuiteOptions): Promise<Suite> {
+  const primitives = await choosePrimitives(options.signer);
+  const base = await getCiphersuiteImpl(getCiphersuiteFromName(CIPHERSUITE));
+  const p = primitives;
+  const impl: CiphersuiteImpl = {
+    ...base,
+    hash: {
+      digest: async (data) => p.sha256(data),
+      mac: async (key, data) => p.hmacSha256(key, data),
+      verifyMac: async (key, mac, data) => constantTimeEqual(mac, p.hmacSha256(key, data)),
+    },
+    kdf: {
+      size: HASH_LEN,
+      // RFC 5869 §2.2: HMAC with an empty salt equals HMAC with HashLen zero bytes.
+      extract: async (salt, ikm) => p.hmacSha256(salt, ikm),
+      expand: async (prk, info, len) => hkdfExpand(p, prk, info, len),
+    },
+    hpke: {
+      ...base.hpke,
+      encryptAead: async (key, nonce, aad, plaintext) => p.chachaSeal(key, nonce, aad ?? EMPTY, plaintext),
+      decryptAead: async (key, nonce, aad, ciphertext) => p.chachaOpen(key, nonce, aad ?? EMPTY, ciphertext),
+    },
+    signature: {
+      sign: (signKey, message) => p.ed25519Sign(signKey, message),
+      verify: (publicKey, message, signature) => p.ed25519Verify(publicKey, message, signature),
+      async keygen() {
+        const signKey = p.randomBytes(32);
+        return { signKey, publicKey: p.ed25519PublicKey(signKey) };
+      },
+    },
+    rng: { randomBytes: (n) => p.randomBytes(n) },
+  };
+  return { impl, primitives };
+}
+
+async function choosePrimitives(signer: SignerKind | undefined): Promise<Primitives> {
+  const inNode = typeof globalThis.process?.versions?.node === 'string';
+  if (signer === 'node' || (signer === undefined && inNode)) {
+    if (!inNode) throw new TypeError('signer: "node" needs node:crypto, which this runtime lacks');
+    const { nodePrimitives } = await import('./primitives-node.js');
+    return nodePrimitives();
+  }
+  const primitives = await portablePrimitives({ webcrypto: signer !== 'noble' });
+  if (signer === 'webcrypto' && primitives.signer !== 'webcrypto') {
+    throw new TypeError('signer: "webcrypto" asked for, but this runtime has no WebCrypto Ed25519');
+  }
+  return primitives;
+}
+
+const EMPTY = new Uint8Array(0);
+
+// RFC 5869 §2.3.
+function hkdfExpand(p: Primitives, prk: Uint8Array, info: Uint8Array, length: number): Uint8Array {
+  if (!Number.isInteger(length) || length < 0 || length > 255 * HASH_LEN)
+    throw new RangeError(`length: ${length} out of range for HKDF-SHA-256`);
+  const out = new Uint8Array(length);
+  let t: Uint8Array = EMPTY;
+  for (let i = 1, offset = 0; offset < length; i++) {
+    const input = new Uint8Array(t.length + info.length + 1);
+    input.set(t);
+    input.set(info, t.length);
+    input[input.length - 1] = i;
+    t = p.hmacSha256(prk, input);
+    out.set(t.subarray(0, Math.min(HASH_LEN, length - offset)), offset);
+    offset += HASH_LEN;
+  }
+  return out;
+}
+
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= (a[i] as number) ^ (b[i] as number);
+  return diff === 0;
+}
