@@ -124,6 +124,11 @@ export class FederatedRooms {
     await this.invites.delete(roomId, userId);
   }
 
+  /** Whether `userId` holds a pending invite to `roomId` (a room this server is not in). */
+  async hasInvite(roomId: string, userId: string): Promise<boolean> {
+    return (await this.invites.find(roomId, userId)) !== undefined;
+  }
+
   /**
    * An invite for one of our users to a room we do not take part in: both signatures are
    * checked, then it is kept (and shown on the user's stream) until they join or decline.

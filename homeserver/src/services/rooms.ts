@@ -417,9 +417,14 @@ export class RoomService {
     const room = await this.d.rooms.find(roomId);
     if (room && room.host !== this.d.serverName) return this.remoteWrite({ ...draft, room_id: roomId } as Draft);
     if (!room && this.remote && this.hostOf(roomId) !== this.d.serverName) {
-      // Declining an invite to a room this server is not in: the host records the leave.
+      // Declining an invite to a room this server is not in: the host records the leave. Only
+      // the invitee's own decline of an invite they hold goes out: any other write here let a
+      // user delete someone else's pending invite, or have this server queue signed events
+      // for days to any server named in a room ID (issue 10, L10).
+      const decline = draft.type === 'room.member' && draft.state_key === draft.sender && draft.content.membership === 'leave';
+      if (!decline || !(await this.remote.hasInvite(roomId, draft.sender))) throw notFound(`no room ${roomId} on this server`);
       const sent = await this.remoteWrite({ ...draft, room_id: roomId } as Draft);
-      if (draft.state_key) await this.remote.forgetInvite(roomId, draft.state_key);
+      await this.remote.forgetInvite(roomId, draft.sender);
       return sent;
     }
     return this.d.db.transaction(async (trx) => {

@@ -1,0 +1,68 @@
+import { isParleyApiError, type RoomsApi } from '@parley/sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Federation, type FedServer, startFederation } from './support/federation.js';
+
+// Issue 10, L10: a room this server does not take part in (an invite is all it knows, and
+// the host is down) let any local user delete another user's pending invite, and queue
+// signed events to any server for days.
+async function status(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return 200;
+  } catch (err) {
+    if (isParleyApiError(err)) return err.status;
+    throw err;
+  }
+}
+
+describe('security: writes to rooms this server is not in', () => {
+  let fed: Federation;
+  let hs1: FedServer;
+  let hs2: FedServer;
+  let alice: RoomsApi;
+  let bob: RoomsApi;
+  let mallory: RoomsApi;
+
+  beforeAll(async () => {
+    fed = await startFederation(['hs1.test', 'hs2.test']);
+    hs1 = fed.byName('hs1.test');
+    hs2 = fed.byName('hs2.test');
+    alice = (await hs1.user('alice')).rooms;
+    bob = (await hs2.user('bob')).rooms;
+    mallory = (await hs2.user('mallory')).rooms;
+  }, 60_000);
+  afterAll(async () => {
+    await fed?.close();
+  });
+
+  const outboxRows = () => hs2.running.services.db('outbox').count<{ n: string }[]>({ n: '*' });
+
+  it('security: L10 another local user cannot delete a pending remote invite, nor queue events for its room', async () => {
+    const { room_id: room } = await alice.create({ visibility: 'private', name: 'For bob', invite: ['@bob:hs2.test'] });
+    await expect.poll(async () => (await bob.list()).some((r) => r.room_id === room && r.membership === 'invite')).toBe(true);
+    await hs1.stop();
+    try {
+      const before = Number((await outboxRows())[0]?.n);
+      // Kicking bob (a leave for him, signed by mallory) and banning him.
+      expect(await status(mallory.kick(room, '@bob:hs2.test'))).toBe(404);
+      expect(await status(mallory.ban(room, '@bob:hs2.test'))).toBe(404);
+      expect(await status(mallory.leave(room))).toBe(404);
+      expect((await bob.list()).some((r) => r.room_id === room && r.membership === 'invite')).toBe(true);
+      expect(Number((await outboxRows())[0]?.n)).toBe(before);
+      // Bob himself may still decline while the host is down (queued for it).
+      expect(await status(bob.leave(room))).toBe(200);
+      expect((await bob.list()).some((r) => r.room_id === room)).toBe(false);
+    } finally {
+      await hs1.start();
+    }
+  });
+
+  it('security: L10 a user cannot queue signed events to a server that never invited them', async () => {
+    const before = Number((await outboxRows())[0]?.n);
+    for (const room of ['!nowhere:hs1.test', '!nowhere:unknown.example']) {
+      expect(await status(mallory.leave(room))).toBe(404);
+      expect(await status(mallory.invite(room, '@bob:hs2.test'))).toBe(404);
+    }
+    expect(Number((await outboxRows())[0]?.n)).toBe(before);
+  });
+});
