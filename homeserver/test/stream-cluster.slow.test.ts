@@ -140,4 +140,26 @@ describe('several processes, one server', () => {
     await new ParleyClient({ baseUrl: C, session: c.session }).logout();
     expect((await s.closed).code).toBe(4003);
   }, 60_000);
+
+  it('security: M2 a refresh on one process ends the old token’s socket and long-poll on the other', async () => {
+    const [A, B] = urls as [string, string];
+    const c = new ParleyClient({ baseUrl: B });
+    await c.register({ username: 'refresher', password: 'refresher password' });
+    const old = c.session?.access_token as string;
+    const s = openStream(B, old);
+    await s.ready;
+    // Own presence (and device list) notes follow the sign-up and the socket: let them pass,
+    // so nothing but the revocation ends the poll below.
+    await s.waitFor((f) => f.kind === 'presence');
+    let since = (await c.request<{ next: number }>('GET', '/api/v1/sync')).next;
+    for (let quiet = 0; quiet < 2; ) {
+      const res = await c.request<{ next: number; frames: unknown[] }>('GET', `/api/v1/sync?since=${since}&timeout=300`);
+      quiet = res.frames.length === 0 ? quiet + 1 : 0;
+      since = res.next;
+    }
+    const poll = fetch(`${B}/api/v1/sync?since=${since}&timeout=25000`, { headers: { authorization: `Bearer ${old}` } });
+    await new ParleyClient({ baseUrl: A, session: c.session }).refresh();
+    expect((await s.closed).code).toBe(4002);
+    expect((await poll).status).toBe(401);
+  }, 60_000);
 });
