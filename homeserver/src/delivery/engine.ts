@@ -130,7 +130,8 @@ export class DeliveryEngine {
       const connection = this.redis.duplicate({ maxRetriesPerRequest: null, keyPrefix: '' });
       const workerConnection = this.redis.duplicate({ maxRetriesPerRequest: null, keyPrefix: '' });
       this.connections.push(connection, workerConnection);
-      const prefix = `${this.settings.keyPrefix}bull`;
+      // One hash tag for all of BullMQ's keys, so its multi-key scripts run on Redis Cluster.
+      const prefix = `{${this.settings.keyPrefix}bull}`;
       this.queue = new Queue(QUEUE, { connection, prefix });
       this.worker = new Worker(QUEUE, async (job) => this.drain(job.data.destination as string), {
         connection: workerConnection,
