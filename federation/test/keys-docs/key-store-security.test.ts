@@ -132,6 +132,32 @@ describe('security: L5 keys new to us are confirmed through a notary before they
     expect(s.notaryNetwork.count('b.test')).toBe(2);
   });
 
+  it('confirms a notary’s own keys against its configured keys, without asking it about itself', async () => {
+    const clock = new FakeClock();
+    const n = new FakeServer('n.test', clock);
+    const network = new FakeNetwork();
+    network.answers.set('n.test', () => n.document());
+    const asked: string[] = [];
+    const { store } = makeStore(network, clock, {
+      notaries: [{ name: 'n.test', verifyKeys: { [n.current.keyId]: n.current.publicKey } }],
+      queryNotary: async (notary, server) => {
+        asked.push(`${notary}:${server}`);
+        return [];
+      },
+    });
+    expect(await store.getKey('n.test', n.current.keyId)).toBeDefined();
+    expect(asked).toEqual([]);
+    // Someone else answering as n.test, with keys the configuration does not give it:
+    const impostor = new FakeServer('n.test', clock);
+    const other = makeStore(new FakeNetwork(), clock, {
+      fetchDirect: async () => impostor.document(),
+      notaries: [{ name: 'n.test', verifyKeys: { [n.current.keyId]: n.current.publicKey } }],
+      queryNotary: async () => [],
+    }).store;
+    expect(await other.getKey('n.test', impostor.current.keyId)).toBeUndefined();
+    expect(other.lastFailure('n.test')).toMatch(/not confirmed by any notary/);
+  });
+
   it('without notaries, trusts the first key it sees (trust on first use)', async () => {
     const clock = new FakeClock();
     const network = new FakeNetwork();

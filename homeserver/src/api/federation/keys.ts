@@ -16,18 +16,20 @@ export function keyRoutes(fed: FederationContext, identity: SigningIdentity): Ro
   });
 
   // POST /federation/v1/keys/query — notary: what we fetched and verified, countersigned.
+  // Unauthenticated, and each name may make us dial out: the fetches are charged to the
+  // caller's address (federation.remote_key_fetch), run in parallel under the key store's
+  // concurrency cap, and a name we may not fetch now is simply left out of the answer.
   router.post('/keys/query', async (ctx: AppContext) => {
     const body = await readBody(ctx, KeyQueryRequest, 64 * 1024);
-    const out = [];
-    for (const server of Object.keys(body.server_keys)) {
-      if (server === fed.serverName) {
-        out.push(notarize(fed.keyDocument(), fed.serverName, identity));
-        continue;
-      }
-      const doc = await fed.keyStore.getDocument(server);
-      if (doc) out.push(notarize(doc, fed.serverName, identity));
-    }
-    ctx.body = { server_keys: out };
+    const requester = ctx.ip || 'unknown';
+    const docs = await Promise.all(
+      Object.entries(body.server_keys).map(async ([server, criteria]) => {
+        if (server === fed.serverName) return fed.keyDocument();
+        const minimumValidUntilTs = Math.max(0, ...Object.values(criteria).map((c) => c.minimum_valid_until_ts ?? 0));
+        return fed.keyStore.getDocument(server, { minimumValidUntilTs, requester });
+      }),
+    );
+    ctx.body = { server_keys: docs.flatMap((doc) => (doc ? [notarize(doc, fed.serverName, identity)] : [])) };
   });
 
   return router;

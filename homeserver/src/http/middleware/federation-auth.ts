@@ -12,8 +12,9 @@ export interface FederationState {
 
 /**
  * Server-to-server authentication, once, before any federation handler (DESIGN §5): reads
- * the JSON body (capped), checks `Authorization: Parley …` against the origin's key fetched
- * through the key store, and refuses with 401 and a code naming the failure.
+ * the JSON body (capped), checks `Authorization: Parley …` (destination, then the signed time
+ * against `federation.request_time_window_ms`, then the signature under the origin's key
+ * fetched through the key store), and refuses with 401 and a code naming the failure.
  */
 export function requireServer(fed: FederationContext, maxBytes: number, onInbound: (origin: string) => void) {
   return async (ctx: AppContext, next: Next): Promise<void> => {
@@ -33,10 +34,14 @@ export function requireServer(fed: FederationContext, maxBytes: number, onInboun
         throw new ParleyError(400, 'PARLEY_BAD_JSON', 'body is not valid JSON');
       }
     }
+    // A new origin makes us fetch its keys: that fetch is charged to the caller's address
+    // (rate limit, negative cache), since nothing about the caller is authenticated yet.
+    const requester = ctx.ip || 'unknown';
     const result = await authenticateRequest(
       ctx.get('authorization'),
       { method: ctx.method, uri: ctx.url, destination: fed.serverName, content: body },
-      async (origin, keyId) => fed.keyStore.getKey(origin, keyId),
+      async (origin, keyId) => fed.keyStore.getKey(origin, keyId, { requester }),
+      { now: fed.clock.now(), windowMs: fed.config.request_time_window_ms },
     );
     if (!result.ok) {
       ctx.state.log.warn({ code: result.code, reason: result.reason }, 'federation request refused');
