@@ -191,6 +191,35 @@ describe('stream visibility', () => {
     }
   });
 
+  it('security: L11 presence is shared only with users who share a room (GET and stream)', async () => {
+    const frank = await person('frank');
+    const gina = await person('gina');
+    const { room_id: roomId } = await gina.rooms.create({ visibility: 'public', name: 'Meet' });
+    const path = (u: Person) => `/api/v1/presence/${encodeURIComponent(u.id)}`;
+    // Strangers: refused, the same for a user who does not exist.
+    await expect(frank.client.request('GET', path(gina))).rejects.toMatchObject({ status: 403 });
+    await expect(frank.client.request('GET', '/api/v1/presence/%40nobody%3Ahs1.test')).rejects.toMatchObject({ status: 403 });
+    expect(await gina.client.request('GET', path(gina))).toMatchObject({ user_id: gina.id });
+    // Gina's presence changes while they share nothing: frank's socket hears none of it.
+    const watcher = openStream(server.url, frank.token());
+    await watcher.ready;
+    await gina.client.request('PUT', '/api/v1/presence', { presence: 'idle' });
+    await frank.rooms.join(roomId);
+    await gina.client.request('PUT', '/api/v1/presence', { presence: 'online' });
+    const seen = await watcher.waitFor((f) => f.kind === 'presence' && f.data.user_id === gina.id);
+    expect(seen.kind === 'presence' && seen.data.presence).toBe('online');
+    watcher.close();
+    expect(await frank.client.request('GET', path(gina))).toMatchObject({ user_id: gina.id, presence: 'online' });
+    // Replay from the start shows none of gina's presence from before they shared a room.
+    for (const frames of [await replayWs(frank, 0), await replayPoll(frank, 0)]) {
+      const hers = frames.filter((f) => f.kind === 'presence' && f.data.user_id === gina.id);
+      expect(hers.map((f) => f.kind === 'presence' && f.data.presence)).toEqual(['online']);
+    }
+    // Once frank leaves, the GET refuses again.
+    await frank.rooms.leave(roomId);
+    await expect(frank.client.request('GET', path(gina))).rejects.toMatchObject({ status: 403 });
+  });
+
   it('shared visibility: a late joiner replays what /messages shows, the history included', async () => {
     const erin = await person('erin');
     const { room_id: roomId } = await alice.rooms.create({ visibility: 'public', name: 'Open book' });

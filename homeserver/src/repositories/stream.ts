@@ -140,4 +140,13 @@ export class PresenceRepository {
   async put(row: PresenceRow, trx: Db = this.db): Promise<void> {
     await trx('presence').insert(row).onConflict('user_id').merge();
   }
+
+  /** Whether both users are joined to at least one common room. */
+  async shareRoom(a: string, b: string): Promise<boolean> {
+    const row = await this.db('memberships as x')
+      .join('memberships as y', 'y.room_id', 'x.room_id')
+      .where({ 'x.user_id': a, 'x.membership': 'join', 'y.user_id': b, 'y.membership': 'join' })
+      .first('x.room_id');
+    return row !== undefined;
+  }
 }

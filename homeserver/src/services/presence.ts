@@ -1,6 +1,7 @@
 import type { PresenceState } from '@parley/schemas';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/database.js';
+import { forbidden } from '../errors.js';
 import type { RoomRepository } from '../repositories/rooms.js';
 import type { PresenceRepository } from '../repositories/stream.js';
 import type { Clock } from './clock.js';
@@ -98,6 +99,16 @@ export class PresenceService {
     if (!this.enabled) return;
     const stillAnywhere = await this.tracker.remove(userId);
     if (!stillHereLocally && !stillAnywhere) await this.set(userId, 'offline');
+  }
+
+  /**
+   * `GET /api/v1/presence/:userId`: a user's presence is shared only with people who share a
+   * room with them (as on the stream). Unknown users answer the same as strangers.
+   */
+  async getFor(viewerId: string, userId: string): Promise<{ presence: PresenceState; last_active_ts: number | null }> {
+    if (viewerId !== userId && !(await this.repo.shareRoom(viewerId, userId)))
+      throw forbidden(`you share no room with ${userId}, so their presence is not shown to you`);
+    return this.get(userId);
   }
 
   async get(userId: string): Promise<{ presence: PresenceState; last_active_ts: number | null }> {

@@ -14,8 +14,9 @@ const HISTORY_VISIBILITIES = new Set(['world_readable', 'shared', 'invited', 'jo
  * - `rooms`: the rooms the user is joined to at the current point of the walk;
  * - `logs`: the user's membership log per room, so a room event passes exactly the check
  *   `/messages` applies (`canSee` with the history visibility in force at that event);
- * - `ephemeralFrom`: per room, the position from which typing and receipts may be shown (the
- *   user's current stretch of membership; ephemeral data has no seq to judge it by).
+ * - `ephemeralFrom`: per room, the position from which typing, receipts and the presence,
+ *   profile and device-list notes of its members may be shown (the user's current stretch of
+ *   membership; these have no seq to judge them by).
  *
  * Notes addressed to the user (their own membership events, to-device, their own receipts)
  * always pass: that is how they learn they were invited, kicked or banned.
@@ -46,7 +47,12 @@ export async function loadViewer(
 export function admits(viewer: StreamViewer, note: StreamNote): boolean {
   if (!isFor(note, viewer.userId, viewer.deviceId, viewer.rooms)) return false;
   const roomId = note.room_id;
-  if (roomId === null || note.user_id === viewer.userId) return true;
+  if (note.user_id === viewer.userId) return true;
+  // Presence, profile and device-list notes: only from a room shared at the time of the note.
+  if (roomId === null) {
+    if (note.room_ids === null) return true;
+    return note.room_ids.some((r) => viewer.rooms.has(r) && note.position >= (viewer.ephemeralFrom.get(r) ?? 0));
+  }
   if (note.kind === 'event') {
     const event = note.data.event as { seq?: unknown } | undefined;
     if (!event || !Number.isInteger(event.seq) || (event.seq as number) < 1) return false;

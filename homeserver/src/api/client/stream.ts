@@ -51,7 +51,7 @@ export function streamRoutes(s: Services): Router<AppState> {
   router.get('/presence/:userId', auth, async (ctx: AppContext) => {
     const userId = ctx.params.userId;
     if (!parseUserId(userId)) throw badRequest('PARLEY_INVALID_PARAM', 'userId in the path is not a valid user ID', 'userId');
-    ctx.body = { user_id: userId, ...(await s.presence.get(userId as string)) };
+    ctx.body = { user_id: userId, ...(await s.presence.getFor(authOf(ctx).userId, userId as string)) };
   });
 
   // PUT /api/v1/send_to_device/:type/:txnId
