@@ -162,6 +162,13 @@ describe('security: room read paths', () => {
     expect((await carol().hierarchy(space)).children.map((c) => c.room_id)).toEqual([open, secret]);
   });
 
+  it('security: L11 an event type named after a prototype member is an ordinary custom type', async () => {
+    const { room_id: room } = await alice().create({ visibility: 'public', name: 'Prototype' });
+    expect((await alice().send(room, 'constructor', { x: 1 })).event_id).toMatch(/^\$/);
+    expect((await alice().setState(room, 'constructor', { x: 2 })).event_id).toMatch(/^\$/);
+    expect(await alice().getStateContent(room, 'constructor')).toEqual({ x: 2 });
+  });
+
   it('security: L8 room.avatar and room.canonical_alias cannot be sent as messages, and need MANAGE_ROOM as state', async () => {
     const { room_id: room } = await alice().create({ visibility: 'public', name: 'Avatar' });
     await bob().join(room);

@@ -224,7 +224,8 @@ export class FederatedEdus implements RemoteToDevice {
   }
 
   private async receiveOne(origin: string, raw: unknown, type: unknown): Promise<Verdict> {
-    if (typeof type !== 'string' || !(type in EduSchemas)) return 'not an EDU of a known type';
+    // hasOwn, not `in`: `constructor` or `__proto__` would find Object.prototype's members.
+    if (typeof type !== 'string' || !Object.hasOwn(EduSchemas, type)) return 'not an EDU of a known type';
     const parsed = check(EduSchemas[type as EduType], raw);
     if (!parsed.ok) return `${type}: ${parsed.message}`;
     const edu = parsed.value;

@@ -69,6 +69,11 @@ const CONTENT_SCHEMAS: Record<string, Parameters<typeof check>[0]> = {
   'space.child': SpaceChildContent,
 };
 
+// hasOwn: an event type named `constructor` must not find Object.prototype's (it was a 500).
+function contentSchemaOf(type: string): Parameters<typeof check>[0] | undefined {
+  return Object.hasOwn(CONTENT_SCHEMAS, type) ? CONTENT_SCHEMAS[type] : undefined;
+}
+
 /**
  * Room lifecycle and every write to a room: creation, membership changes, state, messages
  * and redactions. Each write is one transaction holding the room lock (see RoomLog).
@@ -256,7 +261,7 @@ export class RoomService {
   ): Promise<SendResponse> {
     if (type === 'room.member') throw badRequest('PARLEY_INVALID_PARAM', 'use join, leave, invite, kick and ban for membership', 'type');
     if (type === 'room.create') throw forbidden('room.create cannot be sent again');
-    const schema = CONTENT_SCHEMAS[type];
+    const schema = contentSchemaOf(type);
     if (schema) this.checkContent(schema, content);
     const before = type === 'room.roles' ? await this.d.rooms.stateEvents(roomId, [{ type, stateKey }]) : [];
     const result = await this.write(roomId, { type, state_key: stateKey, sender: auth.userId, content });
@@ -299,7 +304,7 @@ export class RoomService {
   /** PUT /rooms/:id/send/:type/:txnId — the same (device, txnId) always answers the same event. */
   async send(auth: AuthContext, roomId: string, type: string, txnId: string, content: Record<string, unknown>): Promise<SendResponse> {
     if (type === 'room.redaction') throw badRequest('PARLEY_INVALID_PARAM', 'use the redact endpoint to redact', 'type');
-    const schema = CONTENT_SCHEMAS[type];
+    const schema = contentSchemaOf(type);
     if (schema) this.checkContent(schema, content);
     return this.idempotent(
       auth,
