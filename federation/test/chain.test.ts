@@ -315,3 +315,44 @@ describe('verifyChain with the real auth rules: redactions are judged by the red
     expect(verifyChain(entries, ring, authorize)).toMatchObject({ ok: false, seq: 8, kind: 'auth' });
   });
 });
+
+describe('verifyChain: MLS epochs (DESIGN §7, issue 12)', () => {
+  // A host that sequenced two commits for one epoch forked the group: participants refuse it.
+  const roles = { roles: { everyone: { name: 'everyone', position: 0, permissions: 0b1111 } }, users: {} };
+  const base = [
+    event('@alice:a.test', 'room.create', { creator: '@alice:a.test', kind: 'room', version: 1 }, { state_key: '' }),
+    event('@alice:a.test', 'room.member', { membership: 'join' }, { state_key: '@alice:a.test' }),
+    event('@alice:a.test', 'room.roles', roles, { state_key: '' }),
+    event('@alice:a.test', 'room.join_rules', { join_rule: 'public' }, { state_key: '' }),
+    event('@bob:b.test', 'room.member', { membership: 'join' }, { state_key: '@bob:b.test' }),
+    event('@alice:a.test', 'room.encryption', { algorithm: 'mls.rfc9420.cs3' }, { state_key: '' }),
+  ];
+  const commit = (sender: string, epoch: number, tag: string) => event(sender, 'room.mls.commit', { epoch, commit: tag });
+
+  it('accepts commits that advance the epoch one by one', async () => {
+    const { authorize } = await import('../src/room/index.js');
+    const entries = sequence([...base, commit('@alice:a.test', 0, 'AA'), commit('@bob:b.test', 1, 'BB'), commit('@bob:b.test', 2, 'CC')]);
+    expect(verifyChain(entries, ring, authorize)).toMatchObject({ ok: true, count: 9 });
+  });
+
+  it('refuses a second commit for an epoch already won', async () => {
+    const { authorize } = await import('../src/room/index.js');
+    const entries = sequence([...base, commit('@alice:a.test', 0, 'AA'), commit('@bob:b.test', 0, 'BB')]);
+    expect(verifyChain(entries, ring, authorize)).toMatchObject({
+      ok: false,
+      seq: 8,
+      kind: 'auth',
+      reason: expect.stringContaining('epoch 1'),
+    });
+  });
+
+  it('a continuation without a known epoch accepts the first commit it sees, then holds to it', async () => {
+    const { authorize } = await import('../src/room/index.js');
+    const all = sequence([...base, commit('@alice:a.test', 0, 'AA'), commit('@bob:b.test', 1, 'BB'), commit('@bob:b.test', 1, 'CC')]);
+    const upTo = verifyChain(all.slice(0, 7), ring, authorize);
+    if (!upTo.ok) throw new Error(upTo.reason);
+    const after = { seq: 7, head: upTo.head as string, state: upTo.state };
+    expect(verifyChain(all.slice(7, 8), ring, authorize, { after })).toMatchObject({ ok: true });
+    expect(verifyChain(all.slice(7), ring, authorize, { after })).toMatchObject({ ok: false, seq: 9, kind: 'auth' });
+  });
+});

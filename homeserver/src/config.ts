@@ -182,7 +182,9 @@ export function defaultConfig(): Config {
     registration: { mode: 'open' },
     auth: {
       access_token_ttl_ms: 15 * 60_000,
-      refresh_token_ttl_ms: 90 * 24 * 3600_000,
+      // Sliding: each refresh issues a new token with a fresh 30 days; the token dies with its
+      // device. 90 days was a long life for a bearer secret kept in the browser's localStorage.
+      refresh_token_ttl_ms: 30 * 24 * 3600_000,
       // OWASP's Argon2id baseline: 19 MiB, 2 passes, 1 lane.
       argon2: { memory_kib: 19_456, iterations: 2, parallelism: 1 },
     },

@@ -23,7 +23,7 @@ interface VisibilityCase {
   expect: 'allow' | 'refuse';
 }
 
-const AUTH_FILES = ['create', 'membership', 'roles', 'state', 'messages', 'redaction'];
+const AUTH_FILES = ['create', 'membership', 'roles', 'state', 'messages', 'redaction', 'mls'];
 
 function load<T>(file: string): T[] {
   const url = new URL(`../vectors/auth/${file}.json`, import.meta.url);
