@@ -1,6 +1,6 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config, DeepPartial } from '../src/config.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { ManualClock, startTestServer, type TestServer } from './support/server.js';
 
 // Issue 10: HTTP-level findings.
 describe('security: client IP behind a trusted proxy', () => {
@@ -48,5 +48,53 @@ describe('security: client IP behind a trusted proxy', () => {
       body: JSON.stringify({ username: 'other', password: 'other password' }),
     });
     expect(res.status).toBe(201);
+  });
+});
+
+describe('security: refresh tokens', () => {
+  let server: TestServer;
+  const clock = new ManualClock();
+  const DAY = 86_400_000;
+
+  async function post(path: string, body: unknown, token?: string): Promise<{ status: number; body: any }> {
+    const res = await fetch(`${server.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  }
+
+  beforeAll(async () => {
+    server = await startTestServer({}, clock);
+    expect((await post('/api/v1/auth/register', { username: 'rita', password: 'rita password' })).status).toBe(201);
+  });
+  afterAll(() => server?.close());
+
+  it('security: L11 a refresh token lives 30 days from its last use (sliding), not 90', async () => {
+    let { refresh_token: token } = (await post('/api/v1/auth/login', { username: 'rita', password: 'rita password' })).body;
+    for (let i = 0; i < 3; i++) {
+      clock.advance(29 * DAY); // used within its life: a fresh 30 days each time
+      const res = await post('/api/v1/auth/refresh', { refresh_token: token });
+      expect(res.status).toBe(200);
+      token = res.body.refresh_token;
+    }
+    clock.advance(31 * DAY);
+    const stale = await post('/api/v1/auth/refresh', { refresh_token: token });
+    expect(stale.status).toBe(401);
+    expect(stale.body.error.message).toMatch(/expired/);
+  });
+
+  it('security: L11 a refresh token is useless once its device is deleted', async () => {
+    const phone = (await post('/api/v1/auth/login', { username: 'rita', password: 'rita password' })).body;
+    const laptop = (await post('/api/v1/auth/login', { username: 'rita', password: 'rita password' })).body;
+    const res = await fetch(`${server.url}/api/v1/devices/${phone.device_id}`, {
+      method: 'DELETE',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${laptop.access_token}` },
+      body: JSON.stringify({ password: 'rita password' }),
+    });
+    expect(res.status).toBe(200);
+    expect((await post('/api/v1/auth/refresh', { refresh_token: phone.refresh_token })).status).toBe(401);
+    expect((await post('/api/v1/auth/refresh', { refresh_token: laptop.refresh_token })).status).toBe(200);
   });
 });
