@@ -83,16 +83,25 @@ async function serve(config: Config, log: Logger): Promise<number> {
     await release();
     throw err;
   }
+  // One human line beside the JSON logs (stderr, so stdout stays pure JSON for log shippers).
+  process.stderr.write(`Parley is running: open ${server.openUrl} (server name ${config.server_name}, data in ${config.data_dir})\n`);
   await new Promise<void>((resolve) => {
+    let received = false;
     const onSignal = (signal: string) => {
+      // Ctrl-C under `pnpm start` arrives twice (the terminal's and pnpm's forwarded copy):
+      // a repeat must not kill the shutdown that is already running.
+      if (received) return;
+      received = true;
       log.info({ signal }, 'signal received');
+      process.stderr.write(`Parley is stopping (${signal})…\n`);
       resolve();
     };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
   });
   await server.stop();
   await release();
+  process.stderr.write('Parley stopped cleanly.\n');
   return 0;
 }
 

@@ -35,6 +35,8 @@ export interface StartOptions {
 export interface RunningHomeserver {
   /** Base URL of the client API, e.g. http://127.0.0.1:8008 */
   url: string;
+  /** What a person opens in a browser: http://localhost:<port> when listening on a wildcard or loopback address. */
+  openUrl: string;
   port: number;
   config: Config;
   services: Services;
@@ -279,6 +281,10 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   const port = (server.address() as AddressInfo).port;
   const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  // What a person opens: on a wildcard or loopback address that is localhost, the same name
+  // the default server_name (`localhost:<port>`) uses, so the log, the sign-in page and user IDs agree.
+  const loopback = ['0.0.0.0', '::', '127.0.0.1', '::1', 'localhost'].includes(config.http.host);
+  const openUrl = loopback ? `http://localhost:${port}` : url;
 
   const purge = setInterval(() => {
     services.sessions.purgeExpired().catch((err) => log.warn({ err }, 'token purge failed'));
@@ -290,7 +296,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   pruneStream.unref();
 
   log.info(
-    { url, server_name: config.server_name, embedded_db: embedded !== null, redis: redis !== null, ms: Date.now() - started },
+    { url: openUrl, server_name: config.server_name, embedded_db: embedded !== null, redis: redis !== null, ms: Date.now() - started },
     'parley homeserver listening',
   );
 
@@ -321,5 +327,5 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
     return stopping;
   };
 
-  return { url, port, config, services, gateway, federation, stop };
+  return { url, openUrl, port, config, services, gateway, federation, stop };
 }

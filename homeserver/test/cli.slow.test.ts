@@ -120,9 +120,12 @@ describe('parley serve on the embedded Postgres', () => {
     expect(postmasterPid()).toBeNull();
     expect(output()).toContain('embedded postgres stopped');
     expect(existsSync(path.join(dataDir, 'parley.pid'))).toBe(false);
-    // Logs are JSON lines and never carry the password.
+    // Logs are JSON lines and never carry the password; the only other lines are the human
+    // start and stop lines (on stderr).
     expect(output()).not.toContain('alice password');
-    for (const line of output().trim().split('\n')) expect(() => JSON.parse(line), line).not.toThrow();
+    for (const line of output().trim().split('\n')) if (!line.startsWith('Parley ')) expect(() => JSON.parse(line), line).not.toThrow();
+    expect(output()).toContain(`Parley is running: open http://localhost:${port}`);
+    expect(output()).toContain('Parley stopped cleanly.');
   });
 
   it('second start reuses the data; CLI commands work beside a running server', async () => {
