@@ -79,6 +79,8 @@ export const ConfigSchema = Type.Object(
         refresh_per_ip: Bucket,
         // Each fetch of another server's media that is not cached yet (found there or not).
         remote_media_per_user: Bucket,
+        // Directory and alias queries a user sends to other servers: each dials out.
+        remote_query_per_user: Bucket,
       },
       { additionalProperties: false },
     ),
@@ -148,6 +150,23 @@ export const ConfigSchema = Type.Object(
           },
           { additionalProperties: false, description: 'key fetches that unauthenticated callers cause (new origins, notary queries)' },
         ),
+        request_time_window_ms: Type.Integer({
+          minimum: 10_000,
+          maximum: 3_600_000,
+          description: 'a signed request dated further than this from our clock, either way, is refused (replay)',
+        }),
+        remote_key_fetch: Type.Object(
+          {
+            per_ip: Bucket,
+            global: Bucket,
+            max_concurrent: Type.Integer({ minimum: 1, maximum: 1000 }),
+            failure_cache_ms: Type.Integer({
+              minimum: 0,
+              description: 'a server whose keys could not be fetched is not asked again for this long',
+            }),
+          },
+          { additionalProperties: false, description: 'key fetches that unauthenticated callers cause (new origins, notary queries)' },
+        ),
       },
       { additionalProperties: false },
     ),
@@ -195,6 +214,7 @@ export function defaultConfig(): Config {
       login_per_account: { burst: 5, per_minute: 3 },
       refresh_per_ip: { burst: 60, per_minute: 60 },
       remote_media_per_user: { burst: 60, per_minute: 30 },
+      remote_query_per_user: { burst: 30, per_minute: 20 },
     },
     media: {
       max_upload_bytes: 50 * 1024 * 1024,

@@ -23,23 +23,38 @@ interface Harness {
   port: number;
   /** Requests it received, `METHOD path`. */
   requests: string[];
+  /** TCP connections it accepted (a dial that fails at TLS still counts). */
+  connections(): number;
   close(): Promise<void>;
 }
 
-/** A TLS listener on loopback that answers 404 to everything and counts what it is asked. */
+/**
+ * A TLS listener on loopback that answers 404 to everything and counts what it is asked;
+ * reached as `big.test` (by SNI), it answers a 100 KiB "key document".
+ */
 async function startHarness(): Promise<Harness> {
   const cert = await generateSelfSignedCertificate('harness.test');
   const requests: string[] = [];
+  let connections = 0;
   const server = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (req: IncomingMessage, res) => {
     requests.push(`${req.method} ${req.url}`);
     req.resume();
+    if ((req.socket as { servername?: string }).servername === 'big.test') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ server_name: 'big.test', padding: 'x'.repeat(100 * 1024) }));
+      return;
+    }
     res.writeHead(404, { 'content-type': 'application/json' });
     res.end('{"error":{"code":"PARLEY_NOT_FOUND","message":"harness"}}');
+  });
+  server.on('connection', () => {
+    connections++;
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,
     requests,
+    connections: () => connections,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -97,6 +112,7 @@ describe('federation security between real homeservers', () => {
   let hs6: TestServer;
   const clock2 = new ManualClock();
   const names = Array.from({ length: 40 }, (_, i) => `n${i}.test`);
+  const queried = Array.from({ length: 10 }, (_, i) => `q${i}.test`);
   const fedPort = (s: TestServer) => s.federation?.port as number;
 
   beforeAll(async () => {
@@ -116,7 +132,10 @@ describe('federation security between real homeservers', () => {
         server_name: 'hs2.test',
         federation: {
           port: ports.hs2,
-          static_servers: { ...statics, ...Object.fromEntries(names.map((n) => [n, at(harness.port)])) },
+          static_servers: {
+            ...statics,
+            ...Object.fromEntries([...names, ...queried, 'big.test'].map((n) => [n, at(harness.port)])),
+          },
           remote_key_fetch: {
             per_ip: { burst: 5, per_minute: 5 },
             global: { burst: 8, per_minute: 8 },
@@ -124,6 +143,7 @@ describe('federation security between real homeservers', () => {
             failure_cache_ms: 300_000,
           },
         },
+        rate_limits: { enabled: true, remote_query_per_user: { burst: 3, per_minute: 3 } },
       },
       clock2,
     );
@@ -246,6 +266,36 @@ describe('federation security between real homeservers', () => {
       for (const name of names.slice(0, 5))
         await call(port, 'GET', PROFILE, { authorization: fromOrigin(name), localAddress: '127.0.0.5' });
       expect(harness.requests).toHaveLength(before + 5);
+    });
+  });
+
+  describe('sweep: other outbound work a remote or local caller can cause is capped', () => {
+    it('a key document fetch is capped at 64 KiB (not the transport’s 1 MiB)', async () => {
+      const store = hs2.federation?.context.keyStore;
+      expect(await store?.getKey('big.test', 'a_1')).toBeUndefined();
+      expect(store?.lastFailure('big.test')).toMatch(/longer than the 65536 bytes allowed/);
+    });
+
+    it('directory and alias queries to other servers are rate-limited per user, and a refused one dials nothing', async () => {
+      const client = new ParleyClient({ baseUrl: hs2.url });
+      await client.register({ username: 'curious', password: 'curious password' });
+      const token = client.session?.access_token;
+      const ask = (path: string) => fetch(`${hs2.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+      const before = harness.connections();
+      const allowed = [
+        await ask(`/api/v1/directory/rooms?server=${queried[0]}`),
+        await ask(`/api/v1/directory/alias/${encodeURIComponent(`#a:${queried[1]}`)}`),
+        await ask(`/api/v1/directory/rooms?server=${queried[2]}`),
+      ];
+      for (const res of allowed) expect(res.status).not.toBe(429);
+      const dialled = harness.connections();
+      expect(dialled).toBeGreaterThan(before);
+      for (const name of queried.slice(3)) {
+        const res = await ask(`/api/v1/directory/rooms?server=${name}`);
+        expect(res.status).toBe(429);
+        expect(((await res.json()) as { error: { code: string } }).error.code).toBe('PARLEY_RATE_LIMITED');
+      }
+      expect(harness.connections()).toBe(dialled);
     });
   });
 

@@ -18,6 +18,11 @@ import type { Clock } from '../services/clock.js';
 import { MemoryRateLimiter } from '../services/rate-limit.js';
 import type { SigningIdentity } from '../services/room-log.js';
 
+// A key document holds at most 16 keys and 8 fingerprints (a few KiB): a bigger or slower answer
+// is not one, and must not hold one of the few key-fetch slots for the transport's 60 s.
+const KEY_FETCH_MAX_BYTES = 64 * 1024;
+const KEY_FETCH_TIMEOUT_MS = 10_000;
+
 export interface FederationContext {
   config: Config['federation'];
   serverName: string;
@@ -135,7 +140,15 @@ export async function createFederation(
     // First contact with a self-signed server cannot be pinned yet: accept the certificate it
     // presents, but only with a key document that lists that very certificate.
     fetchDirect: async (server) => {
-      const res = await client.request({ destination: server, method: 'GET', path: '/federation/v1/keys', signed: false, tls: 'any' });
+      const res = await client.request({
+        destination: server,
+        method: 'GET',
+        path: '/federation/v1/keys',
+        signed: false,
+        tls: 'any',
+        maxBytes: KEY_FETCH_MAX_BYTES,
+        timeoutMs: KEY_FETCH_TIMEOUT_MS,
+      });
       const fps = ((res.body as { tls_fingerprints?: Array<{ sha256?: unknown }> })?.tls_fingerprints ?? []).map((f) => f.sha256);
       if (res.tlsFingerprint && !fps.includes(res.tlsFingerprint)) {
         throw new Error(`${server} served a key document that does not list the certificate it presented`);
@@ -148,6 +161,7 @@ export async function createFederation(
         destination: notary,
         method: 'POST',
         path: '/federation/v1/keys/query',
+        timeoutMs: KEY_FETCH_TIMEOUT_MS,
         body: { server_keys: { [server]: { '*': wanted } } },
       });
       return ((res.body as { server_keys?: unknown[] })?.server_keys ?? []) as unknown[];

@@ -7,6 +7,7 @@ import { requireAuth } from '../../http/middleware/auth.js';
 import { readBody } from '../../http/middleware/body.js';
 import { aliasParam, queryInt, queryString } from '../../http/params.js';
 import type { Services } from '../../services/index.js';
+import { enforce } from '../../services/rate-limit.js';
 
 export function directoryRoutes(s: Services): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/api/v1' });
@@ -24,6 +25,8 @@ export function directoryRoutes(s: Services): Router<AppState> {
     if (!isServerName(server)) throw badRequest('PARLEY_INVALID_PARAM', 'server is not a server name', 'server');
     const remote = s.rooms.remoteDirectory;
     if (!remote) throw notFound(`this server does not federate, so it cannot show the directory of ${server}`);
+    // Each query makes this server dial another (and fetch its keys first): charged to the user.
+    await enforce(s.rateLimiter, `remote-query:${authOf(ctx).userId}`, s.config.rate_limits.remote_query_per_user);
     // Remote `since` tokens are the other server's, opaque and possibly longer than ours.
     ctx.body = await remote.publicRooms(server, { limit: queryInt(ctx, 'limit', 50, 1, 100), since: queryString(ctx, 'since', 256), q });
   });
@@ -37,6 +40,7 @@ export function directoryRoutes(s: Services): Router<AppState> {
     }
     const remote = s.rooms.remoteDirectory;
     if (!remote) throw notFound(`${alias} belongs to another server and this server does not federate`);
+    await enforce(s.rateLimiter, `remote-query:${authOf(ctx).userId}`, s.config.rate_limits.remote_query_per_user);
     ctx.body = await remote.resolveAlias(alias);
   });
 
