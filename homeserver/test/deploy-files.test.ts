@@ -66,9 +66,12 @@ describe('deploy/ files', () => {
       if (source !== '.') expect(existsSync(path.join(ROOT, source)), source).toBe(true);
     }
     expect(docker).toMatch(/^USER parley$/m);
-    expect(docker).toMatch(/^CMD \["node", "homeserver\/bin\/parley\.mjs", "serve"\]$/m);
-    expect(existsSync(path.join(ROOT, 'homeserver/bin/parley.mjs'))).toBe(true);
-    expect(existsSync(path.join(ROOT, 'scripts/build-client.mjs'))).toBe(true);
+    expect(docker).toMatch(/^CMD \["node", "homeserver\/dist\/parley\.mjs", "serve"\]$/m);
+    // The image builds the bundle it runs, with the script `pnpm build` runs.
+    expect(docker).toContain('pnpm@10 build');
+    const rootPkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
+    expect(rootPkg.scripts.build).toContain('scripts/build-server.mjs');
+    expect(existsSync(path.join(ROOT, 'scripts/build-server.mjs'))).toBe(true);
     expect(docker).toContain(`EXPOSE ${production.http.port} ${production.federation.port}`);
   });
 
@@ -84,7 +87,7 @@ describe('deploy/ files', () => {
     ]) {
       expect(unit).toContain(key);
     }
-    expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node \/opt\/parley\/homeserver\/bin\/parley\.mjs serve$/m);
+    expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node \/opt\/parley\/homeserver\/dist\/parley\.mjs serve$/m);
     expect(unit).toMatch(/^ReadWritePaths=\/var\/lib\/parley$/m);
   });
 

@@ -1,16 +1,19 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import type { Logger } from '../logger.js';
+import { BUNDLED, HOMESERVER_DIR } from '../paths.js';
 
 // bigint columns hold epoch milliseconds and counters, all far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
 export type Db = Knex;
 
-const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+// The bundle (`pnpm build`) carries the migrations compiled to dist/migrations/*.mjs; the
+// sources run them as TypeScript. Their names (without extension) are the same either way.
+const MIGRATIONS_DIR = BUNDLED ? path.join(HOMESERVER_DIR, 'dist', 'migrations') : path.join(HOMESERVER_DIR, 'migrations');
 
 interface MigrationModule {
   up(knex: Knex): Promise<void>;
@@ -21,10 +24,10 @@ interface MigrationModule {
 class DirectoryMigrationSource implements Knex.MigrationSource<string> {
   async getMigrations(): Promise<string[]> {
     const files = await readdir(MIGRATIONS_DIR);
-    return files.filter((f) => /^\d{14}_[a-z0-9_]+\.ts$/.test(f)).sort();
+    return files.filter((f) => /^\d{14}_[a-z0-9_]+\.(ts|mjs)$/.test(f)).sort();
   }
   getMigrationName(file: string): string {
-    return file.replace(/\.ts$/, '');
+    return file.replace(/\.(ts|mjs)$/, '');
   }
   async getMigration(file: string): Promise<Knex.Migration> {
     const mod = (await import(pathToFileURL(path.join(MIGRATIONS_DIR, file)).href)) as MigrationModule;

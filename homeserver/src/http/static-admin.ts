@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Middleware } from 'koa';
 import send from 'koa-send';
+import { ROOT_DIR } from '../paths.js';
 
 /**
  * Serves the built admin console (admin/dist) at `/admin/`: files as they are, index.html
@@ -25,7 +26,7 @@ const HASHED_ASSETS = /^\/admin\/assets\//;
 
 /** admin/dist in this checkout; `PARLEY_ADMIN_DIR` points elsewhere (packaged installs). */
 export function defaultAdminDir(): string {
-  return process.env.PARLEY_ADMIN_DIR ?? path.resolve(import.meta.dirname, '../../../admin/dist');
+  return process.env.PARLEY_ADMIN_DIR ?? path.join(ROOT_DIR, 'admin', 'dist');
 }
 
 async function isFile(file: string): Promise<boolean> {

@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Middleware } from 'koa';
 import send from 'koa-send';
+import { ROOT_DIR } from '../paths.js';
 
 /**
  * Serves the built web client (client-vue/dist) at `/`: files as they are, and index.html
@@ -36,7 +37,7 @@ export const CLIENT_CSP = [
 
 /** client-vue/dist in this checkout; `PARLEY_CLIENT_DIR` points elsewhere (packaged installs). */
 export function defaultClientDir(): string {
-  return process.env.PARLEY_CLIENT_DIR ?? path.resolve(import.meta.dirname, '../../../client-vue/dist');
+  return process.env.PARLEY_CLIENT_DIR ?? path.join(ROOT_DIR, 'client-vue', 'dist');
 }
 
 async function isFile(file: string): Promise<boolean> {

@@ -243,9 +243,9 @@ export async function restore(config: Config, db: Db, dir: string): Promise<Rest
   }
 
   const [, pending] = (await db.migrate.list(migrationConfig)) as [Array<{ name: string } | string>, Array<{ file: string } | string>];
-  const known = new Set(pending.map((p) => (typeof p === 'string' ? p : p.file).replace(/\.ts$/, '')));
+  const known = new Set(pending.map((p) => (typeof p === 'string' ? p : p.file).replace(/\.(ts|mjs)$/, '')));
   const [completed] = (await db.migrate.list(migrationConfig)) as [Array<{ name: string } | string>, unknown];
-  for (const c of completed) known.add((typeof c === 'string' ? c : c.name).replace(/\.ts$/, ''));
+  for (const c of completed) known.add((typeof c === 'string' ? c : c.name).replace(/\.(ts|mjs)$/, ''));
   const unknown = manifest.migrations.filter((m) => !known.has(m));
   if (unknown.length > 0) throw new OpsError(`the backup comes from a newer Parley (migrations ${unknown.join(', ')}): upgrade first`);
   // Bring the schema up to the backup's newest migration and no further, so the rows fit;
@@ -253,7 +253,7 @@ export async function restore(config: Config, db: Db, dir: string): Promise<Rest
   const last = [...manifest.migrations].sort().at(-1) ?? '';
   for (;;) {
     const [, next] = (await db.migrate.list(migrationConfig)) as [unknown, Array<{ file: string } | string>];
-    const first = next[0] && (typeof next[0] === 'string' ? next[0] : next[0].file).replace(/\.ts$/, '');
+    const first = next[0] && (typeof next[0] === 'string' ? next[0] : next[0].file).replace(/\.(ts|mjs)$/, '');
     if (!first || first > last) break;
     await db.migrate.up(migrationConfig);
   }
