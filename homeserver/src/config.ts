@@ -150,23 +150,6 @@ export const ConfigSchema = Type.Object(
           },
           { additionalProperties: false, description: 'key fetches that unauthenticated callers cause (new origins, notary queries)' },
         ),
-        request_time_window_ms: Type.Integer({
-          minimum: 10_000,
-          maximum: 3_600_000,
-          description: 'a signed request dated further than this from our clock, either way, is refused (replay)',
-        }),
-        remote_key_fetch: Type.Object(
-          {
-            per_ip: Bucket,
-            global: Bucket,
-            max_concurrent: Type.Integer({ minimum: 1, maximum: 1000 }),
-            failure_cache_ms: Type.Integer({
-              minimum: 0,
-              description: 'a server whose keys could not be fetched is not asked again for this long',
-            }),
-          },
-          { additionalProperties: false, description: 'key fetches that unauthenticated callers cause (new origins, notary queries)' },
-        ),
       },
       { additionalProperties: false },
     ),
