@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminQuery } from './support/postgres.js';
 import { createTestRedis } from './support/redis.js';
@@ -101,16 +102,31 @@ describe('health with Redis', () => {
 describe('graceful shutdown', () => {
   it('finishes in-flight requests, then refuses new connections', async () => {
     const server = await startTestServer();
-    // Registration spends an Argon2 hash: long enough to still be running when stop() begins.
-    const inflight = fetch(`${server.url}/api/v1/auth/register`, {
+    // The request is in flight for sure once the server has answered `100 Continue` (Node
+    // does so as it hands the request to the app); its body is sent only after stop() began.
+    const body = JSON.stringify({ username: 'latecomer', password: 'latecomer password' });
+    const req = http.request(`${server.url}/api/v1/auth/register`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'latecomer', password: 'latecomer password' }),
+      agent: false,
+      headers: {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        expect: '100-continue',
+        connection: 'close',
+      },
     });
-    await new Promise((r) => setTimeout(r, 5));
+    const response = new Promise<http.IncomingMessage>((resolve, reject) => {
+      req.on('response', resolve);
+      req.on('error', reject);
+    });
+    const accepted = new Promise<void>((resolve) => req.on('continue', () => resolve()));
+    req.flushHeaders();
+    await accepted;
     const closing = server.close();
-    const res = await inflight;
-    expect(res.status).toBe(201);
+    req.end(body);
+    const res = await response;
+    res.resume();
+    expect(res.statusCode).toBe(201);
     await closing;
     await expect(fetch(`${server.url}/health`)).rejects.toThrow();
   });
