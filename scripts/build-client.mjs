@@ -1,22 +1,17 @@
 #!/usr/bin/env node
-// Builds the web client (client-vue/dist) when it is missing or older than its sources, so
-// `pnpm start` on a fresh clone serves a working app and a warm start costs nothing.
+// Builds the web client (client-vue/dist) and the admin console (admin/dist) when missing or
+// older than their sources, so `pnpm start` on a fresh clone serves both and a warm start
+// costs nothing. `--force` rebuilds both; `--only client|admin` builds one.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 const root = path.resolve(import.meta.dirname, '..');
-const client = path.join(root, 'client-vue');
-const built = path.join(client, 'dist', 'index.html');
-// The client bundles the sdk and schemas, so their sources count too.
-const inputs = [
-  'client-vue/src',
-  'client-vue/public',
-  'client-vue/index.html',
-  'client-vue/vite.config.ts',
-  'client-vue/package.json',
-  'sdk/src',
-  'schemas/src',
+// Each app bundles the sdk and schemas, so their sources count too.
+const shared = ['sdk/src', 'schemas/src'];
+const apps = [
+  { name: 'client', dir: 'client-vue', label: 'the web client (client-vue/dist)' },
+  { name: 'admin', dir: 'admin', label: 'the admin console (admin/dist)' },
 ];
 
 function newest(p) {
@@ -29,10 +24,25 @@ function newest(p) {
 }
 
 const force = process.argv.includes('--force');
-const sourceTime = Math.max(...inputs.map((p) => newest(path.join(root, p))));
-if (!force && existsSync(built) && statSync(built).mtimeMs >= sourceTime) process.exit(0);
+const onlyAt = process.argv.indexOf('--only');
+const only = onlyAt >= 0 ? process.argv[onlyAt + 1] : null;
 
-console.log('building the web client (client-vue/dist)…');
-const vite = path.join(client, 'node_modules', 'vite', 'bin', 'vite.js');
-const run = spawnSync(process.execPath, [vite, 'build', '--logLevel', 'warn'], { cwd: client, stdio: 'inherit' });
-process.exit(run.status ?? 1);
+for (const app of apps) {
+  if (only && only !== app.name) continue;
+  const dir = path.join(root, app.dir);
+  const built = path.join(dir, 'dist', 'index.html');
+  const inputs = [
+    `${app.dir}/src`,
+    `${app.dir}/public`,
+    `${app.dir}/index.html`,
+    `${app.dir}/vite.config.ts`,
+    `${app.dir}/package.json`,
+    ...shared,
+  ];
+  const sourceTime = Math.max(...inputs.map((p) => newest(path.join(root, p))));
+  if (!force && existsSync(built) && statSync(built).mtimeMs >= sourceTime) continue;
+  console.log(`building ${app.label}…`);
+  const vite = path.join(dir, 'node_modules', 'vite', 'bin', 'vite.js');
+  const run = spawnSync(process.execPath, [vite, 'build', '--logLevel', 'warn'], { cwd: dir, stdio: 'inherit' });
+  if (run.status !== 0) process.exit(run.status ?? 1);
+}

@@ -1,3 +1,14 @@
+export {
+  AdminApi,
+  type AdminMediaItem,
+  type AdminSession,
+  type BlocklistSubscription,
+  type Dashboard,
+  type DestinationOverview,
+  type MediaUsage,
+  type RegistrationToken,
+  type ReportFigures,
+} from './admin.js';
 export { assertBackoffOptions, type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 export {
   type FetchLike,
