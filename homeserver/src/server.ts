@@ -11,6 +11,7 @@ import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js';
 import { DeliveryEngine, type Sender } from './delivery/engine.js';
 import { ParleyError } from './errors.js';
 import { createFederationApp } from './federation/app.js';
+import { announceReturn } from './federation/catch-up.js';
 import { FederatedKeys } from './federation/e2e-keys.js';
 import { FederatedEdus } from './federation/edus.js';
 import { FederatedRooms } from './federation/rooms.js';
@@ -189,6 +190,10 @@ async function startFederation(
   });
   const port = (server.address() as AddressInfo).port;
   log.info({ port, tls_fingerprint: context.tls.fingerprint }, 'federation listener ready');
+  // Servers that backed off while we were away hear from us now, not at their next try.
+  announceReturn({ rooms: services.roomRepo, client: context.client, serverName: config.server_name, clock: services.clock, log }).catch(
+    (err) => log.warn({ err: (err as Error).message }, 'catch-up announcement failed'),
+  );
   return {
     url: `https://127.0.0.1:${port}`,
     port,

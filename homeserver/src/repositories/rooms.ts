@@ -197,6 +197,30 @@ export class RoomRepository {
     return (rows as Array<{ server: string }>).map((r) => r.server);
   }
 
+  /**
+   * Every other server we share a room with: the hosts of rooms a local user has joined and
+   * the servers of the other joined members of those rooms, at most `limit`.
+   */
+  async sharedServers(self: string, limit: number): Promise<string[]> {
+    const serverOf = "substring(user_id from position(':' in user_id) + 1)";
+    const ours = this.db('memberships').where({ membership: 'join' }).andWhereRaw(`${serverOf} = ?`, [self]).select('room_id');
+    const rows = await this.db
+      .select('server')
+      .from(
+        this.db('memberships')
+          .where({ membership: 'join' })
+          .whereIn('room_id', ours)
+          .select(this.db.raw(`${serverOf} as server`))
+          .union((q) => q.from('rooms').whereIn('room_id', ours).select('host as server'))
+          .as('shared'),
+      )
+      .whereNot('server', self)
+      .distinct()
+      .orderBy('server')
+      .limit(limit);
+    return (rows as Array<{ server: string }>).map((r) => r.server);
+  }
+
   async children(parentId: string): Promise<RoomRow[]> {
     return this.db<RoomRow>('rooms').where({ parent_id: parentId }).orderBy('created_ts', 'asc');
   }
