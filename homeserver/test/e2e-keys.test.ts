@@ -106,6 +106,23 @@ describe('E2E keys (issue 12)', () => {
       await expect(claim(alice, { 'not-a-user': [] })).rejects.toMatchObject({ status: 400 });
     });
 
+    it('tells the device (durably, on its own stream) when claims take it below the low-water mark and when it runs out', async () => {
+      const watch = server.client();
+      await watch.login({ username: 'bob', password: 'bob password', device_name: 'watch' });
+      const watchId = watch.session?.device_id as string;
+      const since = (await syncFrom(watch)).next;
+      await upload(watch, { key_packages: Array.from({ length: 11 }, () => opaque(50)), last_resort: opaque(50) });
+      for (let i = 0; i < 13; i++) await claim(alice, { [bobId]: [watchId] });
+      const low = (await syncFrom(watch, since)).frames.filter((f) => f.kind === 'to_device' && f.data.type === 'parley.key_packages_low');
+      expect(low.map((f) => f.data.content)).toEqual([
+        { one_time_remaining: 9, low_water_mark: 10 },
+        { one_time_remaining: 0, low_water_mark: 10 },
+      ]);
+      // Only the device itself hears of it.
+      const others = (await syncFrom(bobPhone, since)).frames.filter((f) => f.kind === 'to_device');
+      expect(others).toEqual([]);
+    });
+
     it("a signed-out device's packages are gone: nobody adds it to a group any more", async () => {
       const tablet = server.client();
       await tablet.login({ username: 'bob', password: 'bob password', device_name: 'tablet' });

@@ -150,6 +150,18 @@ describe('federation: E2E keys and MLS rooms (issue 12)', () => {
     expect(got[0]?.data).toMatchObject({ sender: carol.userId, content: welcome });
   }, 90_000);
 
+  it("a remote user's list is answered from what their server pushed when that server is unreachable", async () => {
+    await hs1.stop();
+    try {
+      const answer = await bob.client.request<DeviceKeysQueryResponse>('POST', '/api/v1/keys/query', { users: [alice.userId] });
+      expect(answer.device_lists[alice.userId]?.device_list?.version).toBe(7);
+      expect(answer.failures?.['hs1.test']).toMatchObject({ code: 'PARLEY_UNAVAILABLE' });
+    } finally {
+      await hs1.start();
+    }
+    alice = reconnect(alice, hs1);
+  }, 60_000);
+
   it('privacy: the plaintext of an encrypted conversation and attachment is nowhere in any database or media store', async () => {
     // The "client" below holds the plaintext and sends only ciphertext: random bytes stand in
     // for MLS output (the sdk's crypto is not wired into this test yet), and the attachment is

@@ -138,7 +138,7 @@ export function createServices(
   const roomLog = new RoomLog(roomRepo, eventRepo, identity, clock, writer);
   roomLog.mls = new MlsEpochRepository(db);
   const keys = {
-    packages: new KeyPackageService(db, new KeyPackageRepository(db), devices, clock, config.server_name),
+    packages: new KeyPackageService(db, new KeyPackageRepository(db), devices, clock, config.server_name, writer),
     deviceLists: new DeviceListService(db, new DeviceListRepository(db), devices, roomRepo, writer, clock, config.server_name, log),
     backup: new KeyBackupService(new KeyBackupRepository(db), clock),
   };

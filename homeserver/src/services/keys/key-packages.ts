@@ -17,6 +17,10 @@ import type { DeviceRepository } from '../../repositories/devices.js';
 import type { KeyPackageRepository, NewKeyPackage } from '../../repositories/e2e-keys.js';
 import type { Clock } from '../clock.js';
 import type { AuthContext } from '../sessions.js';
+import type { StreamWriter } from '../stream-bus.js';
+
+/** To-device type the server writes to a device whose one-time packages ran low (from the device's own user). */
+export const KEY_PACKAGES_LOW_TYPE = 'parley.key_packages_low';
 
 type Claims = KeyClaimRequest['users'];
 type Claimed = KeyClaimResponse['key_packages'];
@@ -48,6 +52,7 @@ export class KeyPackageService {
     private readonly devices: DeviceRepository,
     private readonly clock: Clock,
     private readonly serverName: string,
+    private readonly writer: StreamWriter,
   ) {}
 
   async upload(auth: AuthContext, req: KeyUploadRequest): Promise<KeyCountResponse> {
@@ -129,14 +134,32 @@ export class KeyPackageService {
         if (!got) continue;
         const stock = await this.packages.stock(userId, deviceId);
         byDevice[deviceId] = { ...got, remaining: stock.one_time };
+        // Crossing the low-water mark (or running out) tells the device, durably: it refills
+        // when it next connects even if it was offline while others claimed.
+        if (!got.last_resort && (stock.one_time === KEY_PACKAGE_LOW_WATER_MARK - 1 || stock.one_time === 0))
+          await this.tellLow(userId, deviceId, stock.one_time);
       }
       if (Object.keys(byDevice).length > 0) out[userId] = byDevice;
     }
     return out;
   }
 
-  /** Called when devices are signed out: their packages are useless and must not be claimed. */
-  async forgetDevice(userId: string, deviceId: string): Promise<void> {
-    await this.packages.deleteDevice(userId, deviceId);
+  private async tellLow(userId: string, deviceId: string, remaining: number): Promise<void> {
+    await this.writer.writeNow(this.db, [
+      {
+        kind: 'to_device',
+        room_id: null,
+        private: false,
+        user_id: userId,
+        device_id: deviceId,
+        room_ids: null,
+        data: {
+          sender: userId,
+          sender_device: deviceId,
+          type: KEY_PACKAGES_LOW_TYPE,
+          content: { one_time_remaining: remaining, low_water_mark: KEY_PACKAGE_LOW_WATER_MARK },
+        },
+      },
+    ]);
   }
 }
