@@ -1,5 +1,7 @@
 import type { RoomEvent, SeqRecord } from '@parley/schemas';
+import type { Knex } from 'knex';
 import type { Db } from '../db/database.js';
+import type { SeqRange, VisibleRanges } from '../services/visible-ranges.js';
 
 export interface EventRow {
   event_id: string;
@@ -152,6 +154,12 @@ export class EventRepository {
         for (const r of rooms) q.orWhere((w) => w.where('room_id', r.roomId).andWhere('seq', '>', r.afterSeq));
       })
       .whereIn('type', ['room.message', 'room.encrypted'])
+      // Only since the user's latest join: what came before is not theirs to count (and, under
+      // joined or invited visibility, not theirs to know about).
+      .whereRaw(
+        "seq > coalesce((SELECT max(ml.seq) FROM membership_log ml WHERE ml.room_id = events.room_id AND ml.user_id = ? AND ml.membership = 'join'), 0)",
+        [userId],
+      )
       .whereNot('sender', userId)
       .whereNull('redacted_by')
       .whereRaw("rel_type IS DISTINCT FROM 'replace'")
@@ -161,10 +169,21 @@ export class EventRepository {
     return out;
   }
 
-  async search(roomIds: string[], query: string, limit: number, offset: number): Promise<Array<EventRow & { rank: number }>> {
+  /**
+   * Ranked full-text hits in `roomIds`. With `visible`, only events inside the viewer's
+   * visible seq ranges per room (see services/visible-ranges.ts), so pages are exact.
+   */
+  async search(
+    roomIds: string[],
+    query: string,
+    limit: number,
+    offset: number,
+    visible?: Map<string, VisibleRanges>,
+  ): Promise<Array<EventRow & { rank: number }>> {
     if (roomIds.length === 0) return [];
-    return this.db('events')
-      .whereIn('room_id', roomIds)
+    const q = this.db('events').whereIn('room_id', roomIds);
+    if (visible) q.andWhere((w) => whereVisible(w, roomIds, visible));
+    return q
       .where('type', 'room.message')
       .whereNull('redacted_by')
       .whereRaw("search_tsv @@ websearch_to_tsquery('simple', ?)", [query])
@@ -172,8 +191,29 @@ export class EventRepository {
       .orderBy([
         { column: 'rank', order: 'desc' },
         { column: 'origin_ts', order: 'desc' },
+        { column: 'event_id', order: 'asc' },
       ])
       .limit(limit)
       .offset(offset);
+  }
+}
+
+// (room, seq, visibility) inside one of the viewer's visible ranges of that room.
+function whereVisible(w: Knex.QueryBuilder, roomIds: string[], visible: Map<string, VisibleRanges>): void {
+  const within = (b: Knex.QueryBuilder, [from, to]: SeqRange) => {
+    b.where('seq', '>=', from);
+    if (Number.isFinite(to)) b.andWhere('seq', '<=', to);
+  };
+  w.whereRaw('false');
+  for (const roomId of roomIds) {
+    const r = visible.get(roomId);
+    w.orWhere((room) => {
+      room.where('room_id', roomId).andWhere((v) => {
+        v.where('visibility', 'world_readable');
+        if (r && r.sharedUpTo > 0) v.orWhere((b) => within(b.where('visibility', 'shared'), [1, r.sharedUpTo]));
+        for (const range of r?.invited ?? []) v.orWhere((b) => within(b.where('visibility', 'invited'), range));
+        for (const range of r?.joined ?? []) v.orWhere((b) => within(b.where('visibility', 'joined'), range));
+      });
+    });
   }
 }
