@@ -133,6 +133,23 @@ describe('security: room read paths', () => {
     expect(full.unsigned?.thread).toMatchObject({ count: 1 });
   });
 
+  it('security: L1 search results carry no edits made while the caller was away', async () => {
+    const { room_id: room } = await alice().create({ visibility: 'public', name: 'Joined only', history_visibility: 'joined' });
+    await frank().join(room);
+    const { event_id: target } = await alice().sendText(room, 'needle in the haystack');
+    await frank().leave(room);
+    await alice().edit(room, target, 'needle moved while frank was away');
+    await alice().react(room, target, '🙈');
+    await frank().join(room);
+    const hit = (await frank().search('haystack', { room_id: room })).results.find((r) => r.event.event_id === target);
+    expect(hit?.event.content.body).toBe('needle in the haystack');
+    expect(hit?.event.unsigned?.edit).toBeUndefined();
+    expect(hit?.event.unsigned?.reactions).toBeUndefined();
+    // /messages agrees.
+    const seen = (await frank().messages(room, { limit: 50 })).chunk.find((e) => e.event_id === target);
+    expect(seen?.unsigned?.edit).toBeUndefined();
+  });
+
   it('security: L2 an out-of-range pagination token is a 400 naming the field', async () => {
     const { room_id: room } = await alice().create({ visibility: 'public', name: 'Tokens' });
     for (const from of ['s9999999999', 's2147483648']) {

@@ -24,7 +24,7 @@ export function parsePageToken(token: string, field: string): number {
   return Number(m[1]);
 }
 
-type MembershipLog = Array<{ seq: number; membership: Membership }>;
+export type MembershipLog = Array<{ seq: number; membership: Membership }>;
 
 /** The client form of a stored event, without per-viewer additions. */
 export function clientEventOf(row: EventRow): ClientEvent {
@@ -207,10 +207,11 @@ export class TimelineService {
    * full Reader, only relations the viewer may see are aggregated: edits and reactions made
    * after they left must not leak through `unsigned` (issue 10, L1).
    */
-  async toClient(rows: EventRow[], reader: { userId: string; deviceId: string } | Reader): Promise<ClientEvent[]> {
+  async toClient(rows: EventRow[], reader: { userId: string; deviceId: string; log?: MembershipLog }): Promise<ClientEvent[]> {
     const ids = rows.map((r) => r.event_id);
     const all = await this.events.relationsTo(ids);
-    const related = 'log' in reader ? all.filter((r) => this.visible(reader, r)) : all;
+    const log = reader.log;
+    const related = log ? all.filter((r) => canSee(log, r.seq, r.visibility as HistoryVisibility)) : all;
     const txnIds = await this.txns.forEvents(reader.userId, reader.deviceId, ids);
     const byTarget = new Map<string, EventRow[]>();
     for (const r of related) {
