@@ -86,6 +86,9 @@ export class RoomService {
   /** Rooms an admin blocked: nobody here may join them (services/admin). */
   blocked: (roomId: string) => Promise<boolean> = async () => false;
 
+  /** Per (user, device, room): the last send in line, so one device's sends reach the sequencer in the order they came in. */
+  private readonly deviceLines = new Map<string, Promise<void>>();
+
   constructor(private readonly d: RoomDeps) {}
 
   private hostOf(roomId: string): string {
@@ -365,6 +368,36 @@ export class RoomService {
     work: (trx: Db, room: RoomRow, batch: AppendBatch) => Promise<{ eventId: string; seq: number }>,
     remoteDraft: Draft,
   ): Promise<SendResponse> {
+    // The reads below are concurrent queries that may finish in any order: a device's sends
+    // wait in line until the one before has been handed to the room's sequencer (not until it
+    // commits, so they still share a group commit), keeping the order the device sent them in.
+    const key = `${auth.userId}\u0000${auth.deviceId}\u0000${roomId}`;
+    const before = this.deviceLines.get(key);
+    let handedOver!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      handedOver = resolve;
+    });
+    this.deviceLines.set(key, mine);
+    const done = () => {
+      handedOver();
+      if (this.deviceLines.get(key) === mine) this.deviceLines.delete(key);
+    };
+    try {
+      if (before) await before;
+      return await this.sequenced(auth, roomId, txnId, work, remoteDraft, done);
+    } finally {
+      done();
+    }
+  }
+
+  private async sequenced(
+    auth: AuthContext,
+    roomId: string,
+    txnId: string,
+    work: (trx: Db, room: RoomRow, batch: AppendBatch) => Promise<{ eventId: string; seq: number }>,
+    remoteDraft: Draft,
+    handedOver: () => void,
+  ): Promise<SendResponse> {
     const existing = await this.d.txns.find(auth.userId, auth.deviceId, txnId);
     if (existing) return this.answerFor(existing.event_id, existing.room_id, roomId);
     const known = await this.d.rooms.find(roomId);
@@ -385,7 +418,7 @@ export class RoomService {
       );
       return sent;
     }
-    return this.d.sequencer.submit(roomId, async (trx, room, batch) => {
+    const submitted = this.d.sequencer.submit(roomId, async (trx, room, batch) => {
       // Under the room lock every earlier send of this txn has committed (or is in this group).
       const again = await this.d.txns.find(auth.userId, auth.deviceId, txnId, trx);
       if (again) return this.answerFor(again.event_id, again.room_id, roomId, trx);
@@ -403,6 +436,8 @@ export class RoomService {
       );
       return { event_id: appended.eventId, seq: appended.seq };
     });
+    handedOver();
+    return submitted;
   }
 
   private async answerFor(eventId: string, txnRoom: string, roomId: string, trx: Db = this.d.db): Promise<SendResponse> {
