@@ -134,7 +134,11 @@ interface ServerEntry {
   latest?: LatestDocument;
   /** No fetch starts before this (failure TTL or refetch interval). */
   nextAttemptAt: number;
-  /** When the last fetch found nothing usable; cleared by a success. */
+  /**
+   * When the last fetch a remote caller caused found nothing usable; cleared by a success. Our
+   * own failed lookups (a peer down while we deliver) do not set it, so that peer is not
+   * refused for long once it is back and calls us.
+   */
   failedAt?: number;
   lastFailure?: string;
   inflight?: Promise<void>;
@@ -374,7 +378,7 @@ export class KeyStore {
       this.#limited(server, entry, requester ?? 'local', 'too many key fetches waiting');
       return;
     }
-    entry.inflight = this.#fetchInTurn(server, entry).finally(() => {
+    entry.inflight = this.#fetchInTurn(server, entry, requester !== undefined).finally(() => {
       entry.inflight = undefined;
     });
     return entry.inflight;
@@ -387,14 +391,14 @@ export class KeyStore {
     if (entry.keys.size === 0 && !entry.latest && !entry.inflight && entry.failedAt === undefined) this.#servers.delete(server);
   }
 
-  async #fetchInTurn(server: string, entry: ServerEntry): Promise<void> {
+  async #fetchInTurn(server: string, entry: ServerEntry, forRequester: boolean): Promise<void> {
     // A notary's own keys skip the line: fetches in flight may be waiting to reach that notary
     // (its TLS pins come from its document), and must not wait behind themselves.
-    if (this.#notaries.some((n) => n.name === server)) return this.#fetch(server, entry);
+    if (this.#notaries.some((n) => n.name === server)) return this.#fetch(server, entry, forRequester);
     if (this.#running >= this.#maxConcurrent) await new Promise<void>((resolve) => this.#queue.push(resolve));
     else this.#running++;
     try {
-      await this.#fetch(server, entry);
+      await this.#fetch(server, entry, forRequester);
     } finally {
       // The slot passes straight to the next in line, so #running never drops below the queue's need.
       const next = this.#queue.shift();
@@ -403,7 +407,7 @@ export class KeyStore {
     }
   }
 
-  async #fetch(server: string, entry: ServerEntry): Promise<void> {
+  async #fetch(server: string, entry: ServerEntry, forRequester: boolean): Promise<void> {
     const reasons: string[] = [];
     const direct = this.#withoutConflicts(server, entry, await this.#fetchDirectly(server, reasons), 'direct', reasons);
     let accepted = direct;
@@ -416,7 +420,7 @@ export class KeyStore {
     if (accepted.length === 0) {
       entry.lastFailure = reasons.join('; ') || 'no key document';
       entry.nextAttemptAt = fetchedAt + this.#failureTtlMs;
-      entry.failedAt = fetchedAt;
+      if (forRequester) entry.failedAt = fetchedAt;
       return;
     }
     entry.lastFailure = undefined;

@@ -208,6 +208,17 @@ describe('security: L6 lookups on behalf of remote callers are rate-limited, neg
     expect(network.count('gone.test')).toBe(2);
   });
 
+  it('a failure of our own lookup (a peer down while we deliver) does not hold off the peer once it is back', async () => {
+    const clock = new FakeClock();
+    const network = new FakeNetwork();
+    const b = new FakeServer('b.test', clock);
+    const { store } = makeStore(network, clock);
+    expect(await store.prefetch('b.test')).toBe(false);
+    network.answers.set('b.test', () => b.document());
+    clock.advance(KEY_STORE_DEFAULTS.failureTtlMs);
+    expect(await store.getKey('b.test', b.current.keyId, { requester: 'ip:192.0.2.2' })).toBeDefined();
+  });
+
   it('runs at most maxConcurrentFetches at once, the rest in line, and refuses beyond the line', async () => {
     const clock = new FakeClock();
     const network = new FakeNetwork();
