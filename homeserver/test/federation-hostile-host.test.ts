@@ -152,11 +152,15 @@ describe('federation: a hostile host against a participant', () => {
       const from = Number(new URL(req.path, 'https://x').searchParams.get('from_seq'));
       return json({ entries: room.range(from, 1) });
     });
-    const { pages, answer } = await pagesDuring(() => evil.push('hs2.test', [room.head]));
+    const other = await joinedRoom();
+    const { pages, answer } = await pagesDuring(() => evil.push('hs2.test', [room.head, other.message('late')]));
     evil.reset();
     expect(pages).toBe(3);
     expect(errorOf(answer)).toMatch(/used its backfill time/);
     expect(await seqOn(room.id)).toBe(9);
+    // The rest of the transaction is answered without being read.
+    expect(errorOf(answer, 1)).toMatch(/not processed: this transaction used its time/);
+    expect(await seqOn(other.id)).toBe(6);
   });
 
   it('security: H2 one transaction with gaps in 12 rooms costs at most 10 backfill pages in all', async () => {

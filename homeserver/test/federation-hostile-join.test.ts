@@ -3,7 +3,7 @@ import type { RoomEvent } from '@parley/schemas';
 import { ParleyApiError, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type HostileEntry, type HostileRoom, type HostileServer, json, startHostileServer } from './support/hostile-server.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { ManualClock, startTestServer, type TestServer } from './support/server.js';
 
 /**
  * What a participant refuses from a hostile host at join and when paging back (issue 10,
@@ -15,6 +15,8 @@ describe('federation: a hostile host at join and below a snapshot', () => {
   let evil: HostileServer;
   let hs: TestServer;
   let bob: RoomsApi;
+  // The room's backfill pauses after a bad answer and has a page rate: tests move this clock past them.
+  const clock = new ManualClock();
   const JOIN = /\/join$/;
   const EVENTS = /\/events\?/;
 
@@ -57,7 +59,7 @@ describe('federation: a hostile host at join and below a snapshot', () => {
 
   beforeAll(async () => {
     evil = await startHostileServer('evil.test');
-    hs = await startTestServer({ server_name: 'hs2.test', federation: { static_servers: { [evil.name]: evil.address } } });
+    hs = await startTestServer({ server_name: 'hs2.test', federation: { static_servers: { [evil.name]: evil.address } } }, clock);
     const f = hs.federation;
     if (!f) throw new Error('hs2 does not federate');
     evil.addPeer('hs2.test', f.port, f.context.tls.fingerprint);
@@ -248,6 +250,7 @@ describe('federation: a hostile host at join and below a snapshot', () => {
     ];
     for (const [name, forge, reason] of forgeries) {
       it(`security: downward backfill — ${name}`, async () => {
+        clock.advance(61_000); // past the pause the previous bad answer started
         backfillAnswers(forge);
         const err = await older();
         evil.reset();
@@ -263,10 +266,34 @@ describe('federation: a hostile host at join and below a snapshot', () => {
     }
 
     it('…and takes the honest older history', async () => {
+      clock.advance(61_000);
       const page = await bob.messages(room.id, { dir: 'b', limit: 30 });
       const bodies = page.chunk.filter((e) => e.type === 'room.message').map((e) => e.content.body);
       expect(bodies).toContain('old 0');
       expect(bodies).not.toContain('rewritten');
     });
+  });
+
+  it('security: H2 (sweep) a reader paging down through history it may not see costs the host at most the room rate', async () => {
+    // 2,500 messages before bob joins, none of which he may see (joined-only history): each
+    // /messages page back asks for older history, 100 entries at a time, until seq 1.
+    const room = evil.createRoom({ historyVisibility: 'joined' });
+    for (let i = 0; i < 2_500; i++) room.message(`hidden ${i}`);
+    joinAnswers(room, (r) => snapshotOf(r, r.entries.length - 1));
+    await bob.join(room.id);
+    evil.reset();
+    evil.script('GET', EVENTS, (req) => {
+      const q = new URL(req.path, 'https://x').searchParams;
+      const entries = room.range(Number(q.get('from_seq')), Number(q.get('limit')));
+      return json({ entries: entries.map((e) => ({ ...e, meta: { visibility: 'joined', redacted_by: null } })) });
+    });
+    const before = evil.count('GET', EVENTS);
+    const err = await bob.messages(room.id, { dir: 'b', limit: 10 }).catch((e: ParleyApiError) => e);
+    const pages = evil.count('GET', EVENTS) - before;
+    evil.reset();
+    expect(pages).toBe(20);
+    expect(err).toBeInstanceOf(ParleyApiError);
+    expect((err as ParleyApiError).status).toBe(503);
+    expect((err as ParleyApiError).retryAfterMs).toBeGreaterThan(0);
   });
 });

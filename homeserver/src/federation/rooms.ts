@@ -19,7 +19,7 @@ import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { Clock } from '../services/clock.js';
 import { type AppendBatch, type RoomLog, relationOf, type SigningIdentity } from '../services/room-log.js';
 import type { StreamWriter } from '../services/stream-bus.js';
-import { BACKFILL_PAGE, BackfillBudget, RoomBackfillGate, TRANSACTION_BACKFILL } from './backfill-limits.js';
+import { BACKFILL_PAGE, BACKFILL_PAGE_BYTES, BackfillBudget, RoomBackfillGate, TRANSACTION_BACKFILL } from './backfill-limits.js';
 import { eventForServer, serverMembershipLog } from './server-visibility.js';
 import type { FederationContext } from './setup.js';
 
@@ -95,6 +95,8 @@ const MAX_JOIN_ENTRIES = 20_000;
 const MAX_JOIN_RESPONSE_BYTES = 32 * 1024 * 1024;
 const MAX_CONCURRENT_JOINS = 3;
 const JOIN_RETRY_AFTER_MS = 5_000;
+// A reader asked for older history while the room's backfill is busy or out of pages.
+const OLDER_RETRY_AFTER_MS = 6_000;
 // How long a participant's answer to a submit waits for the host's fan-out to bring it back.
 const ARRIVAL_WAIT_MS = 2_000;
 
@@ -566,14 +568,52 @@ export class FederatedRooms {
     const room = await this.rooms.find(roomId);
     const floor = room?.history_from ?? 1;
     if (!room || room.host === this.identity.serverName || floor <= 1 || from >= floor) return;
-    const start = Math.max(1, from);
+    // One page at a time (at most BACKFILL_PAGE entries and BACKFILL_PAGE_BYTES), within the
+    // room's own rate: a reader paging down through history it may not see cannot make this
+    // server fetch the whole room from its host in one go.
+    const start = Math.max(1, from, floor - BACKFILL_PAGE);
+    // Readers of one room share one fetch: a second one waits for it, then reads what it stored.
+    const running = this.olderInFlight.get(roomId);
+    if (running) return running.catch(() => {});
+    const refused = (why: string) =>
+      new ParleyError(503, 'PARLEY_UNAVAILABLE', `older history of ${roomId} is not fetched now: ${why}`, {
+        retryAfterMs: OLDER_RETRY_AFTER_MS,
+      });
+    const busy = this.olderGate.enter(roomId);
+    if (busy) throw refused(busy);
+    if (!this.olderGate.takePage(roomId)) {
+      this.olderGate.leave(roomId, false);
+      throw refused('this room used its backfill rate');
+    }
+    const fetch = this.fetchOlder(room, start, floor);
+    this.olderInFlight.set(roomId, fetch);
+    try {
+      await fetch;
+      this.olderGate.leave(roomId, false);
+    } catch (err) {
+      this.olderGate.leave(roomId, true);
+      throw err;
+    } finally {
+      this.olderInFlight.delete(roomId);
+    }
+  }
+
+  private readonly olderGate = new RoomBackfillGate(() => this.clock.now());
+  private readonly olderInFlight = new Map<string, Promise<void>>();
+
+  private async fetchOlder(room: RoomRow, start: number, floor: number): Promise<void> {
+    const roomId = room.room_id;
     const res = await this.fed.client.request({
       destination: room.host,
       method: 'GET',
       path: `/federation/v1/rooms/${encodeURIComponent(roomId)}/events?from_seq=${start}&limit=${floor - start}`,
-      maxBytes: 64 * 1024 * 1024,
+      maxBytes: BACKFILL_PAGE_BYTES,
+      timeoutMs: 30_000,
     });
-    const entries = this.parseEntries((res.body as { entries?: unknown })?.entries);
+    const raw = (res.body as { entries?: unknown })?.entries;
+    if (Array.isArray(raw) && raw.length > floor - start)
+      throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `backfill from ${room.host}: ${raw.length} entries for a page of ${floor - start}`);
+    const entries = this.parseEntries(raw);
     const [above] = await this.events.range(roomId, floor, floor);
     if (!above) throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `the log of ${roomId} has no entry at ${floor}`);
     await this.prefetchKeys(entries, room.host);
@@ -686,6 +726,11 @@ export class FederatedRooms {
     const budget = this.transactionBudget();
     const isEntry = (raw: unknown) => check(RoomEventSchema, (raw as Entry)?.event).ok && check(SeqRecordSchema, (raw as Entry)?.record).ok;
     for (let i = 0; i < raws.length; ) {
+      // Past its time, the rest of a transaction is answered unread rather than making the sender time out.
+      if (budget.timeLeft() <= 0) {
+        for (let k = i; k < raws.length; k++) results[k] = 'not processed: this transaction used its time';
+        break;
+      }
       const first = raws[i] as Entry;
       const room = isEntry(first) ? await this.rooms.find(first.record.room_id) : undefined;
       if (!room || room.host !== origin) {
