@@ -107,6 +107,34 @@ describe('stream sessions', () => {
     stream.close();
   });
 
+  it('the sdk long-poll carries on after its own refresh ends the poll it had waiting', async () => {
+    const { client } = await signUp();
+    const stream = new ParleyStream({ client, longPoll: true, backoff: { initialMs: 20, maxMs: 200 } });
+    let revoked = false;
+    stream.on('revoked', () => {
+      revoked = true;
+    });
+    const bodies: string[] = [];
+    stream.on('event', (f) => {
+      if (typeof f.data.event.content.body === 'string') bodies.push(f.data.event.content.body);
+    });
+    const base = controlListeners();
+    const ready = new Promise<void>((r) => stream.once('ready', () => r()));
+    stream.start();
+    await ready;
+    // Refresh while the server holds the poll.
+    for (let i = 0; i < 500 && controlListeners() === base; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(controlListeners()).toBe(base + 1);
+    await client.refresh();
+    const rooms = new RoomsApi(client);
+    const { room_id } = await rooms.create({ visibility: 'private', name: 'After refresh' });
+    await rooms.sendText(room_id, 'still polling');
+    for (let i = 0; i < 500 && !bodies.includes('still polling'); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(bodies).toContain('still polling');
+    expect(revoked).toBe(false);
+    stream.close();
+  });
+
   it('refresh-token reuse signs the device out and ends its streams', async () => {
     const { client } = await signUp();
     const oldRefresh = client.session?.refresh_token as string;
