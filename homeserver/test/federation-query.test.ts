@@ -270,9 +270,10 @@ describe('federation: remote aliases, directories and media', () => {
       const forged = await federationGet(
         port,
         p,
-        `Parley origin="hs2.test",destination="hs1.test",key="ed25519:${'a'.repeat(8)}",sig="${'A'.repeat(86)}"`,
+        `Parley origin="hs2.test",destination="hs1.test",key="ed25519:${'a'.repeat(8)}",ts="${Date.now()}",sig="${'A'.repeat(86)}"`,
       );
       expect(forged.status).toBe(401);
+      expect((forged.body as { error: { code: string } }).error.code).toBe('PARLEY_FED_UNKNOWN_KEY');
     });
   });
 
