@@ -189,7 +189,16 @@ async function scenario(alice: Page, bob: Page, aliceErrors: string[], bobErrors
     await bob.getByTestId('timeline').focus();
     await bob.getByTestId('timeline').press('End');
     await expect.poll(() => bob.getByRole('link', { name: /Project Falcon, \d+ unread/ }).count()).toBe(0);
-    await bob.waitForTimeout(800);
+    // The badge clears locally at once; the receipt reaches the server a moment later. Wait
+    // until the server holds it (this was an 800 ms sleep), or the next room list could
+    // bring the old count back.
+    const serverUnread = async () => {
+      const token = await bob.evaluate(() => JSON.parse(localStorage.getItem('parley.session.v1') ?? '{}').session?.access_token);
+      const res = await fetch(`${server.url}/api/v1/rooms`, { headers: { authorization: `Bearer ${token}` } });
+      const { rooms } = (await res.json()) as { rooms: Array<{ name: string | null; unread_count: number }> };
+      return rooms.find((r) => r.name === 'Project Falcon')?.unread_count;
+    };
+    await expect.poll(serverUnread, { timeout: 15_000 }).toBe(0);
     await bob.getByRole('link', { name: 'Settings' }).click();
     await sendMessage(alice, 'Are you there, Bob?');
     const badge = bob.getByRole('link', { name: /Project Falcon, 1 unread/ });
