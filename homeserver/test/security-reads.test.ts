@@ -158,6 +158,15 @@ describe('security: room read paths', () => {
       expect(err.field).toBe('from');
     }
     expect((await alice().messages(room, { from: 's2147483647' })).chunk.length).toBeGreaterThan(0);
+    expect((await refusal(alice().messages(room, { from: 's9999999999', dir: 'f' }))).field).toBe('from');
+    // The other numeric parameters of the client API, each out of range.
+    const { event_id: ev } = await alice().sendText(room, 'anchor');
+    expect((await refusal(alice().context(room, ev, 99999999999))).field).toBe('limit');
+    expect((await refusal(alice().messages(room, { limit: 99999999999 }))).field).toBe('limit');
+    expect((await refusal(alice().directory({ since: 'o99999999999' }))).field).toBe('since');
+    expect((await refusal(alice().directory({ limit: 99999999999 }))).field).toBe('limit');
+    expect((await refusal(alice().search('anchor', { next: 'o99999999999' }))).field).toBe('next');
+    expect((await refusal(alice().search('anchor', { limit: 99999999999 }))).field).toBe('limit');
   });
 
   it('security: L11 the space hierarchy hides invite-only channels from non-members', async () => {
