@@ -1,6 +1,6 @@
 import { ParleyApiError } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { endless, type HostileRoom, type HostileServer, hold, json, startHostileServer } from './support/hostile-server.js';
+import { endless, type HostileRoom, type HostileServer, hold, huge, json, startHostileServer } from './support/hostile-server.js';
 import { until } from './support/net.js';
 import { ManualClock, startTestServer, type TestServer } from './support/server.js';
 
@@ -219,5 +219,16 @@ describe('federation: a hostile host against a participant', () => {
     // The slots are free again.
     await bob.rooms.join((rooms[3] as HostileRoom).id);
     expect(await seqOn((rooms[3] as HostileRoom).id)).toBe(6);
+  });
+
+  it('security: H2 a backfill page is cut off at 8 MiB, not read whole', async () => {
+    const room = await joinedRoom(3);
+    evil.script('GET', EVENTS, () => huge(64 * 1024 * 1024));
+    const sentBefore = evil.bytesSent;
+    const { pages, answer } = await pagesDuring(() => evil.push('hs2.test', [room.head]));
+    evil.reset();
+    expect(pages).toBe(1);
+    expect(errorOf(answer)).toMatch(/backfill from evil\.test failed: page at seq 7: .*8388608 bytes/);
+    expect(evil.bytesSent - sentBefore).toBeLessThan(16 * 1024 * 1024);
   });
 });

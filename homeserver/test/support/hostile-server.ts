@@ -14,6 +14,10 @@
  *   const room = evil.createRoom();                          // create, creator's join, roles, join rules, visibility
  *   await alice.rooms.join(room.id);                         // honest by default: join answers the whole chain
  *   evil.script('GET', /\/events/, () => json({ entries: [room.entries[0]] }));   // repeat an old entry forever
+ *   evil.script('GET', /\/events/, () => json({ entries: [] }));                   // withhold
+ *   evil.script('GET', /\/events/, () => json({ entries: room.range(1, 5000) }));  // flood
+ *   evil.script('GET', /\/events/, () => json({ entries: [b, a] }));               // reorder
+ *   evil.script('GET', /\/events/, () => slow(5_000, json({ entries: [] })));      // answer slowly
  *   evil.script('POST', /\/join$/, () => endless());         // an endless body
  *   evil.script('POST', /\/join$/, () => hold());            // never answer (until close())
  *   evil.count('GET', /\/events/)                            // how many such requests arrived
@@ -26,7 +30,9 @@
  * test can prove a peer stopped reading.
  *
  * Scripts see requests unverified: the harness is the attacker and needs no authentication
- * of its victims. Its clock is the real one.
+ * of its victims. Its clock is the real one. It can also play an honest participant against
+ * a real host (`request()`, `signFor()`), as the L7 test does. Used by
+ * federation-hostile-host, federation-hostile-join and federation-server-visibility tests.
  */
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
