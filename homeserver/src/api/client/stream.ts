@@ -9,7 +9,10 @@ import { eventTypeParam, queryInt, queryString, roomIdParam, txnIdParam } from '
 import type { Services } from '../../services/index.js';
 import { enforce } from '../../services/rate-limit.js';
 
-// Typing notices are cheap to send and cheap to abuse: a generous bucket per user.
+// Typing notices are cheap to send and cheap to abuse: a generous bucket per device. The web
+// client sends one "typing" when typing starts (renewed every 20 s) and one "stopped" once the
+// draft rests for 4 s, so a fast typist needs a few a minute per room; the burst covers hopping
+// between rooms. Per device, so a person's second tab or phone does not eat the first one's budget.
 const TYPING_RULE = { burst: 20, per_minute: 60 };
 const PRESENCE_RULE = { burst: 10, per_minute: 30 };
 
@@ -34,7 +37,7 @@ export function streamRoutes(s: Services): Router<AppState> {
     const roomId = roomIdParam(ctx);
     const body = await readBody(ctx, TypingRequest, limit);
     const a = authOf(ctx);
-    await enforce(s.rateLimiter, `typing:${a.userId}`, TYPING_RULE);
+    await enforce(s.rateLimiter, `typing:${a.userId}:${a.deviceId}`, TYPING_RULE);
     await s.typing.set(a.userId, roomId, body.typing, body.timeout_ms);
     ctx.body = {};
   });
