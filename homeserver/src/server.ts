@@ -24,6 +24,7 @@ import { DeviceListRepository } from './repositories/e2e-keys.js';
 import { EduRepository } from './repositories/edus.js';
 import { OutboxRepository } from './repositories/outbox.js';
 import { RemoteInviteRepository } from './repositories/room-extras.js';
+import { ServerKeyRepository } from './repositories/server-keys.js';
 import { type Clock, systemClock } from './services/clock.js';
 import { createServices, type Services } from './services/index.js';
 import type { SigningIdentity } from './services/room-log.js';
@@ -87,7 +88,14 @@ async function startFederation(
   redis: Redis | null,
   log: Logger,
 ): Promise<RunningFederation> {
-  const context = await createFederation(config, identity, services.clock, log, (server) => services.admin.domains.refusal(server));
+  const context = await createFederation(
+    config,
+    identity,
+    services.clock,
+    log,
+    (server) => services.admin.domains.refusal(server),
+    new ServerKeyRepository(services.db),
+  );
   for (const metric of context.metrics) metrics.registry.registerMetric(metric);
   const sender: Sender = async (destination, txn) => {
     await context.client.request({

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { buildKeyDocument, KeyStore, publicKeyFromB64u } from '@parley/federation/keys';
+import { buildKeyDocument, type KeyDocumentPersistence, KeyStore, publicKeyFromB64u } from '@parley/federation/keys';
 import { fingerprintOfPem, loadOrCreateTlsCertificate } from '@parley/federation/tls';
 import {
   AddressPolicy,
@@ -61,6 +61,8 @@ export async function createFederation(
   clock: Clock,
   log: Logger,
   refuse: (server: string) => string | undefined = () => undefined,
+  /** Where verified key documents of other servers are kept across restarts (L5). */
+  persistence?: KeyDocumentPersistence,
 ): Promise<FederationContext> {
   const fed = config.federation;
   let tls: { certPem: string; keyPem: string; fingerprint: string };
@@ -131,6 +133,7 @@ export async function createFederation(
   keyStore = new KeyStore({
     now: () => clock.now(),
     admitFetch,
+    persistence,
     requesterFailureTtlMs: limits.failure_cache_ms,
     maxConcurrentFetches: limits.max_concurrent,
     notaries: fed.trusted_notaries.map((n) => ({
