@@ -114,7 +114,7 @@ describe('E2E keys (issue 12)', () => {
       await upload(watch, { key_packages: Array.from({ length: 11 }, () => opaque(50)), last_resort: opaque(50) });
       for (let i = 0; i < 13; i++) await claim(alice, { [bobId]: [watchId] });
       const low = (await syncFrom(watch, since)).frames.filter((f) => f.kind === 'to_device' && f.data.type === 'parley.key_packages_low');
-      expect(low.map((f) => f.data.content)).toEqual([
+      expect(low.map((f) => (f.kind === 'to_device' ? f.data.content : null))).toEqual([
         { one_time_remaining: 9, low_water_mark: 10 },
         { one_time_remaining: 0, low_water_mark: 10 },
       ]);

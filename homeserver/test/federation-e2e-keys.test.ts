@@ -31,6 +31,13 @@ function reconnect(p: Person, server: FedServer): Person {
   return { client, rooms: new RoomsApi(client), userId: p.userId };
 }
 
+/** Signs and sends a raw transaction as `from` (a real server speaking for itself). */
+async function sendTxn(from: FedServer, to: string, edus: unknown[]) {
+  const client = from.running.federation?.context.client;
+  if (!client) throw new Error(`${from.name} has no federation`);
+  return client.request({ destination: to, method: 'PUT', path: `/federation/v1/send/${randomUUID()}`, body: { events: [], edus } });
+}
+
 async function remoteList(server: FedServer, userId: string) {
   return server.running.services.db('remote_device_lists').where({ user_id: userId }).first<{ version: number } | undefined>();
 }
@@ -149,6 +156,27 @@ describe('federation: E2E keys and MLS rooms (issue 12)', () => {
     expect(got).toHaveLength(1);
     expect(got[0]?.data).toMatchObject({ sender: carol.userId, content: welcome });
   }, 90_000);
+
+  it('refuses device-list changes a server may not send: for another server’s user, unsigned, or older', async () => {
+    expect((await remoteList(hs2, alice.userId))?.version).toBe(7);
+    const key = newUserKey();
+    const forged = signedList(alice.userId, key, ['EVIL'], 50);
+    const answer = (list: unknown) => ({
+      type: 'device_list',
+      user_id: alice.userId,
+      answer: { user_id: alice.userId, device_list: list, devices: ['EVIL'] },
+    });
+    // hs3 speaking for alice of hs1.
+    await sendTxn(hs3, 'hs2.test', [answer(forged)]);
+    // hs1 itself, but the list does not verify under its own key.
+    const tampered = { ...signedList(alice.userId, key, ['A'], 60), devices: forged.devices };
+    await sendTxn(hs1, 'hs2.test', [answer(tampered)]);
+    // hs1 with a validly signed but older list: kept out, the newer one stays.
+    await sendTxn(hs1, 'hs2.test', [answer(signedList(alice.userId, key, ['A'], 3))]);
+    expect((await remoteList(hs2, alice.userId))?.version).toBe(7);
+    const seen = await bob.client.request<DeviceKeysQueryResponse>('POST', '/api/v1/keys/query', { users: [alice.userId] });
+    expect(seen.device_lists[alice.userId]?.devices).not.toContain('EVIL');
+  });
 
   it("a remote user's list is answered from what their server pushed when that server is unreachable", async () => {
     await hs1.stop();
