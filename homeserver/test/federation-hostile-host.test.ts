@@ -231,4 +231,19 @@ describe('federation: a hostile host against a participant', () => {
     expect(errorOf(answer)).toMatch(/backfill from evil\.test failed: page at seq 7: .*8388608 bytes/);
     expect(evil.bytesSent - sentBefore).toBeLessThan(16 * 1024 * 1024);
   });
+
+  it('security: H2 at most 2 transactions of one origin are processed at once; the third is a 429, and not recorded', async () => {
+    const rooms = [await joinedRoom(3), await joinedRoom(3), await joinedRoom(3)];
+    evil.script('GET', EVENTS, () => hold());
+    const running = rooms.slice(0, 2).map((r) => evil.push('hs2.test', [r.head]).catch((e: Error) => e));
+    await until(() => evil.heldCount === 2);
+    const third = await evil.push('hs2.test', [(rooms[2] as HostileRoom).head], [], 'txn-third').catch((e: { status?: number }) => e);
+    expect((third as { status?: number }).status).toBe(429);
+    evil.release();
+    await Promise.all(running);
+    evil.reset();
+    clock.advance(61_000); // past the pause the held (then failed) backfills started
+    // Once those are done the same entry is taken: the refused transaction was not recorded as seen.
+    expect(Object.values(await evil.push('hs2.test', [(rooms[2] as HostileRoom).head], [], 'txn-third'))).toEqual([{}]);
+  });
 });

@@ -198,11 +198,16 @@ export class HostileServer {
   }
 
   /** PUT /federation/v1/send to a peer, signed with this server's key; answers the per-event results. */
-  async push(destination: string, entries: unknown[], edus: unknown[] = []): Promise<Record<string, { error?: string }>> {
+  async push(
+    destination: string,
+    entries: unknown[],
+    edus: unknown[] = [],
+    txnId = Math.random().toString(36).slice(2),
+  ): Promise<Record<string, { error?: string }>> {
     const res = await this.outbound().request({
       destination,
       method: 'PUT',
-      path: `/federation/v1/send/${Math.random().toString(36).slice(2)}`,
+      path: `/federation/v1/send/${txnId}`,
       body: { events: entries, edus },
       maxBytes: 1024 * 1024,
     });

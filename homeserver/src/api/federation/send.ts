@@ -11,6 +11,8 @@ import { txnIdParam } from '../../http/params.js';
 import type { OutboxRepository } from '../../repositories/outbox.js';
 import type { Clock } from '../../services/clock.js';
 
+const MAX_TRANSACTIONS_IN_FLIGHT = 2;
+
 export interface SendDeps {
   fed: FederationContext;
   outbox: OutboxRepository;
@@ -29,6 +31,9 @@ export interface SendDeps {
  */
 export function sendRoutes(d: SendDeps): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/federation/v1' });
+  // Transactions being processed, per origin. A server delivers one at a time; more in
+  // parallel would multiply what one transaction may cost (its backfill budget), so they wait.
+  const inFlight = new Map<string, number>();
 
   // PUT /federation/v1/send/:txnId
   router.put('/send/:txnId', requireServer(d.fed, d.maxBytes, d.onInbound), async (ctx: AppContext) => {
@@ -39,14 +44,37 @@ export function sendRoutes(d: SendDeps): Router<AppState> {
       throw new ParleyError(parsed.field.startsWith('events') || parsed.field.startsWith('edus') ? 413 : 400, parsed.code, parsed.message, {
         field: parsed.field,
       });
+    // Refused before it is recorded, so the sender's retry is processed, not answered as a
+    // duplicate. Transactions without events (EDUs, a server announcing it is back) cost little.
+    if (parsed.value.events.length === 0) return receive(ctx, origin, txnId, parsed.value);
+    if ((inFlight.get(origin) ?? 0) >= MAX_TRANSACTIONS_IN_FLIGHT)
+      throw new ParleyError(
+        429,
+        'PARLEY_RATE_LIMITED',
+        `${origin} has ${MAX_TRANSACTIONS_IN_FLIGHT} transactions in progress here already`,
+        {
+          retryAfterMs: 1_000,
+        },
+      );
+    inFlight.set(origin, (inFlight.get(origin) ?? 0) + 1);
+    try {
+      await receive(ctx, origin, txnId, parsed.value);
+    } finally {
+      const left = (inFlight.get(origin) ?? 1) - 1;
+      if (left > 0) inFlight.set(origin, left);
+      else inFlight.delete(origin);
+    }
+  });
+
+  async function receive(ctx: AppContext, origin: string, txnId: string, txn: FederationTransaction): Promise<void> {
     if (!(await d.outbox.recordInbound(origin, txnId, d.clock.now()))) {
       ctx.body = { events: {}, duplicate: true } satisfies TransactionResult;
       return;
     }
     const results: TransactionResult['events'] = {};
     // Each entry is an event with the host's sequencing record; all checks happen in receiveMany().
-    const problems = await d.rooms.receiveMany(origin, parsed.value.events);
-    parsed.value.events.forEach((raw, i) => {
+    const problems = await d.rooms.receiveMany(origin, txn.events);
+    txn.events.forEach((raw, i) => {
       let id: string;
       try {
         id = computeEventId((raw as { event?: unknown }).event as RoomEvent);
@@ -58,9 +86,9 @@ export function sendRoutes(d: SendDeps): Router<AppState> {
       results[id] = problem ? { error: problem } : {};
     });
     // After the events, so a receipt can name an event of this same transaction.
-    await d.edus.receive(origin, parsed.value.edus, ctx.state.log);
+    await d.edus.receive(origin, txn.edus, ctx.state.log);
     ctx.body = { events: results, duplicate: false } satisfies TransactionResult;
-  });
+  }
 
   return router;
 }
