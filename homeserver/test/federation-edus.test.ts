@@ -96,14 +96,16 @@ describe('federation: ephemeral data (typing, receipts, presence, to-device)', (
 
   it('a remote typing notice ends by its timeout when no stop arrives', async () => {
     // Sent by hs1 by hand, so no timer on hs1 sends a stop: hs2's own timer must end it.
-    await sendTxn(hs1, 'hs2.test', { edus: [{ type: 'typing', room_id: roomId, user_id: alice.userId, typing: true, timeout_ms: 1000 }] });
+    await sendTxn(hs1, 'hs2.test', { edus: [{ type: 'typing', room_id: roomId, user_id: alice.userId, typing: true, timeout_ms: 3000 }] });
     const started = await sB.waitFor(typingIn(roomId, (ids) => ids.includes(alice.userId), sB.lastPosition()));
-    const t0 = Date.now();
-    await sB.waitFor(
+    // Still typing after something else happened on hs2: the stop comes later, by the timer.
+    const { event_id } = await bob.rooms.sendText(roomId, 'while alice types');
+    const marker = await sB.waitFor((f) => f.kind === 'event' && f.data.event.event_id === event_id);
+    const stopped = await sB.waitFor(
       typingIn(roomId, (ids) => !ids.includes(alice.userId), started.position),
-      10_000,
+      15_000,
     );
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(500);
+    expect(stopped.position).toBeGreaterThan(marker.position);
   });
 
   it('public receipts cross both ways; private receipts never leave their server', async () => {
@@ -313,7 +315,9 @@ describe('federation: ephemeral data (typing, receipts, presence, to-device)', (
       const frank = await hs2.user('frank');
       const presenceOfErin = async () =>
         (await frank.client.request<{ presence: string }>('GET', `/api/v1/presence/${enc(erin.userId)}`)).presence;
-      expect(await presenceOfErin()).toBe('offline');
+      // No shared room: frank may not ask (L11), and hs2 was told nothing about erin.
+      await expect(presenceOfErin()).rejects.toMatchObject({ status: 403 });
+      expect(await hs2.running.services.db('presence').where({ user_id: erin.userId }).first()).toBeUndefined();
       const { room_id: erinsRoom } = await erin.rooms.create({ visibility: 'public', name: 'Erin' });
       await frank.rooms.join(erinsRoom);
       await until(async () => (await presenceOfErin()) === 'online', 20_000);
