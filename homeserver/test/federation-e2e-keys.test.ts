@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
-import { createCipheriv, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { DeviceKeysQueryResponse, KeyClaimResponse, SyncResponse } from '@parley/schemas';
+import type { DeviceKeysQueryResponse, EncryptedContent, KeyClaimResponse, SignedDeviceList, SyncResponse } from '@parley/schemas';
 import { ParleyClient, RoomsApi, uploadMedia } from '@parley/sdk';
+import { CryptoDevice, encryptAttachment, MemoryCryptoStore } from '@parley/sdk/crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newUserKey, opaque, signedList } from './support/e2e.js';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
@@ -190,32 +191,91 @@ describe('federation: E2E keys and MLS rooms (issue 12)', () => {
     alice = reconnect(alice, hs1);
   }, 60_000);
 
-  it('privacy: the plaintext of an encrypted conversation and attachment is nowhere in any database or media store', async () => {
-    // The "client" below holds the plaintext and sends only ciphertext: random bytes stand in
-    // for MLS output (the sdk's crypto is not wired into this test yet), and the attachment is
-    // encrypted with a key that travels only inside the (stand-in) encrypted event.
+  it('privacy (real MLS through the servers): the plaintext of the conversation and attachment is nowhere in any database or media store', async () => {
+    // Three devices run the sdk's MLS (ts-mls, ciphersuite 3) against these servers: signed
+    // device lists and key packages through the key API, the group built by a commit the host
+    // sequences and Welcomes sent to-device, then messages and an attachment encrypted on the
+    // device. The marker exists only in the devices' memory.
     const marker = `PARLEY-PLAINTEXT-MARKER-${randomUUID()}`;
-    const attachment = Buffer.from(`${marker} attachment bytes ${randomBytes(32).toString('hex')}`);
-    const fileKey = randomBytes(32);
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', fileKey, iv);
-    const encrypted = Buffer.concat([cipher.update(attachment), cipher.final(), cipher.getAuthTag()]);
-    const upload = await uploadMedia(bob.client, new Uint8Array(encrypted), { contentType: 'application/octet-stream' });
-    const sent: string[] = [];
-    for (const [p, text] of [
-      [alice, `${marker} hello`],
-      [bob, `${marker} here is the file ${upload.content_uri}`],
-      [carol, `${marker} thanks`],
-    ] as const) {
-      // What a client would have in plaintext is `text`; what it sends is opaque.
-      void text;
-      sent.push(opaque(400));
-      await p.rooms.send(roomId, 'room.encrypted', { epoch: 2, ciphertext: sent.at(-1) as string });
+    const people = [alice, bob, carol];
+    const devices = new Map<string, CryptoDevice>();
+    for (const p of people) {
+      const d = await CryptoDevice.open({
+        store: new MemoryCryptoStore(),
+        userId: p.userId,
+        deviceId: p.client.session?.device_id as string,
+      });
+      await d.createUserSigningKey();
+      await p.client.request('PUT', '/api/v1/keys/device_list', await d.signDeviceList([d.ownSignedDevice()], 100));
+      const count = await p.client.request<{ one_time_remaining: number; has_last_resort: boolean }>('GET', '/api/v1/keys/count');
+      const upload = await d.keyPackages.refill({ one_time_remaining: 0, has_last_resort: count.has_last_resort }, 3, 3);
+      await p.client.request('POST', '/api/v1/keys/upload', { key_packages: upload?.key_packages ?? [] });
+      devices.set(p.userId, d);
     }
-    for (const p of [alice, bob, carol])
-      await until(async () => (await p.rooms.messages(roomId, { limit: 10 })).chunk.filter((e) => e.type === 'room.encrypted').length >= 3);
+    const dev = (p: Person) => devices.get(p.userId) as CryptoDevice;
+    // Every device trusts the lists it fetched through its own server (its pins).
+    for (const p of people) {
+      const lists = await p.client.request<DeviceKeysQueryResponse>('POST', '/api/v1/keys/query', { users: people.map((q) => q.userId) });
+      for (const q of people) {
+        const check = await dev(p).trustDeviceList(lists.device_lists[q.userId]?.device_list as SignedDeviceList, q.userId);
+        expect(check.ok, `${p.userId} trusts ${q.userId}`).toBe(true);
+      }
+    }
+    const { room_id: secret } = await alice.rooms.create({ visibility: 'private', invite: [bob.userId, carol.userId], encrypted: true });
+    await bob.rooms.join(secret);
+    await carol.rooms.join(secret);
+    await dev(alice).createGroup(secret);
+    const claimed = await alice.client.request<KeyClaimResponse>('POST', '/api/v1/keys/claim', {
+      users: { [bob.userId]: [bob.client.session?.device_id], [carol.userId]: [carol.client.session?.device_id] },
+    });
+    const kps = [bob, carol].map((p) => claimed.key_packages[p.userId]?.[p.client.session?.device_id as string]?.key_package as string);
+    const prepared = await dev(alice).prepareCommit(secret, { add: kps });
+    await alice.rooms.send(secret, 'room.mls.commit', prepared.content as unknown as Record<string, unknown>);
+    await dev(alice).confirmCommit(secret);
+    const epoch = prepared.content.epoch + 1;
+    for (const p of [bob, carol]) {
+      const since = (await syncFrom(p.client)).next;
+      await alice.client.request('PUT', `/api/v1/send_to_device/mls.welcome/${randomUUID()}`, {
+        messages: { [p.userId]: { [p.client.session?.device_id as string]: { room_id: secret, epoch, welcome: prepared.welcome } } },
+      });
+      let welcome: string | undefined;
+      await until(async () => {
+        const f = (await syncFrom(p.client, since)).frames.find((x) => x.kind === 'to_device' && x.data.type === 'mls.welcome');
+        welcome = f?.kind === 'to_device' ? (f.data.content.welcome as string) : undefined;
+        return welcome !== undefined;
+      }, 30_000);
+      expect(await dev(p).joinFromWelcome(secret, welcome as string)).toMatchObject({ ok: true, epoch });
+    }
+    // An attachment, encrypted on bob's device; its key travels only inside his encrypted message.
+    const attachment = new TextEncoder().encode(`${marker} attachment ${randomBytes(32).toString('hex')}`);
+    const sealed = encryptAttachment(attachment);
+    const upload = await uploadMedia(bob.client, sealed.ciphertext, { contentType: 'application/octet-stream' });
+    const said = [
+      [alice, `${marker} hello`],
+      [bob, JSON.stringify({ body: `${marker} the file`, url: upload.content_uri, file: sealed.info })],
+      [carol, `${marker} thanks`],
+    ] as const;
+    const sent: string[] = [];
+    for (const [p, text] of said) {
+      const content = await dev(p).encrypt(secret, new TextEncoder().encode(text));
+      sent.push(content.ciphertext);
+      await p.rooms.send(secret, 'room.encrypted', content as unknown as Record<string, unknown>);
+    }
+    // Every device reads every message (the crypto really ran end to end through the servers).
+    for (const p of people) {
+      await until(
+        async () => (await p.rooms.messages(secret, { limit: 20 })).chunk.filter((e) => e.type === 'room.encrypted').length === 3,
+      );
+      const events = (await p.rooms.messages(secret, { limit: 20, dir: 'f' })).chunk.filter((e) => e.type === 'room.encrypted');
+      for (const [i, e] of events.entries()) {
+        const [author, text] = said[i] as (typeof said)[number];
+        if (author === p) continue; // MLS does not decrypt one's own messages
+        const r = await dev(p).decrypt(secret, e.content as unknown as EncryptedContent);
+        expect(r.ok && new TextDecoder().decode(r.plaintext)).toBe(text);
+      }
+    }
     const needle = Buffer.from(marker);
-    const attachmentHead = attachment.subarray(0, 48);
+    const attachmentHead = Buffer.from(attachment.subarray(0, 48));
     for (const server of fed.servers) {
       const { stdout } = await promisify(execFile)('pg_dump', ['--data-only', server.database.url], {
         maxBuffer: 256 * 1024 * 1024,
@@ -235,8 +295,8 @@ describe('federation: E2E keys and MLS rooms (issue 12)', () => {
     }
     // The check can see: the ciphertext the client uploaded is in bob's media store.
     const stored = await Promise.all((await listFiles(path.join(hs2.running.config.data_dir, 'media'))).map((f) => readFile(f)));
-    expect(stored.some((b) => b.includes(encrypted.subarray(0, 48)))).toBe(true);
-  }, 90_000);
+    expect(stored.some((b) => b.includes(Buffer.from(sealed.ciphertext.subarray(0, 48))))).toBe(true);
+  }, 120_000);
 });
 
 async function listFiles(dir: string): Promise<string[]> {
