@@ -362,6 +362,11 @@ describe('discovery over HTTPS', () => {
     api = await startHttps(apiCert, authenticatingHandler('wk.test', keyRingOf({ 'a.test': { [a.keyId]: a.publicKey } })));
     wk = await startHttps(wkCert, (req, res) => {
       wellKnownHits.push(`${req.headers.host} ${req.url}`);
+      if (req.url === '/big') return json(res, 200, { server: `api.test:${api.port}`, padding: 'x'.repeat(65 * 1024) });
+      if (req.url === '/redirect') {
+        res.writeHead(302, { location: '/.well-known/parley/server' });
+        return res.end();
+      }
       if (req.url !== '/.well-known/parley/server') return json(res, 404, {});
       return json(res, 200, { server: `api.test:${api.port}` });
     });
@@ -408,6 +413,19 @@ describe('discovery over HTTPS', () => {
     expect(await c.discovery.resolve('wk.test')).toMatchObject({ host: 'wk.test', port: 8448, source: 'default' });
     const step = log.lines.find((l) => l.message === 'discovery: no well-known delegation, using the name itself');
     expect(step?.fields).toMatchObject({ destination: 'wk.test', reason: expect.stringContaining('404') });
+  });
+
+  it.each([
+    ['an answer over 64 KiB', '/big', /65536/],
+    ['a redirect (never followed)', '/redirect', /302/],
+  ])('falls back to the name itself on %s from the well-known', async (_name, path, reason) => {
+    wellKnownHits.length = 0;
+    const log = recordingLog();
+    const c = discoveringClient({ log, wellKnownUrl: (name) => `https://${name}:${wk.port}${path}` });
+    expect(await c.discovery.resolve('wk.test')).toMatchObject({ host: 'wk.test', port: 8448, source: 'default' });
+    expect(wellKnownHits).toEqual([`wk.test:${wk.port} ${path}`]);
+    const step = log.lines.find((l) => l.message === 'discovery: no well-known delegation, using the name itself');
+    expect((step?.fields as { reason: string }).reason).toMatch(reason);
   });
 
   it('runs the well-known fetch through the SSRF guard too', async () => {
