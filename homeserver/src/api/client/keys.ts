@@ -15,11 +15,15 @@ import { authOf } from '../../http/context.js';
 import { requireAuth } from '../../http/middleware/auth.js';
 import { readBody } from '../../http/middleware/body.js';
 import type { Services } from '../../services/index.js';
+import { enforce } from '../../services/rate-limit.js';
 
 // A backup's base64url plus the JSON around it.
 const BACKUP_BODY_BYTES = Math.ceil((MAX_BACKUP_BYTES * 4) / 3) + 4096;
 // 100 key packages of up to 8 KiB each, as base64url.
 const UPLOAD_BODY_BYTES = 1_200_000;
+// Each claim uses up other users' one-time packages: a user adding devices to groups claims
+// in bursts, a script draining everyone's packages is held to a trickle.
+const CLAIM_RULE = { burst: 100, per_minute: 60 };
 
 /** E2E key material (DESIGN §7): key packages, signed device lists, key backup. All opaque here. */
 export function keyRoutes(s: Services): Router<AppState> {
@@ -40,6 +44,7 @@ export function keyRoutes(s: Services): Router<AppState> {
 
   // POST /api/v1/keys/claim
   router.post('/claim', auth, async (ctx: AppContext) => {
+    await enforce(s.rateLimiter, `keys-claim:${authOf(ctx).userId}`, CLAIM_RULE);
     const body = await readBody(ctx, KeyClaimRequest, limit);
     ctx.body = await s.keys.packages.claim(body);
   });
