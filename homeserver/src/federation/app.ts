@@ -57,7 +57,7 @@ export function createFederationApp(
       onInbound,
     }),
     federatedRoomRoutes(fed, rooms, onInbound),
-    userKeyRoutes(fed, s.keys, onInbound),
+    userKeyRoutes(fed, s.keys, onInbound, s.rateLimiter),
   ];
   for (const router of routers) {
     app.use(router.routes());

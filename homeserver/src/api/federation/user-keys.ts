@@ -6,6 +6,10 @@ import type { AppContext, AppState } from '../../http/context.js';
 import { fedState, requireServer } from '../../http/middleware/federation-auth.js';
 import type { DeviceListService } from '../../services/keys/device-lists.js';
 import type { KeyPackageService } from '../../services/keys/key-packages.js';
+import { enforce, type RateLimiter } from '../../services/rate-limit.js';
+
+// Per asking server: its users' claims together (each uses up our users' one-time packages).
+const CLAIM_RULE = { burst: 300, per_minute: 120 };
 
 function bodyOf<T>(ctx: AppContext, schema: Parameters<typeof check>[0]): T {
   const parsed = check(schema, fedState(ctx).body);
@@ -24,12 +28,14 @@ export function userKeyRoutes(
   fed: FederationContext,
   keys: { packages: KeyPackageService; deviceLists: DeviceListService },
   onInbound: (origin: string) => void,
+  limiter: RateLimiter | null = null,
 ): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/federation/v1/user/keys' });
   const auth = requireServer(fed, 256 * 1024, onInbound);
 
   // POST /federation/v1/user/keys/claim — one-time key packages of our users' devices.
   router.post('/claim', auth, async (ctx: AppContext) => {
+    await enforce(limiter, `fed-keys-claim:${fedState(ctx).origin}`, CLAIM_RULE);
     const body = bodyOf<KeyClaimRequest>(ctx, KeyClaimRequest);
     onlyOurs(Object.keys(body.users), fed.serverName);
     const total = Object.values(body.users).reduce((n, d) => n + Math.max(1, d.length), 0);
