@@ -36,7 +36,7 @@ export default defineConfig({
       {
         test: {
           name: 'e2e',
-          include: ['client-vue/e2e/**/*.e2e.test.ts'],
+          include: ['client-vue/e2e/**/*.e2e.test.ts', 'admin/e2e/**/*.e2e.test.ts'],
           testTimeout: 180_000,
           hookTimeout: 180_000,
           fileParallelism: false,

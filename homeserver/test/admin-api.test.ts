@@ -1,6 +1,6 @@
 import { RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestServer, type TestServer } from './support/server.js';
+import { ManualClock, startTestServer, type TestServer } from './support/server.js';
 import { openStream } from './support/stream-client.js';
 
 // Issue 15: the admin API refuses non-admins and bad input, ends a deactivated account's
@@ -10,6 +10,7 @@ describe('admin API', () => {
   let adminToken: string;
   let userToken: string;
   let adminId: string;
+  const clock = new ManualClock();
 
   const call = async (method: string, path: string, token: string | null, body?: unknown) => {
     const headers: Record<string, string> = {};
@@ -29,7 +30,7 @@ describe('admin API', () => {
     ((await call('GET', `/api/v1/admin/audit?action=${action}`, adminToken)).body.entries as Array<Record<string, unknown>>) ?? [];
 
   beforeAll(async () => {
-    server = await startTestServer();
+    server = await startTestServer({}, clock);
     const admin = server.client();
     const s = await admin.register({ username: 'root', password: 'root password' });
     adminId = s.user_id;
@@ -290,10 +291,14 @@ describe('admin API', () => {
   });
 
   it('dashboard, settings (sources, secrets hidden) and audit filters', async () => {
+    // Opening the dashboard samples when the last sample is older than 15 s.
+    clock.advance(20_000);
     const dash = await call('GET', '/api/v1/admin/dashboard?days=7', adminToken);
     expect(dash.status).toBe(200);
     expect(dash.body.daily).toHaveLength(7);
     expect(dash.body.daily.at(-1).new_users).toBeGreaterThan(3);
+    // The reports test sent one message ('buy cheap pills'); the sample counted it.
+    expect(dash.body.daily.at(-1).messages).toBeGreaterThanOrEqual(1);
     expect(dash.body.samples.length).toBeGreaterThan(0);
     const settings = await call('GET', '/api/v1/admin/settings', adminToken);
     const byKey = new Map(settings.body.settings.map((e: { key: string }) => [e.key, e]));

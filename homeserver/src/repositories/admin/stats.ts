@@ -33,11 +33,13 @@ export class StatsRepository {
       const [active] = await trx('devices').where('last_seen_ts', '>=', dayStart).select(trx.raw('count(distinct user_id)::int as n'));
       const [stream] = await trx('stream').select(trx.raw('coalesce(max(position), 0) as p'));
       const to = Number(stream?.p ?? 0);
-      const [messages] = await trx('stream')
-        .where('position', '>', from)
-        .andWhere('position', '<=', to)
-        .andWhere('kind', 'event')
-        .andWhereRaw(`data->'event'->>'type' = 'room.message'`)
+      // Stream rows of kind 'event' carry the event ID; the type is on the event row.
+      const [messages] = await trx('stream as s')
+        .join('events as e', 'e.event_id', trx.raw("s.data->>'event_id'"))
+        .where('s.position', '>', from)
+        .andWhere('s.position', '<=', to)
+        .andWhere('s.kind', 'event')
+        .andWhere('e.type', 'room.message')
         .select(trx.raw('count(*)::int as n'));
       const dest = await trx('destinations').groupBy('state').select('state', trx.raw('count(*)::int as n'));
       const byState = new Map(dest.map((d: { state: string; n: number }) => [d.state, d.n]));
@@ -55,6 +57,17 @@ export class StatsRepository {
       });
       return true;
     });
+  }
+
+  /** The figures that are cheap to read live (the dashboard's headline numbers). */
+  async current(now: number): Promise<{ users: number; active_today: number; queue_depth: number }> {
+    const dayStart = now - (now % DAY_MS);
+    const [users] = await this.db('users').select(this.db.raw('count(*)::int as n'));
+    const [active] = await this.db('devices')
+      .where('last_seen_ts', '>=', dayStart)
+      .select(this.db.raw('count(distinct user_id)::int as n'));
+    const [depth] = await this.db('outbox').whereNull('delivered_ts').whereNull('expired_ts').select(this.db.raw('count(*)::int as n'));
+    return { users: users?.n ?? 0, active_today: active?.n ?? 0, queue_depth: depth?.n ?? 0 };
   }
 
   async samplesSince(sinceTs: number, limit: number): Promise<StatsSample[]> {

@@ -37,12 +37,15 @@ export class StatsService {
   async dashboard(days: number) {
     const now = this.clock.now();
     await this.repo.sample(now, ON_DEMAND_GAP_MS);
-    const [daily, samples, destinations] = await Promise.all([
+    const [daily, samples, destinations, current] = await Promise.all([
       this.repo.daily(now - (days - 1) * DAY_MS, now),
       this.repo.samplesSince(now - 7 * DAY_MS, 2016),
       this.outbox.overview(),
+      this.repo.current(now),
     ]);
-    const last = samples.at(-1);
+    // Today's active users are known live; the samples may be minutes old.
+    const today = daily.at(-1);
+    if (today) today.active_users = Math.max(today.active_users, current.active_today);
     return {
       now,
       daily,
@@ -54,9 +57,9 @@ export class StatsService {
         down: s.destinations_down,
       })),
       totals: {
-        users: last?.users_total ?? 0,
-        active_today: last?.active_today ?? 0,
-        queue_depth: last?.queue_depth ?? 0,
+        users: current.users,
+        active_today: current.active_today,
+        queue_depth: current.queue_depth,
         destinations: destinations.length,
         destinations_down: destinations.filter((d) => d.state === 'down').length,
       },
