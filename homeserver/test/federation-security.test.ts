@@ -132,6 +132,7 @@ describe('federation security between real homeservers', () => {
         server_name: 'hs2.test',
         federation: {
           port: ports.hs2,
+          max_transaction_bytes: 65_536,
           static_servers: {
             ...statics,
             ...Object.fromEntries([...names, ...queried, 'big.test'].map((n) => [n, at(harness.port)])),
@@ -189,6 +190,20 @@ describe('federation security between real homeservers', () => {
       expect(answer.body.error?.code).toBe('PARLEY_FED_STALE_REQUEST');
       expect(answer.body.error?.message).toMatch(/in the future/);
     });
+  });
+
+  it('security: L4 refuses a replayed request before it reads the body (a 100 KiB body over a 64 KiB cap: 401, not 413)', async () => {
+    const uri = '/federation/v1/send/replayed';
+    const body = { events: [], edus: [{ type: 'x', content: { pad: 'x'.repeat(100 * 1024) } }] };
+    const stale = signRequest(
+      { method: 'PUT', uri, origin: 'hs1.test', destination: 'hs2.test', content: body, ts: clock2.now() - 3_600_000 },
+      hs1.services.identity,
+    );
+    const answer = await call(fedPort(hs2), 'PUT', uri, { authorization: stale, body });
+    expect(answer.status).toBe(401);
+    expect(answer.body.error?.code).toBe('PARLEY_FED_STALE_REQUEST');
+    const unsigned = await call(fedPort(hs2), 'PUT', uri, { body });
+    expect(unsigned.body.error?.code).toBe('PARLEY_FED_BAD_AUTH');
   });
 
   describe('security: L5 keys are confirmed through the real notary endpoint', () => {

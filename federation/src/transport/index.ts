@@ -24,6 +24,7 @@ export {
   type AuthFailure,
   type AuthFailureCode,
   authenticateRequest,
+  checkAddressAndTime,
   type KeyLookup,
   MAX_AUTHORIZATION_LENGTH,
   type ParseAuthorizationResult,

@@ -233,24 +233,8 @@ export async function verifyRequest(
   if (!recheck.ok) return recheck;
   const auth = recheck.auth;
   if (typeof request !== 'object' || request === null) return badAuth('no request to verify');
-  if (auth.destination !== request.destination) {
-    return {
-      ok: false,
-      code: 'PARLEY_FED_WRONG_DESTINATION',
-      reason: `the request is addressed to ${auth.destination}, not to this server`,
-    };
-  }
-  const now = options?.now ?? Date.now();
-  const windowMs = options?.windowMs ?? REQUEST_TIME_WINDOW_MS;
-  if (!isTimestamp(now) || !isTimestamp(windowMs)) return badAuth('options: now and windowMs must be non-negative integers');
-  if (Math.abs(auth.ts - now) > windowMs) {
-    const how = auth.ts < now ? `${Math.round((now - auth.ts) / 1000)} s ago` : `${Math.round((auth.ts - now) / 1000)} s in the future`;
-    return {
-      ok: false,
-      code: 'PARLEY_FED_STALE_REQUEST',
-      reason: `the request was signed ${how}; this server accepts ${Math.round(windowMs / 1000)} s either way (replayed, or the clocks disagree)`,
-    };
-  }
+  const early = checkAddressAndTime(auth, request.destination, options);
+  if (early) return early;
   let message: Uint8Array;
   try {
     message = requestSigningInput({ ...request, origin: auth.origin, destination: auth.destination, ts: auth.ts });
@@ -270,6 +254,39 @@ export async function verifyRequest(
     return { ok: false, code: 'PARLEY_FED_BAD_SIGNATURE', reason: `the signature does not verify under ${auth.origin}'s ${auth.key}` };
   }
   return { ok: true, origin: auth.origin, keyId: auth.keyId };
+}
+
+/**
+ * The checks that need neither the body nor a key: addressed to `destination`, and signed
+ * within the time window. A server runs them before it reads a body, so a request for another
+ * server or a replayed one costs it neither the body nor a key fetch. Undefined when both pass.
+ */
+export function checkAddressAndTime(
+  parsed: ParsedAuthorization,
+  destination: string,
+  options: VerifyRequestOptions = {},
+): AuthFailure | undefined {
+  if (typeof parsed !== 'object' || parsed === null || !isTimestamp(parsed.ts)) return badAuth('no parsed Authorization');
+  if (parsed.destination !== destination) {
+    return {
+      ok: false,
+      code: 'PARLEY_FED_WRONG_DESTINATION',
+      reason: `the request is addressed to ${parsed.destination}, not to this server`,
+    };
+  }
+  const now = options?.now ?? Date.now();
+  const windowMs = options?.windowMs ?? REQUEST_TIME_WINDOW_MS;
+  if (!isTimestamp(now) || !isTimestamp(windowMs)) return badAuth('options: now and windowMs must be non-negative integers');
+  if (Math.abs(parsed.ts - now) > windowMs) {
+    const how =
+      parsed.ts < now ? `${Math.round((now - parsed.ts) / 1000)} s ago` : `${Math.round((parsed.ts - now) / 1000)} s in the future`;
+    return {
+      ok: false,
+      code: 'PARLEY_FED_STALE_REQUEST',
+      reason: `the request was signed ${how}; this server accepts ${Math.round(windowMs / 1000)} s either way (replayed, or the clocks disagree)`,
+    };
+  }
+  return undefined;
 }
 
 /** parseAuthorization then verifyRequest: what the homeserver's federation middleware calls once per request. */

@@ -1,4 +1,4 @@
-import { authenticateRequest } from '@parley/federation/transport';
+import { type AuthFailure, checkAddressAndTime, parseAuthorization, verifyRequest } from '@parley/federation/transport';
 import type { Next } from 'koa';
 import getRawBody from 'raw-body';
 import { ParleyError } from '../../errors.js';
@@ -11,10 +11,11 @@ export interface FederationState {
 }
 
 /**
- * Server-to-server authentication, once, before any federation handler (DESIGN §5): reads
- * the JSON body (capped), checks `Authorization: Parley …` (destination, then the signed time
- * against `federation.request_time_window_ms`, then the signature under the origin's key
- * fetched through the key store), and refuses with 401 and a code naming the failure.
+ * Server-to-server authentication, once, before any federation handler (DESIGN §5): checks
+ * `Authorization: Parley …` (its form, the destination, the signed time against
+ * `federation.request_time_window_ms`), only then reads the JSON body (capped) and checks the
+ * signature under the origin's key fetched through the key store; refuses with 401 and a code
+ * naming the failure.
  */
 export function requireServer(fed: FederationContext, maxBytes: number, onInbound: (origin: string) => void) {
   return async (ctx: AppContext, next: Next): Promise<void> => {
@@ -22,6 +23,13 @@ export function requireServer(fed: FederationContext, maxBytes: number, onInboun
     const claimed = /origin="([^"]{1,255})"/.exec(ctx.get('authorization'))?.[1];
     const blocked = claimed === undefined ? undefined : fed.refuse(claimed);
     if (blocked) throw new ParleyError(403, 'PARLEY_FORBIDDEN', blocked);
+    // The checks that need no body and no key come first: a request without a valid header,
+    // for another server, or replayed outside the time window costs neither a body nor a fetch.
+    const parsed = parseAuthorization(ctx.get('authorization'));
+    const timing = { now: fed.clock.now(), windowMs: fed.config.request_time_window_ms };
+    if (!parsed.ok) refuseRequest(ctx, parsed);
+    const early = checkAddressAndTime(parsed.auth, fed.serverName, timing);
+    if (early) refuseRequest(ctx, early);
     let body: unknown;
     const length = ctx.request.length;
     if ((length !== undefined && length > 0) || ctx.get('transfer-encoding')) {
@@ -37,16 +45,13 @@ export function requireServer(fed: FederationContext, maxBytes: number, onInboun
     // A new origin makes us fetch its keys: that fetch is charged to the caller's address
     // (rate limit, negative cache), since nothing about the caller is authenticated yet.
     const requester = ctx.ip || 'unknown';
-    const result = await authenticateRequest(
-      ctx.get('authorization'),
+    const result = await verifyRequest(
+      parsed.auth,
       { method: ctx.method, uri: ctx.url, destination: fed.serverName, content: body },
       async (origin, keyId) => fed.keyStore.getKey(origin, keyId, { requester }),
-      { now: fed.clock.now(), windowMs: fed.config.request_time_window_ms },
+      timing,
     );
-    if (!result.ok) {
-      ctx.state.log.warn({ code: result.code, reason: result.reason }, 'federation request refused');
-      throw new ParleyError(401, result.code as never, result.reason);
-    }
+    if (!result.ok) refuseRequest(ctx, result);
     const refused = fed.refuse(result.origin);
     if (refused) throw new ParleyError(403, 'PARLEY_FORBIDDEN', refused);
     (ctx.state as unknown as { fed: FederationState }).fed = { origin: result.origin, body };
@@ -54,6 +59,11 @@ export function requireServer(fed: FederationContext, maxBytes: number, onInboun
     onInbound(result.origin);
     await next();
   };
+}
+
+function refuseRequest(ctx: AppContext, failure: AuthFailure): never {
+  ctx.state.log.warn({ code: failure.code, reason: failure.reason }, 'federation request refused');
+  throw new ParleyError(401, failure.code as never, failure.reason);
 }
 
 export function fedState(ctx: AppContext): FederationState {
