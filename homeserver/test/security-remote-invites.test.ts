@@ -1,4 +1,4 @@
-import { isParleyApiError, type RoomsApi } from '@parley/sdk';
+import { isParleyApiError, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
 
@@ -24,7 +24,9 @@ describe('security: writes to rooms this server is not in', () => {
   let mallory: RoomsApi;
 
   beforeAll(async () => {
-    fed = await startFederation(['hs1.test', 'hs2.test']);
+    fed = await startFederation(['hs1.test', 'hs2.test'], {
+      overrides: (name) => (name === 'hs2.test' ? { rate_limits: { enabled: true } } : {}),
+    });
     hs1 = fed.byName('hs1.test');
     hs2 = fed.byName('hs2.test');
     alice = (await hs1.user('alice')).rooms;
@@ -64,5 +66,26 @@ describe('security: writes to rooms this server is not in', () => {
       expect(await status(mallory.invite(room, '@bob:hs2.test'))).toBe(404);
     }
     expect(Number((await outboxRows())[0]?.n)).toBe(before);
+  });
+
+  it('security: L10 declines queued for a host that is down are paced per user', async () => {
+    // hs1 came back on a new client port in the first test: alice signs in there again.
+    const client = hs1.client();
+    await client.login({ username: 'alice', password: 'alice password' });
+    alice = new RoomsApi(client);
+    const rooms: string[] = [];
+    for (let i = 0; i < 21; i++) {
+      rooms.push((await alice.create({ visibility: 'private', name: `Invite ${i}`, invite: ['@bob:hs2.test'] })).room_id);
+    }
+    await expect.poll(async () => (await bob.list()).filter((r) => rooms.includes(r.room_id) && r.membership === 'invite').length).toBe(21);
+    await hs1.stop();
+    try {
+      const statuses: number[] = [];
+      for (const room of rooms) statuses.push(await status(bob.leave(room)));
+      expect(statuses.slice(0, 20)).toEqual(new Array(20).fill(200));
+      expect(statuses[20]).toBe(429);
+    } finally {
+      await hs1.start();
+    }
   });
 });

@@ -75,6 +75,9 @@ export interface Services {
   admin: AdminServices;
 }
 
+// Declines of invites to rooms this server is not in (queued for the host while it is down).
+const REMOTE_DECLINE_RULE = { burst: 20, per_minute: 10 };
+
 export function createServices(
   config: Config,
   db: Db,
@@ -165,6 +168,7 @@ export function createServices(
   const tracker = redis ? new RedisConnectionTracker(redis, randomUUID()) : new MemoryConnectionTracker();
   let rateLimiter: RateLimiter | null = null;
   if (config.rate_limits.enabled) rateLimiter = redis ? new RedisRateLimiter(redis, clock) : new MemoryRateLimiter(clock);
+  if (rateLimiter) rooms.remoteDeclineGate = (userId) => enforce(rateLimiter, `remote-decline:${userId}`, REMOTE_DECLINE_RULE);
   const admin = createAdminServices({ config, db, clock, log, users, rooms: roomRepo, events: eventRepo, roomService: rooms, accounts, sessions });
   rooms.blocked = (roomId) => admin.directory.isRoomBlocked(roomId);
   return {

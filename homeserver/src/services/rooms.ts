@@ -83,6 +83,8 @@ export class RoomService {
   remote: FederatedRooms | null = null;
   /** Set when federation runs: aliases of other servers are asked of them. */
   remoteDirectory: RemoteDirectory | null = null;
+  /** Set with rate limits on: throws (429) when a user declines remote invites too fast. */
+  remoteDeclineGate: ((userId: string) => Promise<void>) | null = null;
   /** Rooms an admin blocked: nobody here may join them (services/admin). */
   blocked: (roomId: string) => Promise<boolean> = async () => false;
 
@@ -463,6 +465,8 @@ export class RoomService {
       // for days to any server named in a room ID (issue 10, L10).
       const decline = draft.type === 'room.member' && draft.state_key === draft.sender && draft.content.membership === 'leave';
       if (!decline || !(await this.remote.hasInvite(roomId, draft.sender))) throw notFound(`no room ${roomId} on this server`);
+      // Each decline may wait in the outbox for days while its host is down: paced per user.
+      await this.remoteDeclineGate?.(draft.sender);
       const sent = await this.remoteWrite({ ...draft, room_id: roomId } as Draft);
       await this.remote.forgetInvite(roomId, draft.sender);
       return sent;
