@@ -153,6 +153,33 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
+    bootstrap: Type.Object(
+      {
+        announce: Type.Boolean({
+          description: 'publish a signed descriptor of this server in bootstrap lists (off: read lists, never appear in one)',
+        }),
+        seeds: Type.Array(Type.String(), { maxItems: 64, description: 'server names asked for lists at start, always kept' }),
+        fallback_list: Type.Union([Type.String(), Type.Null()], {
+          description: "file with a release's signed fallback list, used when nothing else answers",
+        }),
+        endpoints: Type.Array(
+          Type.Object({ host: Type.String(), port: Type.Integer({ minimum: 1, maximum: 65535 }) }, { additionalProperties: false }),
+          {
+            maxItems: 4,
+            description: 'federation addresses published in our descriptor; empty = the server name on federation.port',
+          },
+        ),
+        capabilities: Type.Array(Type.Union([Type.Literal('relay'), Type.Literal('mailbox'), Type.Literal('mirror')]), { maxItems: 3 }),
+        descriptor_validity_ms: Type.Integer({ minimum: 60_000, maximum: 7 * 86_400_000 }),
+        pull_interval_ms: Type.Integer({ minimum: 1000, description: 'how often lists are pulled from a few known servers' }),
+        feeler_interval_ms: Type.Integer({ minimum: 1000, description: 'how often one unproven entry is probed' }),
+        fanout: Type.Integer({ minimum: 1, maximum: 16 }),
+        hop_limit: Type.Integer({ minimum: 0, maximum: 4 }),
+        cache_max_age_ms: Type.Integer({ minimum: 60_000 }),
+        announce_per_peer: Bucket,
+      },
+      { additionalProperties: false },
+    ),
     logging: Type.Object(
       {
         level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
@@ -236,6 +263,20 @@ export function defaultConfig(): Config {
         max_concurrent: 16,
         failure_cache_ms: 300_000,
       },
+    },
+    bootstrap: {
+      announce: false,
+      seeds: [],
+      fallback_list: null,
+      endpoints: [],
+      capabilities: [],
+      descriptor_validity_ms: 86_400_000,
+      pull_interval_ms: 1_800_000,
+      feeler_interval_ms: 120_000,
+      fanout: 3,
+      hop_limit: 3,
+      cache_max_age_ms: 86_400_000,
+      announce_per_peer: { burst: 256, per_minute: 30 },
     },
     logging: { level: 'info' },
   };

@@ -5,12 +5,14 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { loadOrCreateSigningKey } from '@parley/federation/keys';
 import { Redis } from 'ioredis';
+import { bootstrapRoutes } from './api/federation/bootstrap.js';
 import type { Config } from './config.js';
 import { createDb, type Db, migrateLatest } from './db/database.js';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js';
 import { DeliveryEngine, type Sender } from './delivery/engine.js';
 import { ParleyError } from './errors.js';
 import { createFederationApp } from './federation/app.js';
+import { BootstrapService } from './federation/bootstrap.js';
 import { announceReturn } from './federation/catch-up.js';
 import { FederatedKeys } from './federation/e2e-keys.js';
 import { FederatedEdus } from './federation/edus.js';
@@ -189,6 +191,17 @@ async function startFederation(
   e2eKeys.attach();
   edus.deviceLists = (origin, edu) => e2eKeys.receive(origin, edu);
   const app = createFederationApp(services, context, rooms, metrics, onInbound, edus);
+  const bootstrap = new BootstrapService({
+    config,
+    fed: context,
+    identity,
+    clock: services.clock,
+    log: log.child({ component: 'bootstrap' }),
+  });
+  services.bootstrap = bootstrap;
+  const bootstrapRouter = bootstrapRoutes(context, bootstrap, onInbound);
+  app.use(bootstrapRouter.routes());
+  app.use(bootstrapRouter.allowedMethods({ throw: true }));
   const server = https.createServer({ cert: context.tls.certPem, key: context.tls.keyPem, minVersion: 'TLSv1.2' }, app.callback());
   server.requestTimeout = config.http.request_timeout_ms;
   server.headersTimeout = Math.min(config.http.request_timeout_ms, 20_000);
@@ -202,6 +215,7 @@ async function startFederation(
   announceReturn({ rooms: services.roomRepo, client: context.client, serverName: config.server_name, clock: services.clock, log }).catch(
     (err) => log.warn({ err: (err as Error).message }, 'catch-up announcement failed'),
   );
+  bootstrap.start().catch((err) => log.warn({ err: (err as Error).message }, 'bootstrap start failed'));
   return {
     url: `https://127.0.0.1:${port}`,
     port,
@@ -212,6 +226,8 @@ async function startFederation(
       server.closeIdleConnections();
       await Promise.race([closed, new Promise((r) => setTimeout(r, config.http.shutdown_grace_ms).unref())]);
       server.closeAllConnections();
+      await bootstrap.stop();
+      services.bootstrap = null;
       edus.stop();
       e2eKeys.stop();
       await delivery.stop();

@@ -81,6 +81,10 @@ export const BootstrapFallbackList = Type.Object(
 );
 export type BootstrapFallbackList = Static<typeof BootstrapFallbackList>;
 
+/** `PUT /api/v1/admin/bootstrap/:server/pin`. */
+export const AdminBootstrapPinRequest = Type.Object({ pinned: Type.Boolean() }, { additionalProperties: false });
+export type AdminBootstrapPinRequest = Static<typeof AdminBootstrapPinRequest>;
+
 /** What the client API and the admin API show of one known server. */
 export const KnownServer = Type.Object({
   server_name: Type.String(),

@@ -1,5 +1,6 @@
 import cors from '@koa/cors';
 import Koa from 'koa';
+import { adminBootstrapRoutes } from '../api/admin/bootstrap.js';
 import { adminFederationRoutes } from '../api/admin/federation.js';
 import { adminMediaRoutes } from '../api/admin/media.js';
 import { adminReportRoutes } from '../api/admin/reports.js';
@@ -15,6 +16,7 @@ import { mediaRoutes } from '../api/client/media.js';
 import { profileRoutes } from '../api/client/profile.js';
 import { reportRoutes } from '../api/client/reports.js';
 import { roomRoutes } from '../api/client/rooms.js';
+import { serverDirectoryRoutes } from '../api/client/servers.js';
 import { streamRoutes } from '../api/client/stream.js';
 import { opsRoutes } from '../api/ops.js';
 import { ParleyError } from '../errors.js';
@@ -71,6 +73,8 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     mediaRoutes(s),
     streamRoutes(s),
     adminFederationRoutes(s),
+    adminBootstrapRoutes(s),
+    serverDirectoryRoutes(s),
     reportRoutes(s),
     adminUserRoutes(s),
     adminRoomRoutes(s),

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
+import type { BootstrapService } from '../federation/bootstrap.js';
 import type { Logger } from '../logger.js';
 import { DeviceRepository } from '../repositories/devices.js';
 import { DeviceListRepository, KeyBackupRepository, KeyPackageRepository, MlsEpochRepository } from '../repositories/e2e-keys.js';
@@ -73,6 +74,8 @@ export interface Services {
   /** E2E key material (DESIGN §7), opaque to the server. */
   keys: { packages: KeyPackageService; deviceLists: DeviceListService; backup: KeyBackupService };
   admin: AdminServices;
+  /** Bootstrap node lists; set when federation runs. */
+  bootstrap: BootstrapService | null;
 }
 
 // Declines of invites to rooms this server is not in (queued for the host while it is down).
@@ -173,6 +176,7 @@ export function createServices(
   rooms.blocked = (roomId) => admin.directory.isRoomBlocked(roomId);
   return {
     admin,
+    bootstrap: null,
     config,
     db,
     redis,
