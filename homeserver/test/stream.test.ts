@@ -110,13 +110,20 @@ describe('the live stream', () => {
   });
 
   it('tells a reader that reads nothing to resume instead of buffering without bound', async () => {
+    type ServerSide = { state: string };
+    const sockets = () => [...(server.gateway as unknown as { all: Set<ServerSide> }).all];
+    const before = new Set(sockets());
     const s = openStream(server.url, bob.token());
     await s.ready;
+    const serverSide = sockets().find((c) => !before.has(c)) as ServerSide;
     // Stop reading from the TCP socket: the kernel buffers fill, then the server's.
     (s.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
     const big = 'x'.repeat(30_000);
-    // 12 MB: more than loopback's kernel buffers hold, so the server's own buffer must grow.
-    for (let i = 0; i < 400; i++) await alice.rooms.sendText(roomId, `${big} ${i}`);
+    // Up to 12 MB: more than loopback's kernel buffers hold, so the server's own buffer grows
+    // until it gives up on the socket. Read again as soon as it has (the close frame waits in
+    // the buffers, behind what was queued).
+    for (let i = 0; i < 400 && serverSide.state !== 'closed'; i++) await alice.rooms.sendText(roomId, `${big} ${i}`);
+    expect(serverSide.state).toBe('closed');
     (s.ws as unknown as { _socket: { resume(): void } })._socket.resume();
     expect((await s.closed).code).toBe(StreamCloseCode.RESUME);
   }, 120_000);
