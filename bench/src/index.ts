@@ -1,3 +1,5 @@
+import { bootstrapSim } from './bootstrap-sim.js';
+import { e2eCrypto } from './e2e-crypto.js';
 import { fedFanout } from './fed-fanout.js';
 import { idleConns } from './idle-conns.js';
 import { joinLarge } from './join-large.js';
@@ -26,6 +28,12 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
     return joinLarge({ members, messages, concurrency: smoke ? 8 : 16, capS: smoke ? 60 : 600 });
   },
   verify: async () => (smoke ? verifyBench({ events: 200, seconds: 0.3 }) : verifyBench({ events: 2000, seconds: 3 })),
+  'bootstrap-sim': () =>
+    smoke
+      ? bootstrapSim({ nodes: 50, announcing: 0.6, seeds: 3, maxRounds: 30, roundMs: 1_800_000 })
+      : bootstrapSim({ nodes: 1000, announcing: 0.6, seeds: 5, maxRounds: 60, roundMs: 1_800_000 }),
+  'e2e-crypto': () =>
+    smoke ? e2eCrypto({ messages: 200, members: 20, commits: 2 }) : e2eCrypto({ messages: 5000, members: 500, commits: 5 }),
 };
 
 const names = args.filter((a) => !a.startsWith('--'));

@@ -31,6 +31,7 @@ import {
   members,
   unprotectApplication,
 } from './group-state.js';
+import { GroupStore } from './group-store.js';
 import {
   buildDeviceList,
   credentialBytes,
@@ -110,6 +111,7 @@ export class CryptoDevice implements KeyDirectory {
   readonly #store: CryptoStore;
   readonly #suite: Suite;
   readonly #config: ClientConfig;
+  readonly #groupStore: GroupStore;
   readonly #signatureKeys: { signKey: Uint8Array; publicKey: Uint8Array };
   readonly #isRoomMember: (roomId: string, userId: string) => boolean;
   readonly #now: () => number;
@@ -138,6 +140,7 @@ export class CryptoDevice implements KeyDirectory {
     this.#isRoomMember = options.isRoomMember ?? (() => true);
     this.#now = options.now ?? Date.now;
     this.#config = clientConfig(parleyAuthService(suite.primitives, this), options.keyRetention ?? DEFAULT_KEY_RETENTION);
+    this.#groupStore = new GroupStore(options.store, this.#config);
     const seed = fromB64u(stored.signature_seed);
     this.#signatureKeys = { signKey: seed, publicKey: fromB64u(stored.signature_key) };
     this.keyPackages = new KeyPackagePool(options.store, suite.impl, this.#credential(), this.#signatureKeys, this.#now);
@@ -323,16 +326,15 @@ export class CryptoDevice implements KeyDirectory {
   async #state(roomId: string): Promise<ClientState | undefined> {
     let state = this.#groups.get(roomId);
     if (state === undefined) {
-      const raw = await this.#store.get(`group/${roomId}`);
-      if (raw === undefined) return undefined;
-      state = decodeState(raw, this.#config);
+      state = await this.#groupStore.load('group', roomId);
+      if (state === undefined) return undefined;
       this.#groups.set(roomId, state);
     }
     return state;
   }
 
   async #save(roomId: string, state: ClientState): Promise<void> {
-    await this.#store.put(`group/${roomId}`, encodeState(state));
+    await this.#groupStore.save('group', roomId, state);
     this.#groups.set(roomId, state);
   }
 
@@ -432,20 +434,20 @@ export class CryptoDevice implements KeyDirectory {
   }
 
   async #savePending(roomId: string, pending: { commit: string; state: ClientState; epoch: number }): Promise<void> {
-    const meta = utf8(JSON.stringify({ commit: pending.commit, epoch: pending.epoch }));
-    await this.#store.put(`pending/${roomId}`, meta);
-    await this.#store.put(`pending-state/${roomId}`, encodeState(pending.state));
+    await this.#groupStore.save('pending', roomId, pending.state);
+    await this.#store.put(`pending-commit/${roomId}`, utf8(JSON.stringify({ commit: pending.commit, epoch: pending.epoch })));
     this.#pending.set(roomId, pending);
   }
 
   async #loadPending(roomId: string): Promise<{ commit: string; state: ClientState; epoch: number } | undefined> {
     let pending = this.#pending.get(roomId);
     if (pending === undefined) {
-      const meta = await this.#store.get(`pending/${roomId}`);
-      const raw = await this.#store.get(`pending-state/${roomId}`);
-      if (meta === undefined || raw === undefined) return undefined;
+      const meta = await this.#store.get(`pending-commit/${roomId}`);
+      if (meta === undefined) return undefined;
+      const state = await this.#groupStore.load('pending', roomId);
+      if (state === undefined) return undefined;
       const m = JSON.parse(fromUtf8(meta)) as { commit: string; epoch: number };
-      pending = { commit: m.commit, epoch: m.epoch, state: decodeState(raw, this.#config) };
+      pending = { commit: m.commit, epoch: m.epoch, state };
       this.#pending.set(roomId, pending);
     }
     return pending;
@@ -468,8 +470,8 @@ export class CryptoDevice implements KeyDirectory {
 
   async #dropPending(roomId: string): Promise<void> {
     this.#pending.delete(roomId);
-    await this.#store.delete(`pending/${roomId}`);
-    await this.#store.delete(`pending-state/${roomId}`);
+    await this.#store.delete(`pending-commit/${roomId}`);
+    await this.#groupStore.delete('pending', roomId);
   }
 
   /** The host refused this device's commit (another won the epoch): forget it. */
@@ -722,8 +724,9 @@ export class CryptoDevice implements KeyDirectory {
     if (this.#userKey === null) throw new TypeError('this device holds no user signing key to back up');
     const groups: Record<string, string> = {};
     for (const key of await this.#store.list('group/')) {
-      const raw = await this.#store.get(key);
-      if (raw !== undefined) groups[key.slice('group/'.length)] = toB64u(raw);
+      const roomId = key.slice('group/'.length);
+      const state = await this.#lock(roomId, () => this.#state(roomId));
+      if (state !== undefined) groups[roomId] = toB64u(encodeState(state));
     }
     const payload = {
       v: 1,

@@ -1,8 +1,10 @@
+/// <reference lib="dom" />
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { x25519 } from '@noble/curves/ed25519.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { getPublicKey, signEd25519, verifyEd25519 } from './ed25519.js';
-import { KeyCache, type Primitives, seedOf } from './primitives.js';
+import { assertNonZero, KeyCache, type Primitives, seedOf } from './primitives.js';
 
 // PKCS#8 prefix for an Ed25519 seed (RFC 8410 §7).
 const PKCS8_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
@@ -22,6 +24,12 @@ export async function portablePrimitives(options: { webcrypto?: boolean } = {}):
     chachaOpen: (key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array) =>
       chacha20poly1305(key, nonce, aad).decrypt(ciphertext),
     ed25519PublicKey: (seed: Uint8Array) => getPublicKey(seedOf(seed)),
+    x25519: (secretKey: Uint8Array, publicKey: Uint8Array) => assertNonZero(x25519.getSharedSecret(secretKey, publicKey)),
+    x25519PublicKey: (secretKey: Uint8Array) => x25519.getPublicKey(secretKey),
+    x25519Ephemeral(publicKey: Uint8Array) {
+      const sk = x25519.utils.randomSecretKey();
+      return { dh: assertNonZero(x25519.getSharedSecret(sk, publicKey)), ephemeralPublic: x25519.getPublicKey(sk) };
+    },
     randomBytes: (n: number) => globalThis.crypto.getRandomValues(new Uint8Array(n)),
   };
   if (subtle === undefined) {

@@ -24,6 +24,11 @@ export interface Primitives {
   /** False, never a throw, for hostile input. */
   ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean>;
   ed25519PublicKey(seed: Uint8Array): Uint8Array;
+  /** X25519 (RFC 7748 §5); throws on an all-zero result (RFC 9180 §7.1.4). */
+  x25519(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array;
+  x25519PublicKey(secretKey: Uint8Array): Uint8Array;
+  /** A fresh ephemeral key pair's DH with `publicKey`: `{ dh, ephemeralPublic }` (RFC 9180 Encap's first half). */
+  x25519Ephemeral(publicKey: Uint8Array): { dh: Uint8Array; ephemeralPublic: Uint8Array };
   randomBytes(n: number): Uint8Array;
 }
 
@@ -56,4 +61,11 @@ export function seedOf(signKey: Uint8Array): Uint8Array {
   if (signKey.length === 32) return signKey;
   if (signKey.length === 48) return signKey.subarray(16);
   throw new TypeError(`signKey: expected a 32-byte Ed25519 seed or 48-byte PKCS#8, got ${signKey.length} bytes`);
+}
+
+export function assertNonZero(shared: Uint8Array): Uint8Array {
+  let acc = 0;
+  for (const b of shared) acc |= b;
+  if (acc === 0) throw new Error('X25519: all-zero shared secret (small-order public key)');
+  return shared;
 }

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 import { assertStoreKey, type CryptoStore } from './store.js';
 
 const STORE = 'kv';

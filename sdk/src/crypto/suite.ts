@@ -1,4 +1,5 @@
 import { type CiphersuiteImpl, getCiphersuiteFromName, getCiphersuiteImpl } from 'ts-mls';
+import { expand, nativeHpke } from './hpke.js';
 import type { Primitives, SignerKind } from './primitives.js';
 import { portablePrimitives } from './primitives-portable.js';
 
@@ -14,13 +15,15 @@ export interface Suite {
 export interface SuiteOptions {
   /** Force an Ed25519 implementation; default: node in Node, else WebCrypto, else noble. */
   signer?: SignerKind;
+  /** `reference`: ts-mls's own HPKE (@hpke/core), for differential tests. Default: native. */
+  hpke?: 'native' | 'reference';
 }
 
 const cached = new Map<string, Promise<Suite>>();
 
 /** ts-mls's ciphersuite 3 with its hash, HKDF, AEAD and signatures on the fastest primitives here. */
 export function loadSuite(options: SuiteOptions = {}): Promise<Suite> {
-  const key = options.signer ?? 'auto';
+  const key = `${options.signer ?? 'auto'}/${options.hpke ?? 'native'}`;
   let suite = cached.get(key);
   if (suite === undefined) {
     suite = buildSuite(options);
@@ -45,13 +48,9 @@ async function buildSuite(options: SuiteOptions): Promise<Suite> {
       size: HASH_LEN,
       // RFC 5869 §2.2: HMAC with an empty salt equals HMAC with HashLen zero bytes.
       extract: async (salt, ikm) => p.hmacSha256(salt, ikm),
-      expand: async (prk, info, len) => hkdfExpand(p, prk, info, len),
+      expand: async (prk, info, len) => expand(p, prk, info, len),
     },
-    hpke: {
-      ...base.hpke,
-      encryptAead: async (key, nonce, aad, plaintext) => p.chachaSeal(key, nonce, aad ?? EMPTY, plaintext),
-      decryptAead: async (key, nonce, aad, ciphertext) => p.chachaOpen(key, nonce, aad ?? EMPTY, ciphertext),
-    },
+    hpke: options.hpke === 'reference' ? base.hpke : nativeHpke(p),
     signature: {
       sign: (signKey, message) => p.ed25519Sign(signKey, message),
       verify: (publicKey, message, signature) => p.ed25519Verify(publicKey, message, signature),
@@ -77,26 +76,6 @@ async function choosePrimitives(signer: SignerKind | undefined): Promise<Primiti
     throw new TypeError('signer: "webcrypto" asked for, but this runtime has no WebCrypto Ed25519');
   }
   return primitives;
-}
-
-const EMPTY = new Uint8Array(0);
-
-// RFC 5869 §2.3.
-function hkdfExpand(p: Primitives, prk: Uint8Array, info: Uint8Array, length: number): Uint8Array {
-  if (!Number.isInteger(length) || length < 0 || length > 255 * HASH_LEN)
-    throw new RangeError(`length: ${length} out of range for HKDF-SHA-256`);
-  const out = new Uint8Array(length);
-  let t: Uint8Array = EMPTY;
-  for (let i = 1, offset = 0; offset < length; i++) {
-    const input = new Uint8Array(t.length + info.length + 1);
-    input.set(t);
-    input.set(info, t.length);
-    input[input.length - 1] = i;
-    t = p.hmacSha256(prk, input);
-    out.set(t.subarray(0, Math.min(HASH_LEN, length - offset)), offset);
-    offset += HASH_LEN;
-  }
-  return out;
 }
 
 export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
