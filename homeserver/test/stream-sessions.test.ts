@@ -202,6 +202,17 @@ describe('stream sessions', () => {
     expect((await poll).status).toBe(401);
   });
 
+  it('deactivating the account (admin) ends all its streams', async () => {
+    const { client, id } = await signUp();
+    const ws = openStream(server.url, client.session?.access_token as string);
+    await ws.ready;
+    await settled(ws, id);
+    const { poll } = await heldPoll(client);
+    await server.services.admin.users.deactivate(id, '@some-admin:hs1.test', false);
+    expect((await ws.closed).code).toBe(StreamCloseCode.REVOKED);
+    expect((await poll).status).toBe(401);
+  });
+
   it('a token deleted without any revocation message still ends its stream (audit), and an expired one too', async () => {
     const { client } = await signUp();
     const ws = openStream(server.url, client.session?.access_token as string);
