@@ -166,4 +166,22 @@ describe('admin: domain blocks and signed blocklists', () => {
     const actions = (await call('GET', '/api/v1/admin/audit?action=federation.')).body.entries.map((e: { action: string }) => e.action);
     expect(actions.slice(0, 2)).toEqual(['federation.unsubscribe', 'federation.subscribe']);
   });
+  it('quarantining a cached copy of remote media serves it to nobody here, without fetching it again', async () => {
+    const carol = await hs2.user('carol');
+    const up = await fetch(`${hs2.url}/api/v1/media`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${carol.client.session?.access_token}`, 'content-type': 'text/plain' },
+      body: 'remote bytes',
+    });
+    const { media_id } = (await up.json()) as { media_id: string };
+    const download = () => fetch(`${hs1.url}/api/v1/media/hs2.test/${media_id}`, { headers: { authorization: `Bearer ${adminToken}` } });
+    expect((await download()).status).toBe(200);
+    const listed = await call('GET', '/api/v1/admin/media');
+    const copy = listed.body.media.find((m: { origin: string | null }) => m.origin === 'hs2.test');
+    expect(copy).toBeDefined();
+    expect((await call('PUT', `/api/v1/admin/media/${copy.media_id}/quarantine`, { quarantined: true })).status).toBe(200);
+    expect((await download()).status).toBe(404);
+    expect((await call('PUT', `/api/v1/admin/media/${copy.media_id}/quarantine`, { quarantined: false })).status).toBe(200);
+    expect((await download()).status).toBe(200);
+  });
 });

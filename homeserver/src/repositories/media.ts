@@ -14,6 +14,8 @@ export interface MediaRow {
   /** The server a cached copy came from, and its ID there; null for our own uploads. */
   origin?: string | null;
   remote_media_id?: string | null;
+  /** Set when an admin quarantined it (admin console): served to nobody. */
+  quarantined_ts?: number | null;
   /** When a cached remote copy was last served (eviction is least recently used first). */
   last_access_ts?: number | null;
 }

@@ -152,6 +152,8 @@ export class MediaService {
     if (serverName === this.deps.serverName) return this.getLocal(mediaId);
     const cached = await this.deps.media.findRemote(serverName, mediaId);
     if (cached) {
+      // A copy an admin quarantined is served to nobody (and not fetched again).
+      if (cached.quarantined_ts) throw notFound(`no media ${mediaId} on ${serverName}`);
       await this.deps.media.touchRemote(cached.media_id, this.deps.clock.now());
       return cached;
     }

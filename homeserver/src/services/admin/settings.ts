@@ -3,8 +3,10 @@ import type { SettingEntry } from '@parley/schemas';
 import { parse as parseYaml } from 'yaml';
 import { type Config, configFileOf, defaultConfig, envOverrides } from '../../config.js';
 
-// Keys whose values are never shown (connection strings carry passwords).
+// Keys whose values are never shown: connection strings carry passwords, and any key named
+// like a secret (keys added later included) is hidden too.
 const SECRET_KEYS = new Set(['database.url', 'redis.url']);
+const SECRET_NAME = /password|secret|private_key|credential|api_key|token(?!_ttl)/;
 
 function leaves(value: unknown, prefix: string, out: Map<string, unknown>): void {
   if (
@@ -51,7 +53,7 @@ export function describeSettings(config: Config, env: NodeJS.ProcessEnv = proces
   leaves(config, '', current);
   const settings: SettingEntry[] = [];
   for (const [key, value] of current) {
-    const secret = SECRET_KEYS.has(key);
+    const secret = SECRET_KEYS.has(key) || SECRET_NAME.test(key.split('.').at(-1) ?? '');
     let source: SettingEntry['source'] = 'default';
     if (has(fromEnv, key)) source = 'environment';
     else if (has(fromFile, key)) source = 'file';
