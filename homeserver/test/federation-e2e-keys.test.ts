@@ -131,8 +131,9 @@ describe('federation: E2E keys and MLS rooms (issue 12)', () => {
     const bobAgain = bob.client;
     await nudge(bob, roomId);
     await until(async () => (await remoteList(hs2, alice.userId))?.version === 7, 40_000);
-    const frames = (await syncFrom(bobAgain, since)).frames;
-    expect(frames.some((f) => f.kind === 'device_list' && f.data.user_id === alice.userId)).toBe(true);
+    await until(async () =>
+      (await syncFrom(bobAgain, since)).frames.some((f) => f.kind === 'device_list' && f.data.user_id === alice.userId),
+    );
   }, 90_000);
 
   it('an offline device gets its Welcome when it comes back, exactly once', async () => {

@@ -128,9 +128,9 @@ export class DeviceListRepository {
    * Caches another server's answer unless we hold a newer signed version; returns whether it
    * was stored. Same version: stored (the signed-in devices may have changed).
    */
-  async putRemote(server: string, answer: DeviceListAnswer, now: number): Promise<boolean> {
+  async putRemote(server: string, answer: DeviceListAnswer, now: number, trx: Db = this.db): Promise<boolean> {
     const version = answer.device_list?.version ?? 0;
-    const rows = await this.db.raw(
+    const rows = await trx.raw(
       `INSERT INTO remote_device_lists (user_id, server, version, answer, updated_ts) VALUES (?, ?, ?, ?::jsonb, ?)
        ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version, answer = EXCLUDED.answer, updated_ts = EXCLUDED.updated_ts
        WHERE remote_device_lists.version <= EXCLUDED.version

@@ -167,12 +167,14 @@ export class DeviceListService {
       return `the device list of ${answer.user_id} is not signed by its user_signing_key`;
     const shares = (await this.rooms.roomsOf(answer.user_id)).some((m) => m.membership === 'join');
     if (!shares) return `${answer.user_id} shares no room with this server`;
-    if (!(await this.lists.putRemote(origin, answer, this.clock.now()))) {
-      this.log.info({ user_id: answer.user_id, origin }, 'ignored an older device list');
-      return null;
-    }
     const note = await this.frameNote(answer.user_id);
-    await this.writer.writeNow(this.db, [note]);
+    // The cache and the frame together: a reader that sees the new list also gets the frame.
+    const stored = await this.db.transaction(async (trx) => {
+      if (!(await this.lists.putRemote(origin, answer, this.clock.now(), trx))) return false;
+      await this.writer.write(trx, [note]);
+      return true;
+    });
+    if (!stored) this.log.info({ user_id: answer.user_id, origin }, 'ignored an older device list');
     return null;
   }
 }
