@@ -90,6 +90,23 @@ describe('read paths respect history visibility', () => {
     expect(JSON.stringify(polled.frames)).not.toContain('before dave');
   });
 
+  it('security: H1 sweep — the room list previews no message from before the join', async () => {
+    const erin = await person('erin');
+    const { room_id: hidden } = await alice.rooms.create({ visibility: 'public', name: 'Preview', history_visibility: 'joined' });
+    await alice.rooms.sendText(hidden, 'preview secret');
+    const { room_id: shared } = await alice.rooms.create({ visibility: 'public', name: 'Open preview' });
+    await alice.rooms.sendText(shared, 'preview for all');
+    await erin.rooms.join(hidden);
+    await erin.rooms.join(shared);
+    const list = await erin.rooms.list();
+    expect(list.find((r) => r.room_id === hidden)?.last_event ?? null).toBeNull();
+    // Shared history is visible after joining, so its preview stays.
+    expect(list.find((r) => r.room_id === shared)?.last_event?.content.body).toBe('preview for all');
+    await alice.rooms.sendText(hidden, 'preview after');
+    const again = await erin.rooms.list();
+    expect(again.find((r) => r.room_id === hidden)?.last_event?.content.body).toBe('preview after');
+  });
+
   it('visibleRanges agrees with canSee for every seq, visibility and membership history (seeded random logs)', () => {
     let seed = 42;
     const random = () => {

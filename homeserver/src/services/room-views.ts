@@ -1,4 +1,4 @@
-import { can, type StateMap, stateKey as stateMapKey } from '@parley/federation/room';
+import { can, canSee, type StateMap, stateKey as stateMapKey } from '@parley/federation/room';
 import type { ClientEvent, Member, PublicRoom, RoomEvent, RoomSummary } from '@parley/schemas';
 import { forbidden, notFound, ParleyError } from '../errors.js';
 import type { EventRepository } from '../repositories/events.js';
@@ -50,7 +50,19 @@ export class RoomViews {
       mine.filter((m) => m.membership === 'join').map((m) => ({ roomId: m.room_id, afterSeq: markers.get(m.room_id) ?? 0 })),
     );
     const byId = new Map(rows.map((r) => [r.room_id, r]));
-    const lastEvents = new Map((await this.timeline.toClient(latest, auth)).map((e) => [e.room_id, e]));
+    // The preview is a message the caller may read: under joined or invited visibility the
+    // newest message can predate their join (shared and world-readable ones are readable).
+    const joinedIds = new Set(mine.filter((m) => m.membership === 'join').map((m) => m.room_id));
+    const previews: typeof latest = [];
+    for (const row of latest) {
+      if (!joinedIds.has(row.room_id)) continue;
+      if (row.visibility === 'joined' || row.visibility === 'invited') {
+        const log = await this.rooms.membershipLog(row.room_id, auth.userId);
+        if (!canSee(log, row.seq, row.visibility)) continue;
+      }
+      previews.push(row);
+    }
+    const lastEvents = new Map((await this.timeline.toClient(previews, auth)).map((e) => [e.room_id, e]));
     const out: RoomSummary[] = [];
     for (const m of mine) {
       const room = byId.get(m.room_id);
