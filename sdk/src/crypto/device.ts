@@ -726,7 +726,7 @@ export class CryptoDevice implements KeyDirectory {
     for (const key of await this.#store.list('group/')) {
       const roomId = key.slice('group/'.length);
       const state = await this.#lock(roomId, () => this.#state(roomId));
-      if (state !== undefined) groups[roomId] = toB64u(encodeState(state));
+      if (state !== undefined) groups[roomId] = toB64u(encodeState(await this.#groupStore.forBackup(state, roomId)));
     }
     const payload = {
       v: 1,

@@ -52,19 +52,28 @@ export class GroupStore {
     const epochs: [bigint, RatchetTree, SecretTree][] = [[state.groupContext.epoch, state.ratchetTree, state.secretTree]];
     for (const [epoch, data] of state.historicalReceiverData) epochs.push([epoch, data.ratchetTree, data.secretTree]);
     for (const [epoch, tree, secrets] of epochs) {
-      await this.#putOnce(`tree/${roomId}/${epoch}`, tree, () => encodeRatchetTree(tree));
+      const treeKey = `tree/${roomId}/${epoch}`;
+      if (!this.#written.get(tree)?.has(treeKey)) {
+        // A new epoch: its secret tree is still whole. Kept (as `start/`) for key backups,
+        // which then cover every message of the epoch, not just those not yet read.
+        const startKey = `start/${roomId}/${epoch}`;
+        if ((await this.store.get(startKey)) === undefined) await this.store.put(startKey, encodeSecretTree(secrets));
+      }
+      await this.#putOnce(treeKey, tree, () => encodeRatchetTree(tree));
       await this.#putOnce(`secrets/${roomId}/${epoch}`, secrets, () => encodeSecretTree(secrets));
     }
     // A message only advances a secret tree: skip the skeleton when nothing else changed.
     const parts = skeletonParts(state);
     const last = this.#skeletons.get(`${ns}/${roomId}`);
     if (last !== undefined && last.length === parts.length && last.every((x, i) => x === parts[i])) return;
+    // ts-mls refuses to decode an empty ratchet tree: a one-leaf stand-in takes its place.
+    const standIn = state.ratchetTree.filter((n) => n?.nodeType === 'leaf').slice(0, 1);
     const skeleton: ClientState = {
       ...state,
-      ratchetTree: [],
+      ratchetTree: standIn,
       secretTree: [],
       historicalReceiverData: new Map(
-        [...state.historicalReceiverData].map(([e, d]) => [e, { ...d, ratchetTree: [], secretTree: [] }] as const),
+        [...state.historicalReceiverData].map(([e, d]) => [e, { ...d, ratchetTree: standIn, secretTree: [] }] as const),
       ),
     };
     await this.store.put(`${ns}/${roomId}`, encodeState(skeleton));
@@ -75,7 +84,7 @@ export class GroupStore {
   /** Deletes the trees of epochs the group no longer keeps (forward secrecy, and space). */
   async #prune(roomId: string, keep: Set<string>): Promise<void> {
     const pending = await this.store.get(`pending/${roomId}`);
-    for (const prefix of [`tree/${roomId}/`, `secrets/${roomId}/`]) {
+    for (const prefix of [`tree/${roomId}/`, `secrets/${roomId}/`, `start/${roomId}/`]) {
       for (const key of await this.store.list(prefix)) {
         const epoch = key.slice(prefix.length);
         // A prepared commit's next epoch is one ahead of everything kept.
@@ -110,6 +119,20 @@ export class GroupStore {
     const state = { ...skeleton, ratchetTree: current.tree, secretTree: current.secrets, historicalReceiverData: historical };
     this.#skeletons.set(`${ns}/${roomId}`, skeletonParts(state));
     return state;
+  }
+
+  /**
+   * The state as it was when each retained epoch began (whole secret trees): what a key
+   * backup holds, so a restored device reads every message of those epochs.
+   */
+  async forBackup(state: ClientState, roomId: string): Promise<ClientState> {
+    const start = async (epoch: bigint, fallback: SecretTree) => {
+      const raw = await this.store.get(`start/${roomId}/${epoch}`);
+      return raw === undefined ? fallback : decodeSecretTree(raw);
+    };
+    const historical = new Map(state.historicalReceiverData);
+    for (const [epoch, d] of historical) historical.set(epoch, { ...d, secretTree: await start(epoch, d.secretTree) });
+    return { ...state, secretTree: await start(state.groupContext.epoch, state.secretTree), historicalReceiverData: historical };
   }
 
   async delete(ns: 'group' | 'pending', roomId: string): Promise<void> {
