@@ -211,9 +211,32 @@ function trimUrl(url: string): string {
 }
 
 /** Plain text of a message for previews and notifications (markup characters kept). */
+function inlineText(nodes: Inline[]): string {
+  return nodes
+    .map((n) => {
+      if (n.t === 'text' || n.t === 'code') return n.v;
+      if (n.t === 'mention') return n.id;
+      if (n.t === 'br') return ' ';
+      return inlineText(n.c);
+    })
+    .join('');
+}
+
+function blockText(blocks: Block[]): string {
+  return blocks
+    .map((b) => {
+      if (b.t === 'p') return inlineText(b.c);
+      if (b.t === 'pre') return '[code]';
+      if (b.t === 'quote') return blockText(b.c);
+      return b.items.map(inlineText).join(' ');
+    })
+    .join(' ');
+}
+
+/** One line of what a message says, its Markdown read (`**bold**` → bold), cut at `max`. */
 export function plainPreview(body: string, max = 120): string {
-  const flat = body
-    .replace(/```[\s\S]*?(```|$)/g, '[code]')
+  // Only the start is shown: no need to parse a 60 KB message to preview it.
+  const flat = blockText(parseMarkdown(body.slice(0, max * 4)))
     .replace(/\s+/g, ' ')
     .trim();
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;

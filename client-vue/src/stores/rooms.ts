@@ -93,8 +93,25 @@ export const useRoomsStore = defineStore('rooms', () => {
       mentioned.set(ev.room_id, new Set([...(mentioned.get(ev.room_id) ?? []), ev.event_id]));
     }
     const change: Partial<RoomSummary> = {};
-    if (ev.type === 'room.message' && !ev.content.relates_to && (room.last_event?.seq ?? 0) < (ev.seq ?? 0)) change.last_event = ev;
-    if (unread !== undefined) change.unread_count = unread;
+    const rel = ev.content.relates_to as { type?: string; event_id?: string } | undefined;
+    const last = room.last_event;
+    if (rel?.type === 'replace') {
+      // An edit of the message the preview shows: show what it says now (who said it stays).
+      if (last && rel.event_id === last.event_id && ev.sender === last.sender)
+        change.last_event = {
+          ...last,
+          unsigned: { ...last.unsigned, edit: { event_id: ev.event_id, origin_ts: ev.origin_ts, content: ev.content.new_content ?? {} } },
+        } as ClientEvent;
+    } else if (
+      (ev.type === 'room.message' || ev.type === 'room.encrypted') &&
+      rel?.type !== 'annotation' &&
+      (last?.seq ?? 0) < (ev.seq ?? 0)
+    ) {
+      // Replies and thread replies are new messages too.
+      change.last_event = ev;
+    }
+    // One's own message never makes a room unread (a count read before our receipt may say so).
+    if (unread !== undefined && !(ev.sender === session.userId && unread > room.unread_count)) change.unread_count = unread;
     if (Object.keys(change).length > 0) patch(ev.room_id, change);
   }
 

@@ -1,5 +1,5 @@
 import type { ClientEvent } from '@parley/schemas';
-import { newTxnId } from '@parley/sdk';
+import { newTxnId, ParleyApiError } from '@parley/sdk';
 import { defineStore } from 'pinia';
 import { shallowReactive } from 'vue';
 import { uploadWithProgress } from '../api/upload.js';
@@ -26,6 +26,14 @@ export interface RoomTimeline {
 const FIRST_PAGE = 50;
 const OLDER_PAGE = 100;
 const CATCH_UP_PAGES = 20;
+/** Waits before each automatic retry of a send that failed for a passing reason (network, 5xx, 429). */
+const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+
+/** A failure worth trying again with the same txn ID: no answer, the server's fault, or "slow down". */
+function isTransient(err: unknown): boolean {
+  if (!(err instanceof ParleyApiError)) return true;
+  return err.status === 0 || err.status === 429 || err.status >= 500;
+}
 
 /** One timeline per room: history paging, live events, and our sends with their states. */
 export const useTimelineStore = defineStore('timeline', () => {
@@ -71,7 +79,8 @@ export const useTimelineStore = defineStore('timeline', () => {
     try {
       const page = await session.api.messages(roomId, { dir: 'b', limit: FIRST_PAGE });
       ingest(roomId, page.chunk.slice().reverse(), false);
-      tl.backToken = page.end ?? null;
+      // The room's first event is in this page: there is nothing older to ask for.
+      tl.backToken = page.chunk.some((e) => e.type === 'room.create') ? null : (page.end ?? null);
       tl.loaded = true;
     } catch (err) {
       tl.error = describeError(err);
@@ -87,7 +96,7 @@ export const useTimelineStore = defineStore('timeline', () => {
     try {
       const page = await session.api.messages(roomId, { dir: 'b', from: tl.backToken, limit: OLDER_PAGE });
       ingest(roomId, page.chunk.slice().reverse(), false);
-      tl.backToken = page.end ?? null;
+      tl.backToken = page.chunk.some((e) => e.type === 'room.create') ? null : (page.end ?? null);
       tl.error = null;
     } catch (err) {
       tl.error = describeError(err);
@@ -139,25 +148,58 @@ export const useTimelineStore = defineStore('timeline', () => {
     rooms.noteEvent(ev);
   }
 
-  async function transmit(p: PendingEvent): Promise<void> {
+  // Sends of one room go out one at a time, in the order they were made (as Element and
+  // Discord do): concurrent requests could reach the server, and so the room, in any order.
+  const lines = new Map<string, Promise<void>>();
+  function inLine(roomId: string, work: () => Promise<void>): Promise<void> {
+    const next = (lines.get(roomId) ?? Promise.resolve()).then(work);
+    lines.set(roomId, next);
+    void next.finally(() => {
+      if (lines.get(roomId) === next) lines.delete(roomId);
+    });
+    return next;
+  }
+
+  /** Queues a send behind the room's earlier ones; resolves once it is confirmed (or failed). */
+  function transmit(p: PendingEvent): Promise<void> {
+    let after: Promise<void> = Promise.resolve();
+    return inLine(p.roomId, async () => {
+      after = (await transmitNow(p)).confirmed;
+    }).then(() => after);
+  }
+
+  /** One send with retries; the fetch of the confirmed event runs outside the line (wrapped, so it is not awaited here). */
+  async function transmitNow(p: PendingEvent): Promise<{ confirmed: Promise<void> }> {
+    const done = { confirmed: Promise.resolve() };
     const api = session.api;
-    try {
-      const res =
-        p.type === 'room.redaction'
-          ? await api.redact(p.roomId, p.content.redacts as string, undefined, p.txnId)
-          : await api.send(p.roomId, p.type, p.content, p.txnId);
-      const eventId = res.event_id;
-      if (res.queued) {
-        // The room's host is unreachable: our server keeps it and hands it over when it is
-        // back; the row turns into the confirmed event when the host's copy arrives.
-        setPending(p.roomId, p.txnId, { state: 'queued', eventId, error: undefined });
-        return;
+    for (let attempt = 0; ; attempt++) {
+      // Discarded while waiting in line: nothing to send.
+      if (!get(p.roomId).pending.some((x) => x.txnId === p.txnId)) return done;
+      try {
+        const res =
+          p.type === 'room.redaction'
+            ? await api.redact(p.roomId, p.content.redacts as string, undefined, p.txnId)
+            : await api.send(p.roomId, p.type, p.content, p.txnId);
+        const eventId = res.event_id;
+        if (res.queued) {
+          // The room's host is unreachable: our server keeps it and hands it over when it is
+          // back; the row turns into the confirmed event when the host's copy arrives.
+          setPending(p.roomId, p.txnId, { state: 'queued', eventId, error: undefined });
+          return done;
+        }
+        setPending(p.roomId, p.txnId, { state: 'sent', eventId, error: undefined });
+        const target = p.type === 'room.redaction' ? (p.content.redacts as string) : relatesTo(p.content)?.event_id;
+        return { confirmed: confirm(p.roomId, eventId, p.type === 'room.message' ? undefined : target).catch(() => {}) };
+      } catch (err) {
+        const delay = RETRY_DELAYS_MS[attempt];
+        if (delay === undefined || !isTransient(err)) {
+          setPending(p.roomId, p.txnId, { state: 'failed', error: describeError(err) });
+          return done;
+        }
+        // Same txn ID on every attempt: the server stores it once however often it arrives.
+        const wait = err instanceof ParleyApiError && err.retryAfterMs ? Math.max(delay, err.retryAfterMs) : delay;
+        await new Promise((resolve) => setTimeout(resolve, wait));
       }
-      setPending(p.roomId, p.txnId, { state: 'sent', eventId, error: undefined });
-      const target = p.type === 'room.redaction' ? (p.content.redacts as string) : relatesTo(p.content)?.event_id;
-      await confirm(p.roomId, eventId, p.type === 'room.message' ? undefined : target).catch(() => {});
-    } catch (err) {
-      setPending(p.roomId, p.txnId, { state: 'failed', error: describeError(err) });
     }
   }
 

@@ -137,6 +137,8 @@ export class EventRepository {
           .whereIn('room_id', roomIds)
           .whereIn('type', ['room.message', 'room.encrypted'])
           .whereNull('redacted_by')
+          // An edit is not a new message: the preview is the newest message, as edited.
+          .whereRaw("rel_type IS DISTINCT FROM 'replace'")
           .distinctOn('room_id')
           .orderBy([{ column: 'room_id' }, { column: 'seq', order: 'desc' }])
           .select('event_id')
