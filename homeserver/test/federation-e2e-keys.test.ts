@@ -117,6 +117,23 @@ describe('federation: E2E keys and MLS rooms (issue 12)', () => {
     await expect(bob.rooms.sendText(roomId, 'plain words')).rejects.toMatchObject({ status: 400, code: 'PARLEY_ROOM_ENCRYPTED' });
   });
 
+  it('a participant server down during commits catches up, re-checks the epoch rule, and its users commit on the new epoch', async () => {
+    const epochOf = async (server: FedServer) =>
+      (await server.running.services.db('room_mls_epochs').where({ room_id: roomId }).first<{ epoch: number }>())?.epoch;
+    const start = (await epochOf(hs1)) as number;
+    expect(await epochOf(hs3)).toBe(start);
+    await hs3.stop();
+    await alice.rooms.send(roomId, 'room.mls.commit', { epoch: start, commit: opaque() });
+    await bob.rooms.send(roomId, 'room.mls.commit', { epoch: start + 1, commit: opaque() });
+    await hs3.start();
+    carol = reconnect(carol, hs3);
+    await nudge(carol, roomId);
+    await until(async () => (await epochOf(hs3)) === start + 2, 40_000);
+    // Carol's server may not know the epoch moved until it applied the commits; now it does.
+    await carol.rooms.send(roomId, 'room.mls.commit', { epoch: start + 2, commit: opaque() });
+    await until(async () => (await epochOf(hs2)) === start + 3);
+  }, 90_000);
+
   it('a device-list change reaches a server that was down during it (outbox, not best effort)', async () => {
     const since = (await syncFrom(bob.client)).next;
     await hs2.stop();
