@@ -255,4 +255,30 @@ describe('the admin console', () => {
     expect(await server.services.roomRepo.membership(roomId, '@alice:hs1.test')).toBe('leave');
     await shot(admin, 'admin-room-shutdown-desktop');
   });
+  it('the web client shows admins (only) a link to the console in Settings', async () => {
+    for (const [user, expected] of [
+      ['root', 1],
+      ['alice', 0],
+    ] as const) {
+      const { page, context } = await openPage(browser);
+      await page.goto(`${server.url}/login`);
+      await page.getByLabel('Username').fill(user);
+      await page.getByLabel('Password').fill(PASSWORD);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.waitForURL((url) => !url.pathname.startsWith('/login'));
+      await page.goto(`${server.url}/settings`);
+      await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+      if (expected) {
+        const link = page.getByTestId('admin-console-link');
+        await link.waitFor();
+        expect(await link.getAttribute('href')).toBe(`${server.url}/admin/`);
+        await shot(page, 'admin-client-settings-link');
+      } else {
+        // whoami answered (the Account card renders after it): still no link.
+        await page.waitForLoadState('networkidle');
+        expect(await page.getByTestId('admin-console-link').count()).toBe(0);
+      }
+      await context.close();
+    }
+  });
 });
