@@ -292,6 +292,19 @@ export class ParleyStream extends Emitter<StreamEvents> {
     if (this.#longPoll === 'auto' && this.#poller === null && this.#failuresBeforeReady >= FAILURES_BEFORE_LONG_POLL) {
       this.#startPoller();
     }
+    // The server ends a socket when the token it identified with is replaced (a refresh) or
+    // expires. When this client already holds a newer token, come back at once with it.
+    const session = this.#client.session;
+    if (
+      code === StreamCloseCode.AUTH_FAILED &&
+      conn?.ready &&
+      this.#poller === null &&
+      session !== null &&
+      session.access_token !== this.#sentToken
+    ) {
+      this.#reconnectTimer = setTimeout(() => void this.#open(), 0);
+      return;
+    }
     this.#retry();
   }
 

@@ -202,6 +202,30 @@ describe('ParleyStream over a real WebSocket', () => {
     expect(server.untakenPeers).toBe(0);
   });
 
+  it('comes back at once, with no second refresh, when its own refresh replaced the token (4002)', async () => {
+    let refreshes = 0;
+    server.routes.set('POST /api/v1/auth/refresh', () => {
+      refreshes += 1;
+      return { status: 200, body: { access_token: 'pat_2', refresh_token: 'prt_2', expires_in_ms: 3600_000 } };
+    });
+    const client = newClient();
+    const { log } = startStream({ client });
+    const a = await server.nextPeer();
+    expect(await a.handshake()).toMatchObject({ token: 'pat_1' });
+    a.ready(1, true);
+    await until(() => expect(ofType(log, 'ready')).toHaveLength(1));
+    await client.refresh();
+    // The server ends the socket that identified with the replaced token.
+    a.ws.close(StreamCloseCode.AUTH_FAILED, 'PARLEY_TOKEN_REPLACED');
+    const b = await server.nextPeer();
+    expect(await b.handshake()).toMatchObject({ token: 'pat_2', since: 1 });
+    b.ready(1, false);
+    await until(() => expect(ofType(log, 'ready')).toHaveLength(2));
+    expect(refreshes).toBe(1);
+    expect(ofType(log, 'reconnecting')).toEqual([]);
+    expect(ofType(log, 'revoked')).toEqual([]);
+  });
+
   it('emits revoked when the refresh after AUTH_FAILED is refused', async () => {
     server.routes.set('POST /api/v1/auth/refresh', () => ({
       status: 401,
