@@ -18,6 +18,7 @@ export {
   type RequestOptions,
 } from './client.js';
 export { getPublicKey, signEd25519, verifyEd25519 } from './crypto/ed25519.js';
+export { type CommitSubmit, E2eApi } from './e2e.js';
 export { Emitter, type Listener } from './emitter.js';
 export {
   errorFromResponse,
