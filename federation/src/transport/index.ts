@@ -40,4 +40,4 @@ export {
   verifyRequest,
 } from './request-auth.js';
 export { DEFAULT_FEDERATION_PORT, formatHostPort, parseServerName, type ServerAddress } from './server-name.js';
-export { AddressPolicy, type AddressPolicyOptions, isPublicAddress } from './ssrf.js';
+export { AddressPolicy, type AddressPolicyOptions, addressBucket, isPublicAddress } from './ssrf.js';

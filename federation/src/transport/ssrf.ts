@@ -64,6 +64,22 @@ function parseStrictAddress(ip: unknown): ipaddr.IPv4 | ipaddr.IPv6 | undefined 
   return undefined;
 }
 
+/**
+ * The key under which a caller's address is rate-limited: an IPv4 address as it is (an
+ * IPv4-mapped IPv6 address as the IPv4 address it carries), an IPv6 address by its /64, the
+ * smallest block one subscriber is given (RFC 6177 §2), since anyone holding a /64 can send
+ * from 2^64 addresses. Anything unparsable is its own text, cut to 64 characters. Never throws.
+ */
+export function addressBucket(ip: unknown): string {
+  const addr = parseStrictAddress(ip);
+  if (addr === undefined) return typeof ip === 'string' ? ip.slice(0, 64) : 'unknown';
+  if (addr.kind() === 'ipv4') return addr.toString();
+  const v6 = addr as ipaddr.IPv6;
+  if (v6.isIPv4MappedAddress()) return v6.toIPv4Address().toString();
+  const parts = v6.parts.slice(0, 4).map((p) => p.toString(16));
+  return `${parts.join(':')}::/64`;
+}
+
 /** Operator settings: the allowlist is a list of CIDRs (`127.0.0.0/8`, `fd00::/8`) or single addresses. */
 export interface AddressPolicyOptions {
   allow?: readonly string[];

@@ -4,6 +4,7 @@ import { buildKeyDocument, type KeyDocumentPersistence, KeyStore, publicKeyFromB
 import { fingerprintOfPem, loadOrCreateTlsCertificate } from '@parley/federation/tls';
 import {
   AddressPolicy,
+  addressBucket,
   FederationClient,
   FederationError,
   type FederationRequest,
@@ -124,11 +125,12 @@ export async function createFederation(
     },
   });
   // Fetches that unauthenticated callers cause (a new origin in an Authorization header, the
-  // names of a notary query) are charged to the caller's IP and to the server as a whole.
+  // names of a notary query) are charged to the caller's IP (an IPv6 caller's /64) and to the
+  // server as a whole.
   const limits = fed.remote_key_fetch;
   const buckets = new MemoryRateLimiter(clock, 10_000);
   const admitFetch = async (_server: string, requester: string): Promise<boolean> =>
-    (await buckets.take(`ip:${requester}`, limits.per_ip)).allowed && (await buckets.take('global', limits.global)).allowed;
+    (await buckets.take(`ip:${addressBucket(requester)}`, limits.per_ip)).allowed && (await buckets.take('global', limits.global)).allowed;
 
   keyStore = new KeyStore({
     now: () => clock.now(),
