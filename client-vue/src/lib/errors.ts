@@ -49,7 +49,9 @@ export function describeApiError(err: ErrorLike): string {
   if (code === 'PARLEY_NOT_FOUND' && err.message) return capitalize(err.message);
   if (code === 'PARLEY_FORBIDDEN' && err.message) return `Not allowed: ${err.message}.`;
   if (FIELD_CODES.has(code)) return capitalize(err.message || 'Some input is invalid') + '.';
-  return MESSAGES[code] ?? (err.message ? capitalize(err.message) : 'Something went wrong.');
+  // hasOwn: a code such as `constructor` must not find Object.prototype's (it showed a function).
+  if (Object.hasOwn(MESSAGES, code)) return MESSAGES[code] as string;
+  return err.message ? capitalize(err.message) : 'Something went wrong.';
 }
 
 /** Whether waiting and retrying could help (network, rate limit, server trouble). */
