@@ -55,9 +55,20 @@ describe('stream sessions', () => {
     throw new Error('every poll was answered at once');
   }
 
-  /** Own presence goes online shortly after a stream opens: wait for it, so it wakes no poll later. */
+  /**
+   * Notes about the user that follow sign-up, sign-in and the socket (own presence online, a
+   * device-list note per device) land asynchronously: wait for them, so none wakes a poll later.
+   */
   async function settled(s: ReturnType<typeof openStream>, userId: string): Promise<void> {
     await s.waitFor((f) => f.kind === 'presence' && f.data.user_id === userId);
+    const db = server.services.db;
+    for (let i = 0; i < 500; i++) {
+      const [devices] = await db('devices').where({ user_id: userId }).count<{ n: number }[]>('* as n');
+      const [notes] = await db('stream').where({ user_id: userId, kind: 'device_list' }).count<{ n: number }[]>('* as n');
+      if (Number(notes?.n) >= Number(devices?.n)) return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error(`device-list notes of ${userId} never landed`);
   }
 
   beforeAll(async () => {
