@@ -1,6 +1,8 @@
 import { isParleyApiError, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RemoteInviteRepository } from '../src/repositories/room-extras.js';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
+import { startTestServer } from './support/server.js';
 
 // Issue 10, L10: a room this server does not take part in (an invite is all it knows, and
 // the host is down) let any local user delete another user's pending invite, and queue
@@ -86,6 +88,27 @@ describe('security: writes to rooms this server is not in', () => {
       expect(statuses[20]).toBe(429);
     } finally {
       await hs1.start();
+    }
+  });
+});
+
+describe('security: pending invites from other servers', () => {
+  it('security: L10 one server cannot pile up pending invites for a user: only its newest are kept', async () => {
+    const server = await startTestServer();
+    try {
+      const invites = new RemoteInviteRepository(server.services.db);
+      const put = (room: string, ts: number) =>
+        invites.put({ room_id: room, user_id: '@bob:hs1.test', inviter: '@x:other', event: {}, created_ts: ts });
+      await put('!real:good.example', 1);
+      for (let i = 0; i < 120; i++) await put(`!spam${i}:evil.example`, 10 + i);
+      const kept = (await invites.forUser('@bob:hs1.test')).map((r) => r.room_id);
+      // The flood displaced only its own older invites, never another server's.
+      expect(kept).toContain('!real:good.example');
+      expect(kept.filter((r) => r.endsWith(':evil.example'))).toHaveLength(RemoteInviteRepository.MAX_PER_SERVER);
+      expect(kept).toContain('!spam119:evil.example');
+      expect(kept).not.toContain('!spam0:evil.example');
+    } finally {
+      await server.close();
     }
   });
 });

@@ -104,13 +104,30 @@ export interface RemoteInviteRow {
 
 /** Invites from rooms hosted elsewhere that this server does not participate in yet. */
 export class RemoteInviteRepository {
+  /**
+   * Pending invites one server may hold for one user: its oldest beyond this are dropped, so a
+   * hostile server cannot fill the table (or a user's room list) with invites, nor push out
+   * another server's (issue 10, class sweep of L10).
+   */
+  static readonly MAX_PER_SERVER = 50;
+
   constructor(private readonly db: Db) {}
 
   async put(row: RemoteInviteRow): Promise<void> {
-    await this.db('remote_invites')
-      .insert({ ...row, event: JSON.stringify(row.event) })
-      .onConflict(['room_id', 'user_id'])
-      .merge();
+    const host = row.room_id.slice(row.room_id.indexOf(':') + 1);
+    await this.db.transaction(async (trx) => {
+      await trx('remote_invites')
+        .insert({ ...row, event: JSON.stringify(row.event) })
+        .onConflict(['room_id', 'user_id'])
+        .merge();
+      await trx.raw(
+        `delete from remote_invites where user_id = ? and room_id in (
+           select room_id from remote_invites
+           where user_id = ? and substring(room_id from position(':' in room_id) + 1) = ?
+           order by created_ts desc, room_id desc offset ?)`,
+        [row.user_id, row.user_id, host, RemoteInviteRepository.MAX_PER_SERVER],
+      );
+    });
   }
 
   async forUser(userId: string): Promise<RemoteInviteRow[]> {
