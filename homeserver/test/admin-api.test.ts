@@ -1,5 +1,7 @@
 import { RoomsApi } from '@parley/sdk';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestRedis, type TestRedis } from './support/redis.js';
 import { ManualClock, startTestServer, type TestServer } from './support/server.js';
 import { openStream } from './support/stream-client.js';
 
@@ -311,5 +313,52 @@ describe('admin API', () => {
     expect(older.body.entries[0].id).toBeLessThan(all.body.entries[1].id);
     // The log is append-only in the database itself.
     await expect(server.services.db('admin_audit_log').delete()).rejects.toThrow(/append-only/);
+  });
+});
+
+describe('admin jobs with Redis', () => {
+  let server: TestServer;
+  let redis: TestRedis;
+  afterAll(async () => {
+    await server?.close();
+    await redis?.cleanup();
+    // BullMQ's keys sit under a hash-tagged prefix that cleanup() does not match.
+    if (redis) {
+      const client = new Redis(redis.url);
+      const keys = await client.keys(`{${redis.prefix}bull}:*`);
+      if (keys.length > 0) await client.del(...keys);
+      client.disconnect();
+    }
+  });
+
+  it('run through the BullMQ queue and report their progress', async () => {
+    redis = await createTestRedis();
+    server = await startTestServer({ redis: { url: redis.url, key_prefix: redis.prefix } });
+    const root = server.client();
+    const s = await root.register({ username: 'root', password: 'root password' });
+    await server.services.users.setAdmin(s.user_id, true);
+    const owner = server.client();
+    await owner.register({ username: 'owner', password: 'owner password' });
+    const { room_id } = await new RoomsApi(owner).create({ name: 'Big room', visibility: 'public' });
+    for (const name of ['m1', 'm2', 'm3']) {
+      const c = server.client();
+      await c.register({ username: name, password: `${name} password` });
+      await new RoomsApi(c).join(room_id);
+    }
+    const res = await fetch(`${server.url}/api/v1/admin/rooms/${room_id}/shutdown`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${s.access_token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ delete: true }),
+    });
+    expect(res.status).toBe(202);
+    const { job } = (await res.json()) as { job: { id: string } };
+    // The queue holds (or held) it: BullMQ's keys for the admin queue exist under the prefix.
+    const client = new Redis(redis.url);
+    expect((await client.keys(`{${redis.prefix}bull}:parley-admin-jobs:*`)).length).toBeGreaterThan(0);
+    client.disconnect();
+    await expect
+      .poll(async () => server.services.admin.jobs.find(job.id), { timeout: 20_000 })
+      .toMatchObject({ state: 'done', done: 5, total: 5, result: { removed: 4, purged: true } });
+    expect(await server.services.roomRepo.find(room_id)).toBeUndefined();
   });
 });

@@ -172,7 +172,19 @@ export function createServices(
   let rateLimiter: RateLimiter | null = null;
   if (config.rate_limits.enabled) rateLimiter = redis ? new RedisRateLimiter(redis, clock) : new MemoryRateLimiter(clock);
   if (rateLimiter) rooms.remoteDeclineGate = (userId) => enforce(rateLimiter, `remote-decline:${userId}`, REMOTE_DECLINE_RULE);
-  const admin = createAdminServices({ config, db, clock, log, users, rooms: roomRepo, events: eventRepo, roomService: rooms, accounts, sessions });
+  const admin = createAdminServices({
+    config,
+    db,
+    redis,
+    clock,
+    log,
+    users,
+    rooms: roomRepo,
+    events: eventRepo,
+    roomService: rooms,
+    accounts,
+    sessions,
+  });
   rooms.blocked = (roomId) => admin.directory.isRoomBlocked(roomId);
   return {
     admin,

@@ -82,11 +82,7 @@ export function adminFederationRoutes(s: Services): Router<AppState> {
     const entries = parseImport(body.format, body.data);
     if (entries.length === 0) throw badRequest('PARLEY_INVALID_PARAM', 'data: no entries', 'data');
     const actor = actorOf(ctx);
-    const job = await a.jobs.start('federation.import', null, actor.userId, async (progress) => {
-      const result = await a.domains.importEntries(entries, actor.userId, progress);
-      await a.audit.record(actor, 'federation.import_done', result.batch, { added: result.added });
-      return result;
-    });
+    const job = await a.jobs.start('federation.import', null, actor.userId, { entries, actor });
     await a.audit.record(actor, 'federation.import', null, { format: body.format, entries: entries.length, job: job.id });
     ctx.status = 202;
     ctx.body = { job };

@@ -1,9 +1,10 @@
+import type { Redis } from 'ioredis';
 import type { Config } from '../../config.js';
 import type { Db } from '../../db/database.js';
 import type { Logger } from '../../logger.js';
 import { AuditRepository } from '../../repositories/admin/audit.js';
 import { AdminDirectoryRepository } from '../../repositories/admin/directory.js';
-import { DomainPolicyRepository } from '../../repositories/admin/domain-policies.js';
+import { DomainPolicyRepository, type NewPolicy } from '../../repositories/admin/domain-policies.js';
 import { JobRepository } from '../../repositories/admin/jobs.js';
 import { ReportRepository } from '../../repositories/admin/reports.js';
 import { StatsRepository } from '../../repositories/admin/stats.js';
@@ -16,7 +17,7 @@ import type { Clock } from '../clock.js';
 import { PasswordHasher } from '../passwords.js';
 import type { RoomService } from '../rooms.js';
 import type { SessionService } from '../sessions.js';
-import { AuditLog } from './audit.js';
+import { type Actor, AuditLog } from './audit.js';
 import { BlocklistSubscriptions } from './blocklists.js';
 import { DomainPolicyService, hostOf } from './domain-policy.js';
 import { JobRunner } from './jobs.js';
@@ -47,6 +48,7 @@ export interface AdminServices {
 export interface AdminDeps {
   config: Config;
   db: Db;
+  redis: Redis | null;
   clock: Clock;
   log: Logger;
   users: UserRepository;
@@ -89,6 +91,7 @@ export function createAdminServices(d: AdminDeps): AdminServices {
     directory,
     notifyDelivery: () => {},
     async start() {
+      if (d.redis) await jobs.useQueue(d.redis, d.config.redis.key_prefix);
       await domains.load();
       domains.startReloading();
       blocklists.startRefreshing();
@@ -98,10 +101,16 @@ export function createAdminServices(d: AdminDeps): AdminServices {
       domains.stop();
       blocklists.stop();
       stats.stop();
-      await jobs.drain();
+      await jobs.stop();
     },
   };
   // A lifted block: forget the backoff its refusals built up and deliver what waited.
+  jobs.register('federation.import', async (params, progress) => {
+    const actor = params.actor as Actor;
+    const result = await domains.importEntries(params.entries as NewPolicy[], actor.userId, progress);
+    await admin.audit.record(actor, 'federation.import_done', result.batch, { added: result.added });
+    return result;
+  });
   domains.onLifted = (lifted) => {
     (async () => {
       const names = (await outbox.destinations()).map((dst) => dst.name);

@@ -4,7 +4,7 @@ import type { AdminDirectoryRepository } from '../../repositories/admin/director
 import type { RoomRepository } from '../../repositories/rooms.js';
 import type { Clock } from '../clock.js';
 import type { RoomService } from '../rooms.js';
-import type { JobRunner } from './jobs.js';
+import type { JobRunner, Progress } from './jobs.js';
 import { actingAs } from './users.js';
 
 /** Rooms as an admin sees them: search, members, state, block, shut down and delete. */
@@ -16,7 +16,12 @@ export class AdminRooms {
     private readonly roomService: RoomService,
     private readonly jobs: JobRunner,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    const handler = (params: Record<string, unknown>, progress: Progress) =>
+      this.#shutdown(String(params.roomId), params.delete === true, typeof params.reason === 'string' ? params.reason : null, progress);
+    jobs.register('room.shutdown', handler);
+    jobs.register('room.delete', handler);
+  }
 
   search(q: string | undefined, limit: number, offset: number) {
     return this.directory.searchRooms(q, limit, offset, this.serverName);
@@ -54,27 +59,29 @@ export class AdminRooms {
   async shutdown(roomId: string, opts: { delete: boolean; block: boolean; reason: string | null }, by: string): Promise<AdminJob> {
     await this.get(roomId);
     if (opts.block) await this.directory.blockRoom(roomId, by, opts.reason, this.clock.now());
-    return this.jobs.start(opts.delete ? 'room.delete' : 'room.shutdown', roomId, by, async (progress) => {
-      const local = (await this.rooms.members(roomId)).filter(
-        (m) =>
-          (m.membership === 'join' || m.membership === 'invite' || m.membership === 'knock') && m.user_id.endsWith(`:${this.serverName}`),
-      );
-      const total = local.length + (opts.delete ? 1 : 0);
-      let done = 0;
-      const failed: string[] = [];
-      progress(0, total);
-      for (const m of local) {
-        await this.roomService
-          .leave(actingAs(m.user_id), roomId, opts.reason ?? 'room shut down by the server administrator')
-          .catch(() => failed.push(m.user_id));
-        progress(++done, total);
-      }
-      let purged = false;
-      if (opts.delete) {
-        purged = await this.directory.purgeRoom(roomId);
-        progress(++done, total);
-      }
-      return { removed: local.length - failed.length, failed, purged };
-    });
+    return this.jobs.start(opts.delete ? 'room.delete' : 'room.shutdown', roomId, by, { roomId, delete: opts.delete, reason: opts.reason });
+  }
+
+  async #shutdown(roomId: string, purge: boolean, reason: string | null, progress: Progress) {
+    const local = (await this.rooms.members(roomId)).filter(
+      (m) =>
+        (m.membership === 'join' || m.membership === 'invite' || m.membership === 'knock') && m.user_id.endsWith(`:${this.serverName}`),
+    );
+    const total = local.length + (purge ? 1 : 0);
+    let done = 0;
+    const failed: string[] = [];
+    progress(0, total);
+    for (const m of local) {
+      await this.roomService
+        .leave(actingAs(m.user_id), roomId, reason ?? 'room shut down by the server administrator')
+        .catch(() => failed.push(m.user_id));
+      progress(++done, total);
+    }
+    let purged = false;
+    if (purge) {
+      purged = await this.directory.purgeRoom(roomId);
+      progress(++done, total);
+    }
+    return { removed: local.length - failed.length, failed, purged };
   }
 }

@@ -8,7 +8,7 @@ import type { AccountService } from '../accounts.js';
 import type { PasswordHasher } from '../passwords.js';
 import type { RoomService } from '../rooms.js';
 import type { AuthContext, SessionService } from '../sessions.js';
-import type { JobRunner } from './jobs.js';
+import type { JobRunner, Progress } from './jobs.js';
 
 export interface AdminUsersDeps {
   serverName: string;
@@ -31,7 +31,21 @@ export function actingAs(userId: string): AuthContext {
 
 /** Accounts as an admin manages them. */
 export class AdminUsers {
-  constructor(private readonly d: AdminUsersDeps) {}
+  constructor(private readonly d: AdminUsersDeps) {
+    d.jobs.register('user.leave_rooms', (params, progress) => this.#leaveRooms(String(params.userId), progress));
+  }
+
+  async #leaveRooms(userId: string, progress: Progress): Promise<{ left: number; failed: string[] }> {
+    const rooms = await this.d.rooms.roomsOf(userId);
+    let done = 0;
+    const failed: string[] = [];
+    progress(0, rooms.length);
+    for (const r of rooms) {
+      await this.d.roomService.leave(actingAs(userId), r.room_id).catch(() => failed.push(r.room_id));
+      progress(++done, rooms.length);
+    }
+    return { left: rooms.length - failed.length, failed };
+  }
 
   /** A user ID of this server that exists; 400 naming `field` or 404. */
   async local(userId: string, field = 'userId'): Promise<AdminUser> {
@@ -79,17 +93,7 @@ export class AdminUsers {
     await this.d.directory.setDeactivated(userId, true);
     await this.d.sessions.logoutAll(userId);
     if (!leaveRooms) return { job: null };
-    const job = await this.d.jobs.start('user.leave_rooms', userId, by, async (progress) => {
-      const rooms = await this.d.rooms.roomsOf(userId);
-      let done = 0;
-      const failed: string[] = [];
-      progress(0, rooms.length);
-      for (const r of rooms) {
-        await this.d.roomService.leave(actingAs(userId), r.room_id).catch(() => failed.push(r.room_id));
-        progress(++done, rooms.length);
-      }
-      return { left: rooms.length - failed.length, failed };
-    });
+    const job = await this.d.jobs.start('user.leave_rooms', userId, by, { userId });
     return { job };
   }
 
