@@ -234,9 +234,11 @@ export const MlsEncryptionContent = Type.Object({ algorithm: Type.Literal(MLS_AL
 export type MlsEncryptionContent = Static<typeof MlsEncryptionContent>;
 
 /**
- * `room.mls.commit`: an MLS Commit (MLSMessage, PublicMessage) made in `epoch`. The host
- * sequences it only when `epoch` equals the room's current MLS epoch (first commit wins),
- * which then becomes `epoch + 1`.
+ * `room.mls.commit`: an MLS Commit (MLSMessage, PublicMessage). The host sequences it only
+ * when `epoch` equals the room's current epoch E (first commit wins), which then becomes
+ * `epoch + 1`. E counts the commits the host sequenced (a commit slot); it equals the MLS
+ * epoch until a member gets an invalid commit sequenced, which every device skips (it still
+ * uses its slot). Send `epoch` = the number of commits sequenced in the room before.
  */
 export const MlsCommitContent = Type.Object(
   {
