@@ -252,6 +252,15 @@ describe('E2E keys (issue 12)', () => {
       await expect(aliceRooms.setState(roomId, 'room.encryption', { algorithm: 'none' })).rejects.toMatchObject({ status: 400 });
     });
 
+    it('a redaction of room.encryption does not undo it (issue 10 L9, checked here for E2E)', async () => {
+      const encryption = (await aliceRooms.getState(roomId)).find((e) => e.type === 'room.encryption');
+      await aliceRooms.redact(roomId, encryption?.event_id as string);
+      const after = (await aliceRooms.getState(roomId)).find((e) => e.type === 'room.encryption');
+      expect(after?.content).toEqual({ algorithm: 'mls.rfc9420.cs3' });
+      expect((await aliceRooms.list()).find((r) => r.room_id === roomId)?.encrypted).toBe(true);
+      await expect(bobRooms.sendText(roomId, 'still no plaintext')).rejects.toMatchObject({ status: 400, code: 'PARLEY_ROOM_ENCRYPTED' });
+    });
+
     it('first commit wins each epoch; a stale one is refused with the current epoch; a non-member cannot commit', async () => {
       await aliceRooms.send(roomId, 'room.mls.commit', { epoch: 0, commit: opaque() });
       await expect(bobRooms.send(roomId, 'room.mls.commit', { epoch: 0, commit: opaque() })).rejects.toMatchObject({
