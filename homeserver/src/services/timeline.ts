@@ -43,6 +43,9 @@ export function clientEventOf(row: EventRow): ClientEvent {
   return out;
 }
 
+// Older-history fetches from a remote room's host that one /messages request may make.
+const MAX_OLDER_FETCHES = 3;
+
 /** What a viewer may read of one room: the membership log drives history visibility. */
 export interface Reader {
   room: RoomRow;
@@ -113,9 +116,15 @@ export class TimelineService {
     // A room joined from a state snapshot is complete only from `floor`: below it, the older
     // history is fetched from the host before it is read.
     let floor = reader.room.history_from ?? 1;
+    // Fetches from the host per request: past them the page ends early with an `end` token,
+    // so paging through a long stretch the reader may not see costs the host a bounded amount
+    // per request instead of the whole log (issue 10, H2 sweep).
+    let olderFetches = 0;
     // Invisible events are skipped, so read in batches until the page is full or the log ends.
     while (picked.length < limit && (dir === 'b' ? cursor >= 1 : cursor <= head)) {
       if (dir === 'b' && cursor < floor && this.olderHistory) {
+        if (olderFetches === MAX_OLDER_FETCHES) break;
+        olderFetches++;
         await this.olderHistory(roomId, Math.max(1, cursor - Math.max(100, limit * 2) + 1));
         floor = (await this.rooms.find(roomId))?.history_from ?? 1;
       }
