@@ -43,6 +43,7 @@ export {
   verifyDeviceList,
 } from './identity.js';
 export { decodeKeyPackage, KEY_PACKAGE_LOW_WATER, KEY_PACKAGE_TARGET, KeyPackagePool, type KeyUpload } from './key-packages.js';
+export { type MembershipInputs, type MembershipPlan, membershipPlan } from './membership.js';
 export type { Primitives, SignerKind } from './primitives.js';
 export { SAS_EMOJI, type SafetyParty, safetyEmoji, safetyNumber } from './safety.js';
 export { type CryptoStore, MemoryCryptoStore } from './store.js';
