@@ -4,7 +4,7 @@ import { RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoomVerifier } from '../src/services/room-verify.js';
 import { newUserKey, opaque, signedList } from './support/e2e.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { ManualClock, startTestServer, type TestServer } from './support/server.js';
 
 // Issue 12 (server side of E2E): key packages, signed device lists, key backup and the MLS
 // room rules, against one real server. Everything MLS is random bytes here: the server never
@@ -310,5 +310,38 @@ describe('E2E keys (issue 12)', () => {
       const s = server.services;
       expect(await new RoomVerifier(s.roomRepo, s.eventRepo, s.identity).verify(roomId)).toMatchObject({ ok: true });
     });
+  });
+});
+
+describe('Welcomes wait for a device that is away (issue 12)', () => {
+  let server: TestServer;
+  const clock = new ManualClock();
+  afterAll(() => server?.close());
+
+  it('a device offline for a day gets its Welcome when it reconnects; past the stream retention it is told to resync', async () => {
+    server = await startTestServer({}, clock);
+    const alice = server.client();
+    await alice.register({ username: 'alice', password: 'alice password' });
+    const bob = server.client();
+    const bobId = (await bob.register({ username: 'bob', password: 'bob password' })).user_id;
+    const since = (await syncFrom(bob)).next;
+    const welcome = { room_id: '!room:hs1.test', epoch: 1, welcome: opaque(1500) };
+    await alice.request('PUT', `/api/v1/send_to_device/mls.welcome/${Date.now()}`, {
+      messages: { [bobId]: { [bob.session?.device_id as string]: welcome } },
+    });
+    // A day passes; the server prunes its stream as it does every hour.
+    clock.advance(25 * 3600_000);
+    await server.services.streamRetention.prune();
+    await bob.refresh();
+    const back = await syncFrom(bob, since);
+    expect(back.reset).toBe(false);
+    const got = back.frames.filter((f) => f.kind === 'to_device' && f.data.type === 'mls.welcome');
+    expect(got.map((f) => (f.kind === 'to_device' ? f.data.content : null))).toEqual([welcome]);
+    // Beyond the retention window (7 days) the note is gone: the device is told to resync
+    // (rejoin by external commit) instead of silently missing it.
+    clock.advance(7 * 86_400_000);
+    await server.services.streamRetention.prune();
+    await bob.refresh();
+    expect((await syncFrom(bob, since)).reset).toBe(true);
   });
 });
