@@ -21,6 +21,8 @@ import { ManualClock, startTestServer, type TestServer } from './support/server.
 
 interface Harness {
   port: number;
+  /** Requests reached as `held*.test`, answered only when released. */
+  held: Array<() => void>;
   /** Requests it received, `METHOD path`. */
   requests: string[];
   /** TCP connections it accepted (a dial that fails at TLS still counts). */
@@ -36,10 +38,19 @@ async function startHarness(): Promise<Harness> {
   const cert = await generateSelfSignedCertificate('harness.test');
   const requests: string[] = [];
   let connections = 0;
+  const held: Array<() => void> = [];
   const server = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (req: IncomingMessage, res) => {
     requests.push(`${req.method} ${req.url}`);
     req.resume();
-    if ((req.socket as { servername?: string }).servername === 'big.test') {
+    const servername = (req.socket as { servername?: string }).servername ?? '';
+    if (servername.startsWith('held')) {
+      held.push(() => {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end('{}');
+      });
+      return;
+    }
+    if (servername === 'big.test') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ server_name: 'big.test', padding: 'x'.repeat(100 * 1024) }));
       return;
@@ -53,6 +64,7 @@ async function startHarness(): Promise<Harness> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,
+    held,
     requests,
     connections: () => connections,
     close: () =>
@@ -113,6 +125,7 @@ describe('federation security between real homeservers', () => {
   const clock2 = new ManualClock();
   const names = Array.from({ length: 40 }, (_, i) => `n${i}.test`);
   const queried = Array.from({ length: 10 }, (_, i) => `q${i}.test`);
+  const slow = Array.from({ length: 8 }, (_, i) => `held${i}.test`);
   const fedPort = (s: TestServer) => s.federation?.port as number;
 
   beforeAll(async () => {
@@ -135,7 +148,7 @@ describe('federation security between real homeservers', () => {
           max_transaction_bytes: 65_536,
           static_servers: {
             ...statics,
-            ...Object.fromEntries([...names, ...queried, 'big.test'].map((n) => [n, at(harness.port)])),
+            ...Object.fromEntries([...names, ...queried, ...slow, 'big.test'].map((n) => [n, at(harness.port)])),
           },
           remote_key_fetch: {
             per_ip: { burst: 5, per_minute: 5 },
@@ -281,6 +294,31 @@ describe('federation security between real homeservers', () => {
       for (const name of names.slice(0, 5))
         await call(port, 'GET', PROFILE, { authorization: fromOrigin(name), localAddress: '127.0.0.5' });
       expect(harness.requests).toHaveLength(before + 5);
+    });
+
+    it('runs at most max_concurrent key fetches at once; the rest wait in line', async () => {
+      const port = fedPort(hs2);
+      clock2.advance(60_000); // the global budget (8 a minute) is full again
+      const answers = slow.map((name, i) =>
+        call(port, 'GET', PROFILE, { authorization: fromOrigin(name), localAddress: i < 4 ? '127.0.0.6' : '127.0.0.7' }),
+      );
+      // max_concurrent is 4: four reach the harness and hang there, four wait their turn.
+      await expect.poll(() => hs2.federation?.context.keyStore.fetchStats(), { timeout: 20_000 }).toEqual({ running: 4, queued: 4 });
+      expect(harness.held).toHaveLength(4);
+      const metrics = await (await fetch(`${hs2.url}/metrics`)).text();
+      expect(metrics).toContain('parley_federation_key_fetches{state="queued"} 4');
+      // Answering the held ones frees their slots for the next in line, until all are done.
+      await expect
+        .poll(
+          () => {
+            for (const release of harness.held.splice(0)) release();
+            return hs2.federation?.context.keyStore.fetchStats();
+          },
+          { timeout: 20_000 },
+        )
+        .toEqual({ running: 0, queued: 0 });
+      for (const answer of await Promise.all(answers)) expect(answer.body.error?.code).toBe('PARLEY_FED_UNKNOWN_KEY');
+      expect(harness.requests.filter((r) => r === 'GET /federation/v1/keys').length).toBeGreaterThanOrEqual(8);
     });
   });
 
