@@ -180,6 +180,21 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
+    updates: Type.Object(
+      {
+        mirror: Type.Boolean({ description: 'fetch, verify and serve the release repository under /updates/' }),
+        upstreams: Type.Array(Type.String({ pattern: '^https?://' }), {
+          maxItems: 16,
+          description: 'base URLs of the repository (a release site or other mirrors), tried in order',
+        }),
+        trusted_root: Type.Union([Type.String(), Type.Null()], { description: 'the root.json this server trusts first (shipped with the release)' }),
+        check_interval_ms: Type.Integer({ minimum: 60_000 }),
+        max_metadata_bytes: Type.Integer({ minimum: 4096 }),
+        max_target_bytes: Type.Integer({ minimum: 1024 }),
+        max_targets: Type.Integer({ minimum: 1, maximum: 1024 }),
+      },
+      { additionalProperties: false },
+    ),
     logging: Type.Object(
       {
         level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
@@ -277,6 +292,15 @@ export function defaultConfig(): Config {
       hop_limit: 3,
       cache_max_age_ms: 86_400_000,
       announce_per_peer: { burst: 256, per_minute: 30 },
+    },
+    updates: {
+      mirror: false,
+      upstreams: [],
+      trusted_root: null,
+      check_interval_ms: 3_600_000,
+      max_metadata_bytes: 512 * 1024,
+      max_target_bytes: 200 * 1024 * 1024,
+      max_targets: 64,
     },
     logging: { level: 'info' },
   };

@@ -266,6 +266,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   const services = createServices(config, db, redis, options.clock ?? systemClock, log, identity);
   await services.bus.start();
   await services.admin.start();
+  services.updates.start();
   const metrics = new Metrics(db, services.media);
   const app = createApp(services, metrics);
 
@@ -347,6 +348,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
       await federation?.stop();
       await services.presence.stop();
       await services.admin.stop();
+      services.updates.stop();
       await services.bus.stop();
       if (redis) await redis.quit().catch(() => redis?.disconnect());
       await db.destroy();

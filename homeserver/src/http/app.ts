@@ -1,6 +1,8 @@
 import cors from '@koa/cors';
 import Koa from 'koa';
 import { adminBootstrapRoutes } from '../api/admin/bootstrap.js';
+import { adminUpdateRoutes } from '../api/admin/updates.js';
+import { updateRoutes } from '../api/client/updates.js';
 import { adminFederationRoutes } from '../api/admin/federation.js';
 import { adminMediaRoutes } from '../api/admin/media.js';
 import { adminReportRoutes } from '../api/admin/reports.js';
@@ -74,6 +76,8 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     streamRoutes(s),
     adminFederationRoutes(s),
     adminBootstrapRoutes(s),
+    adminUpdateRoutes(s),
+    updateRoutes(s),
     serverDirectoryRoutes(s),
     reportRoutes(s),
     adminUserRoutes(s),

@@ -12,7 +12,7 @@ import { ROOT_DIR } from '../paths.js';
  */
 
 // Server-owned path prefixes, now or later (the admin console gets its own mount).
-const SERVER_PATHS = /^\/(?:api|health|metrics|federation|admin|_matrix|\.well-known)(?:\/|$)/;
+const SERVER_PATHS = /^\/(?:api|health|metrics|federation|admin|updates|_matrix|\.well-known)(?:\/|$)/;
 // Vite puts content-hashed files under /assets/: their URL changes whenever they do.
 const HASHED_ASSETS = /^\/assets\//;
 

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import type { BootstrapService } from '../federation/bootstrap.js';
+import { UpdateService } from '../updates/service.js';
 import type { Logger } from '../logger.js';
 import { DeviceRepository } from '../repositories/devices.js';
 import { DeviceListRepository, KeyBackupRepository, KeyPackageRepository, MlsEpochRepository } from '../repositories/e2e-keys.js';
@@ -76,6 +77,8 @@ export interface Services {
   admin: AdminServices;
   /** Bootstrap node lists; set when federation runs. */
   bootstrap: BootstrapService | null;
+  /** Signed update mirror (DESIGN §10). */
+  updates: UpdateService;
 }
 
 // Declines of invites to rooms this server is not in (queued for the host while it is down).
@@ -189,6 +192,7 @@ export function createServices(
   return {
     admin,
     bootstrap: null,
+    updates: new UpdateService(config, clock, log.child({ component: 'updates' })),
     config,
     db,
     redis,
@@ -218,7 +222,14 @@ export function createServices(
     writer,
     typing: new TypingService(db, roomRepo, writer, bus, clock),
     presence: new PresenceService(db, new PresenceRepository(db), roomRepo, writer, tracker, clock, config.presence.enabled),
-    sync: new SyncService(streamRepo, eventRepo, roomRepo, bus, (ids) => sessions.liveTokens(ids), () => clock.now()),
+    sync: new SyncService(
+      streamRepo,
+      eventRepo,
+      roomRepo,
+      bus,
+      (ids) => sessions.liveTokens(ids),
+      () => clock.now(),
+    ),
     toDevice: new ToDeviceService(db, users, devices, txns, writer, config.server_name),
     streamRetention: new StreamRetention(streamRepo, clock, config.stream.retention_ms, log),
     keys,
