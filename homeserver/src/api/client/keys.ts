@@ -55,10 +55,17 @@ export function keyRoutes(s: Services): Router<AppState> {
     ctx.body = await s.keys.deviceLists.put(authOf(ctx), body);
   });
 
+  // Queries naming users of other servers dial out: the same budget as other remote queries.
+  const remoteBudget = async (ctx: AppContext, users: string[]) => {
+    if (users.some((u) => u.slice(u.indexOf(':') + 1) !== s.config.server_name))
+      await enforce(s.rateLimiter, `remote-query:${authOf(ctx).userId}`, s.config.rate_limits.remote_query_per_user);
+  };
+
   // GET /api/v1/keys/device_list/:userId
   router.get('/device_list/:userId', auth, async (ctx: AppContext) => {
     const userId = check(UserId, ctx.params.userId);
     if (!userId.ok) throw badRequest('PARLEY_INVALID_PARAM', 'userId in the path is not a user ID', 'userId');
+    await remoteBudget(ctx, [userId.value]);
     const answer = await s.keys.deviceLists.query([userId.value]);
     const found = answer.device_lists[userId.value];
     if (!found) {
@@ -72,6 +79,7 @@ export function keyRoutes(s: Services): Router<AppState> {
   // POST /api/v1/keys/query
   router.post('/query', auth, async (ctx: AppContext) => {
     const body = await readBody(ctx, DeviceKeysQueryRequest, limit);
+    await remoteBudget(ctx, body.users);
     ctx.body = await s.keys.deviceLists.query(body.users);
   });
 
