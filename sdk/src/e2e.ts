@@ -121,8 +121,10 @@ export class E2eApi {
       return sent.queued === true ? { status: 'queued', eventId: sent.event_id } : { status: 'sequenced', eventId: sent.event_id };
     } catch (err) {
       if (isParleyApiError(err) && err.code === 'PARLEY_MLS_STALE_EPOCH') {
-        const m = /epoch (\d+)/.exec(err.message);
-        return { status: 'stale', currentEpoch: m ? Number(m[1]) : null, message: err.message };
+        // "room.mls.commit is for epoch 1, but the room is at epoch 2 (…)": the last epoch named is the room's.
+        const epochs = [...err.message.matchAll(/epoch (\d+)/g)];
+        const last = epochs[epochs.length - 1];
+        return { status: 'stale', currentEpoch: last ? Number(last[1]) : null, message: err.message };
       }
       throw err;
     }
