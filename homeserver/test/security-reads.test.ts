@@ -108,6 +108,39 @@ describe('security: room read paths', () => {
     expect(queries).toBeLessThan(12);
   });
 
+  it('security: M7 paging past the join of a joined-only member costs a bounded number of queries', async () => {
+    const { room_id: room } = await alice().create({ visibility: 'public', name: 'Before you', history_visibility: 'joined' });
+    for (let i = 0; i < 400; i += 20) {
+      await Promise.all(Array.from({ length: 20 }, (_, j) => alice().sendText(room, `before ${i + j}`)));
+    }
+    await carol().join(room);
+    const first = await carol().messages(room, { limit: 1 });
+    expect(first.chunk[0]?.type).toBe('room.member');
+    let queries = 0;
+    const count = () => {
+      queries += 1;
+    };
+    const counted = async <T>(work: () => Promise<T>): Promise<T> => {
+      queries = 0;
+      server.services.db.on('query', count);
+      try {
+        return await work();
+      } finally {
+        server.services.db.off('query', count);
+      }
+    };
+    // Back past her join: the 400 messages are hidden from carol, only the room's opening
+    // state (sent while it was still 'shared') remains. Found without walking the 400.
+    const older = await counted(() => carol().messages(room, { limit: 10, from: first.end as string }));
+    expect(older.chunk.some((e) => String(e.content.body ?? '').startsWith('before'))).toBe(false);
+    expect(queries).toBeLessThan(12);
+    // Forward from inside the hidden stretch: the next visible event is her join.
+    const fwd = await counted(() => carol().messages(room, { limit: 1, dir: 'f', from: 's20' }));
+    expect(fwd.chunk[0]?.type).toBe('room.member');
+    expect(fwd.chunk[0]?.state_key).toBe(id('carol'));
+    expect(queries).toBeLessThan(12);
+  });
+
   it('security: L1 edits, reactions and thread counts made after a user left stay hidden from them', async () => {
     const { room_id: room } = await alice().create({ visibility: 'public', name: 'Aggregations' });
     await bob().join(room);

@@ -95,10 +95,16 @@ export class EventRepository {
   }
 
   /** Events of a room in seq order, from `fromSeq` (inclusive) in direction `dir`. */
-  async page(roomId: string, fromSeq: number, dir: 'b' | 'f', limit: number): Promise<EventRow[]> {
-    return this.db<EventRow>('events')
+  /**
+   * Up to `limit` events from `fromSeq` on in one direction; with `visible`, only those inside
+   * the viewer's visible ranges, so hidden stretches cost no extra round trips (issue 10, M7).
+   */
+  async page(roomId: string, fromSeq: number, dir: 'b' | 'f', limit: number, visible?: VisibleRanges): Promise<EventRow[]> {
+    const q = this.db<EventRow>('events')
       .where('room_id', roomId)
-      .andWhere('seq', dir === 'b' ? '<=' : '>=', fromSeq)
+      .andWhere('seq', dir === 'b' ? '<=' : '>=', fromSeq);
+    if (visible) q.andWhere((w) => whereVisible(w, [roomId], new Map([[roomId, visible]])));
+    return q
       .orderBy('seq', dir === 'b' ? 'desc' : 'asc')
       .limit(limit)
       .select(COLUMNS);

@@ -8,6 +8,7 @@ import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { Clock } from './clock.js';
 import type { AuthContext } from './sessions.js';
 import type { StreamWriter } from './stream-bus.js';
+import { visibleRanges } from './visible-ranges.js';
 
 export const MAX_PAGE = 1000;
 const TOKEN_RE = /^s(\d{1,10})$/;
@@ -120,7 +121,9 @@ export class TimelineService {
     // so paging through a long stretch the reader may not see costs the host a bounded amount
     // per request instead of the whole log (issue 10, H2 sweep).
     let olderFetches = 0;
-    // Invisible events are skipped, so read in batches until the page is full or the log ends.
+    // The query skips what the viewer may not see (canSee still judges each row), so a hidden
+    // stretch costs no round trips; read until the page is full or the log ends.
+    const ranges = visibleRanges(reader.log);
     while (picked.length < limit && (dir === 'b' ? cursor >= 1 : cursor <= head)) {
       if (dir === 'b' && cursor < floor && this.olderHistory) {
         if (olderFetches === MAX_OLDER_FETCHES) break;
@@ -128,7 +131,7 @@ export class TimelineService {
         await this.olderHistory(roomId, Math.max(1, cursor - Math.max(100, limit * 2) + 1));
         floor = (await this.rooms.find(roomId))?.history_from ?? 1;
       }
-      let batch = await this.events.page(roomId, cursor, dir, Math.min(MAX_PAGE, (limit - picked.length) * 2 + 10));
+      let batch = await this.events.page(roomId, cursor, dir, Math.min(MAX_PAGE, (limit - picked.length) * 2 + 10), ranges);
       if (dir === 'b' && cursor >= floor && batch.some((r) => r.seq < floor)) {
         batch = batch.filter((r) => r.seq >= floor);
         if (batch.length === 0) {
@@ -137,6 +140,11 @@ export class TimelineService {
         }
       }
       if (batch.length === 0) {
+        // Nothing visible down to the snapshot floor: older history may still be fetched.
+        if (dir === 'b' && cursor >= floor && floor > 1 && this.olderHistory) {
+          cursor = floor - 1;
+          continue;
+        }
         cursor = dir === 'b' ? 0 : head + 1;
         break;
       }
