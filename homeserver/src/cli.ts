@@ -15,6 +15,8 @@ import { systemClock } from './services/clock.js';
 import { createServices } from './services/index.js';
 import { mintRegistrationToken, parseDuration } from './services/registration.js';
 import { RoomVerifier } from './services/room-verify.js';
+import { ReleaseError } from './updates/release.js';
+import { runRelease } from './updates/release-cli.js';
 
 const USAGE = `usage: parley <command> [options]
 
@@ -34,6 +36,9 @@ commands:
                                           empty database (same server_name)
   doctor                                  check the configuration, ports, database, Redis,
                                           TLS, disk and name resolution; exit 1 on a failure
+  release <command> …                     sign and publish releases (TUF): keygen, init, sign,
+                                          add, timestamp, rotate-root, status
+                                          ('parley release' alone lists them)
   room verify <roomId>                    re-verify a room's stored log (signatures,
                                           hashes, chain, auth rules); exit 1 naming the
                                           first broken event
@@ -145,6 +150,16 @@ async function backupOrRestore(command: 'backup' | 'restore', config: Config, lo
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // The release manager's commands need no server configuration.
+  if (argv[0] === 'release') {
+    try {
+      return await runRelease(argv.slice(1));
+    } catch (err) {
+      if (!(err instanceof ReleaseError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) throw err;
+      process.stderr.write(`parley: ${(err as Error).message}\n`);
+      return 2;
+    }
+  }
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({
