@@ -425,7 +425,7 @@ describe('discovery over HTTPS', () => {
     expect(await c.discovery.resolve('wk.test')).toMatchObject({ host: 'wk.test', port: 8448, source: 'default' });
     expect(wellKnownHits).toEqual([`wk.test:${wk.port} ${path}`]);
     const step = log.lines.find((l) => l.message === 'discovery: no well-known delegation, using the name itself');
-    expect((step?.fields as { reason: string }).reason).toMatch(reason);
+    expect((step?.fields as { reason?: string } | undefined)?.reason).toMatch(reason);
   });
 
   it('runs the well-known fetch through the SSRF guard too', async () => {
