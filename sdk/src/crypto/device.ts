@@ -82,6 +82,9 @@ export type DecryptResult = { ok: true; plaintext: Uint8Array; sender: Member; e
 
 export type JoinResult = { ok: true; roomId: string; epoch: number } | Failure<DecryptFailureReason>;
 
+/** Up to this many leaves the GroupInfo (≈ 350 bytes a leaf) rides inline in the commit event. */
+export const INLINE_GROUP_INFO_MEMBERS = 24;
+
 /** Most a `room.encrypted` plaintext may be, so the ciphertext fits an event (schemas MAX_MLS_MESSAGE_B64). */
 export const MAX_PLAINTEXT_BYTES = 32 * 1024;
 
@@ -421,10 +424,12 @@ export class CryptoDevice implements KeyDirectory {
       }
       const epoch = Number(state.groupContext.epoch);
       const commit = toB64u(encodeMlsMessage(result.commit));
-      const groupInfo = await createGroupInfoWithExternalPubAndRatchetTree(result.newState, [], this.#suite.impl);
-      const groupInfoB64 = toB64u(encodeMlsMessage({ version: 'mls10', wireformat: 'mls_group_info', groupInfo }));
       await this.#savePending(roomId, { commit, state: result.newState, epoch });
-      const content: MlsCommitContent = { epoch, commit, group_info: groupInfoB64 };
+      const content: MlsCommitContent = { epoch, commit };
+      // A GroupInfo carries the whole ratchet tree: inline only while it surely fits the event
+      // (schemas: 16 KiB); larger groups publish it with exportGroupInfo after confirming.
+      if (members(result.newState.ratchetTree).length <= INLINE_GROUP_INFO_MEMBERS)
+        content.group_info = await this.#groupInfo(result.newState);
       const prepared: PreparedCommit = { roomId, content, welcomeFor };
       if (result.welcome !== undefined) {
         prepared.welcome = toB64u(encodeMlsMessage({ version: 'mls10', wireformat: 'mls_welcome', welcome: result.welcome }));
@@ -543,6 +548,24 @@ export class CryptoDevice implements KeyDirectory {
     });
   }
 
+  async #groupInfo(state: ClientState): Promise<string> {
+    const groupInfo = await createGroupInfoWithExternalPubAndRatchetTree(state, [], this.#suite.impl);
+    return toB64u(encodeMlsMessage({ version: 'mls10', wireformat: 'mls_group_info', groupInfo }));
+  }
+
+  /**
+   * The current epoch's GroupInfo (with external_pub and the ratchet tree), b64u MLSMessage:
+   * what a device needs to join by external commit. For groups too large to inline it in the
+   * commit event, upload it as media and put the reference in `group_info_ref`.
+   */
+  async exportGroupInfo(roomId: string): Promise<string> {
+    return this.#lock(roomId, async () => {
+      const state = await this.#state(roomId);
+      if (state === undefined) throw new CryptoFailureError('missing_welcome', `${roomId}: this device is not in the group`);
+      return this.#groupInfo(state);
+    });
+  }
+
   /** Joins from an `mls.welcome` (b64u MLSMessage Welcome). */
   async joinFromWelcome(roomId: string, welcomeB64: string): Promise<JoinResult> {
     return this.#lock(roomId, async () => {
@@ -636,12 +659,10 @@ export class CryptoDevice implements KeyDirectory {
       const commit = toB64u(encodeMlsMessage({ version: 'mls10', wireformat: 'mls_public_message', publicMessage: joined.publicMessage }));
       await this.#savePending(roomId, { commit, state: joined.newState, epoch });
       // Until the host sequences it, the device has no group: confirmCommit installs it.
-      const groupInfo = await createGroupInfoWithExternalPubAndRatchetTree(joined.newState, [], this.#suite.impl);
-      return {
-        roomId,
-        content: { epoch, commit, group_info: toB64u(encodeMlsMessage({ version: 'mls10', wireformat: 'mls_group_info', groupInfo })) },
-        welcomeFor: [],
-      };
+      const content: MlsCommitContent = { epoch, commit };
+      if (members(joined.newState.ratchetTree).length <= INLINE_GROUP_INFO_MEMBERS)
+        content.group_info = await this.#groupInfo(joined.newState);
+      return { roomId, content, welcomeFor: [] };
     });
   }
 

@@ -59,3 +59,33 @@ describe('MLS groups across users with several devices', () => {
     expect(await a0.members(ROOM)).toHaveLength(1);
   });
 });
+
+describe('external join', () => {
+  it('a device joins by external commit from the published GroupInfo; members apply it and it reads from then on', async () => {
+    const alice = await makeUser('@alice:a.test', 1);
+    const bob = await makeUser('@bob:b.test', 1);
+    const carol = await makeUser('@carol:c.test', 1);
+    await introduce([alice, bob, carol]);
+    const [a, b, c] = [alice.devices[0]!, bob.devices[0]!, carol.devices[0]!];
+    const host = new TestHost();
+    await a.createGroup(ROOM);
+    const add = await a.prepareCommit(ROOM, { add: [await claim(b)] });
+    expect(add.content.group_info).toBeDefined(); // small group: inline
+    await commitAndFanOut(host, a, ROOM, add, [a, b]);
+    const before = await a.encrypt(ROOM, text('before carol'));
+
+    const join = await c.prepareExternalJoin(ROOM, await b.exportGroupInfo(ROOM));
+    expect(join.content.epoch).toBe(1);
+    expect(await c.hasGroup(ROOM)).toBe(false); // not until the host sequenced it
+    expect(host.submit(join.content).ok).toBe(true);
+    await c.confirmCommit(ROOM);
+    for (const d of [a, b]) {
+      const r = await d.processCommit(ROOM, join.content);
+      expect(r.ok && r.added.map((m) => m.userId)).toEqual(['@carol:c.test']);
+    }
+    const after = await b.encrypt(ROOM, text('welcome carol'));
+    const got = await c.decrypt(ROOM, after);
+    expect(got.ok && untext(got.plaintext)).toBe('welcome carol');
+    expect(await c.decrypt(ROOM, before)).toMatchObject({ ok: false, reason: 'unknown_epoch' });
+  });
+});
