@@ -139,6 +139,10 @@ describe('security: room read paths', () => {
     expect(fwd.chunk[0]?.type).toBe('room.member');
     expect(fwd.chunk[0]?.state_key).toBe(id('carol'));
     expect(queries).toBeLessThan(12);
+    // Context around her join reaches the visible events behind the hidden stretch.
+    const ctx = await carol().context(room, fwd.chunk[0]?.event_id as string, 4);
+    expect(ctx.before).toHaveLength(2);
+    expect(ctx.before.some((e) => String(e.content.body ?? '').startsWith('before'))).toBe(false);
   });
 
   it('security: L1 edits, reactions and thread counts made after a user left stay hidden from them', async () => {

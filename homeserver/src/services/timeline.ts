@@ -169,8 +169,10 @@ export class TimelineService {
     const reader = await this.reader(auth, roomId);
     const row = await this.visibleRow(reader, eventId);
     const half = Math.max(1, Math.floor(limit / 2));
-    const before = (await this.events.page(roomId, row.seq - 1, 'b', half)).filter((r) => this.visible(reader, r));
-    const after = (await this.events.page(roomId, row.seq + 1, 'f', half)).filter((r) => this.visible(reader, r));
+    // Filtered in the query too, so a hidden stretch next to the event does not empty the context.
+    const ranges = visibleRanges(reader.log);
+    const before = (await this.events.page(roomId, row.seq - 1, 'b', half, ranges)).filter((r) => this.visible(reader, r));
+    const after = (await this.events.page(roomId, row.seq + 1, 'f', half, ranges)).filter((r) => this.visible(reader, r));
     const all = await this.toClient([...before.reverse(), row, ...after], reader);
     return {
       event: all[before.length] as ClientEvent,
