@@ -504,8 +504,9 @@ export class CryptoDevice implements KeyDirectory {
       }
       const pm = msg.publicMessage;
       if (!equalBytes(pm.content.groupId, utf8(roomId))) return fail('corrupt', 'commit is for another group');
-      if (BigInt(content.epoch) !== pm.content.epoch)
-        return fail('corrupt', `event says epoch ${content.epoch}, the commit says ${pm.content.epoch}`);
+      if (!isEpoch(content.epoch) || BigInt(content.epoch) !== pm.content.epoch) {
+        return fail('corrupt', `event says epoch ${String(content.epoch)}, the commit says ${pm.content.epoch}`);
+      }
       const current = state.groupContext.epoch;
       if (pm.content.epoch < current)
         return fail('stale_epoch', `commit for epoch ${pm.content.epoch}; the group is at ${current} (replay or a losing commit)`);
@@ -699,7 +700,9 @@ export class CryptoDevice implements KeyDirectory {
       if (msg?.wireformat !== 'mls_private_message') return fail('corrupt', 'not an MLS PrivateMessage');
       const pm = msg.privateMessage;
       if (!equalBytes(pm.groupId, utf8(roomId))) return fail('corrupt', 'message is for another group');
-      if (BigInt(content.epoch) !== pm.epoch) return fail('corrupt', `event says epoch ${content.epoch}, the message says ${pm.epoch}`);
+      if (!isEpoch(content.epoch) || BigInt(content.epoch) !== pm.epoch) {
+        return fail('corrupt', `event says epoch ${String(content.epoch)}, the message says ${pm.epoch}`);
+      }
       const state = await this.#state(roomId);
       let result: Awaited<ReturnType<typeof unprotectApplication>> | undefined;
       if (state !== undefined) {
@@ -783,6 +786,10 @@ export class CryptoDevice implements KeyDirectory {
     }
     return rooms;
   }
+}
+
+function isEpoch(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
 function changes(before: Member[], after: ClientState, device: CryptoDevice, own: boolean): CommitResult {
