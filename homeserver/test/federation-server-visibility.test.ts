@@ -4,7 +4,10 @@ import { authorize } from '@parley/federation/room';
 import type { RoomEvent, SeqRecord } from '@parley/schemas';
 import { RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RoomVerifier } from '../src/services/room-verify.js';
+import { type Federation, type FedServer, startFederation } from './support/federation.js';
 import { type HostileServer, startHostileServer } from './support/hostile-server.js';
+import { until } from './support/net.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
 type Entry = { event: RoomEvent; record: SeqRecord };
@@ -73,5 +76,39 @@ describe('federation: history visibility for servers', () => {
     const { room_id } = await alice.create({ visibility: 'public', history_visibility: 'shared' });
     await alice.sendText(room_id, 'shared with later members');
     expect(bodies(await join(room_id))).toEqual(['shared with later members']);
+  });
+});
+
+describe('federation: a real participant of a joined-only room', () => {
+  let fed: Federation;
+  let hs1: FedServer;
+  let hs2: FedServer;
+
+  beforeAll(async () => {
+    fed = await startFederation(['hs1.test', 'hs2.test']);
+    [hs1, hs2] = fed.servers as [FedServer, FedServer];
+  }, 60_000);
+  afterAll(async () => fed?.close());
+
+  it('security: L7 stores earlier messages redacted, shows them to nobody, and its copy of the room still verifies', async () => {
+    const alice = await hs1.user('alice');
+    const bob = await hs2.user('bob');
+    const { room_id } = await alice.rooms.create({ visibility: 'public', history_visibility: 'joined' });
+    await alice.rooms.sendText(room_id, 'before bob');
+    await bob.rooms.join(room_id);
+    await alice.rooms.sendText(room_id, 'after bob');
+    const bodyOn = async (server: FedServer, body: string) =>
+      (await server.running.services.db('events').where({ room_id, type: 'room.message' }).orderBy('seq'))
+        .map((r) => (typeof r.event === 'string' ? JSON.parse(r.event).content.body : r.event.content.body))
+        .includes(body);
+    await until(() => bodyOn(hs2, 'after bob'));
+    expect(await bodyOn(hs1, 'before bob')).toBe(true);
+    expect(await bodyOn(hs2, 'before bob')).toBe(false);
+    const seen = (await bob.rooms.messages(room_id, { limit: 50 })).chunk.map((e) => e.content.body).filter(Boolean);
+    expect(seen).toEqual(['after bob']);
+    const s = hs2.running.services;
+    const keys = hs2.running.federation?.context.keyStore;
+    const report = await new RoomVerifier(s.roomRepo, s.eventRepo, s.identity, keys).verify(room_id);
+    expect(report).toMatchObject({ ok: true });
   });
 });

@@ -2,6 +2,7 @@ import { verifyChain } from '@parley/federation/chain';
 import { recordHash, verifyRecord } from '@parley/federation/events';
 import { authorize, type StateMap, stateKey } from '@parley/federation/room';
 import type { RoomEvent } from '@parley/schemas';
+import { serverMembershipLog, withheldFrom } from '../federation/server-visibility.js';
 import type { EventRepository } from '../repositories/events.js';
 import type { RoomRepository } from '../repositories/rooms.js';
 import type { SigningIdentity } from './room-log.js';
@@ -33,6 +34,13 @@ export class RoomVerifier {
     const room = await this.rooms.find(roomId);
     if (!room) return null;
     const entries: Array<{ event: RoomEvent; record: import('@parley/schemas').SeqRecord }> = [];
+    // A participant holds in redacted form what none of its users could see (L7): which events
+    // those are follows from its own users' memberships, so a stripped event is still caught.
+    const withheld = new Set<string>();
+    const ours =
+      room.host === this.identity.serverName
+        ? null
+        : serverMembershipLog(await this.rooms.membershipLogOfServer(roomId, this.identity.serverName));
     // A room joined from a state snapshot is verified from its first complete entry on (the
     // anchor's signatures are checked as part of the chain below, the state before it is the
     // snapshot the host signed entry by entry).
@@ -40,10 +48,11 @@ export class RoomVerifier {
     for (let from = floor; from <= room.current_seq; from += BATCH) {
       for (const row of await this.events.range(roomId, from, Math.min(room.current_seq, from + BATCH - 1))) {
         entries.push({ event: row.event, record: row.record });
+        if (ours && withheldFrom(ours, row.event, row.seq, row.visibility)) withheld.add(row.event_id);
       }
     }
     // An event may be stored in redacted form only if a redaction for it is in the log.
-    const redactedEventIds = new Set<string>();
+    const redactedEventIds = new Set<string>(withheld);
     for (const { event } of entries) {
       if (event.type === 'room.redaction' && typeof event.content.redacts === 'string') redactedEventIds.add(event.content.redacts);
     }
