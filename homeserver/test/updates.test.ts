@@ -1,11 +1,13 @@
 import { createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { ParleyClient } from '@parley/sdk';
 import { Signature } from '@tufjs/models';
+import { create as createTar } from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchVerifiedTarget } from '../src/updates/mirror.js';
 import { ReleaseRepository, tufKey } from '../src/updates/release.js';
@@ -142,6 +144,39 @@ describe('signed update mirrors (TUF)', () => {
     expect(Buffer.from(await served.arrayBuffer())).toEqual(release2);
     expect((await fetch(`${honest()}/targets/..%2F..%2Fkeys%2Fed25519.key`)).status).toBe(404);
     expect((await fetch(`${honest()}/metadata/..%2Froot.json`)).status).toBe(404);
+  });
+
+  it('an admin switches the served web client to a verified release bundle and back, without a restart', async () => {
+    const src = await mkdtemp(path.join(work, 'bundle-'));
+    await mkdir(path.join(src, 'dist', 'assets'), { recursive: true });
+    await writeFile(path.join(src, 'dist', 'index.html'), '<!doctype html><title>Parley 0.3.0 from the mirror</title>');
+    await writeFile(path.join(src, 'dist', 'assets', 'app-1234.js'), 'console.log(1)');
+    const tgz = path.join(work, 'web.tgz');
+    await createTar({ gzip: true, file: tgz, cwd: src }, ['dist']);
+    await repo.addTarget('client/web.tgz', await readFile(tgz), roles, Date.now(), { version: '0.3.0', kind: 'web-client' });
+    await syncMirrors();
+
+    await hs2.services.accounts.createUser('root', 'root password', true);
+    const admin = new ParleyClient({ baseUrl: hs2.url });
+    await admin.login({ username: 'root', password: 'root password' });
+    const before = await (await fetch(`${hs2.url}/`)).text();
+    expect(before).not.toContain('from the mirror');
+    await admin.request('PUT', '/api/v1/admin/updates/client', { path: 'client/web.tgz' });
+    expect(await (await fetch(`${hs2.url}/`)).text()).toContain('Parley 0.3.0 from the mirror');
+    expect(await (await fetch(`${hs2.url}/assets/app-1234.js`)).text()).toBe('console.log(1)');
+    await expect(admin.request('PUT', '/api/v1/admin/updates/client', { path: TARGET })).rejects.toMatchObject({ status: 400 });
+    await expect(admin.request('PUT', '/api/v1/admin/updates/client', { path: '../etc/passwd' })).rejects.toMatchObject({ status: 400 });
+    // A file changed on disk after verification is refused at switch time.
+    const held = path.join(hs2.config.data_dir, 'updates', 'targets', 'client', 'web.tgz');
+    const original = await readFile(held);
+    await writeFile(held, Buffer.concat([original, Buffer.from('x')]));
+    await expect(admin.request('PUT', '/api/v1/admin/updates/client', { path: 'client/web.tgz' })).rejects.toMatchObject({ status: 400 });
+    await writeFile(held, original);
+    await admin.request('DELETE', '/api/v1/admin/updates/client');
+    expect(await (await fetch(`${hs2.url}/`)).text()).not.toContain('from the mirror');
+    const user = hs2.client();
+    await user.register({ username: 'plain', password: 'plain password' });
+    await expect(user.request('PUT', '/api/v1/admin/updates/client', { path: 'client/web.tgz' })).rejects.toMatchObject({ status: 403 });
   });
 
   it('rollback: a mirror serving an older release is refused', async () => {

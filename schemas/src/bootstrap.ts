@@ -98,3 +98,10 @@ export const KnownServer = Type.Object({
   valid_until_ts: Type.Integer(),
 });
 export type KnownServer = Static<typeof KnownServer>;
+
+/** `PUT /api/v1/admin/updates/client`: a file of the verified release to serve as the web client. */
+export const AdminClientBundleRequest = Type.Object(
+  { path: Type.String({ minLength: 1, maxLength: 1024, pattern: '^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$' }) },
+  { additionalProperties: false },
+);
+export type AdminClientBundleRequest = Static<typeof AdminClientBundleRequest>;

@@ -1,13 +1,12 @@
 import cors from '@koa/cors';
 import Koa from 'koa';
 import { adminBootstrapRoutes } from '../api/admin/bootstrap.js';
-import { adminUpdateRoutes } from '../api/admin/updates.js';
-import { updateRoutes } from '../api/client/updates.js';
 import { adminFederationRoutes } from '../api/admin/federation.js';
 import { adminMediaRoutes } from '../api/admin/media.js';
 import { adminReportRoutes } from '../api/admin/reports.js';
 import { adminRoomRoutes } from '../api/admin/rooms.js';
 import { adminServerRoutes } from '../api/admin/server.js';
+import { adminUpdateRoutes } from '../api/admin/updates.js';
 import { adminUserRoutes } from '../api/admin/users.js';
 import { accountRoutes } from '../api/client/account.js';
 import { authRoutes } from '../api/client/auth.js';
@@ -20,6 +19,7 @@ import { reportRoutes } from '../api/client/reports.js';
 import { roomRoutes } from '../api/client/rooms.js';
 import { serverDirectoryRoutes } from '../api/client/servers.js';
 import { streamRoutes } from '../api/client/stream.js';
+import { updateRoutes } from '../api/client/updates.js';
 import { opsRoutes } from '../api/ops.js';
 import { ParleyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -27,7 +27,7 @@ import type { Services } from '../services/index.js';
 import type { AppContext, AppState } from './context.js';
 import { errorHandler } from './middleware/errors.js';
 import { requestContext } from './middleware/request-context.js';
-import { serveClient } from './static.js';
+import { defaultClientDir, serveClient } from './static.js';
 import { serveAdmin } from './static-admin.js';
 
 export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
@@ -90,6 +90,6 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     app.use(router.allowedMethods({ throw: true }));
   }
   app.use(serveAdmin());
-  app.use(serveClient());
+  app.use(serveClient(() => s.updates.activeClientDir() ?? defaultClientDir()));
   return app;
 }

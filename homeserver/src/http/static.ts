@@ -62,13 +62,19 @@ function relativeFile(root: string, urlPath: string): string | null {
   return path.relative(root, full);
 }
 
-export function serveClient(distDir: string = defaultClientDir()): Middleware {
-  if (typeof distDir !== 'string' || distDir === '') throw new TypeError('distDir must be a non-empty string');
-  const root = path.resolve(distDir);
-  const indexFile = path.join(root, 'index.html');
+/**
+ * Serves the web client from `distDir`; a function is asked on every request, so the served
+ * bundle can be switched (to a verified release, and back) without a restart.
+ */
+export function serveClient(distDir: string | (() => string) = defaultClientDir()): Middleware {
+  if (typeof distDir === 'string' && distDir === '') throw new TypeError('distDir must be a non-empty string');
+  if (typeof distDir !== 'string' && typeof distDir !== 'function') throw new TypeError('distDir must be a string or a function');
+  const dirOf = typeof distDir === 'function' ? distDir : () => distDir;
 
   return async (ctx, next) => {
     if ((ctx.method !== 'GET' && ctx.method !== 'HEAD') || SERVER_PATHS.test(ctx.path)) return next();
+    const root = path.resolve(dirOf());
+    const indexFile = path.join(root, 'index.html');
     // No build (API-only deployments, tests): behave as if this middleware were absent.
     if (!(await isFile(indexFile))) return next();
 

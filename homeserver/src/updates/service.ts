@@ -1,5 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { extract } from 'tar';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Clock } from '../services/clock.js';
@@ -59,10 +62,94 @@ export class UpdateService {
     this.#timer = null;
   }
 
+  #activeClient: string | null | undefined;
+  get #clientState(): string {
+    return path.join(this.config.data_dir, 'updates-client.json');
+  }
+
+  /** The directory of the web client bundle an admin switched to, or null for the built-in one. */
+  activeClientDir(): string | null {
+    if (this.#activeClient === undefined) {
+      try {
+        const saved = existsSync(this.#clientState) ? (JSON.parse(readFileSync(this.#clientState, 'utf8')) as { dir?: string }) : {};
+        this.#activeClient = saved.dir && existsSync(path.join(saved.dir, 'index.html')) ? saved.dir : null;
+      } catch {
+        this.#activeClient = null;
+      }
+    }
+    return this.#activeClient;
+  }
+
+  /**
+   * Serves the web client from a verified release file (a .tgz of the built client, its
+   * files under one top folder) from now on, without a restart. The file is checked again
+   * against the verified targets metadata, unpacked with a size and count cap into
+   * data_dir/client-bundles/<sha256>/, and must hold an index.html.
+   */
+  async activateClient(targetPath: string): Promise<{ dir: string; sha256: string }> {
+    const targets = await this.mirror.targets();
+    const info = targets?.[targetPath];
+    if (!info) throw new UpdateError(`the verified release has no file ${targetPath}`);
+    const file = path.join(this.mirror.targetsDir, targetPath);
+    const hash = createHash('sha256');
+    let length = 0;
+    for await (const chunk of createReadStream(file)) {
+      hash.update(chunk as Buffer);
+      length += (chunk as Buffer).length;
+    }
+    const sha256 = hash.digest('hex');
+    if (sha256 !== info.hashes.sha256 || length !== info.length) throw new UpdateError(`${targetPath} no longer matches its signed hash`);
+    const dir = path.join(this.config.data_dir, 'client-bundles', sha256.slice(0, 32));
+    if (!existsSync(path.join(dir, 'index.html'))) {
+      const tmp = `${dir}.unpacking`;
+      await rm(tmp, { recursive: true, force: true });
+      await mkdir(tmp, { recursive: true });
+      let files = 0;
+      let bytes = 0;
+      try {
+        await extract({
+          file,
+          cwd: tmp,
+          strip: 1,
+          // No links, nothing outside the folder (tar refuses absolute and .. paths), capped.
+          filter: (_p, entry) => {
+            const e = entry as { type?: string; size?: number };
+            if (e.type !== 'File' && e.type !== 'Directory') return false;
+            files++;
+            bytes += e.size ?? 0;
+            if (files > 10_000 || bytes > this.config.updates.max_target_bytes)
+              throw new UpdateError(`${targetPath} unpacks to more than the cap`);
+            return true;
+          },
+        });
+      } catch (err) {
+        await rm(tmp, { recursive: true, force: true });
+        if (err instanceof UpdateError) throw err;
+        throw new UpdateError(`${targetPath} is not a web client bundle (a gzipped tar): ${(err as Error).message}`);
+      }
+      if (!existsSync(path.join(tmp, 'index.html'))) {
+        await rm(tmp, { recursive: true, force: true });
+        throw new UpdateError(`${targetPath} holds no index.html under its top folder: not a web client bundle`);
+      }
+      await rename(tmp, dir);
+    }
+    await writeFile(this.#clientState, JSON.stringify({ dir, target: targetPath, sha256 }));
+    this.#activeClient = dir;
+    this.log.info({ target: targetPath, sha256 }, 'web client switched to a verified release');
+    return { dir, sha256 };
+  }
+
+  /** Back to the web client built with this server. */
+  async deactivateClient(): Promise<void> {
+    await rm(this.#clientState, { force: true });
+    this.#activeClient = null;
+  }
+
   /** What the admin console shows: the newest verified release's files, notes and the last sync. */
   async status(): Promise<Record<string, unknown>> {
     const targets = await this.mirror.targets();
     return {
+      client_bundle: this.activeClientDir() ? JSON.parse(readFileSync(this.#clientState, 'utf8')) : null,
       mirror: this.config.updates.mirror,
       upstreams: this.config.updates.upstreams,
       last_sync: this.mirror.lastSync,
@@ -73,3 +160,5 @@ export class UpdateService {
     };
   }
 }
+
+export class UpdateError extends Error {}
