@@ -25,7 +25,8 @@ const te = new TextEncoder();
 async function device(client: ParleyClient): Promise<Dev> {
   const userId = client.userId as string;
   const deviceId = client.deviceId as string;
-  const crypto = await CryptoDevice.open({ store: new MemoryCryptoStore(), userId, deviceId });
+  // backupHistory: the key backup then lets a new device read what this one already read.
+  const crypto = await CryptoDevice.open({ store: new MemoryCryptoStore(), userId, deviceId, backupHistory: true });
   return { client, rooms: new RoomsApi(client), e2e: new E2eApi(client), crypto, userId, deviceId };
 }
 

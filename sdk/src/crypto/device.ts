@@ -62,6 +62,14 @@ export interface CryptoDeviceOptions {
   isRoomMember?: (roomId: string, userId: string) => boolean;
   signer?: SignerKind;
   keyRetention?: KeyRetentionConfig;
+  /**
+   * Keep, for each retained epoch, its secret tree as it was when the epoch began, so a key
+   * backup lets a new device read every message of those epochs, read here or not. The
+   * price is forward secrecy on this device: its store then holds the keys of every message
+   * of the last 8 epochs. Turn on when the user sets up key backup. Default false: a backup
+   * covers only messages this device has not read yet.
+   */
+  backupHistory?: boolean;
   now?: () => number;
 }
 
@@ -143,7 +151,7 @@ export class CryptoDevice implements KeyDirectory {
     this.#isRoomMember = options.isRoomMember ?? (() => true);
     this.#now = options.now ?? Date.now;
     this.#config = clientConfig(parleyAuthService(suite.primitives, this), options.keyRetention ?? DEFAULT_KEY_RETENTION);
-    this.#groupStore = new GroupStore(options.store, this.#config);
+    this.#groupStore = new GroupStore(options.store, this.#config, options.backupHistory === true);
     const seed = fromB64u(stored.signature_seed);
     this.#signatureKeys = { signKey: seed, publicKey: fromB64u(stored.signature_key) };
     this.keyPackages = new KeyPackagePool(options.store, suite.impl, this.#credential(), this.#signatureKeys, this.#now);

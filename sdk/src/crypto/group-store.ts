@@ -26,6 +26,8 @@ export class GroupStore {
   constructor(
     private readonly store: CryptoStore,
     private readonly config: ClientConfig,
+    /** Keep each retained epoch's whole secret tree for key backups (see CryptoDeviceOptions.backupHistory). */
+    private readonly keepEpochStarts = false,
   ) {}
 
   async #putOnce(key: string, obj: object, bytes: () => Uint8Array): Promise<void> {
@@ -53,7 +55,7 @@ export class GroupStore {
     for (const [epoch, data] of state.historicalReceiverData) epochs.push([epoch, data.ratchetTree, data.secretTree]);
     for (const [epoch, tree, secrets] of epochs) {
       const treeKey = `tree/${roomId}/${epoch}`;
-      if (!this.#written.get(tree)?.has(treeKey)) {
+      if (this.keepEpochStarts && !this.#written.get(tree)?.has(treeKey)) {
         // A new epoch: its secret tree is still whole. Kept (as `start/`) for key backups,
         // which then cover every message of the epoch, not just those not yet read.
         const startKey = `start/${roomId}/${epoch}`;

@@ -15,7 +15,7 @@ const ROOM = '!enc:a.test';
 
 describe('key backup', () => {
   it('a new device restores with the recovery key and reads the history the backup covers', async () => {
-    const alice = await makeUser('@alice:a.test', 1);
+    const alice = await makeUser('@alice:a.test', 1, { backupHistory: true });
     const bob = await makeUser('@bob:b.test', 1);
     await introduce([alice, bob]);
     const [a, b] = [alice.devices[0]!, bob.devices[0]!];
@@ -48,6 +48,24 @@ describe('key backup', () => {
     }
     // The archive only reads: the phone is not a member until it joins with its own leaf.
     await expect(phone.encrypt(ROOM, text('x'))).rejects.toThrow(/not in the group/);
+  });
+
+  it('without backupHistory the device keeps forward secrecy: a backup reads only what it had not read', async () => {
+    const alice = await makeUser('@alice:a.test', 1);
+    const bob = await makeUser('@bob:b.test', 1);
+    await introduce([alice, bob]);
+    const [a, b] = [alice.devices[0]!, bob.devices[0]!];
+    await a.createGroup(ROOM);
+    await commitAndFanOut(new TestHost(), a, ROOM, await a.prepareCommit(ROOM, { add: [await claim(b)] }), [a, b]);
+    const read = await b.encrypt(ROOM, text('read on the old device'));
+    const unread = await b.encrypt(ROOM, text('not read there yet'));
+    expect((await a.decrypt(ROOM, read)).ok).toBe(true);
+    const recoveryKey = newRecoveryKey();
+    const phone = await CryptoDevice.open({ store: new MemoryCryptoStore(), userId: alice.userId, deviceId: 'PHONE' });
+    await phone.restoreBackup(recoveryKey, await a.exportBackup(recoveryKey));
+    expect((await phone.decrypt(ROOM, read)).ok).toBe(false);
+    const r = await phone.decrypt(ROOM, unread);
+    expect(r.ok && untext(r.plaintext)).toBe('not read there yet');
   });
 
   it('a wrong recovery key fails clearly, as does a backup of another account or a mistyped key', async () => {
