@@ -15,6 +15,7 @@ import { systemClock } from './services/clock.js';
 import { createServices } from './services/index.js';
 import { mintRegistrationToken, parseDuration } from './services/registration.js';
 import { RoomVerifier } from './services/room-verify.js';
+import { applyServerUpdate } from './updates/apply.js';
 import { ReleaseError } from './updates/release.js';
 import { runRelease } from './updates/release-cli.js';
 
@@ -39,6 +40,8 @@ commands:
   release <command> …                     sign and publish releases (TUF): keygen, init, sign,
                                           add, timestamp, rotate-root, status
                                           ('parley release' alone lists them)
+  update apply                            fetch the newest server bundle from the mirrors,
+                                          verify it (TUF) and unpack it under data_dir/releases
   room verify <roomId>                    re-verify a room's stored log (signatures,
                                           hashes, chain, auth rules); exit 1 naming the
                                           first broken event
@@ -225,6 +228,16 @@ export async function main(argv: string[]): Promise<number> {
       case 'restore':
         if (!sub) break;
         return await backupOrRestore(command, config, log, sub);
+      case 'update': {
+        if (sub !== 'apply') break;
+        const applied = await applyServerUpdate(config);
+        for (const f of applied.failures) process.stderr.write(`parley: refused ${f.source}: ${f.error}\n`);
+        process.stdout.write(
+          `verified and unpacked from ${applied.mirror} into ${applied.dir}\n` +
+            `to run it: stop parley, point the service at ${applied.dir} (e.g. ExecStart=/usr/bin/node ${applied.dir}/homeserver/dist/parley.mjs serve), start it\n`,
+        );
+        return 0;
+      }
       case 'doctor': {
         const findings = await doctor(config);
         process.stdout.write(formatFindings(findings));

@@ -9,6 +9,7 @@ import { ParleyClient } from '@parley/sdk';
 import { Signature } from '@tufjs/models';
 import { create as createTar } from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { applyServerUpdate, SERVER_TARGET } from '../src/updates/apply.js';
 import { fetchVerifiedTarget } from '../src/updates/mirror.js';
 import { ReleaseRepository, tufKey } from '../src/updates/release.js';
 import { runRelease } from '../src/updates/release-cli.js';
@@ -177,6 +178,26 @@ describe('signed update mirrors (TUF)', () => {
     const user = hs2.client();
     await user.register({ username: 'plain', password: 'plain password' });
     await expect(user.request('PUT', '/api/v1/admin/updates/client', { path: 'client/web.tgz' })).rejects.toMatchObject({ status: 403 });
+  });
+
+  it('parley update apply: a server bundle is fetched through the mirrors, verified, and only then unpacked', async () => {
+    const src = await mkdtemp(path.join(work, 'server-'));
+    await mkdir(path.join(src, 'parley', 'homeserver', 'dist'), { recursive: true });
+    await writeFile(path.join(src, 'parley', 'homeserver', 'dist', 'parley.mjs'), '// parley 0.3.0');
+    const tgz = path.join(work, 'server.tgz');
+    await createTar({ gzip: true, file: tgz, cwd: src }, ['parley']);
+    await repo.addTarget(SERVER_TARGET, await readFile(tgz), roles, Date.now(), { version: '0.3.0', kind: 'server' });
+    await syncMirrors();
+    // The hostile mirror swaps the bundle for its own.
+    await hostileCopy(async (d) => {
+      await writeFile(path.join(d, 'targets', SERVER_TARGET), Buffer.alloc((await stat(tgz)).size, 7));
+    });
+    const applied = await applyServerUpdate(hs2.config, { mirrors: [hostile.url, honest()] });
+    expect(applied.mirror).toBe(honest());
+    expect(applied.failures[0]?.error).toMatch(/hash|length/i);
+    expect(await readFile(path.join(applied.dir, 'homeserver', 'dist', 'parley.mjs'), 'utf8')).toBe('// parley 0.3.0');
+    // Only the hostile mirror: nothing is unpacked.
+    await expect(applyServerUpdate(hs2.config, { mirrors: [hostile.url] })).rejects.toThrow(/no mirror served a verified/);
   });
 
   it('rollback: a mirror serving an older release is refused', async () => {
