@@ -49,3 +49,11 @@ export { SAS_EMOJI, type SafetyParty, safetyEmoji, safetyNumber } from './safety
 export { type CryptoStore, MemoryCryptoStore } from './store.js';
 export { IndexedDbCryptoStore } from './store-indexeddb.js';
 export { CIPHERSUITE, loadSuite, type Suite, type SuiteOptions } from './suite.js';
+export {
+  CryptoWorkerClient,
+  CryptoWorkerError,
+  serveCryptoDevice,
+  WORKER_METHODS,
+  type WorkerDeviceOptions,
+  type WorkerMethod,
+} from './worker.js';

@@ -28,10 +28,25 @@ describe.skipIf(!existsSync(CHROMIUM))('sdk crypto in Chromium', () => {
       logLevel: 'silent',
     });
     const js = bundle.outputFiles[0]?.text ?? '';
+    const workerBundle = await build({
+      stdin: {
+        contents: `import { CryptoDevice, IndexedDbCryptoStore, serveCryptoDevice } from ${JSON.stringify(ENTRY)};
+          serveCryptoDevice(self, (o, isRoomMember) => CryptoDevice.open({ ...o, store: new IndexedDbCryptoStore(o.storeName), isRoomMember }));`,
+        resolveDir: fileURLToPath(new URL('.', import.meta.url)),
+        loader: 'ts',
+      },
+      bundle: true,
+      format: 'iife',
+      platform: 'browser',
+      write: false,
+      external: ['node:*'],
+      logLevel: 'silent',
+    });
+    const workerJs = workerBundle.outputFiles[0]?.text ?? '';
     server = createServer((req, res) => {
-      if (req.url === '/crypto.js') {
+      if (req.url === '/crypto.js' || req.url === '/worker.js') {
         res.writeHead(200, { 'content-type': 'text/javascript' });
-        res.end(js);
+        res.end(req.url === '/crypto.js' ? js : workerJs);
       } else {
         res.writeHead(200, { 'content-type': 'text/html' });
         res.end('<!doctype html><script src="/crypto.js"></script>');
@@ -83,6 +98,47 @@ describe.skipIf(!existsSync(CHROMIUM))('sdk crypto in Chromium', () => {
       };
     }, first.sent);
     expect(second).toEqual({ epochs: [1, 1], got: 'hello from the browser', reply: 'hi back', again: false });
+    await page.close();
+  }, 120_000);
+
+  it('a device in a Web Worker (IndexedDB there) decrypts for the page, and its failures keep their reasons', async () => {
+    const page = await browser.newPage();
+    await page.goto(origin);
+    const out = await page.evaluate(async () => {
+      const c = (globalThis as never as { parleyCrypto: typeof import('../../src/crypto/index.js') }).parleyCrypto;
+      const worker = new c.CryptoWorkerClient(new Worker('/worker.js'));
+      await worker.open({ storeName: 'worker-carol', userId: '@carol:c.test', deviceId: 'WORKER' });
+      const carol = worker.device;
+      const dave = await c.CryptoDevice.open({ store: new c.IndexedDbCryptoStore('page-dave'), userId: '@dave:d.test', deviceId: 'PAGE' });
+      const carolKey = (await carol.createUserSigningKey()).publicKey;
+      await dave.createUserSigningKey();
+      await carol.pinUserKey('@dave:d.test', dave.userSigningKey as Uint8Array);
+      await dave.pinUserKey('@carol:c.test', carolKey);
+      await carol.createGroup('!worker:c.test');
+      const kp = (await dave.keyPackages.refill({ one_time_remaining: 0, has_last_resort: true }, 1, 1))?.key_packages?.[0] as string;
+      const add = await carol.prepareCommit('!worker:c.test', { add: [kp] });
+      await carol.confirmCommit('!worker:c.test');
+      await dave.joinFromWelcome('!worker:c.test', add.welcome as string);
+      const got = await carol.decrypt('!worker:c.test', await dave.encrypt('!worker:c.test', new TextEncoder().encode('to the worker')));
+      await worker.setRoomMembers('!worker:c.test', ['@carol:c.test']);
+      const refused = await carol.decrypt(
+        '!worker:c.test',
+        await dave.encrypt('!worker:c.test', new TextEncoder().encode('after leaving')),
+      );
+      const err = await carol.encrypt('!nowhere:c.test', new Uint8Array(1)).catch((e: { name: string; reason: string }) => e);
+      return {
+        signer: (await worker.info()).signer,
+        got: got.ok ? new TextDecoder().decode(got.plaintext) : got.reason,
+        refused: refused.ok ? 'decrypted' : refused.reason,
+        err: [(err as { name: string }).name, (err as { reason: string }).reason],
+      };
+    });
+    expect(out).toEqual({
+      signer: 'webcrypto',
+      got: 'to the worker',
+      refused: 'not_member',
+      err: ['CryptoFailureError', 'missing_welcome'],
+    });
     await page.close();
   }, 120_000);
 });
