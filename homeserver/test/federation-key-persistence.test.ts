@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { buildKeyDocument, generateSigningKey, publicKeyB64u } from '@parley/federation/keys';
@@ -13,6 +14,10 @@ import { type Federation, startFederation } from './support/federation.js';
 describe('security: L5 a known key survives a restart and a changed one is still refused', () => {
   let federation: Federation;
   let impostor: https.Server | undefined;
+  // What the impostor at hs2's address answers, and its certificate: set by the tests.
+  let served: unknown;
+  let impostorCert = '';
+  let realKey: { keyId: string; publicKey: KeyObject } | undefined;
 
   beforeAll(async () => {
     federation = await startFederation(['hs1.test', 'hs2.test']);
@@ -26,6 +31,7 @@ describe('security: L5 a known key survives a restart and a changed one is still
     const hs1 = federation.byName('hs1.test');
     const hs2 = federation.byName('hs2.test');
     const real = hs2.running.services.identity;
+    realKey = real;
     const store = () => hs1.running.federation?.context.keyStore;
     expect((await store()?.getKey('hs2.test', real.keyId))?.equals(real.publicKey)).toBe(true);
     const rows = await hs1.running.services.db('server_key_documents').where({ server_name: 'hs2.test' }).count({ n: '*' });
@@ -42,10 +48,11 @@ describe('security: L5 a known key survives a restart and a changed one is still
       validForMs: 86_400_000,
       now: Date.now(),
     });
+    served = forged;
     impostor = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
       req.resume();
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(forged));
+      res.end(JSON.stringify(served));
     });
     await new Promise<void>((resolve) => impostor?.listen(port, '127.0.0.1', resolve));
     await hs1.stop();
@@ -59,5 +66,26 @@ describe('security: L5 a known key survives a restart and a changed one is still
     const metrics = await (await fetch(`${hs1.url}/metrics`)).text();
     expect(metrics).toMatch(/parley_federation_key_events_total\{type="conflict"\} 1/);
     expect((impostor.address() as AddressInfo).port).toBe(port);
+    impostorCert = cert.certPem;
+  });
+
+  it('without notaries, refuses a new key ID offered over a certificate not pinned for the server', async () => {
+    const hs1 = federation.byName('hs1.test');
+    const real = realKey as NonNullable<typeof realKey>;
+    // The impostor now "rotates": a key under a new ID, its own certificate listed.
+    const fresh = generateSigningKey();
+    served = buildKeyDocument({
+      serverName: 'hs2.test',
+      current: fresh,
+      tlsFingerprints: [fingerprintOfPem(impostorCert)],
+      validForMs: 86_400_000,
+      now: Date.now(),
+    });
+    await hs1.stop();
+    await hs1.start();
+    const store = hs1.running.federation?.context.keyStore;
+    expect(await store?.getKey('hs2.test', fresh.keyId)).toBeUndefined();
+    expect(store?.lastFailure('hs2.test')).toMatch(/offers a new key \(ed25519:\w+\) over a certificate not pinned for it/);
+    expect((await store?.getKey('hs2.test', real.keyId))?.equals(real.publicKey)).toBe(true);
   });
 });

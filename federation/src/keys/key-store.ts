@@ -294,6 +294,11 @@ export class KeyStore {
     return typeof server === 'string' ? this.#servers.get(server)?.latest?.tlsFingerprints : undefined;
   }
 
+  /** Key IDs (without `ed25519:`) this store holds for `server`, current or retired. */
+  knownKeyIds(server: string): string[] {
+    return typeof server === 'string' ? [...(this.#servers.get(server)?.keys.keys() ?? [])] : [];
+  }
+
   /** Fetches running and waiting for a slot, for metrics. */
   fetchStats(): { running: number; queued: number } {
     return { running: this.#running, queued: this.#queue.length };

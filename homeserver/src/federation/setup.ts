@@ -132,6 +132,24 @@ export async function createFederation(
   const admitFetch = async (_server: string, requester: string): Promise<boolean> =>
     (await buckets.take(`ip:${addressBucket(requester)}`, limits.per_ip)).allowed && (await buckets.take('global', limits.global)).allowed;
 
+  // Without notaries, trust on first use: once a server's keys are known, a key ID new to us
+  // is accepted only over a certificate already pinned for it. A man in the middle of a later
+  // fetch must otherwise only bring his own certificate and a "rotated" key; a CA certificate's
+  // renewal keeps working (same keys), a server that lost its data dir is refused until the
+  // operator here forgets it (rows in server_key_documents, then a restart).
+  const checkContinuity = (server: string, body: unknown, presented: string | undefined) => {
+    const known = keyStore.knownKeyIds(server);
+    const pins = keyStore.tlsPins(server) ?? [];
+    if (known.length === 0 || pins.length === 0 || presented === undefined || pins.includes(presented)) return;
+    const offered = Object.keys((body as { verify_keys?: object })?.verify_keys ?? {}).map((name) => name.replace(/^ed25519:/, ''));
+    const fresh = offered.filter((id) => !known.includes(id));
+    if (fresh.length > 0) {
+      throw new Error(
+        `${server} offers a new key (${fresh.map((id) => `ed25519:${id}`).join(', ')}) over a certificate not pinned for it; refused: no notary is configured to confirm it`,
+      );
+    }
+  };
+
   keyStore = new KeyStore({
     now: () => clock.now(),
     admitFetch,
@@ -158,6 +176,7 @@ export async function createFederation(
       if (res.tlsFingerprint && !fps.includes(res.tlsFingerprint)) {
         throw new Error(`${server} served a key document that does not list the certificate it presented`);
       }
+      if (fed.trusted_notaries.length === 0) checkContinuity(server, res.body, res.tlsFingerprint);
       return res.body;
     },
     queryNotary: async (notary, server, criteria) => {
