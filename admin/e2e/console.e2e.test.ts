@@ -204,6 +204,8 @@ describe('the admin console', () => {
       ['reports', '/admin/reports', 'Reports'],
       ['media', '/admin/media', 'Media'],
       ['federation', '/admin/federation', 'Federation'],
+      ['bootstrap', '/admin/bootstrap', 'Bootstrap list'],
+      ['updates', '/admin/updates', 'Updates'],
       ['settings', '/admin/settings', 'Settings'],
       ['audit', '/admin/audit', 'Audit log'],
     ];

@@ -19,6 +19,8 @@ const routes: RouteRecordRaw[] = [
       { path: 'reports', name: 'reports', component: () => import('./views/ReportsView.vue'), meta: { title: 'Reports' } },
       { path: 'media', name: 'media', component: () => import('./views/MediaView.vue'), meta: { title: 'Media' } },
       { path: 'federation', name: 'federation', component: () => import('./views/FederationView.vue'), meta: { title: 'Federation' } },
+      { path: 'bootstrap', name: 'bootstrap', component: () => import('./views/BootstrapView.vue'), meta: { title: 'Bootstrap list' } },
+      { path: 'updates', name: 'updates', component: () => import('./views/UpdatesView.vue'), meta: { title: 'Updates' } },
       { path: 'settings', name: 'settings', component: () => import('./views/SettingsView.vue'), meta: { title: 'Settings' } },
       { path: 'audit', name: 'audit', component: () => import('./views/AuditView.vue'), meta: { title: 'Audit log' } },
     ],

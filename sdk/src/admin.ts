@@ -107,6 +107,17 @@ export interface Dashboard {
   reports: ReportFigures;
 }
 
+export interface BootstrapEntry {
+  server_name: string;
+  capabilities?: string[];
+  pinned?: boolean;
+  anchor?: boolean;
+  source?: string;
+  last_success_ts?: number | null;
+  failures?: number;
+  valid_until_ts?: number;
+}
+
 /** The admin API (`/api/v1/admin/…`): what the admin console and operator scripts call. */
 export class AdminApi {
   constructor(readonly client: ParleyClient) {}
@@ -256,6 +267,23 @@ export class AdminApi {
   }
   jobs(): Promise<{ jobs: AdminJob[] }> {
     return this.client.request('GET', '/api/v1/admin/jobs');
+  }
+
+  // --- bootstrap list and updates (their own features; shapes documented in homeserver/README.md) ---
+  bootstrap(): Promise<{ announce: boolean; own: unknown; servers: BootstrapEntry[] }> {
+    return this.client.request('GET', '/api/v1/admin/bootstrap');
+  }
+  pinBootstrap(server: string, pinned: boolean): Promise<void> {
+    return this.client.request('PUT', `/api/v1/admin/bootstrap/${enc(server)}/pin`, { pinned });
+  }
+  pruneBootstrap(server: string): Promise<void> {
+    return this.client.request('DELETE', `/api/v1/admin/bootstrap/${enc(server)}`);
+  }
+  updates(): Promise<Record<string, unknown>> {
+    return this.client.request('GET', '/api/v1/admin/updates');
+  }
+  checkUpdates(): Promise<Record<string, unknown>> {
+    return this.client.request('POST', '/api/v1/admin/updates/check', {});
   }
 
   // --- reporting (any user) ---

@@ -3,6 +3,7 @@ export {
   type AdminMediaItem,
   type AdminSession,
   type BlocklistSubscription,
+  type BootstrapEntry,
   type Dashboard,
   type DestinationOverview,
   type MediaUsage,
