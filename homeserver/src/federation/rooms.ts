@@ -79,8 +79,8 @@ export class FederatedRooms {
   join(userId: string, roomId: string, displayname: string | null): Promise<void> {
     return this.participant.join(userId, roomId, displayname);
   }
-  submit(roomId: string, event: RoomEvent): ReturnType<ParticipantRooms['submit']> {
-    return this.participant.submit(roomId, event);
+  submit(roomId: string, event: RoomEvent, onQueued?: () => void): ReturnType<ParticipantRooms['submit']> {
+    return this.participant.submit(roomId, event, onQueued);
   }
   deliverSubmits(host: string, payloads: Array<Record<string, unknown>>): Promise<Array<string | null>> {
     return this.participant.deliverSubmits(host, payloads);

@@ -98,12 +98,12 @@ export class RoomService {
   }
 
   /** Signs a draft as origin and has the remote host sequence it. */
-  private async remoteWrite(draft: Draft): Promise<SendResponse> {
+  private async remoteWrite(draft: Draft, onQueued?: () => void): Promise<SendResponse> {
     const remote = this.remote;
     if (!remote) throw notFound('this server does not federate');
     const roomId = (draft as Draft & { room_id: string }).room_id;
     const { event } = remote.signForRemote(roomId, draft.type, draft.sender, draft.content, draft.state_key);
-    return remote.submit(roomId, event);
+    return remote.submit(roomId, event, onQueued);
   }
 
   get serverName(): string {
@@ -404,7 +404,8 @@ export class RoomService {
     if (existing) return this.answerFor(existing.event_id, existing.room_id, roomId);
     const known = await this.d.rooms.find(roomId);
     if (known && known.host !== this.d.serverName) {
-      const sent = await this.remoteWrite({ ...remoteDraft, room_id: roomId } as Draft);
+      // The next send of this device may follow once this one has its place in the room's submit line.
+      const sent = await this.remoteWrite({ ...remoteDraft, room_id: roomId } as Draft, handedOver);
       await this.d.db.transaction((trx) =>
         this.d.txns.insert(
           {

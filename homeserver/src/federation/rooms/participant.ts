@@ -231,13 +231,22 @@ export class ParticipantRooms {
    * the host cannot be reached (or earlier events for it are still queued, to keep their
    * order) the event waits in the outbox as a `submit` row and the answer says `queued`.
    */
-  async submit(roomId: string, event: RoomEvent): Promise<{ event_id: string; seq?: number; queued?: boolean }> {
+  /**
+   * `onQueued` is called once the event has its place in the room's line (the submit lane or
+   * the outbox), so a caller can let the next send of the same device in behind it.
+   */
+  async submit(roomId: string, event: RoomEvent, onQueued?: () => void): Promise<{ event_id: string; seq?: number; queued?: boolean }> {
     const host = serverOf(roomId);
-    if (await this.outbox.hasPending(host, 'submit')) return this.queueSubmit(host, event);
+    if (await this.outbox.hasPending(host, 'submit')) {
+      const queued = await this.queueSubmit(host, event);
+      onQueued?.();
+      return queued;
+    }
     const outcome = await new Promise<SubmitOutcome>((resolve) => {
       const lane = this.lanes.get(roomId) ?? { queue: [], running: false };
       this.lanes.set(roomId, lane);
       lane.queue.push({ event, resolve });
+      onQueued?.();
       if (!lane.running) void this.drainLane(roomId, lane);
     });
     if (outcome.kind === 'queued') return { event_id: outcome.event_id, queued: true };
