@@ -12,7 +12,7 @@ import {
   sign,
   verify,
 } from 'node:crypto';
-import { assertNonZero, KeyCache, type Primitives, seedOf } from './primitives.js';
+import { assertNonZero, isWeakEd25519Key, KeyCache, type Primitives, seedOf } from './primitives.js';
 
 // DER prefixes of PKCS#8 and SPKI for Ed25519 (RFC 8410 §7, §4), followed by the 32 raw bytes.
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -23,6 +23,7 @@ const ZERO_X = 'A'.repeat(43);
 export function nodePrimitives(): Primitives {
   const privateKeys = new KeyCache<KeyObject>(256);
   const publicKeys = new KeyCache<KeyObject>(4096);
+  const weak = new KeyCache<boolean>(4096);
   const privateKey = (seed: Uint8Array) =>
     privateKeys.get(seed, () => createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' }));
   const xPrivate = new KeyCache<KeyObject>(1024);
@@ -77,7 +78,7 @@ export function nodePrimitives(): Primitives {
       return new Uint8Array(sign(null, message, privateKey(seedOf(signKey))));
     },
     async ed25519Verify(publicKey, message, signature) {
-      if (publicKey.length !== 32 || signature.length !== 64) return false;
+      if (publicKey.length !== 32 || signature.length !== 64 || weak.get(publicKey, () => isWeakEd25519Key(publicKey))) return false;
       try {
         const key = publicKeys.get(publicKey, () =>
           createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' }),

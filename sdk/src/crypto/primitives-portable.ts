@@ -4,7 +4,7 @@ import { x25519 } from '@noble/curves/ed25519.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { getPublicKey, signEd25519, verifyEd25519 } from './ed25519.js';
-import { assertNonZero, KeyCache, type Primitives, seedOf } from './primitives.js';
+import { assertNonZero, isWeakEd25519Key, KeyCache, type Primitives, seedOf } from './primitives.js';
 
 // PKCS#8 prefix for an Ed25519 seed (RFC 8410 §7).
 const PKCS8_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
@@ -51,7 +51,7 @@ export async function portablePrimitives(options: { webcrypto?: boolean } = {}):
       return new Uint8Array(await subtle.sign('Ed25519', key, message as Uint8Array<ArrayBuffer>));
     },
     async ed25519Verify(publicKey, message, signature) {
-      if (publicKey.length !== 32 || signature.length !== 64) return false;
+      if (publicKey.length !== 32 || signature.length !== 64 || isWeakEd25519Key(publicKey)) return false;
       try {
         const key = await publicKeys.get(publicKey, () =>
           subtle.importKey('raw', publicKey.slice() as Uint8Array<ArrayBuffer>, 'Ed25519', false, ['verify']),

@@ -69,3 +69,21 @@ export function assertNonZero(shared: Uint8Array): Uint8Array {
   if (acc === 0) throw new Error('X25519: all-zero shared secret (small-order public key)');
   return shared;
 }
+
+const P = 2n ** 255n - 19n;
+// y of the order-8 points; P − Y8 is the other pair.
+const Y8 = 0x05fc536d880238b13933c6d305acdfd5f098eff289f4c345b027b2c28f95e826n;
+const SMALL_ORDER_Y = new Set([0n, 1n, P - 1n, Y8, P - Y8]);
+
+/**
+ * Ed25519 public keys every signer here refuses before verifying (DESIGN §3): small-order
+ * points, under which OpenSSL and BoringSSL accept a signature for any message while noble
+ * refuses them, and non-canonical encodings (y ≥ p). Devices on different signers must never
+ * disagree about a commit's signature, or the group forks.
+ */
+export function isWeakEd25519Key(raw: Uint8Array): boolean {
+  if (raw.length !== 32) return true;
+  let y = 0n;
+  for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt(i === 31 ? (raw[i] as number) & 0x7f : (raw[i] as number));
+  return y >= P || SMALL_ORDER_Y.has(y);
+}

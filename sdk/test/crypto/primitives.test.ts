@@ -97,3 +97,27 @@ describe('key packages', () => {
     expect(await b.keyPackages.count()).toBe(95); // 94 one-time + the last resort
   });
 });
+
+describe('Ed25519 across signers', () => {
+  it('every signer refuses a small-order public key that OpenSSL alone would accept for any message', async () => {
+    const identity = new Uint8Array(32);
+    identity[0] = 1; // the identity point (y = 1)
+    const signature = new Uint8Array(64);
+    signature.set(identity); // R = identity, S = 0: [0]B = R + [k]A holds for every message
+    for (const signer of ['node', 'webcrypto', 'noble'] as const) {
+      const { primitives } = await loadSuite({ signer });
+      expect(await primitives.ed25519Verify(identity, utf8('any message'), signature), signer).toBe(false);
+    }
+  });
+
+  it('a node signature verifies on every signer', async () => {
+    const { primitives: node } = await loadSuite({ signer: 'node' });
+    const seed = node.randomBytes(32);
+    const sig = await node.ed25519Sign(seed, utf8('hello'));
+    for (const signer of ['node', 'webcrypto', 'noble'] as const) {
+      const { primitives } = await loadSuite({ signer });
+      expect(await primitives.ed25519Verify(node.ed25519PublicKey(seed), utf8('hello'), sig), signer).toBe(true);
+      expect(await primitives.ed25519Verify(node.ed25519PublicKey(seed), utf8('hellO'), sig), signer).toBe(false);
+    }
+  });
+});
