@@ -180,6 +180,20 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
+    mailbox: Type.Object(
+      {
+        enabled: Type.Boolean({
+          description: 'offer mailbox queues for E2E clients (DESIGN §8): senders need a send ID, receivers the queue key',
+        }),
+        block_bytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: 'every stored blob is padded to exactly this size' }),
+        queue_quota: Type.Integer({ minimum: 1, maximum: 100_000, description: 'blobs one queue holds until the receiver acknowledges' }),
+        server_quota_bytes: Type.Integer({ minimum: 1024, description: 'blocks held on the whole server, in bytes' }),
+        ttl_ms: Type.Integer({ minimum: 60_000, description: 'an unacknowledged blob is dropped after this long' }),
+        create_per_ip: Bucket,
+        send_per_ip: Bucket,
+      },
+      { additionalProperties: false },
+    ),
     updates: Type.Object(
       {
         mirror: Type.Boolean({ description: 'fetch, verify and serve the release repository under /updates/' }),
@@ -187,7 +201,9 @@ export const ConfigSchema = Type.Object(
           maxItems: 16,
           description: 'base URLs of the repository (a release site or other mirrors), tried in order',
         }),
-        trusted_root: Type.Union([Type.String(), Type.Null()], { description: 'the root.json this server trusts first (shipped with the release)' }),
+        trusted_root: Type.Union([Type.String(), Type.Null()], {
+          description: 'the root.json this server trusts first (shipped with the release)',
+        }),
         check_interval_ms: Type.Integer({ minimum: 60_000 }),
         max_metadata_bytes: Type.Integer({ minimum: 4096 }),
         max_target_bytes: Type.Integer({ minimum: 1024 }),
@@ -292,6 +308,15 @@ export function defaultConfig(): Config {
       hop_limit: 3,
       cache_max_age_ms: 86_400_000,
       announce_per_peer: { burst: 256, per_minute: 30 },
+    },
+    mailbox: {
+      enabled: true,
+      block_bytes: 16 * 1024,
+      queue_quota: 128,
+      server_quota_bytes: 256 * 1024 * 1024,
+      ttl_ms: 21 * 86_400_000,
+      create_per_ip: { burst: 10, per_minute: 2 },
+      send_per_ip: { burst: 60, per_minute: 60 },
     },
     updates: {
       mirror: false,

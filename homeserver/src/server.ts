@@ -267,6 +267,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   await services.bus.start();
   await services.admin.start();
   services.updates.start();
+  services.mailbox.start();
   const metrics = new Metrics(db, services.media);
   const app = createApp(services, metrics);
 
@@ -349,6 +350,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
       await services.presence.stop();
       await services.admin.stop();
       services.updates.stop();
+      services.mailbox.stop();
       await services.bus.stop();
       if (redis) await redis.quit().catch(() => redis?.disconnect());
       await db.destroy();

@@ -9,6 +9,7 @@ export * from './events.js';
 export * from './federation.js';
 export * from './federation-keys.js';
 export * from './ids.js';
+export * from './mailbox.js';
 export * from './media.js';
 export * from './rooms.js';
 export * from './stream.js';

@@ -13,6 +13,7 @@ import { authRoutes } from '../api/client/auth.js';
 import { deviceRoutes } from '../api/client/devices.js';
 import { directoryRoutes } from '../api/client/directory.js';
 import { keyRoutes } from '../api/client/keys.js';
+import { mailboxRoutes } from '../api/client/mailbox.js';
 import { mediaRoutes } from '../api/client/media.js';
 import { profileRoutes } from '../api/client/profile.js';
 import { reportRoutes } from '../api/client/reports.js';
@@ -73,6 +74,7 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     roomRoutes(s),
     directoryRoutes(s),
     mediaRoutes(s),
+    mailboxRoutes(s),
     streamRoutes(s),
     adminFederationRoutes(s),
     adminBootstrapRoutes(s),

@@ -3,17 +3,18 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import type { BootstrapService } from '../federation/bootstrap.js';
-import { UpdateService } from '../updates/service.js';
 import type { Logger } from '../logger.js';
 import { DeviceRepository } from '../repositories/devices.js';
 import { DeviceListRepository, KeyBackupRepository, KeyPackageRepository, MlsEpochRepository } from '../repositories/e2e-keys.js';
 import { EventRepository } from '../repositories/events.js';
+import { MailboxRepository } from '../repositories/mailbox.js';
 import { RegistrationTokenRepository } from '../repositories/registration-tokens.js';
 import { AliasRepository, ReadMarkerRepository, RemoteInviteRepository, TxnRepository } from '../repositories/room-extras.js';
 import { RoomRepository } from '../repositories/rooms.js';
 import { PresenceRepository, StreamRepository } from '../repositories/stream.js';
 import { TokenRepository } from '../repositories/tokens.js';
 import { UserRepository } from '../repositories/users.js';
+import { UpdateService } from '../updates/service.js';
 import { AccountService } from './accounts.js';
 import { type AdminServices, createAdminServices } from './admin/index.js';
 import type { Clock } from './clock.js';
@@ -22,6 +23,7 @@ import { DeviceService } from './devices.js';
 import { KeyBackupService } from './keys/backup.js';
 import { DeviceListService } from './keys/device-lists.js';
 import { KeyPackageService } from './keys/key-packages.js';
+import { MailboxService } from './mailbox.js';
 import { createMediaService, type MediaService } from './media.js';
 import { PasswordHasher } from './passwords.js';
 import { MemoryConnectionTracker, PresenceService, RedisConnectionTracker } from './presence.js';
@@ -79,6 +81,8 @@ export interface Services {
   bootstrap: BootstrapService | null;
   /** Signed update mirror (DESIGN §10). */
   updates: UpdateService;
+  /** Mailbox queues for E2E clients (DESIGN §8); no account involved. */
+  mailbox: MailboxService;
 }
 
 // Declines of invites to rooms this server is not in (queued for the host while it is down).
@@ -193,6 +197,15 @@ export function createServices(
     admin,
     bootstrap: null,
     updates: new UpdateService(config, clock, log.child({ component: 'updates' })),
+    mailbox: new MailboxService(
+      db,
+      new MailboxRepository(db),
+      config.mailbox,
+      clock,
+      rateLimiter,
+      redis,
+      log.child({ component: 'mailbox' }),
+    ),
     config,
     db,
     redis,
