@@ -94,7 +94,7 @@ describe('signed blocklists', () => {
   });
 
   it('accepts a list signed by the subscription key, whatever the key order in the document', () => {
-    const s = signed(doc);
+    const s = signed(doc) as typeof doc & { signature: string };
     const reordered = JSON.stringify({ signature: s.signature, entries: s.entries, issued_ts: s.issued_ts, name: s.name });
     expect(verifyBlocklist(reordered, key)).toMatchObject({ ok: true, list: { name: 'List' } });
   });
