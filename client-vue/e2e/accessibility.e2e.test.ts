@@ -249,7 +249,7 @@ describe('screenshots', () => {
         await alice.emulateMedia({ colorScheme: theme });
         await alice.goto(server.url);
         if (label === 'desktop') await alice.getByRole('heading', { name: /^Welcome/ }).waitFor();
-        else await alice.getByLabel('Filter rooms').waitFor();
+        await alice.getByRole('link', { name: /^Garden/ }).waitFor();
         await shot(alice, `issue11-${label}-${theme}-home`);
         await alice.goto(room());
         await messageWith(alice, 'Thanks').waitFor();

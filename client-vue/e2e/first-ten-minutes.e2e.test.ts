@@ -82,10 +82,13 @@ describe('first run of two people', () => {
     const prompt = alice.getByTestId('name-prompt');
     await prompt.waitFor();
     await expect(prompt.textContent()).resolves.toContain('@alice:hs1.test');
+    // The sidebar offers it too (on a phone, Home is the room list).
+    await alice.getByTestId('set-name-link').waitFor();
     await prompt.getByLabel('Display name').fill('Alice Liddell');
     await prompt.getByRole('button', { name: 'Save' }).click();
     await alice.getByRole('heading', { name: 'Welcome, Alice Liddell' }).waitFor();
     await prompt.waitFor({ state: 'detached' });
+    await alice.getByTestId('set-name-link').waitFor({ state: 'detached' });
     // Bob says "Not now": the prompt goes away.
     await bob.getByTestId('name-prompt').getByRole('button', { name: 'Not now' }).click();
     await bob.getByTestId('name-prompt').waitFor({ state: 'detached' });
