@@ -12,7 +12,7 @@ describe('security: client IP behind a trusted proxy', () => {
   async function start(http: DeepPartial<Config['http']>): Promise<TestServer> {
     const server = await startTestServer({
       http,
-      rate_limits: { enabled: true, register_per_ip: { burst: 2, per_minute: 1 } },
+      rate_limits: { enabled: true, register_per_ip: { burst: 2, per_minute: 0.001 } },
     });
     servers.push(server);
     return server;

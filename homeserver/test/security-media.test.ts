@@ -35,7 +35,7 @@ describe('security: remote media cache', () => {
         name === 'hs2.test'
           ? {
               media: { remote_cache_max_bytes: CACHE_MAX },
-              rate_limits: { enabled: true, remote_media_per_user: { burst: 3, per_minute: 1 } },
+              rate_limits: { enabled: true, remote_media_per_user: { burst: 3, per_minute: 0.001 } },
             }
           : {},
     });
