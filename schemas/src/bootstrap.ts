@@ -105,3 +105,14 @@ export const AdminClientBundleRequest = Type.Object(
   { additionalProperties: false },
 );
 export type AdminClientBundleRequest = Static<typeof AdminClientBundleRequest>;
+
+/** `GET /api/v1/directory/servers`: servers known from bootstrap lists, for the client's server browser. */
+export const ServerDirectoryEntry = Type.Object({
+  server_name: Type.String(),
+  capabilities: Type.Array(BootstrapCapability),
+  /** This server has talked to it successfully (the address book's "tried" table). */
+  verified_contact: Type.Boolean(),
+});
+export type ServerDirectoryEntry = Static<typeof ServerDirectoryEntry>;
+export const ServerDirectory = Type.Object({ servers: Type.Array(ServerDirectoryEntry) });
+export type ServerDirectory = Static<typeof ServerDirectory>;

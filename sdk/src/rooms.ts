@@ -9,6 +9,7 @@ import type {
   RoomSummary,
   SearchResponse,
   SendResponse,
+  ServerDirectory,
 } from '@parley/schemas';
 import type { ParleyClient } from './client.js';
 
@@ -147,6 +148,11 @@ export class RoomsApi {
   /** The public room directory of this server, or with `server` of another one (asked over federation). */
   directory(opts: { limit?: number; since?: string; q?: string; server?: string } = {}): Promise<PublicRoomList> {
     return this.client.request('GET', `/api/v1/directory/rooms${query(opts)}`);
+  }
+
+  /** Servers this homeserver knows from bootstrap lists (only servers that announce themselves). */
+  knownServers(): Promise<ServerDirectory> {
+    return this.client.request('GET', '/api/v1/directory/servers');
   }
 
   resolveAlias(alias: string): Promise<{ room_id: string; servers: string[] }> {
