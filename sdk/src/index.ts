@@ -29,6 +29,7 @@ export {
   type ParleyErrorCode,
 } from './errors.js';
 export { FrameFeed, type FrameOf, parseFrame, type StreamEvents, type StreamTransport } from './frames.js';
+export { MailboxClient, type MailboxClientOptions, type MailboxQueue, type ReceivedBlob } from './mailbox.js';
 export {
   type DownloadedMedia,
   downloadMedia,

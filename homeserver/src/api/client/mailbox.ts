@@ -1,4 +1,5 @@
 import Router from '@koa/router';
+import { publicKeyFromB64u } from '@parley/federation/keys';
 import { CreateQueueRequest, isMailboxMessageId, isQueueId } from '@parley/schemas';
 import getRawBody from 'raw-body';
 import { badRequest, ParleyError } from '../../errors.js';
@@ -35,6 +36,11 @@ export function mailboxRoutes(s: Services): Router<AppState> {
   // POST /mailbox/v1/queues
   router.post('/queues', async (ctx: AppContext) => {
     const body = await readBody(ctx, CreateQueueRequest, 4096);
+    try {
+      publicKeyFromB64u(body.queue_key);
+    } catch (err) {
+      throw badRequest('PARLEY_INVALID_PARAM', `queue_key: ${(err as Error).message.replace(/^publicKey: /, '')}`, 'queue_key');
+    }
     ctx.body = { ...(await s.mailbox.createQueue(body.queue_key, ctx.ip)), limits: s.mailbox.limits() };
     ctx.status = 201;
   });

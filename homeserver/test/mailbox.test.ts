@@ -1,0 +1,279 @@
+import { createHash } from 'node:crypto';
+import { newQueueIds } from '@parley/federation/mailbox';
+import { getPublicKey, isParleyApiError, MailboxClient, type MailboxQueue } from '@parley/sdk';
+import { toB64u } from '@parley/sdk/crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock, startTestServer, type TestServer } from './support/server.js';
+
+// Mailbox queues (issue 14, DESIGN §8) on a real server: Postgres, HTTP on loopback.
+const BLOCK = 4096;
+const TTL = 3_600_000;
+
+let server: TestServer;
+let clock: ManualClock;
+let mailbox: MailboxClient;
+
+beforeAll(async () => {
+  clock = new ManualClock();
+  server = await startTestServer({ mailbox: { block_bytes: BLOCK, ttl_ms: TTL } }, clock);
+  mailbox = new MailboxClient({ now: () => clock.now() });
+});
+afterAll(async () => {
+  await server?.close();
+});
+
+async function refusal(p: Promise<unknown>): Promise<{ status: number; code: string; field: string | undefined; message: string }> {
+  try {
+    await p;
+  } catch (err) {
+    if (isParleyApiError(err)) return { status: err.status, code: err.code, field: err.field, message: err.message };
+    throw err;
+  }
+  throw new Error('expected a refusal');
+}
+
+async function raw(method: string, path: string, init: { body?: BodyInit; headers?: Record<string, string> } = {}) {
+  const res = await fetch(`${server.url}${path}`, { method, ...init });
+  return {
+    status: res.status,
+    body: (await res.json().catch(() => null)) as { error?: { code: string; field?: string; message: string } } | null,
+  };
+}
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+
+describe('mailbox queues', () => {
+  it('creates a queue, sends without an account, receives and acknowledges with the queue key (sdk)', async () => {
+    const queue = await mailbox.createQueue(server.url);
+    expect(queue.limits).toEqual({ block_bytes: BLOCK, max_blob_bytes: BLOCK - 4, queue_quota: 128, ttl_ms: TTL });
+    const first = await mailbox.send(server.url, queue.sendId, bytes('welcome ciphertext'));
+    await mailbox.send(server.url, queue.sendId, new Uint8Array(0));
+    const { blobs, more } = await mailbox.receive(queue);
+    expect(more).toBe(false);
+    expect(blobs.map((b) => new TextDecoder().decode(b.data))).toEqual(['welcome ciphertext', '']);
+    expect(blobs[0]?.msgId).toBe(first);
+    for (const b of blobs) await mailbox.ack(queue, b.msgId);
+    expect((await mailbox.receive(queue)).blobs).toEqual([]);
+    // An acknowledged blob is gone: acknowledging again says so.
+    expect(await refusal(mailbox.ack(queue, first))).toMatchObject({ status: 404 });
+  });
+
+  it('refuses receive, acknowledge and delete signed by another key, or unsigned (401)', async () => {
+    const queue = await mailbox.createQueue(server.url);
+    await mailbox.send(server.url, queue.sendId, bytes('x'));
+    const stranger = await mailbox.createQueue(server.url);
+    const forged: MailboxQueue = { ...queue, secretKey: stranger.secretKey };
+    expect(await refusal(mailbox.receive(forged))).toMatchObject({ status: 401, code: 'PARLEY_FED_BAD_SIGNATURE' });
+    const [blob] = (await mailbox.receive(queue)).blobs;
+    expect(await refusal(mailbox.ack(forged, blob?.msgId ?? ''))).toMatchObject({ status: 401 });
+    expect(await refusal(mailbox.deleteQueue(forged))).toMatchObject({ status: 401 });
+    const unsigned = await raw('GET', `/mailbox/v1/queues/${queue.receiveId}/messages`);
+    expect(unsigned.status).toBe(401);
+    expect(unsigned.body?.error?.code).toBe('PARLEY_FED_BAD_AUTH');
+    // A signature for one queue's path does not open another queue.
+    const path = `/mailbox/v1/queues/${queue.receiveId}/messages`;
+    const header = mailbox.signRequest(queue, 'GET', path);
+    expect((await raw('GET', `/mailbox/v1/queues/${stranger.receiveId}/messages`, { headers: { authorization: header } })).status).toBe(
+      401,
+    );
+    // Still readable by its owner.
+    expect((await mailbox.receive(queue)).blobs).toHaveLength(1);
+  });
+
+  it('refuses a signed request replayed, inside or outside the time window', async () => {
+    const queue = await mailbox.createQueue(server.url);
+    const path = `/mailbox/v1/queues/${queue.receiveId}/messages`;
+    const header = mailbox.signRequest(queue, 'GET', path);
+    expect((await raw('GET', path, { headers: { authorization: header } })).status).toBe(200);
+    const again = await raw('GET', path, { headers: { authorization: header } });
+    expect(again.status).toBe(401);
+    expect(again.body?.error?.code).toBe('PARLEY_FED_STALE_REQUEST');
+    // Signed now, presented six minutes later (past the ±5 min window).
+    const later = mailbox.signRequest(queue, 'GET', path);
+    clock.advance(6 * 60_000);
+    const stale = await raw('GET', path, { headers: { authorization: later } });
+    expect(stale.status).toBe(401);
+    expect(stale.body?.error?.message).toMatch(/from the server's clock/);
+    // A GET signature does not authorise a DELETE of the same path.
+    const getSig = mailbox.signRequest(queue, 'GET', `/mailbox/v1/queues/${queue.receiveId}`);
+    expect((await raw('DELETE', `/mailbox/v1/queues/${queue.receiveId}`, { headers: { authorization: getSig } })).status).toBe(401);
+  });
+
+  it('a send ID cannot read or delete, a receive ID cannot send, and neither is derived from the other', async () => {
+    const queue = await mailbox.createQueue(server.url);
+    await mailbox.send(server.url, queue.sendId, bytes('secret'));
+    const asSend: MailboxQueue = { ...queue, receiveId: queue.sendId };
+    expect(await refusal(mailbox.receive(asSend))).toMatchObject({ status: 404 });
+    expect(await refusal(mailbox.deleteQueue(asSend))).toMatchObject({ status: 404 });
+    expect(await refusal(mailbox.send(server.url, queue.receiveId, bytes('x')))).toMatchObject({ status: 404 });
+
+    // The two IDs are separate draws from the random source: neither is a function of the other.
+    const draws: Uint8Array[] = [];
+    const ids = newQueueIds((n) => {
+      const b = new Uint8Array(n).fill(draws.length + 1);
+      draws.push(b);
+      return b;
+    });
+    expect(draws.map((d) => d.length)).toEqual([24, 24]);
+    expect(ids).toEqual({
+      receiveId: Buffer.from(draws[0] as Uint8Array).toString('base64url'),
+      sendId: Buffer.from(draws[1] as Uint8Array).toString('base64url'),
+    });
+    // And on the server: no fixed XOR or hash relation across queues.
+    const xors = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const q = await mailbox.createQueue(server.url);
+      const r = Buffer.from(q.receiveId, 'base64url');
+      const s = Buffer.from(q.sendId, 'base64url');
+      xors.add(Buffer.from(r.map((v, j) => v ^ (s[j] as number))).toString('hex'));
+      expect(createHash('sha256').update(s).digest('base64url').slice(0, 32)).not.toBe(q.receiveId);
+    }
+    expect(xors.size).toBe(4);
+  });
+
+  it('refuses a blob larger than a block with 413 and stores every blob padded to the block size', async () => {
+    const queue = await mailbox.createQueue(server.url);
+    expect(await refusal(mailbox.send(server.url, queue.sendId, new Uint8Array(BLOCK - 3)))).toMatchObject({
+      status: 413,
+      code: 'PARLEY_TOO_LARGE',
+    });
+    await mailbox.send(server.url, queue.sendId, new Uint8Array(BLOCK - 4).fill(7));
+    await mailbox.send(server.url, queue.sendId, bytes('short'));
+    const { blobs } = await mailbox.receive(queue);
+    expect(blobs.map((b) => b.data.length)).toEqual([BLOCK - 4, 5]);
+    const sizes = await server.services.db.raw<{ rows: { n: number }[] }>('select distinct octet_length(block) as n from mailbox_messages');
+    expect(sizes.rows.map((r) => Number(r.n))).toEqual([BLOCK]);
+  });
+
+  it('holds 128 blobs per queue and refuses the 129th with a clear 429 until one is acknowledged', async () => {
+    const queue = await mailbox.createQueue(server.url);
+    for (let i = 0; i < 128; i++) await mailbox.send(server.url, queue.sendId, bytes(`m${i}`));
+    const full = await refusal(mailbox.send(server.url, queue.sendId, bytes('m128')));
+    expect(full).toMatchObject({ status: 429, code: 'PARLEY_QUOTA_EXCEEDED' });
+    expect(full.message).toMatch(/128 blobs \(mailbox.queue_quota\)/);
+    const { blobs, more } = await mailbox.receive(queue);
+    expect(blobs).toHaveLength(16);
+    expect(more).toBe(true);
+    await mailbox.ack(queue, blobs[0]?.msgId ?? '');
+    await mailbox.send(server.url, queue.sendId, bytes('m128'));
+  });
+
+  it('drops blobs after the TTL: unreadable at once, removed by the purge', async () => {
+    const queue = await mailbox.createQueue(server.url);
+    await mailbox.send(server.url, queue.sendId, bytes('old'));
+    clock.advance(TTL / 2);
+    await mailbox.send(server.url, queue.sendId, bytes('newer'));
+    clock.advance(TTL / 2);
+    const { blobs } = await mailbox.receive(queue);
+    expect(blobs.map((b) => new TextDecoder().decode(b.data))).toEqual(['newer']);
+    const count = async () =>
+      Number(
+        (
+          await server.services
+            .db('mailbox_messages as m')
+            .join('mailbox_queues as q', 'q.id', 'm.queue_id')
+            .where('q.receive_id', queue.receiveId)
+            .count<{ n: string }[]>({ n: '*' })
+        )[0]?.n,
+      );
+    expect(await count()).toBe(2);
+    expect(await server.services.mailbox.purgeExpired()).toBeGreaterThanOrEqual(1);
+    expect(await count()).toBe(1);
+  });
+
+  it('deleting a queue removes its blobs and ends its send ID', async () => {
+    const queue = await mailbox.createQueue(server.url);
+    await mailbox.send(server.url, queue.sendId, bytes('x'));
+    await mailbox.deleteQueue(queue);
+    expect(await refusal(mailbox.send(server.url, queue.sendId, bytes('y')))).toMatchObject({ status: 404 });
+    expect(await refusal(mailbox.receive(queue))).toMatchObject({ status: 404 });
+  });
+
+  it('keeps no user, device, token or address in the mailbox tables', async () => {
+    const columns = await server.services
+      .db('information_schema.columns')
+      .select('table_name', 'column_name')
+      .whereIn('table_name', ['mailbox_queues', 'mailbox_messages'])
+      .orderBy(['table_name', 'column_name']);
+    expect(columns.map((c) => `${c.table_name}.${c.column_name}`)).toEqual([
+      'mailbox_messages.block',
+      'mailbox_messages.created_ts',
+      'mailbox_messages.expires_ts',
+      'mailbox_messages.msg_id',
+      'mailbox_messages.queue_id',
+      'mailbox_messages.seq',
+      'mailbox_queues.created_ts',
+      'mailbox_queues.id',
+      'mailbox_queues.queue_key',
+      'mailbox_queues.receive_id',
+      'mailbox_queues.send_id',
+    ]);
+    // A signed-in user who creates a queue leaves nothing of the account behind.
+    const token = (await server.client().register({ username: 'mailboxowner', password: 'correct horse battery staple' })).access_token;
+    const res = await fetch(`${server.url}/mailbox/v1/queues`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ queue_key: toB64u(getPublicKey(new Uint8Array(32).fill(9))) }),
+    });
+    expect(res.status).toBe(201);
+    const dump = JSON.stringify(await server.services.db('mailbox_queues').select('*'));
+    expect(dump).not.toContain('mailboxowner');
+    expect(dump).not.toContain(token);
+  });
+
+  it('answers bad input with a 4xx naming the field', async () => {
+    for (const body of [
+      {},
+      { queue_key: 'short' },
+      { queue_key: 'A'.repeat(43) },
+      { queue_key: toB64u(getPublicKey(new Uint8Array(32))), extra: 1 },
+    ]) {
+      const res = await raw('POST', '/mailbox/v1/queues', { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+      expect(res.status).toBe(400);
+      expect(res.body?.error?.field).toMatch(/queue_key|extra|^$/);
+    }
+    const badSend = await raw('PUT', '/mailbox/v1/send/not-an-id', { body: 'x' });
+    expect(badSend).toMatchObject({ status: 400, body: { error: { field: 'sendId' } } });
+    const badRecv = await raw('GET', '/mailbox/v1/queues/nope/messages');
+    expect(badRecv).toMatchObject({ status: 400, body: { error: { field: 'receiveId' } } });
+    const queue = await mailbox.createQueue(server.url);
+    const badAck = await raw('DELETE', `/mailbox/v1/queues/${queue.receiveId}/messages/bad!`);
+    expect(badAck).toMatchObject({ status: 400, body: { error: { field: 'msgId' } } });
+    const badAuth = await raw('GET', `/mailbox/v1/queues/${queue.receiveId}/messages`, { headers: { authorization: 'ParleyQueue ts=1' } });
+    expect(badAuth.status).toBe(401);
+  });
+});
+
+describe('mailbox limits per address', () => {
+  let limited: TestServer;
+  beforeAll(async () => {
+    limited = await startTestServer({
+      rate_limits: { enabled: true },
+      mailbox: { create_per_ip: { burst: 2, per_minute: 1 }, send_per_ip: { burst: 3, per_minute: 1 } },
+    });
+  });
+  afterAll(async () => {
+    await limited?.close();
+  });
+
+  it('limits queue creation and sends per IP with 429 and a retry delay', async () => {
+    const client = new MailboxClient();
+    const queue = await client.createQueue(limited.url);
+    await client.createQueue(limited.url);
+    const created = await refusal(client.createQueue(limited.url));
+    expect(created).toMatchObject({ status: 429, code: 'PARLEY_RATE_LIMITED' });
+    for (let i = 0; i < 3; i++) await client.send(limited.url, queue.sendId, bytes(`${i}`));
+    expect(await refusal(client.send(limited.url, queue.sendId, bytes('4')))).toMatchObject({ status: 429 });
+  });
+
+  it('publishes its limits', async () => {
+    const res = await fetch(`${limited.url}/mailbox/v1/limits`);
+    expect(await res.json()).toEqual({
+      enabled: true,
+      block_bytes: 16384,
+      max_blob_bytes: 16380,
+      queue_quota: 128,
+      ttl_ms: 21 * 86_400_000,
+    });
+  });
+});
