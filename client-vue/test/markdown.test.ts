@@ -169,4 +169,10 @@ describe('plainPreview', () => {
     expect(plainPreview('a\n\n```\ncode\n```\nb')).toBe('a [code] b');
     expect(plainPreview('x'.repeat(200), 10)).toBe(`${'x'.repeat(9)}…`);
   });
+  it('reads the Markdown instead of showing it (room-list previews)', () => {
+    expect(plainPreview('this is **bold**, _leaning_ and ~~gone~~')).toBe('this is bold, leaning and gone');
+    expect(plainPreview('> quoted\n- one\n- two')).toBe('quoted one two');
+    expect(plainPreview('see [the site](https://example.org) and `x = 1`')).toBe('see the site and x = 1');
+    expect(plainPreview('\\*not emphasis\\*')).toBe('*not emphasis*');
+  });
 });
