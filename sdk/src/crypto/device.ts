@@ -84,7 +84,9 @@ export interface PreparedCommit {
   welcomeFor: { userId: string; deviceId: string }[];
 }
 
-export type CommitResult = { ok: true; epoch: number; added: Member[]; removed: Member[]; selfRemoved: boolean; own: boolean } | Failure;
+export type CommitResult =
+  | { ok: true; epoch: number; added: Member[]; removed: Member[]; selfRemoved: boolean; own: boolean }
+  | (Failure & { retry?: true; users?: string[] });
 
 export type DecryptResult = { ok: true; plaintext: Uint8Array; sender: Member; epoch: number } | Failure<DecryptFailureReason>;
 
@@ -132,6 +134,9 @@ export class CryptoDevice implements KeyDirectory {
   readonly #groups = new Map<string, ClientState>();
   readonly #pending = new Map<string, { commit: string; state: ClientState; epoch: number }>();
   readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #slots = new Map<string, number>();
+  /** Users the Authentication Service met without a pinned key during the current operation. */
+  readonly #unknownUsers = new Set<string>();
 
   private constructor(init: {
     options: CryptoDeviceOptions;
@@ -150,7 +155,10 @@ export class CryptoDevice implements KeyDirectory {
     this.#pins = init.pins;
     this.#isRoomMember = options.isRoomMember ?? (() => true);
     this.#now = options.now ?? Date.now;
-    this.#config = clientConfig(parleyAuthService(suite.primitives, this), options.keyRetention ?? DEFAULT_KEY_RETENTION);
+    this.#config = clientConfig(
+      parleyAuthService(suite.primitives, this, (userId) => this.#unknownUsers.add(userId)),
+      options.keyRetention ?? DEFAULT_KEY_RETENTION,
+    );
     this.#groupStore = new GroupStore(options.store, this.#config, options.backupHistory === true);
     const seed = fromB64u(stored.signature_seed);
     this.#signatureKeys = { signKey: seed, publicKey: fromB64u(stored.signature_key) };
@@ -430,7 +438,7 @@ export class CryptoDevice implements KeyDirectory {
       } catch (err) {
         throw new CryptoFailureError('not_member', `commit refused locally: ${(err as Error).message}`);
       }
-      const epoch = Number(state.groupContext.epoch);
+      const epoch = await this.#slot(roomId, state);
       const commit = toB64u(encodeMlsMessage(result.commit));
       await this.#savePending(roomId, { commit, state: result.newState, epoch });
       const content: MlsCommitContent = { epoch, commit };
@@ -472,6 +480,7 @@ export class CryptoDevice implements KeyDirectory {
       const pending = await this.#loadPending(roomId);
       if (pending === undefined) throw new TypeError(`${roomId}: no prepared commit to confirm`);
       await this.#adoptPending(roomId, pending);
+      await this.#setSlot(roomId, pending.epoch + 1);
       return Number(pending.state.groupContext.epoch);
     });
   }
@@ -493,14 +502,43 @@ export class CryptoDevice implements KeyDirectory {
   }
 
   /**
-   * Applies a `room.mls.commit` in the host's order. This device's own commit (the echo of a
-   * prepared one) is adopted as prepared; a commit for an epoch already passed is a replay
-   * or a loser and is refused as `stale_epoch` without touching the group.
+   * Applies a `room.mls.commit` in the host's order. `content.epoch` is the room's commit
+   * slot (how many commits the host sequenced before this one, valid or not), which equals
+   * the MLS epoch until some commit fails to validate: the host cannot validate MLS, so a
+   * bad commit still takes its slot, and every device skips it alike and goes on.
+   *
+   * - slot already passed: `stale_epoch` (a replay, or the loser of an epoch), nothing changes;
+   * - slot ahead of this device: `unknown_epoch` (earlier commits missing), nothing changes;
+   * - this device's own prepared commit: adopted;
+   * - a commit that does not apply (wrong MLS epoch, undecodable, bad signature, from a
+   *   non-member): skipped — its slot is used up and the failure says why;
+   * - a commit naming a user whose signing key this device has not pinned yet: `not_member`
+   *   with `retry: true` and the slot NOT used up — fetch their device list and call again,
+   *   since another device that knows the key would apply it (skipping would fork).
    */
   async processCommit(roomId: string, content: MlsCommitContent): Promise<CommitResult> {
     return this.#lock(roomId, async () => {
       const state = await this.#state(roomId);
-      if (state === undefined) return fail('missing_welcome', `${roomId}: this device is not in the group (its Welcome has not arrived)`);
+      if (state === undefined) {
+        // The echo of this device's external join installs the group it prepared.
+        const pending = await this.#loadPending(roomId);
+        if (pending !== undefined && pending.commit === content?.commit && pending.epoch === content.epoch) {
+          await this.#adoptPending(roomId, pending);
+          await this.#setSlot(roomId, pending.epoch + 1);
+          return changes([], pending.state, this, true);
+        }
+        return fail('missing_welcome', `${roomId}: this device is not in the group (its Welcome has not arrived)`);
+      }
+      if (!isEpoch(content?.epoch)) return fail('corrupt', `event epoch ${String(content?.epoch)} is not a commit slot`);
+      const slot = await this.#slot(roomId, state);
+      if (content.epoch < slot)
+        return fail('stale_epoch', `commit for slot ${content.epoch}; the room is past it, at ${slot} (replay or a losing commit)`);
+      if (content.epoch > slot)
+        return fail('unknown_epoch', `commit for slot ${content.epoch}; this device is at ${slot}: earlier commits are missing`);
+      const skip = async (result: Failure): Promise<CommitResult> => {
+        await this.#setSlot(roomId, slot + 1);
+        return result;
+      };
       let msg: MLSMessage | undefined;
       try {
         msg = decodeMlsMessage(fromB64u(content.commit, 'commit'), 0)?.[0];
@@ -508,53 +546,82 @@ export class CryptoDevice implements KeyDirectory {
         msg = undefined;
       }
       if (msg?.wireformat !== 'mls_public_message' || msg.publicMessage.content.contentType !== 'commit') {
-        return fail('corrupt', 'not an MLS PublicMessage commit');
+        return skip(fail('corrupt', 'not an MLS PublicMessage commit (skipped)'));
       }
       const pm = msg.publicMessage;
-      if (!equalBytes(pm.content.groupId, utf8(roomId))) return fail('corrupt', 'commit is for another group');
-      if (!isEpoch(content.epoch) || BigInt(content.epoch) !== pm.content.epoch) {
-        return fail('corrupt', `event says epoch ${String(content.epoch)}, the commit says ${pm.content.epoch}`);
-      }
-      const current = state.groupContext.epoch;
-      if (pm.content.epoch < current)
-        return fail('stale_epoch', `commit for epoch ${pm.content.epoch}; the group is at ${current} (replay or a losing commit)`);
-      if (pm.content.epoch > current)
-        return fail('unknown_epoch', `commit for epoch ${pm.content.epoch}; this device is at ${current}: earlier commits are missing`);
-      if (state.groupActiveState.kind === 'removedFromGroup') return fail('not_member', 'this device was removed from the group');
+      if (!equalBytes(pm.content.groupId, utf8(roomId))) return skip(fail('corrupt', 'commit is for another group (skipped)'));
       const before = members(state.ratchetTree);
       const pending = await this.#loadPending(roomId);
       if (pending !== undefined && pending.commit === content.commit) {
         await this.#adoptPending(roomId, pending);
+        await this.#setSlot(roomId, slot + 1);
         return changes(before, pending.state, this, true);
+      }
+      const current = state.groupContext.epoch;
+      if (state.groupActiveState.kind === 'removedFromGroup') return skip(fail('not_member', 'this device was removed from the group'));
+      if (pm.content.epoch !== current) {
+        return skip(fail('corrupt', `commit made in MLS epoch ${pm.content.epoch}, the group is at ${current} (skipped)`));
       }
       let committer: Member | undefined;
       let newState: ClientState;
+      this.#unknownUsers.clear();
       try {
         const result = await processPublicMessage(state, pm, emptyPskIndex, this.#suite.impl, (incoming) => {
           if (incoming.kind !== 'commit') return 'reject';
           committer = incoming.senderLeafIndex === undefined ? undefined : before.find((m) => m.leafIndex === incoming.senderLeafIndex);
           return 'accept';
         });
-        if (result.actionTaken === 'reject') return fail('corrupt', 'a proposal where a commit was expected');
+        if (result.actionTaken === 'reject') return skip(fail('corrupt', 'a proposal where a commit was expected (skipped)'));
         newState = result.newState;
       } catch (err) {
         const message = (err as Error).message ?? '';
+        if (this.#unknownUsers.size > 0) {
+          const users = [...this.#unknownUsers].sort();
+          return {
+            ...fail('not_member', `no pinned user signing key for ${users.join(', ')}: fetch their device lists and retry`),
+            retry: true,
+            users,
+          };
+        }
         if (/credential/i.test(message))
-          return fail('not_member', `commit adds or comes from a device whose user key is not trusted (${message})`);
+          return skip(fail('not_member', `commit names a device its user key did not sign (skipped: ${message})`));
         if (/membership|tag|signature/i.test(message))
-          return fail('not_member', `commit not from a member of epoch ${current} (${message})`);
-        return fail('corrupt', `commit does not verify (${message.slice(0, 120)})`);
+          return skip(fail('not_member', `commit not from a member of epoch ${current} (skipped: ${message})`));
+        return skip(fail('corrupt', `commit does not verify (skipped: ${message.slice(0, 120)})`));
       }
       // External commits have no member sender: the committer is the leaf they add.
       committer ??= members(newState.ratchetTree).find((m) => !before.some((b) => b.leafIndex === m.leafIndex));
       if (committer === undefined || !this.#isRoomMember(roomId, committer.userId)) {
-        return fail('not_member', `commit from ${committer?.userId ?? 'an unknown leaf'}, not a member of the room`);
+        return skip(fail('not_member', `commit from ${committer?.userId ?? 'an unknown leaf'}, not a member of the room (skipped)`));
       }
       await this.#save(roomId, newState);
-      // A prepared commit of this device for the same epoch lost the host's order.
+      await this.#setSlot(roomId, slot + 1);
+      // A prepared commit of this device for the same slot lost the host's order.
       if (pending !== undefined) await this.#dropPending(roomId);
       return changes(before, newState, this, false);
     });
+  }
+
+  /** The room's next commit slot as this device knows it (the `epoch` its next commit carries). */
+  async slot(roomId: string): Promise<number | null> {
+    const state = await this.#state(roomId);
+    return state === undefined ? null : this.#slot(roomId, state);
+  }
+
+  async #slot(roomId: string, state: ClientState): Promise<number> {
+    let slot = this.#slots.get(roomId);
+    if (slot === undefined) {
+      const raw = await this.#store.get(`slot/${roomId}`);
+      // No slot stored: no commit was ever skipped here, so slots and MLS epochs agree.
+      slot = raw === undefined ? Number(state.groupContext.epoch) : Number(fromUtf8(raw));
+      this.#slots.set(roomId, slot);
+    }
+    return slot;
+  }
+
+  async #setSlot(roomId: string, slot: number): Promise<void> {
+    await this.#store.put(`slot/${roomId}`, utf8(String(slot)));
+    this.#slots.set(roomId, slot);
   }
 
   async #groupInfo(state: ClientState): Promise<string> {
@@ -575,8 +642,12 @@ export class CryptoDevice implements KeyDirectory {
     });
   }
 
-  /** Joins from an `mls.welcome` (b64u MLSMessage Welcome). */
-  async joinFromWelcome(roomId: string, welcomeB64: string): Promise<JoinResult> {
+  /**
+   * Joins from an `mls.welcome` (b64u MLSMessage Welcome). `slot`: the room's next commit
+   * slot after the commit that added this device (the `epoch` of `MlsWelcomeContent`);
+   * default the MLS epoch, which it equals unless some commit was skipped.
+   */
+  async joinFromWelcome(roomId: string, welcomeB64: string, slot?: number): Promise<JoinResult> {
     return this.#lock(roomId, async () => {
       let msg: MLSMessage | undefined;
       try {
@@ -625,6 +696,7 @@ export class CryptoDevice implements KeyDirectory {
         return { ok: true, roomId, epoch: Number(existing.groupContext.epoch) };
       }
       await this.#save(roomId, state);
+      await this.#setSlot(roomId, isEpoch(slot) ? slot : Number(state.groupContext.epoch));
       await this.keyPackages.consume(ref);
       return { ok: true, roomId, epoch: Number(state.groupContext.epoch) };
     });
@@ -635,7 +707,7 @@ export class CryptoDevice implements KeyDirectory {
    * published: how a device joins without a Welcome, or rejoins after losing its state
    * (`resync`). Sent and confirmed like any prepared commit.
    */
-  async prepareExternalJoin(roomId: string, groupInfoB64: string, resync = false): Promise<PreparedCommit> {
+  async prepareExternalJoin(roomId: string, groupInfoB64: string, resync = false, slot?: number): Promise<PreparedCommit> {
     this.#assertCertified();
     return this.#lock(roomId, async () => {
       const msg = decodeMlsMessage(fromB64u(groupInfoB64, 'group_info'), 0)?.[0];
@@ -664,7 +736,8 @@ export class CryptoDevice implements KeyDirectory {
       } catch (err) {
         throw new CryptoFailureError('corrupt', `external join refused: ${(err as Error).message}`);
       }
-      const epoch = Number(msg.groupInfo.groupContext.epoch);
+      // The room's next commit slot (default: the GroupInfo's epoch, equal unless a commit was skipped).
+      const epoch = isEpoch(slot) ? slot : Number(msg.groupInfo.groupContext.epoch);
       const commit = toB64u(encodeMlsMessage({ version: 'mls10', wireformat: 'mls_public_message', publicMessage: joined.publicMessage }));
       await this.#savePending(roomId, { commit, state: joined.newState, epoch });
       // Until the host sequences it, the device has no group: confirmCommit installs it.

@@ -178,13 +178,14 @@ export interface KeyDirectory {
  * only when its credential names a user whose key the directory knows, that key signed
  * `{user_id, device_id, signature_key}`, and `signature_key` is the leaf's own key.
  */
-export function parleyAuthService(p: Primitives, directory: KeyDirectory): AuthenticationService {
+export function parleyAuthService(p: Primitives, directory: KeyDirectory, onUnknownUser?: (userId: string) => void): AuthenticationService {
   const verified = new Set<string>();
   return {
     async validateCredential(credential, signaturePublicKey) {
       const id = parseCredential(credential);
       if (id === null) return false;
       const known = directory.userKey(id.user_id);
+      if (known === undefined) onUnknownUser?.(id.user_id);
       if (known === undefined || toB64u(known) !== id.user_signing_key) return false;
       const memo = `${id.user_signing_key}|${id.credential_signature}|${toB64u(signaturePublicKey)}|${id.device_id}|${id.user_id}`;
       if (verified.has(memo)) return true;
