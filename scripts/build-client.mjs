@@ -3,8 +3,9 @@
 // older than their sources, so `pnpm start` on a fresh clone serves both and a warm start
 // costs nothing. `--force` rebuilds both; `--only client|admin` builds one.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { newest } from './newest.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 // Each app bundles the sdk and schemas, so their sources count too.
@@ -13,15 +14,6 @@ const apps = [
   { name: 'client', dir: 'client-vue', label: 'the web client (client-vue/dist)' },
   { name: 'admin', dir: 'admin', label: 'the admin console (admin/dist)' },
 ];
-
-function newest(p) {
-  if (!existsSync(p)) return 0;
-  const s = statSync(p);
-  if (!s.isDirectory()) return s.mtimeMs;
-  let max = s.mtimeMs;
-  for (const entry of readdirSync(p)) max = Math.max(max, newest(path.join(p, entry)));
-  return max;
-}
 
 const force = process.argv.includes('--force');
 const onlyAt = process.argv.indexOf('--only');

@@ -9,6 +9,7 @@
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
+import { newest } from './newest.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const homeserver = path.join(root, 'homeserver');
@@ -22,15 +23,6 @@ const inputs = [
   'schemas/src',
   'scripts/build-server.mjs',
 ];
-
-function newest(p) {
-  if (!existsSync(p)) return 0;
-  const s = statSync(p);
-  if (!s.isDirectory()) return s.mtimeMs;
-  let max = s.mtimeMs;
-  for (const entry of readdirSync(p)) max = Math.max(max, newest(path.join(p, entry)));
-  return max;
-}
 
 const force = process.argv.includes('--force');
 const sourceTime = Math.max(...inputs.map((p) => newest(path.join(root, p))));
