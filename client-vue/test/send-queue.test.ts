@@ -62,11 +62,13 @@ describe('the send line of a room', () => {
 
   it('a send refused for good (4xx) is marked failed and the line moves on', async () => {
     const fake = fakeApi(0);
+    type Send = (room: string, type: string, content: Record<string, unknown>, txnId: string) => Promise<{ event_id: string; seq: number }>;
+    const inner = (fake.api as unknown as { send: Send }).send;
     const refusing = {
       ...fake.api,
       send: async (room: string, type: string, content: Record<string, unknown>, txnId: string) => {
         if (content.body === 'bad') throw new ParleyApiError({ status: 403, code: 'PARLEY_FORBIDDEN', message: 'no' });
-        return (fake.api as unknown as { send: typeof refusing.send }).send(room, type, content, txnId);
+        return inner(room, type, content, txnId);
       },
     };
     useSessionStore().api = refusing as unknown as RoomsApi;
