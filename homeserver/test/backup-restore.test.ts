@@ -84,7 +84,9 @@ describe('backup and restore', () => {
     const traffic = (async () => {
       while (sending && sent < 200) await alice.sendText(roomId, `during ${sent++}`);
     })();
+    const t0 = performance.now();
     const summary = await backup(hs1.config, hs1.services.db, backupDir);
+    const backupMs = performance.now() - t0;
     sending = false;
     await traffic;
     expect(summary.tables).toBeGreaterThan(10);
@@ -93,6 +95,7 @@ describe('backup and restore', () => {
     expect(manifest.server_name).toBe('hs1.test');
     expect(manifest.files.map((f) => f.path.split('/')[0]).sort()).toEqual(expect.arrayContaining(['keys', 'media', 'tls']));
     expect(JSON.stringify(manifest)).not.toContain('alice password');
+    console.log(`backup figures: ${summary.rows} rows, ${summary.files} files, ${(summary.bytes / 1024).toFixed(0)} KiB in ${backupMs.toFixed(0)} ms while serving`);
   });
 
   it('refuses a damaged backup before touching anything', async () => {
@@ -131,8 +134,10 @@ describe('backup and restore', () => {
     });
     const db = createDb(restoredDb.url, 2);
     try {
+      const t0 = performance.now();
       const summary = await restore(config, db, backupDir);
       expect(summary.rows).toBeGreaterThan(0);
+      console.log(`restore figures: ${summary.rows} rows, ${summary.files} files in ${(performance.now() - t0).toFixed(0)} ms`);
       await migrateLatest(db);
     } finally {
       await db.destroy();
