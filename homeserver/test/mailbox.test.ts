@@ -249,7 +249,13 @@ describe('mailbox limits per address', () => {
   beforeAll(async () => {
     limited = await startTestServer({
       rate_limits: { enabled: true },
-      mailbox: { create_per_ip: { burst: 2, per_minute: 1 }, send_per_ip: { burst: 3, per_minute: 1 } },
+      bootstrap: { announce: true },
+      mailbox: {
+        create_per_ip: { burst: 2, per_minute: 1 },
+        send_per_ip: { burst: 3, per_minute: 1 },
+        // Room for five blocks on the whole server.
+        server_quota_bytes: 5 * 16384,
+      },
     });
   });
   afterAll(async () => {
@@ -266,7 +272,20 @@ describe('mailbox limits per address', () => {
     expect(await refusal(client.send(limited.url, queue.sendId, bytes('4')))).toMatchObject({ status: 429 });
   });
 
-  it('publishes its limits', async () => {
+  it('refuses blobs past the server-wide quota with a clear 429', async () => {
+    await limited.services.db('mailbox_messages').delete();
+    // Queue creation here is held by the per-IP limit of the test above: go through the service.
+    const svc = limited.services.mailbox;
+    const { send_id } = await svc.createQueue(toB64u(getPublicKey(new Uint8Array(32).fill(3))), '192.0.2.1');
+    for (let i = 0; i < 5; i++) await svc.send(send_id, bytes(`${i}`), `192.0.2.${10 + i}`);
+    await expect(svc.send(send_id, bytes('6'), '192.0.2.99')).rejects.toMatchObject({
+      status: 429,
+      code: 'PARLEY_QUOTA_EXCEEDED',
+      message: expect.stringMatching(/mailbox.server_quota_bytes/),
+    });
+  });
+
+  it('publishes its limits, on /mailbox/v1/limits and in its signed bootstrap descriptor', async () => {
     const res = await fetch(`${limited.url}/mailbox/v1/limits`);
     expect(await res.json()).toEqual({
       enabled: true,
@@ -275,5 +294,25 @@ describe('mailbox limits per address', () => {
       queue_quota: 128,
       ttl_ms: 21 * 86_400_000,
     });
+    const descriptor = limited.services.bootstrap?.ownDescriptor();
+    expect(descriptor?.capabilities).toContain('mailbox');
+    expect(descriptor?.limits).toEqual({ mailbox_block_bytes: 16384, mailbox_queue_quota: 128, mailbox_ttl_ms: 21 * 86_400_000 });
+  });
+});
+
+describe('mailbox off', () => {
+  let off: TestServer;
+  beforeAll(async () => {
+    off = await startTestServer({ mailbox: { enabled: false }, bootstrap: { announce: true, capabilities: ['mailbox'] } });
+  });
+  afterAll(async () => {
+    await off?.close();
+  });
+
+  it('answers 404 naming the setting and does not advertise a mailbox', async () => {
+    const refused = await refusal(new MailboxClient().createQueue(off.url));
+    expect(refused).toMatchObject({ status: 404 });
+    expect(refused.message).toMatch(/mailbox.enabled/);
+    expect(off.services.bootstrap?.ownDescriptor()?.capabilities).not.toContain('mailbox');
   });
 });

@@ -97,7 +97,8 @@ export class BootstrapService {
         key: this.#d.identity,
         endpoints,
         tlsFingerprints: [this.#d.fed.tls.fingerprint],
-        capabilities: this.#cfg.capabilities,
+        // A mailbox is offered exactly when it is on, with the limits senders must respect (DESIGN §8).
+        ...mailboxOffer(this.#cfg.capabilities, this.#d.config.mailbox),
         now,
         validForMs: this.#cfg.descriptor_validity_ms,
       });
@@ -340,4 +341,15 @@ export class BootstrapService {
     const anchors = new Set(this.book.anchors());
     return this.book.entries().map((e) => ({ ...e, anchor: anchors.has(e.serverName) }));
   }
+}
+
+function mailboxOffer(
+  capabilities: Config['bootstrap']['capabilities'],
+  mailbox: Config['mailbox'],
+): { capabilities: Config['bootstrap']['capabilities']; limits: Record<string, number> } {
+  if (!mailbox.enabled) return { capabilities: capabilities.filter((c) => c !== 'mailbox'), limits: {} };
+  return {
+    capabilities: [...new Set([...capabilities, 'mailbox' as const])],
+    limits: { mailbox_block_bytes: mailbox.block_bytes, mailbox_queue_quota: mailbox.queue_quota, mailbox_ttl_ms: mailbox.ttl_ms },
+  };
 }
