@@ -109,6 +109,8 @@ async function serve(config: Config, log: Logger): Promise<number> {
   });
   await server.stop();
   await release();
+  // The JSON log is written asynchronously: let it drain so the human line really is the last.
+  await new Promise<void>((resolve) => log.flush(() => resolve()));
   process.stderr.write('Parley stopped cleanly.\n');
   return 0;
 }

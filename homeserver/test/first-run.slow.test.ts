@@ -76,6 +76,8 @@ describe('pnpm start: start and stop lines', () => {
 
   it('says where to open it; the server name agrees; SIGTERM to pnpm exits 0 with a clear last line', async () => {
     const { child, output, exited, port } = await start();
+    // The JSON log may reach the pipe after the human line (pino writes asynchronously).
+    await until(() => output().includes('parley homeserver listening'));
     expect(output()).toContain(`Parley is running: open http://localhost:${port}`);
     expect(output()).toContain(`server name localhost:${port}`);
     // The JSON log names the same address.
