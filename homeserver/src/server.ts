@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { loadOrCreateSigningKey } from '@parley/federation/keys';
 import { Redis } from 'ioredis';
+import { updateRoutes } from './api/client/updates.js';
 import { bootstrapRoutes } from './api/federation/bootstrap.js';
 import type { Config } from './config.js';
 import { createDb, type Db, migrateLatest } from './db/database.js';
@@ -30,6 +31,7 @@ import { ServerKeyRepository } from './repositories/server-keys.js';
 import { type Clock, systemClock } from './services/clock.js';
 import { createServices, type Services } from './services/index.js';
 import type { SigningIdentity } from './services/room-log.js';
+import { FEDERATION_SCHEME } from './updates/mirror.js';
 
 export interface StartOptions {
   log?: Logger;
@@ -199,6 +201,12 @@ async function startFederation(
     log: log.child({ component: 'bootstrap' }),
   });
   services.bootstrap = bootstrap;
+  // Mirrors of Parley's releases found in the bootstrap list, reached over federation.
+  services.updates.mirror.federation = context.client;
+  services.updates.discover = () =>
+    bootstrap.book.select(4, { capability: 'mirror' }).map((e) => `${FEDERATION_SCHEME}//${e.serverName}/updates`);
+  const updatesRouter = updateRoutes(services);
+  app.use(updatesRouter.routes());
   const bootstrapRouter = bootstrapRoutes(context, bootstrap, onInbound);
   app.use(bootstrapRouter.routes());
   app.use(bootstrapRouter.allowedMethods({ throw: true }));

@@ -397,3 +397,46 @@ describe('parley release: the release manager’s commands', () => {
     }
   });
 });
+
+describe('mirrors found through bootstrap lists', () => {
+  it('a server with no upstream syncs from a mirror it learned of in the bootstrap list, over federation', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'parley-updates-bootstrap-'));
+    const keys = { root: key(), targets: key(), snapshot: key(), timestamp: key() };
+    const repo = await ReleaseRepository.init(path.join(dir, 'repo'), {
+      rootKeys: [keys.root],
+      threshold: 1,
+      targetsKey: keys.targets,
+      snapshotKey: keys.snapshot,
+      timestampKey: keys.timestamp,
+      now: Date.now(),
+    });
+    repo.sign('root', keys.root);
+    await repo.save();
+    await repo.addTarget(TARGET, Buffer.from('bundle via bootstrap'), keys, Date.now());
+    await writeFile(path.join(dir, 'root.json'), await readFile(path.join(dir, 'repo', 'metadata', '1.root.json')));
+    const site = await serveDir(() => path.join(dir, 'repo'));
+    const { startFederation } = await import('./support/federation.js');
+    const fed = await startFederation(['m1.test', 'm2.test'], {
+      overrides: (name) => ({
+        updates: { mirror: true, upstreams: name === 'm1.test' ? [site.url] : [], trusted_root: path.join(dir, 'root.json') },
+        bootstrap:
+          name === 'm1.test'
+            ? { announce: true, capabilities: ['mirror'], pull_interval_ms: 1000 }
+            : { seeds: ['m1.test'], pull_interval_ms: 1000 },
+      }),
+    });
+    try {
+      const [m1, m2] = fed.servers as [(typeof fed.servers)[0], (typeof fed.servers)[0]];
+      await until(() => m1.running.services.updates.mirror.lastSync !== null);
+      await until(() => m2.running.services.updates.sources().includes('parley-fed://m1.test/updates'), 20_000);
+      expect(await m2.running.services.updates.check()).toBe(true);
+      expect(m2.running.services.updates.mirror.lastSync?.source).toBe('parley-fed://m1.test/updates');
+      const served = await fetch(`${m2.url}/updates/targets/${TARGET}`);
+      expect(await served.text()).toBe('bundle via bootstrap');
+    } finally {
+      await fed.close();
+      await site.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

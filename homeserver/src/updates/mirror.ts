@@ -2,9 +2,13 @@ import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import type { FederationClient } from '@parley/federation/transport';
 import type { TargetFile } from '@tufjs/models';
 import { BaseFetcher, Updater } from 'tuf-js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
+
+/** Sources named `parley-fed://<server>/updates` are mirrors reached over federation. */
+export const FEDERATION_SCHEME = 'parley-fed:';
 
 /**
  * Fetching and verifying Parley's release repository (DESIGN §10) with tuf-js.
@@ -46,10 +50,34 @@ export interface SourceFailure {
  */
 class RecordingFetcher extends BaseFetcher {
   readonly roots = new Map<number, Buffer>();
-  constructor(private readonly timeoutMs: number) {
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly federation?: FederationClient,
+    private readonly maxBytes = DEFAULT_UPDATE_LIMITS.maxTargetBytes,
+  ) {
     super();
   }
   async fetch(url: string): Promise<NodeJS.ReadableStream> {
+    // A mirror found in the bootstrap list: its federation listener, reached through the
+    // federation client (discovery, SSRF guard, the TLS pin from its key document).
+    if (url.startsWith(`${FEDERATION_SCHEME}//`)) {
+      if (!this.federation) throw new DownloadHTTPError('no federation client for a federation mirror', 400);
+      const u = new URL(url);
+      try {
+        const res = await this.federation.request({
+          destination: u.host,
+          method: 'GET',
+          path: u.pathname,
+          raw: true,
+          timeoutMs: this.timeoutMs,
+          maxBytes: this.maxBytes,
+        });
+        return Readable.from([res.body as Buffer]);
+      } catch (err) {
+        const status = (err as { status?: number }).status;
+        throw new DownloadHTTPError(`Failed to download: ${(err as Error).message}`, typeof status === 'number' ? status : 502);
+      }
+    }
     const res = await globalThis.fetch(url, { signal: AbortSignal.timeout(this.timeoutMs), redirect: 'error' });
     if (!res.ok || !res.body) {
       await res.body?.cancel().catch(() => {});
@@ -90,6 +118,9 @@ export class UpdateMirror {
   lastSync: { ts: number; source: string; version: number } | null = null;
   lastFailures: SourceFailure[] = [];
 
+  /** Set when federation runs: mirrors found in the bootstrap list are reached through it. */
+  federation: FederationClient | undefined;
+
   constructor(
     readonly dir: string,
     private readonly trustedRoot: () => Promise<Buffer>,
@@ -122,7 +153,7 @@ export class UpdateMirror {
         await mkdir(targetsDir, { recursive: true });
         const start = await this.startRoot();
         await writeFile(path.join(metadataDir, 'root.json'), start);
-        const fetcher = new RecordingFetcher(this.limits.fetchTimeoutMs);
+        const fetcher = new RecordingFetcher(this.limits.fetchTimeoutMs, this.federation, this.limits.maxTargetBytes);
         const updater = new Updater({
           metadataDir,
           metadataBaseUrl: `${source.replace(/\/$/, '')}/metadata`,

@@ -34,14 +34,24 @@ export class UpdateService {
     );
   }
 
+  /** Set when federation runs: other mirrors from the bootstrap list (`mirror` capability). */
+  discover: () => string[] = () => [];
+
   get enabled(): boolean {
-    return this.config.updates.mirror && this.config.updates.upstreams.length > 0;
+    return this.config.updates.mirror;
+  }
+
+  /** Configured upstreams first, then mirrors the bootstrap list names. */
+  sources(): string[] {
+    return [...new Set([...this.config.updates.upstreams, ...this.discover()])];
   }
 
   /** One sync from the upstreams; failures are logged and kept for the admin page. */
   async check(): Promise<boolean> {
     try {
-      const r = await this.mirror.sync(this.config.updates.upstreams, this.clock.now());
+      const sources = this.sources();
+      if (sources.length === 0) throw new Error('no upstream configured and no mirror in the bootstrap list yet');
+      const r = await this.mirror.sync(sources, this.clock.now());
       this.log.info({ source: r.source, root_version: r.version, targets: r.targets.length }, 'release repository verified and mirrored');
       return true;
     } catch (err) {
