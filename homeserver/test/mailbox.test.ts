@@ -1,9 +1,15 @@
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { newQueueIds } from '@parley/federation/mailbox';
 import { getPublicKey, isParleyApiError, MailboxClient, type MailboxQueue } from '@parley/sdk';
 import { toB64u } from '@parley/sdk/crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ManualClock, startTestServer, type TestServer } from './support/server.js';
+import { createLogger } from '../src/logger.js';
+import { startHomeserver } from '../src/server.js';
+import { createTestDatabase } from './support/postgres.js';
+import { ManualClock, startTestServer, type TestServer, testConfig } from './support/server.js';
 
 // Mailbox queues (issue 14, DESIGN §8) on a real server: Postgres, HTTP on loopback.
 const BLOCK = 4096;
@@ -314,5 +320,32 @@ describe('mailbox off', () => {
     expect(refused).toMatchObject({ status: 404 });
     expect(refused.message).toMatch(/mailbox.enabled/);
     expect(off.services.bootstrap?.ownDescriptor()?.capabilities).not.toContain('mailbox');
+  });
+});
+
+describe('mailbox logs', () => {
+  it('access-log lines name the route template, never a queue ID', async () => {
+    const database = await createTestDatabase();
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'parley-test-mailbox-'));
+    const lines: string[] = [];
+    const hs = await startHomeserver(testConfig(database.url, dataDir), {
+      log: createLogger('info', { write: (line) => void lines.push(line) }),
+    });
+    try {
+      const client = new MailboxClient();
+      const queue = await client.createQueue(hs.url);
+      await client.send(hs.url, queue.sendId, bytes('x'));
+      const [blob] = (await client.receive(queue)).blobs;
+      await client.ack(queue, blob?.msgId ?? '');
+      await client.deleteQueue(queue);
+      const requests = lines.filter((l) => l.includes('/mailbox/v1'));
+      expect(requests.length).toBeGreaterThanOrEqual(5);
+      const all = lines.join('');
+      for (const id of [queue.receiveId, queue.sendId, blob?.msgId ?? '']) expect(all).not.toContain(id);
+    } finally {
+      await hs.stop();
+      await database.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
