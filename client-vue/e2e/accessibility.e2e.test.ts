@@ -238,6 +238,40 @@ describe('WCAG 2.1 AA (axe-core) on every page', () => {
   });
 });
 
+describe('WCAG 2.1 AA at phone width', () => {
+  it.each(['light', 'dark'] as const)('%s theme: room list, room, long-press menu, More menu', async (theme) => {
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true, locale: 'en-GB' });
+    closers.push(() => context.close());
+    const phone = await context.newPage();
+    await phone.emulateMedia({ colorScheme: theme });
+    await phone.goto(`${server.url}/login`);
+    await phone.getByLabel('Username').fill('bob');
+    await phone.getByLabel('Password').fill('correct horse battery');
+    await phone.getByRole('button', { name: 'Sign in' }).click();
+    await phone.getByRole('link', { name: /^Garden/ }).waitFor();
+    const found: Array<AxeFinding & { page: string }> = [];
+    const check = async (name: string) => {
+      for (const f of await axe(phone)) found.push({ page: name, ...f });
+    };
+    await check('phone-room-list');
+    await phone.getByRole('link', { name: /^Garden/ }).click();
+    const msg = messageWith(phone, 'Painting');
+    await msg.waitFor();
+    await check('phone-room');
+    const at = { clientX: 80, clientY: 10, pointerType: 'touch', isPrimary: true, bubbles: true };
+    await msg.getByTestId('message-body').dispatchEvent('pointerdown', at);
+    await msg.getByRole('toolbar').waitFor({ state: 'visible' });
+    await msg.getByTestId('message-body').dispatchEvent('pointerup', at);
+    await check('phone-long-press-menu');
+    await phone.getByRole('heading', { name: 'Garden' }).click();
+    await phone.getByRole('button', { name: 'More room actions' }).click();
+    await phone.getByTestId('room-more').waitFor();
+    await check('phone-more-menu');
+    await shot(phone, `issue11-phone-${theme}-more-menu`);
+    expect(found).toEqual([]);
+  });
+});
+
 describe('screenshots', () => {
   it('desktop and phone width, light and dark', async () => {
     for (const theme of ['light', 'dark'] as const) {
