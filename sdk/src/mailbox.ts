@@ -114,7 +114,11 @@ export class MailboxClient {
     return this.#request(method, `${queue.baseUrl}${path}`, { headers: { authorization: this.signRequest(queue, method, path) } });
   }
 
-  async #request(method: string, url: string, init: { body?: string | Uint8Array<ArrayBuffer>; headers: Record<string, string> }): Promise<Response> {
+  async #request(
+    method: string,
+    url: string,
+    init: { body?: string | Uint8Array<ArrayBuffer>; headers: Record<string, string> },
+  ): Promise<Response> {
     let res: Response;
     try {
       res = await this.#fetch(url, { method, ...init });
