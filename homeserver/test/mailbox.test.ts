@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/logger.js';
 import { startHomeserver } from '../src/server.js';
 import { createTestDatabase } from './support/postgres.js';
+import { createTestRedis, type TestRedis } from './support/redis.js';
 import { ManualClock, startTestServer, type TestServer, testConfig } from './support/server.js';
 
 // Mailbox queues (issue 14, DESIGN §8) on a real server: Postgres, HTTP on loopback.
@@ -347,5 +348,85 @@ describe('mailbox logs', () => {
       await database.drop();
       await rm(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('mailbox with Redis (several processes)', () => {
+  let shared: TestServer;
+  let redis: TestRedis;
+  beforeAll(async () => {
+    redis = await createTestRedis();
+    shared = await startTestServer({ redis: { url: redis.url, key_prefix: redis.prefix } });
+  });
+  afterAll(async () => {
+    await shared?.close();
+    await redis?.cleanup();
+  });
+
+  it('remembers used signatures in Redis, so a replay is refused by any process', async () => {
+    const client = new MailboxClient();
+    const queue = await client.createQueue(shared.url);
+    const path = `/mailbox/v1/queues/${queue.receiveId}/messages`;
+    const authorization = client.signRequest(queue, 'GET', path);
+    expect((await fetch(`${shared.url}${path}`, { headers: { authorization } })).status).toBe(200);
+    const replay = await fetch(`${shared.url}${path}`, { headers: { authorization } });
+    expect(replay.status).toBe(401);
+    const sig = authorization.slice(authorization.indexOf('sig=') + 4);
+    const probe = new (await import('ioredis')).Redis(redis.url, { keyPrefix: redis.prefix });
+    try {
+      expect(await probe.exists(`mailbox-sig:${sig}`)).toBe(1);
+    } finally {
+      probe.disconnect();
+    }
+  });
+
+  it('answers hostile bodies and headers with 4xx, never 5xx', async () => {
+    const queue = await new MailboxClient().createQueue(shared.url);
+    const cases: { method: string; path: string; body?: BodyInit; headers?: Record<string, string>; status: number }[] = [
+      { method: 'POST', path: '/mailbox/v1/queues', body: 'not json', headers: { 'content-type': 'application/json' }, status: 400 },
+      { method: 'POST', path: '/mailbox/v1/queues', body: '[]', headers: { 'content-type': 'application/json' }, status: 400 },
+      { method: 'POST', path: '/mailbox/v1/queues', body: 'queue_key=x', headers: { 'content-type': 'text/plain' }, status: 415 },
+      {
+        method: 'POST',
+        path: '/mailbox/v1/queues',
+        body: JSON.stringify({ queue_key: 'x'.repeat(100_000) }),
+        headers: { 'content-type': 'application/json' },
+        status: 413,
+      },
+      {
+        method: 'GET',
+        path: `/mailbox/v1/queues/${queue.receiveId}/messages`,
+        headers: { authorization: `ParleyQueue ${'x'.repeat(4000)}` },
+        status: 401,
+      },
+      {
+        method: 'GET',
+        path: `/mailbox/v1/queues/${queue.receiveId}/messages`,
+        headers: { authorization: `ParleyQueue ts=-5,nonce=${'n'.repeat(22)},sig=${'A'.repeat(86)}` },
+        status: 401,
+      },
+      { method: 'PATCH', path: `/mailbox/v1/queues/${queue.receiveId}`, status: 405 },
+    ];
+    for (const c of cases) {
+      const res = await fetch(`${shared.url}${c.path}`, {
+        method: c.method,
+        headers: c.headers ?? {},
+        ...(c.body ? { body: c.body } : {}),
+      });
+      expect(res.status, `${c.method} ${c.path} ${String(c.body ?? '').slice(0, 20)}`).toBe(c.status);
+    }
+    // An oversize blob streamed without Content-Length is cut off at the cap: 413.
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < 8; i++) controller.enqueue(new Uint8Array(4096));
+        controller.close();
+      },
+    });
+    const chunked = await fetch(`${shared.url}/mailbox/v1/send/${queue.sendId}`, {
+      method: 'PUT',
+      body: stream,
+      duplex: 'half',
+    } as RequestInit & { duplex: 'half' });
+    expect(chunked.status).toBe(413);
   });
 });
