@@ -37,6 +37,25 @@ export class Metrics {
       },
     });
     if (media) this.watchRemoteMedia(media);
+    this.watchMailbox(db);
+  }
+
+  // Mailbox usage (DESIGN §8): counts only, never a queue ID.
+  private watchMailbox(db: Db): void {
+    new Gauge({
+      name: 'parley_mailbox_usage',
+      help: 'Mailbox queues and the padded blocks they hold (expired ones until purged)',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      async collect() {
+        const [queues, blocks] = await Promise.all([
+          db('mailbox_queues').count<{ n: string }[]>({ n: '*' }),
+          db('mailbox_messages').count<{ n: string }[]>({ n: '*' }),
+        ]);
+        this.set({ kind: 'queues' }, Number(queues[0]?.n ?? 0));
+        this.set({ kind: 'blocks' }, Number(blocks[0]?.n ?? 0));
+      },
+    });
   }
 
   // The remote media cache is capped and evicted (issue 10, M5): its size and churn are shown.

@@ -430,3 +430,20 @@ describe('mailbox with Redis (several processes)', () => {
     expect(chunked.status).toBe(413);
   });
 });
+
+describe('mailbox metrics', () => {
+  it('counts queues and blocks on /metrics without naming any queue', async () => {
+    const queue = await mailbox.createQueue(server.url);
+    await mailbox.send(server.url, queue.sendId, bytes('counted'));
+    const [queues, blocks] = await Promise.all([
+      server.services.db('mailbox_queues').count<{ n: string }[]>({ n: '*' }),
+      server.services.db('mailbox_messages').count<{ n: string }[]>({ n: '*' }),
+    ]);
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    expect(text).toContain(`parley_mailbox_usage{kind="queues"} ${Number(queues[0]?.n)}`);
+    expect(text).toContain(`parley_mailbox_usage{kind="blocks"} ${Number(blocks[0]?.n)}`);
+    expect(text).toContain('route="/mailbox/v1/send/:sendId"');
+    expect(text).not.toContain(queue.sendId);
+    expect(text).not.toContain(queue.receiveId);
+  });
+});
