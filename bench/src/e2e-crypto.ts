@@ -46,7 +46,7 @@ async function pinAll(devices: CryptoDevice[], into: CryptoDevice[]): Promise<vo
 }
 
 /**
- * DESIGN §11 e2e-crypto, in one Node process through the sdk's CryptoDevice (what bots and
+ * bench/README.md e2e-crypto, in one Node process through the sdk's CryptoDevice (what bots and
  * the web client run, state persisted to a memory store after every operation):
  * - messages/s: one device encrypts `messages` 200-byte messages, another decrypts each;
  *   the pair's rate, and each side's own rate (CPU time, so a loaded machine shows less);

@@ -56,7 +56,7 @@ async function waitUntil(cond: () => boolean, capMs: number): Promise<boolean> {
 }
 
 /**
- * DESIGN §11 fed-fanout, the scenario also run against Prosody: a room hosted on B, receivers
+ * bench/README.md fed-fanout, the scenario also run against Prosody: a room hosted on B, receivers
  * on A and on B, one sender on A. Phase 1 is a burst sent back to back, phase 2 a steady rate;
  * latency is send → stream frame on one process clock, over every message × receiver.
  */

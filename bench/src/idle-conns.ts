@@ -2,7 +2,7 @@ import type WebSocket from 'ws';
 import { connectStream, pool, register } from './clients.js';
 import { startServer } from './server.js';
 
-/** DESIGN §11 idle-conns: RSS of one server holding `connections` idle, identified streams. */
+/** bench/README.md idle-conns: RSS of one server holding `connections` idle, identified streams. */
 export async function idleConns(o: { connections: number; users: number }): Promise<Record<string, unknown>> {
   const server = await startServer('idle');
   const sockets: WebSocket[] = [];

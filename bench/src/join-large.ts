@@ -17,7 +17,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const round = (v: number, digits = 0) => Math.round(v * 10 ** digits) / 10 ** digits;
 
 /**
- * DESIGN §11 join-large: a host with a room of `members` members and `messages` messages;
+ * bench/README.md join-large: a host with a room of `members` members and `messages` messages;
  * a second server that has never seen the room joins one of its users. `join_ms` runs from
  * the join request until the room's latest message is visible to the joiner (its stream or
  * its server's history, whichever shows it first).

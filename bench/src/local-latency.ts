@@ -9,7 +9,7 @@ export interface LocalLatencyOptions {
 }
 
 /**
- * DESIGN §11 local-latency: one server, one room, `members` receivers on streams, a sender
+ * bench/README.md local-latency: one server, one room, `members` receivers on streams, a sender
  * at `rate` msg/s for `seconds`; send → stream latency over every message × receiver,
  * measured on one process clock.
  */

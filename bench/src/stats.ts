@@ -1,4 +1,4 @@
-/** Nearest-rank percentiles (DESIGN §11). */
+/** Nearest-rank percentiles (bench/README.md). */
 export function percentiles(values: number[]): { p50: number; p95: number; p99: number; max: number } {
   if (values.length === 0) return { p50: 0, p95: 0, p99: 0, max: 0 };
   const sorted = [...values].sort((a, b) => a - b);

@@ -40,7 +40,7 @@ function rates(seconds: number, loops: Array<(i: number) => void>): number[] {
 }
 
 /**
- * DESIGN §11 verify: how many signed room events per second the federation library verifies
+ * bench/README.md verify: how many signed room events per second the federation library verifies
  * (schema and size checks, canonical JSON of the redacted form, reference hash for the event
  * ID, Ed25519 signature, content hash) against bare node:crypto Ed25519 verifies of messages of
  * the same size. Also the per-entry work of a participant: event plus its sequencing record.

@@ -316,7 +316,7 @@ describe('verifyChain with the real auth rules: redactions are judged by the red
   });
 });
 
-describe('verifyChain: MLS epochs (DESIGN §7, issue 12)', () => {
+describe('verifyChain: MLS epochs (docs/protocol.md, issue 12)', () => {
   // A host that sequenced two commits for one epoch forked the group: participants refuse it.
   const roles = { roles: { everyone: { name: 'everyone', position: 0, permissions: 0b1111 } }, users: {} };
   const base = [

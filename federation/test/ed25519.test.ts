@@ -7,7 +7,7 @@ import { HOSTILE_VALUES } from './support/hostile-values.js';
 import hostile from './vectors/ed25519-hostile.json' with { type: 'json' };
 import rfc from './vectors/rfc8032-ed25519.json' with { type: 'json' };
 
-// DESIGN §3: servers use node:crypto, browsers noble; both must agree byte for byte.
+// docs/protocol.md: servers use node:crypto, browsers noble; both must agree byte for byte.
 const bytes = (hex: string) => new Uint8Array(Buffer.from(hex, 'hex'));
 
 /** The server side on raw key bytes: a KeyObject as a key document would give, then verifyBytes. */

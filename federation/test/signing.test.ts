@@ -221,7 +221,7 @@ describe('signEvent', () => {
   });
 });
 
-describe('size caps (DESIGN §4)', () => {
+describe('size caps (docs/protocol.md)', () => {
   // room.message bodies are schema-limited to 40,000 characters; a custom type is not.
   const big = (bytes: number) => message('', { type: 'org.example.blob', content: { data: 'x'.repeat(bytes - '{"data":""}'.length) } });
 

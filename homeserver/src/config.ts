@@ -183,7 +183,7 @@ export const ConfigSchema = Type.Object(
     mailbox: Type.Object(
       {
         enabled: Type.Boolean({
-          description: 'offer mailbox queues for E2E clients (DESIGN §8): senders need a send ID, receivers the queue key',
+          description: 'offer mailbox queues for E2E clients (docs/protocol.md): senders need a send ID, receivers the queue key',
         }),
         block_bytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: 'every stored blob is padded to exactly this size' }),
         queue_quota: Type.Integer({ minimum: 1, maximum: 100_000, description: 'blobs one queue holds until the receiver acknowledges' }),

@@ -40,7 +40,7 @@ export class Metrics {
     this.watchMailbox(db);
   }
 
-  // Mailbox usage (DESIGN §8): counts only, never a queue ID.
+  // Mailbox usage (docs/protocol.md): counts only, never a queue ID.
   private watchMailbox(db: Db): void {
     new Gauge({
       name: 'parley_mailbox_usage',

@@ -244,7 +244,7 @@ async function startFederation(
   };
 }
 
-/** DESIGN §5: BullMQ and the stream need Redis to refuse writes rather than evict keys. */
+/** docs/protocol.md: BullMQ and the stream need Redis to refuse writes rather than evict keys. */
 async function warnUnlessNoEviction(redis: Redis, log: Logger): Promise<void> {
   try {
     const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];

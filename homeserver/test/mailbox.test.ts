@@ -12,7 +12,7 @@ import { createTestDatabase } from './support/postgres.js';
 import { createTestRedis, type TestRedis } from './support/redis.js';
 import { ManualClock, startTestServer, type TestServer, testConfig } from './support/server.js';
 
-// Mailbox queues (issue 14, DESIGN §8) on a real server: Postgres, HTTP on loopback.
+// Mailbox queues (issue 14, docs/protocol.md) on a real server: Postgres, HTTP on loopback.
 const BLOCK = 4096;
 const TTL = 3_600_000;
 

@@ -62,7 +62,7 @@ class ResumingStream {
 }
 
 /**
- * DESIGN's scale-out claim, for real: deploy/'s nginx config (TLS from a test CA, WebSocket
+ * The operator guide's scale-out claim, for real: deploy/'s nginx config (TLS from a test CA, WebSocket
  * upgrade, stream pass-through for federation) in front of two `parley serve` processes on one
  * Postgres and one Redis. One process is killed with -9 in the middle of the traffic: every
  * accepted message is delivered exactly once and the streams resume on the other process.

@@ -2,7 +2,7 @@ import { type Static, Type } from '@sinclair/typebox';
 import { Password } from './auth.js';
 import { Localpart, UserId } from './ids.js';
 
-// Admin API (`/api/v1/admin/…`, DESIGN §13) request bodies and the shapes the console reads.
+// Admin API (`/api/v1/admin/…`, admin/README.md) request bodies and the shapes the console reads.
 
 const Reason = Type.String({ minLength: 1, maxLength: 1000 });
 /** A DNS name (or IP literal) without port: domain policies match a name and its subdomains. */

@@ -3,7 +3,7 @@ import { EventId, RoomId } from './events.js';
 import { DeviceId, SERVER_NAME_PATTERN, UserId } from './ids.js';
 
 /**
- * End-to-end encryption wire formats (DESIGN §7, MLS RFC 9420). Servers store and forward
+ * End-to-end encryption wire formats (docs/protocol.md, MLS RFC 9420). Servers store and forward
  * what is here; every MLS structure is opaque unpadded base64url that only clients parse.
  * The server checks shapes, sizes and counts, and the Ed25519 self-signature of a device
  * list (consistency only: trust in a user signing key comes from the user's contacts).

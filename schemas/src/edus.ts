@@ -6,7 +6,7 @@ import { PresenceState } from './stream.js';
 
 /**
  * Ephemeral data units (EDUs): what servers exchange besides room events, in the `edus` of a
- * federation transaction (DESIGN §5). Each names a user of the sending server; the receiver
+ * federation transaction (docs/protocol.md). Each names a user of the sending server; the receiver
  * refuses any that does not. Every EDU is checked on its own, so one bad item never costs
  * the transaction's events.
  */

@@ -1,13 +1,13 @@
 import { type Static, Type } from '@sinclair/typebox';
 
 /**
- * Room events and sequencing records (DESIGN §2–4). These are the signed objects that the
+ * Room events and sequencing records (docs/protocol.md). These are the signed objects that the
  * room log stores and federation carries; every part of Parley agrees on them through here.
  *
  * Hashes and signatures are unpadded base64url. Integers only, within ±2^53 (RFC 8785 form).
  */
 
-// Size caps (DESIGN §4): canonical event ≤ 64 KiB, its content ≤ 48 KiB.
+// Size caps (docs/protocol.md): canonical event ≤ 64 KiB, its content ≤ 48 KiB.
 export const MAX_EVENT_BYTES = 64 * 1024;
 export const MAX_CONTENT_BYTES = 48 * 1024;
 
@@ -94,7 +94,7 @@ export type JoinRule = 'public' | 'invite' | 'knock';
 export const HistoryVisibility = Type.Union(['world_readable', 'shared', 'invited', 'joined'].map((m) => Type.Literal(m)));
 export type HistoryVisibility = 'world_readable' | 'shared' | 'invited' | 'joined';
 
-/** Permission bits (DESIGN §4). ADMIN implies every other bit. */
+/** Permission bits (docs/protocol.md). ADMIN implies every other bit. */
 export const Permission = {
   VIEW: 1 << 0,
   SEND: 1 << 1,
@@ -183,7 +183,7 @@ export const REDACTION_KEEPS: Readonly<Record<string, readonly string[] | 'all'>
   // Encryption is one-way (auth rules); a redaction that emptied it would undo it (issue 10, L9).
   'room.encryption': 'all',
   // MLS handshake messages: every device must process every sequenced commit, in order, or it
-  // forks from the group; a redaction must not take one away (DESIGN §7).
+  // forks from the group; a redaction must not take one away (docs/protocol.md).
   'room.mls.commit': 'all',
   'room.mls.proposal': 'all',
   'room.redaction': ['redacts'],

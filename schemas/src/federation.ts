@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 
-/** PUT /federation/v1/send/:txnId — a batch from one origin (DESIGN §5). */
+/** PUT /federation/v1/send/:txnId — a batch from one origin (docs/protocol.md). */
 export const MAX_TXN_EVENTS = 100;
 export const MAX_TXN_EDUS = 100;
 

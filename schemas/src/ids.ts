@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 
-// DESIGN §2: localparts are [a-z0-9._=-]+, at most 64 characters.
+// docs/protocol.md: localparts are [a-z0-9._=-]+, at most 64 characters.
 export const LOCALPART_PATTERN = '^[a-z0-9._=-]{1,64}$';
 // Server name: DNS name or IP literal (v4 or bracketed v6), optional port.
 export const SERVER_NAME_PATTERN =

@@ -1,7 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 
 /**
- * Mailbox queues (DESIGN §8), after SimpleX's SMP queues: a queue has a random receive ID
+ * Mailbox queues (docs/protocol.md), after SimpleX's SMP queues: a queue has a random receive ID
  * and an unrelated random send ID, and an Ed25519 queue key. Whoever holds the send ID may
  * deposit a blob; only a request signed by the queue key may read, acknowledge or delete.
  * No account is involved, so the mailbox server cannot tell whose queue it is.

@@ -3,7 +3,7 @@ import { ClientEvent, EventId, RoomId } from './events.js';
 import { DeviceId, UserId } from './ids.js';
 
 /**
- * The live stream (DESIGN §6): `GET /api/v1/stream` upgrades to a WebSocket carrying JSON
+ * The live stream (docs/protocol.md): `GET /api/v1/stream` upgrades to a WebSocket carrying JSON
  * text messages. The client identifies with its token and the last position it saw; the
  * server replays what it missed, then pushes live frames. Positions are integers that only
  * grow; a client resumes from the last `position` it processed. `GET /api/v1/sync` answers

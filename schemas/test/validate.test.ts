@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { check, isServerName, LoginRequest, ProfileUpdateRequest, parseUserId, RegisterRequest } from '../src/index.js';
 
-describe('identifiers (DESIGN §2)', () => {
+describe('identifiers (docs/protocol.md)', () => {
   it.each([
     ['@alice:a.example', { localpart: 'alice', server: 'a.example' }],
     ['@a.b_c=d-e:127.0.0.1:8481', { localpart: 'a.b_c=d-e', server: '127.0.0.1:8481' }],

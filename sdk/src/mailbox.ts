@@ -13,7 +13,7 @@ import { fromB64u, toB64u } from './crypto/encoding.js';
 import { errorFromResponse, malformedResponse, networkError } from './errors.js';
 
 /**
- * Mailbox queues (DESIGN §8) on any Parley server, without an account: a queue is its
+ * Mailbox queues (docs/protocol.md) on any Parley server, without an account: a queue is its
  * server, its receive ID and its Ed25519 queue key (kept by the receiver), and its send ID
  * (given to senders, e.g. in a contact link). Works in browsers and Node (fetch and
  * crypto.getRandomValues).

@@ -61,7 +61,7 @@ interface Connection {
 }
 
 /**
- * The live stream (DESIGN §6) over a WebSocket: identify, replay from the last position,
+ * The live stream (docs/protocol.md) over a WebSocket: identify, replay from the last position,
  * then live frames, reconnecting and resuming until `close()` or the session dies. Frames
  * reach the app at most once each, in position order (see FrameFeed).
  */

@@ -8,7 +8,7 @@ import { displayName } from './ids.js';
  * so every client (and a plain-text reader) sees the same thing.
  */
 
-// DESIGN §2: localparts are [a-z0-9._=-]{1,64}; a server name is a host with an optional port.
+// docs/protocol.md: localparts are [a-z0-9._=-]{1,64}; a server name is a host with an optional port.
 export const MENTION = /^@[a-z0-9._=-]{1,64}:[A-Za-z0-9.-]*[A-Za-z0-9](?::\d{1,5})?/;
 const MENTION_G = /(^|[^\p{L}\p{N}_@])(@[a-z0-9._=-]{1,64}:[A-Za-z0-9.-]*[A-Za-z0-9](?::\d{1,5})?)/gu;
 

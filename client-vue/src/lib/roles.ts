@@ -1,6 +1,6 @@
 import { ALL_PERMISSIONS, type ClientEvent, Permission, type PermissionName, type Role, type RolesContent } from '@parley/schemas';
 
-// The client's reading of `room.roles` (DESIGN §4, federation/src/room/permissions.ts): the
+// The client's reading of `room.roles` (docs/protocol.md, federation/src/room/permissions.ts): the
 // same rules, so the settings panel offers only what the server will accept. The server
 // still decides; these only decide what to show.
 

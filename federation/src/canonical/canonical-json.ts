@@ -2,7 +2,7 @@ import canonicalize from 'canonicalize';
 
 /**
  * Canonical JSON (RFC 8785, JSON Canonicalization Scheme) for everything Parley signs or
- * hashes (DESIGN §3). Serialization itself is the maintained `canonicalize` package; this
+ * hashes (docs/protocol.md). Serialization itself is the maintained `canonicalize` package; this
  * module only narrows the input to the I-JSON subset we sign, and refuses the rest with a
  * TypeError that names the JSON path, instead of letting JSON.stringify quietly drop or
  * rewrite a value (undefined, functions, Dates, Maps all serialize as something else).

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 
 /**
  * SHA-256 as unpadded base64url (RFC 4648 §5 without the `=` padding of §3.2), the form
- * of every Parley hash and event ID (DESIGN §2). Strings are hashed as UTF-8.
+ * of every Parley hash and event ID (docs/protocol.md). Strings are hashed as UTF-8.
  */
 export function sha256B64u(data: Uint8Array | string): string {
   if (typeof data !== 'string' && !(data instanceof Uint8Array)) {

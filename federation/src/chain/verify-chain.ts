@@ -41,7 +41,7 @@ export interface VerifyChainOptions {
 }
 
 /**
- * Verifies a room log (DESIGN §4) entry by entry in seq order and reports the first failure:
+ * Verifies a room log (docs/protocol.md) entry by entry in seq order and reports the first failure:
  * seq without gaps (a reordered or dropped entry shows here or at `prev`), one room, the
  * record naming this exact event, `prev` linking to the previous record, the host's record
  * signature, the origin's event signature and content hash (redacted copies pass), and the
@@ -65,7 +65,7 @@ export function verifyChain(
   if (!Array.isArray(entries)) return { ok: false, seq: seq + 1, event_id: null, kind: 'malformed', reason: 'entries: expected an array' };
 
   const senders = new Map<string, string>();
-  // The room's MLS epoch as the chain's commits advance it (DESIGN §7), for the first-commit-wins rule.
+  // The room's MLS epoch as the chain's commits advance it (docs/protocol.md), for the first-commit-wins rule.
   const mls = { epoch: after ? (after.mlsEpoch ?? null) : null };
   for (const entry of entries) {
     seq += 1;

@@ -1,5 +1,5 @@
 /**
- * Delivery state of one destination (DESIGN §5), as an explicit type rather than flags:
+ * Delivery state of one destination (docs/protocol.md), as an explicit type rather than flags:
  * up; backing off after failures (retry at `nextTryTs`); down after repeated failures (still
  * retried, on the longest schedule). Only a successful delivery marks it up again; an inbound
  * request from it makes the next try immediate.

@@ -4,7 +4,7 @@ import type { HashedEvent, UnsignedEvent } from './types.js';
 
 /**
  * Content hash (`hashes.sha256`): SHA-256 over the canonical event without `signatures`,
- * `unsigned` and `hashes` (DESIGN §4). It covers the content that redaction removes, and
+ * `unsigned` and `hashes` (docs/protocol.md). It covers the content that redaction removes, and
  * survives redaction inside `hashes`, so a redacted event still commits to what it said.
  */
 export function contentHash(event: UnsignedEvent): string {
@@ -14,7 +14,7 @@ export function contentHash(event: UnsignedEvent): string {
 
 /**
  * The bytes an origin signs and the reference hash covers: the canonical redacted event
- * without `signatures` and `unsigned` (DESIGN §2–3). Signing the redacted form, as Matrix
+ * without `signatures` and `unsigned` (docs/protocol.md). Signing the redacted form, as Matrix
  * does, is what lets a redacted event keep a valid signature.
  */
 export function signingPayload(event: HashedEvent): string {
@@ -27,7 +27,7 @@ export function referenceHash(event: HashedEvent): string {
   return sha256B64u(signingPayload(event));
 }
 
-/** `$` + reference hash (DESIGN §2): anyone recomputes it, so it is not an event member. */
+/** `$` + reference hash (docs/protocol.md): anyone recomputes it, so it is not an event member. */
 export function eventId(event: HashedEvent): string {
   return '$' + referenceHash(event);
 }

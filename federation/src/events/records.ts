@@ -6,7 +6,7 @@ import { assertSigningKey, checkServerSignature, signatureEntry } from './signat
 import type { RecordFields } from './types.js';
 
 /**
- * Sequencing records, the order layer (DESIGN §4): the host signs `{ room_id, seq, event_id,
+ * Sequencing records, the order layer (docs/protocol.md): the host signs `{ room_id, seq, event_id,
  * prev, host_ts }`, and `prev` is the record hash of seq − 1, so one valid host signature on
  * the newest record commits to the whole history (a hash chain, as in a transparency log).
  */

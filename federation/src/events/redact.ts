@@ -10,7 +10,7 @@ import type { RoomEvent, UnsignedEvent } from './types.js';
 const KEPT_TOP_LEVEL = ['room_id', 'type', 'state_key', 'sender', 'origin', 'origin_ts', 'lamport', 'hashes', 'signatures'] as const;
 
 /**
- * The redacted form of an event (DESIGN §4): what the event ID and the origin's signature
+ * The redacted form of an event (docs/protocol.md): what the event ID and the origin's signature
  * cover, so a redacted event still verifies. Content keeps only the keys REDACTION_KEEPS
  * lists for its type. Does not modify its input; nested values may be shared with it.
  */

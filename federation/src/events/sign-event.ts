@@ -8,7 +8,7 @@ import { checkEventSize } from './size.js';
 import type { UnsignedEvent } from './types.js';
 
 /**
- * The origin's side of authorship (DESIGN §4): fills `hashes.sha256`, signs the redacted
+ * The origin's side of authorship (docs/protocol.md): fills `hashes.sha256`, signs the redacted
  * form and returns the event with its ID. Throws a TypeError naming the bad parameter or
  * field; a signed event always passes verifyEvent with the matching key.
  */

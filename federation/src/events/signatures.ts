@@ -2,7 +2,7 @@ import type { Signatures } from '@parley/schemas';
 import { signBytes, verifyBytes } from '../keys/ed25519.js';
 import { KEY_ID_PATTERN, type KeyRing, type SigningKey } from '../keys/signing-key.js';
 
-/** Signs canonical bytes and returns `{ "ed25519:<keyId>": <unpadded base64url> }` (DESIGN §3). */
+/** Signs canonical bytes and returns `{ "ed25519:<keyId>": <unpadded base64url> }` (docs/protocol.md). */
 export function signatureEntry(payload: Uint8Array, key: SigningKey): Record<string, string> {
   return { [`ed25519:${key.keyId}`]: Buffer.from(signBytes(payload, key.privateKey)).toString('base64url') };
 }

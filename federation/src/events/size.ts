@@ -6,7 +6,7 @@ import type { UnsignedEvent } from './types.js';
 export type SizeCheck = { ok: true; eventBytes: number; contentBytes: number } | { ok: false; tooLarge: boolean; reason: string };
 
 /**
- * Size caps (DESIGN §4): the canonical event ≤ MAX_EVENT_BYTES and its canonical content ≤
+ * Size caps (docs/protocol.md): the canonical event ≤ MAX_EVENT_BYTES and its canonical content ≤
  * MAX_CONTENT_BYTES, counted in UTF-8 bytes. `unsigned` is not counted: it is each
  * receiver's own annotation, not part of what the origin sent. Never throws.
  */

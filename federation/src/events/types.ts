@@ -1,6 +1,6 @@
 import type { RoomEvent, SeqRecord, Signatures } from '@parley/schemas';
 
-/** An event before its origin fills `hashes` and signs it (DESIGN §4). */
+/** An event before its origin fills `hashes` and signs it (docs/protocol.md). */
 export type UnsignedEvent = Omit<RoomEvent, 'hashes' | 'signatures'> & {
   hashes?: RoomEvent['hashes'];
   signatures?: Signatures;
@@ -9,7 +9,7 @@ export type UnsignedEvent = Omit<RoomEvent, 'hashes' | 'signatures'> & {
 /** An event whose content hash is filled; signatures may still be missing. */
 export type HashedEvent = Omit<RoomEvent, 'signatures'> & { signatures?: Signatures };
 
-/** The fields a host signs into a sequencing record (DESIGN §4). */
+/** The fields a host signs into a sequencing record (docs/protocol.md). */
 export type RecordFields = Omit<SeqRecord, 'signatures'>;
 
 export type { RoomEvent, SeqRecord, Signatures };

@@ -43,7 +43,7 @@ export function prepareEvent(
 }
 
 /**
- * Authorship checks on a prepared event (DESIGN §4): the origin is the sender's server and
+ * Authorship checks on a prepared event (docs/protocol.md): the origin is the sender's server and
  * signed the redacted form, and the content hash matches (or the event is a redacted copy
  * and the caller allows those). Never throws.
  */

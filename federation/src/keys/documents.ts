@@ -6,7 +6,7 @@ import { isEd25519Key } from './ed25519.js';
 import { KEY_ID_PATTERN, type KeyRing, publicKeyB64u, publicKeyFromB64u, type SigningKey } from './signing-key.js';
 
 /**
- * Server key documents (DESIGN §3, §5), pure: building the one this server publishes at
+ * Server key documents (docs/protocol.md, §5), pure: building the one this server publishes at
  * `GET /federation/v1/keys`, verifying one fetched from a peer or a notary, and the notary's
  * counter-signature. Fetching and caching live in key-store.ts.
  */
@@ -63,7 +63,7 @@ export function keyUsableAt(key: VerifiedKey, at: number): boolean {
 
 const B64U_32 = /^[A-Za-z0-9_-]{43}$/;
 
-/** The signed bytes: the canonical document without `signatures` and `unsigned` (DESIGN §3). */
+/** The signed bytes: the canonical document without `signatures` and `unsigned` (docs/protocol.md). */
 function signingPayload(doc: object): Buffer {
   const { signatures: _s, unsigned: _u, ...signed } = doc as Record<string, unknown>;
   return Buffer.from(canonicalJson(signed, 'document'));
@@ -160,7 +160,7 @@ function isCanonicalB64u32(text: string): boolean {
 }
 
 export interface VerifyKeyDocumentOptions {
-  /** The server that was asked (DESIGN §5): the document must name it. */
+  /** The server that was asked (docs/protocol.md): the document must name it. */
   expectedServer: string;
   now: number;
 }
@@ -168,7 +168,7 @@ export interface VerifyKeyDocumentOptions {
 /**
  * Verifies a key document fetched for `expectedServer`, directly or through a notary:
  * shape and size caps, `server_name` equal to the server asked (a document's identity comes
- * from who was asked, never from the document, DESIGN §5), not expired (with
+ * from who was asked, never from the document, docs/protocol.md), not expired (with
  * KEY_DOCUMENT_CLOCK_SKEW_MS of slack), and self-signed by one of its own current keys.
  * Old keys are returned marked `expired`, usable only for signatures made before their
  * `expired_ts`. Never throws.
@@ -238,7 +238,7 @@ export function describeError(err: unknown): string {
 }
 
 /**
- * A notary's counter-signature (DESIGN §5): `notaryName` vouches that it fetched `doc` from
+ * A notary's counter-signature (docs/protocol.md): `notaryName` vouches that it fetched `doc` from
  * the server it names. Other notaries' signatures are dropped: the result carries what the
  * server signed and what this notary signed, nothing a third party added on the way. The
  * caller verifies `doc` first. Throws a TypeError naming the bad parameter.

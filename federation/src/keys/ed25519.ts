@@ -3,7 +3,7 @@ import { isWeakPublicKey } from './weak-keys.js';
 
 /**
  * Ed25519 (RFC 8032 §5.1) over node:crypto, which servers use because OpenSSL is far faster
- * than pure JS (DESIGN §3). Browsers verify the same signatures with @noble/ed25519 in the
+ * than pure JS (docs/protocol.md). Browsers verify the same signatures with @noble/ed25519 in the
  * sdk; a shared test holds both to the RFC 8032 §7.1 vectors and to one table of hostile
  * inputs, so what one side accepts the other never refuses.
  */

@@ -12,7 +12,7 @@ import { isEd25519Key } from './ed25519.js';
 import { KEY_ID_PATTERN, type KeyRing, keyRingOf } from './signing-key.js';
 
 /**
- * Other servers' keys, fetched on demand and cached (DESIGN §5). The store does no I/O of its
+ * Other servers' keys, fetched on demand and cached (docs/protocol.md). The store does no I/O of its
  * own: it is handed a direct fetcher (`GET https://<server>/federation/v1/keys` through the
  * federation transport), optionally trusted notaries, and optionally a persistence for the
  * documents it accepts.
@@ -27,7 +27,7 @@ import { KEY_ID_PATTERN, type KeyRing, keyRingOf } from './signing-key.js';
  *   costs one fetch per interval.
  * - Direct first; when that fails or is refused, each notary in order until one vouches.
  * - With notaries configured, a key ID seen for the first time (first contact, or a rotation)
- *   is trusted only once a notary vouches for the same public key under it (DESIGN §5): a
+ *   is trusted only once a notary vouches for the same public key under it (docs/protocol.md): a
  *   man in the middle of our first fetch must also fool the notary. When a notary vouches for
  *   other keys, its document wins. Without notaries the first key seen is trusted (trust on
  *   first use) and only a changed key, below, is caught.
@@ -460,7 +460,7 @@ export class KeyStore {
    * Each notary in order until one vouches. With a direct answer in hand, the notary's
    * documents must carry every key of it that is new to us under the same ID for the direct
    * answer to be trusted; a notary vouching for other keys wins over the direct answer, which a
-   * man in the middle may have served (DESIGN §5).
+   * man in the middle may have served (docs/protocol.md).
    */
   async #throughNotaries(server: string, entry: ServerEntry, direct: Accepted[], reasons: string[]): Promise<Accepted[]> {
     const minimumValidUntilTs = direct.length > 0 ? Math.max(...direct.map((d) => d.document.valid_until_ts)) : undefined;

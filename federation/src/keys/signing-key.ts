@@ -2,7 +2,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject,
 import { isEd25519Key } from './ed25519.js';
 import { isWeakPublicKeyBytes } from './weak-keys.js';
 
-/** A server's signing key; signatures name it as `ed25519:<keyId>` (DESIGN §3). */
+/** A server's signing key; signatures name it as `ed25519:<keyId>` (docs/protocol.md). */
 export interface SigningKey {
   keyId: string;
   privateKey: KeyObject;

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 
 /**
  * Public keys that OpenSSL would use but noble's strict verifier (`zip215: false`) refuses,
- * so that a server never accepts a signature a browser refuses (DESIGN §3):
+ * so that a server never accepts a signature a browser refuses (docs/protocol.md):
  *
  * - small-order points (the 8 points of the torsion subgroup): under them [k]A vanishes
  *   after cofactor clearing, so one signature verifies for every message; RFC 8032 §5.1.7

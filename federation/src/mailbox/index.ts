@@ -4,7 +4,7 @@ import { verifyBytes } from '../keys/ed25519.js';
 import { publicKeyFromB64u } from '../keys/signing-key.js';
 
 /**
- * Mailbox queues (DESIGN §8), the protocol rules without storage: queue IDs, the signed
+ * Mailbox queues (docs/protocol.md), the protocol rules without storage: queue IDs, the signed
  * request check and fixed-size blocks. After SimpleX SMP: the receive ID and the send ID
  * are drawn separately, so neither can be computed from the other, and the receiver proves
  * itself with the queue key, never with an account.

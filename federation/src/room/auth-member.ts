@@ -4,7 +4,7 @@ import { positionOf } from './permissions.js';
 import { createContent, isMembership, joinRule, membershipOf, type StateMap } from './state.js';
 
 /**
- * `room.member` (DESIGN §4): the state_key is the target user, `content.membership` the
+ * `room.member` (docs/protocol.md): the state_key is the target user, `content.membership` the
  * membership they move to. Each target membership has its own rule below.
  */
 export function authorizeMember(state: StateMap, event: RoomEvent): AuthResult {

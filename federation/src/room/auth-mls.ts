@@ -36,7 +36,7 @@ export function plaintextInEncryptedRoom(state: StateMap, event: RoomEvent): Aut
 }
 
 /**
- * `room.mls.commit` and `room.mls.proposal` (DESIGN §7). The room's MLS epoch E starts at 0
+ * `room.mls.commit` and `room.mls.proposal` (docs/protocol.md). The room's MLS epoch E starts at 0
  * when it turns encrypted; the host sequences a commit only when its `epoch` is E, and E then
  * becomes `epoch + 1`. So the first commit the host sequences for an epoch wins and every
  * later one for the same epoch is refused (RFC 9420 §14: the delivery service orders commits).

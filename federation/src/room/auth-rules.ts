@@ -30,7 +30,7 @@ const STATE_TYPES: ReadonlySet<string> = new Set([
 const roomIdRe = new RegExp(ROOM_ID_PATTERN);
 
 /**
- * The room auth rules (DESIGN §4): may `event` be appended to a room whose current state is
+ * The room auth rules (docs/protocol.md): may `event` be appended to a room whose current state is
  * `state`? The host runs this before sequencing and every participant re-runs it while
  * verifying the chain, so it is pure and deterministic. Hostile events are refused with a
  * reason, never thrown on; only a caller bug (state not a Map) throws.

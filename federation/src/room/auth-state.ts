@@ -55,7 +55,7 @@ function authorizeEncryption(state: StateMap, event: RoomEvent): AuthResult {
   return ALLOW;
 }
 
-// DESIGN §4: a space's channels are hosted on the same server as the space.
+// docs/protocol.md: a space's channels are hosted on the same server as the space.
 function authorizeSpaceChild(state: StateMap, event: RoomEvent): AuthResult {
   if (createContent(state)?.kind !== 'space') return refuse('space.child is only allowed in a room of kind space');
   const child = event.state_key ?? '';

@@ -1,4 +1,4 @@
-// Room rules (DESIGN §4): state accessors, roles and permissions, event auth, history
+// Room rules (docs/protocol.md): state accessors, roles and permissions, event auth, history
 // visibility. Pure functions only; callers bring the state and do the I/O.
 export {
   authorizeMls,

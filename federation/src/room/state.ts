@@ -2,7 +2,7 @@ import type { CreateContent, HistoryVisibility, JoinRule, Membership, RolesConte
 import { rolesContentProblem } from './roles-shape.js';
 
 /**
- * Current room state (DESIGN §4): the latest event for each `(type, state_key)`, keyed by
+ * Current room state (docs/protocol.md): the latest event for each `(type, state_key)`, keyed by
  * `stateKey(type, state_key)`. The chain verifier and the host both build it by replaying the
  * log, so every accessor below must read it the same way on every server.
  */

@@ -5,7 +5,7 @@ import forge from 'node-forge';
 import { sha256B64u } from '../canonical/hash.js';
 
 /**
- * Self-signed TLS certificates for the federation listener (DESIGN §5): a server without a
+ * Self-signed TLS certificates for the federation listener (docs/protocol.md): a server without a
  * configured certificate makes one at first start and publishes its fingerprint in its signed
  * key document, and peers pin that fingerprint instead of asking a CA.
  *

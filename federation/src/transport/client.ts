@@ -11,7 +11,7 @@ import { formatHostPort, parseServerName } from './server-name.js';
 import { AddressPolicy } from './ssrf.js';
 
 /**
- * Outbound federation over HTTPS (DESIGN §5): one undici Pool per destination, every socket
+ * Outbound federation over HTTPS (docs/protocol.md): one undici Pool per destination, every socket
  * opened by the guarded connector (SSRF check on the resolved IP, pinning or WebPKI), every
  * size and time capped, redirects never followed (a 3xx is an 'http' failure: following one
  * would need every hop re-checked, and no federation endpoint redirects). Every failure is a

@@ -16,7 +16,7 @@ import type { AddressPolicy } from './ssrf.js';
  * fallback chain). One deadline covers DNS, TCP and the TLS handshake.
  *
  * TLS: when the destination has pinned fingerprints, the certificate is accepted iff its
- * SHA-256 is one of them, self-signed or not (DESIGN §5); otherwise WebPKI verification
+ * SHA-256 is one of them, self-signed or not (docs/protocol.md); otherwise WebPKI verification
  * against the system roots plus any extra CA, with the certificate checked for tlsServername.
  */
 

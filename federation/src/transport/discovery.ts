@@ -3,7 +3,7 @@ import { SILENT_LOG, type TransportLog } from './log.js';
 import { DEFAULT_FEDERATION_PORT, formatHostPort, parseServerName } from './server-name.js';
 
 /**
- * Where to reach a server (DESIGN §5), as a readable fallback chain that logs each step:
+ * Where to reach a server (docs/protocol.md), as a readable fallback chain that logs each step:
  *
  *   1. the static map from config (`name → host:port`), which tests and LAN set-ups use;
  *   2. an IP literal or a name with an explicit port is used as it is (as in Matrix: there is

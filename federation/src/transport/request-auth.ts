@@ -5,7 +5,7 @@ import { KEY_ID_PATTERN, type SigningKey } from '../keys/signing-key.js';
 import { parseServerName } from './server-name.js';
 
 /**
- * Server-to-server request authentication (DESIGN §5):
+ * Server-to-server request authentication (docs/protocol.md):
  *
  *   Authorization: Parley origin="a.test",destination="b.test",key="ed25519:a_x",ts="1765000000000",sig="…"
  *

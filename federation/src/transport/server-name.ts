@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { isServerName } from '@parley/schemas';
 
-/** The federation port when a server name gives none (DESIGN §5). */
+/** The federation port when a server name gives none (docs/protocol.md). */
 export const DEFAULT_FEDERATION_PORT = 8448;
 
 export interface ServerAddress {
@@ -18,7 +18,7 @@ const NUMERIC_LABEL = /(?:^|\.)(?:0x[0-9a-f]*|[0-9]+)$/i;
 const DOTTED_QUAD = /^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$/;
 
 /**
- * Splits a server name (DESIGN §2: `a.example`, `127.0.0.1:8481`, `[::1]:8448`) into host and
+ * Splits a server name (docs/protocol.md: `a.example`, `127.0.0.1:8481`, `[::1]:8448`) into host and
  * port, or returns undefined for anything else. Never throws.
  */
 export function parseServerName(name: unknown): ServerAddress | undefined {

@@ -1,7 +1,7 @@
 import ipaddr from 'ipaddr.js';
 
 /**
- * The SSRF guard of DESIGN §5: outbound federation dials only public unicast addresses, checked
+ * The SSRF guard of docs/protocol.md: outbound federation dials only public unicast addresses, checked
  * on the resolved IP at connect time, unless the operator's allowlist permits more.
  *
  * The ranges come from ipaddr.js, whose tables follow the IANA special-purpose registries

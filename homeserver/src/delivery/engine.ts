@@ -45,7 +45,7 @@ const BATCHES_PER_DRAIN = 10;
 const QUEUE = 'federation-delivery';
 
 /**
- * Durable delivery (DESIGN §5). Rows are written to the outbox in the transaction that
+ * Durable delivery (docs/protocol.md). Rows are written to the outbox in the transaction that
  * persists what they carry; this engine drains each destination in order, at most 100 events
  * and 100 ephemeral items per transaction, destinations concurrently. With Redis, BullMQ runs
  * one deduplicated "drain X" job per destination; without, an in-process scheduler does the

@@ -34,7 +34,7 @@ export interface BootstrapDeps {
 }
 
 /**
- * Bootstrap node lists (DESIGN §9) for this server: its own descriptor when the operator
+ * Bootstrap node lists (docs/protocol.md) for this server: its own descriptor when the operator
  * announces, the address book of other servers' descriptors, and the exchange.
  *
  * - Pull: at start from the seeds, the two anchors and the fallback list; then every
@@ -97,7 +97,7 @@ export class BootstrapService {
         key: this.#d.identity,
         endpoints,
         tlsFingerprints: [this.#d.fed.tls.fingerprint],
-        // A mailbox is offered exactly when it is on, with the limits senders must respect (DESIGN §8).
+        // A mailbox is offered exactly when it is on, with the limits senders must respect (docs/protocol.md).
         ...mailboxOffer(this.#cfg.capabilities, this.#d.config.mailbox),
         now,
         validForMs: this.#cfg.descriptor_validity_ms,

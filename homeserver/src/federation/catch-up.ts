@@ -18,7 +18,7 @@ export const CATCH_UP_DEFAULTS: CatchUpOptions = { maxServers: 2_000, concurrenc
  *
  * While we were away, each of them backed off delivering to us — after a day, to one try an
  * hour — and would keep us waiting that long after we return. Any signed request from us
- * makes a server retry its queue for us at once (DESIGN §5: an inbound request from a
+ * makes a server retry its queue for us at once (docs/protocol.md: an inbound request from a
  * destination triggers an immediate retry), so we send each one an empty transaction. It
  * also reaches the hosts of our rooms (which then push what we missed, from their outbox)
  * and the participants that queued submits for our rooms. Bounded in servers, in parallel

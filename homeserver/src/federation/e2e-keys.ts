@@ -35,7 +35,7 @@ export interface FederatedKeysDeps {
 }
 
 /**
- * E2E keys across servers (DESIGN §7): `user/keys/claim` and `user/keys/query` asked of a
+ * E2E keys across servers (docs/protocol.md): `user/keys/claim` and `user/keys/query` asked of a
  * user's server on behalf of our clients, and device-list changes of our users pushed to every
  * server sharing a room with them through the outbox — durable, latest per user wins — so a
  * server that was down during a change still hears of it.

@@ -26,7 +26,7 @@ import type { RemoteToDevice, ToDeviceService } from '../services/to-device.js';
 import type { TypingService } from '../services/typing.js';
 
 /**
- * Ephemeral data over federation (DESIGN §5): typing, public read receipts, presence and
+ * Ephemeral data over federation (docs/protocol.md): typing, public read receipts, presence and
  * to-device messages of local users go to the servers that need them, through the outbox
  * (kind `edu`) and the same transactions as room events; what other servers send is checked
  * item by item and applied as if it were local, so clients see the same frames.

@@ -16,7 +16,7 @@ import type { FederationContext } from './setup.js';
 export type { Entry, SubmitResult } from './rooms/common.js';
 
 /**
- * Rooms shared across servers (DESIGN §4–5), as two conversations with different trust: the
+ * Rooms shared across servers (docs/protocol.md), as two conversations with different trust: the
  * host side (rooms/host.ts) sequences and fans out; the participant side
  * (rooms/participant.ts) verifies everything the host sends and bounds what it may cost.
  * This is the one object the rest of the server wires.

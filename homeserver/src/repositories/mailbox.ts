@@ -17,7 +17,7 @@ export interface MailboxMessageRow {
   expires_ts: number;
 }
 
-/** Mailbox queues and their blocks. No column names an account (DESIGN §8). */
+/** Mailbox queues and their blocks. No column names an account (docs/protocol.md). */
 export class MailboxRepository {
   constructor(private readonly db: Db) {}
 

@@ -22,6 +22,12 @@ export class DeviceChanges {
     this.changed(userId);
   }
 
+  /**
+   * Set by E2E keys: a device signed in or out. Drops a gone device's key packages and
+   * announces the change to other servers through the outbox (durable once queued).
+   */
+  onChange: ((userId: string) => Promise<void>) | null = null;
+
   /** Every device of the user except `exceptDeviceId` (all when omitted). */
   revokedAll(userId: string, exceptDeviceId?: string): void {
     this.bus.control(
@@ -36,12 +42,6 @@ export class DeviceChanges {
   tokensReplaced(userId: string, tokenIds: string[]): void {
     if (tokenIds.length > 0) this.bus.control({ type: 'revoke_tokens', user_id: userId, token_ids: tokenIds });
   }
-
-  /**
-   * Set by E2E keys: a device signed in or out. Drops a gone device's key packages and
-   * announces the change to other servers through the outbox (durable once queued).
-   */
-  onChange: ((userId: string) => Promise<void>) | null = null;
 
   added(userId: string): void {
     this.changed(userId);

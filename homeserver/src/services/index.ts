@@ -74,14 +74,14 @@ export interface Services {
   toDevice: ToDeviceService;
   sync: SyncService;
   streamRetention: StreamRetention;
-  /** E2E key material (DESIGN §7), opaque to the server. */
+  /** E2E key material (docs/protocol.md), opaque to the server. */
   keys: { packages: KeyPackageService; deviceLists: DeviceListService; backup: KeyBackupService };
   admin: AdminServices;
   /** Bootstrap node lists; set when federation runs. */
   bootstrap: BootstrapService | null;
-  /** Signed update mirror (DESIGN §10). */
+  /** Signed update mirror (docs/protocol.md). */
   updates: UpdateService;
-  /** Mailbox queues for E2E clients (DESIGN §8); no account involved. */
+  /** Mailbox queues for E2E clients (docs/protocol.md); no account involved. */
   mailbox: MailboxService;
 }
 

@@ -10,7 +10,7 @@ import type { Clock } from './clock.js';
 import { enforce, type RateLimiter } from './rate-limit.js';
 
 /**
- * Mailbox queues (DESIGN §8): anyone holding a send ID deposits a blob; only requests
+ * Mailbox queues (docs/protocol.md): anyone holding a send ID deposits a blob; only requests
  * signed by the queue key read, acknowledge or delete. No account is involved anywhere,
  * and nothing logged here names a queue's owner.
  */

@@ -53,7 +53,7 @@ export interface Appended {
 const AUTH_TYPES = ['room.create', 'room.roles', 'room.join_rules', 'room.history_visibility', 'room.encryption'];
 
 /**
- * The host's side of the room log (DESIGN §4): authorise an event against current state,
+ * The host's side of the room log (docs/protocol.md): authorise an event against current state,
  * sign it as origin, sequence it with a signed record chained to the previous one, and
  * persist event, record and state in the caller's transaction. The caller holds the room
  * row lock, so seq has no gaps and `prev` is always the latest record.
@@ -98,7 +98,7 @@ export class RoomLog {
     batch.entries = [];
   }
 
-  /** The MLS epoch of encrypted rooms (first commit wins, DESIGN §7); null leaves it unchecked. */
+  /** The MLS epoch of encrypted rooms (first commit wins, docs/protocol.md); null leaves it unchecked. */
   mls: MlsEpochRepository | null = null;
 
   /** E before `event` for MLS events (undefined otherwise, or when not tracked). */

@@ -59,7 +59,7 @@ const CONTENT_SCHEMAS: Record<string, Parameters<typeof check>[0]> = {
   'room.avatar': AvatarContent,
   'room.pinned': PinnedContent,
   'room.canonical_alias': CanonicalAliasContent,
-  // Only MLS (DESIGN §7); and the MLS events carry nothing in the clear but what the schemas name.
+  // Only MLS (docs/protocol.md); and the MLS events carry nothing in the clear but what the schemas name.
   'room.encryption': MlsEncryptionContent,
   'room.encrypted': EncryptedContent,
   'room.mls.commit': MlsCommitContent,

@@ -22,7 +22,7 @@ export interface RemoteToDevice {
 }
 
 /**
- * To-device messages (DESIGN §7, ready for E2E): delivered on the target device's stream,
+ * To-device messages (docs/protocol.md, ready for E2E): delivered on the target device's stream,
  * resumable like everything else, idempotent per (sender device, txnId). Messages for users
  * of other servers go through the federation outbox, one item per server.
  */

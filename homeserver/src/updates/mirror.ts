@@ -11,7 +11,7 @@ import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 export const FEDERATION_SCHEME = 'parley-fed:';
 
 /**
- * Fetching and verifying Parley's release repository (DESIGN §10) with tuf-js.
+ * Fetching and verifying Parley's release repository (docs/protocol.md) with tuf-js.
  *
  * Every source — an upstream, a peer mirror — may be hostile. A sync or a download tries the
  * sources in order; with each, tuf-js runs the whole client workflow (root rotation chain,

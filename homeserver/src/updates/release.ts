@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Key, Metadata, MetadataKind, MetaFile, Root, Signature, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 
 /**
- * Parley releases as a TUF repository (DESIGN §10), built with @tufjs/models.
+ * Parley releases as a TUF repository (docs/protocol.md), built with @tufjs/models.
  *
  * Layout of a repository directory:
  *   metadata/root.json, metadata/<N>.root.json (every root version, for rotation chains),

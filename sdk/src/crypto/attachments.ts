@@ -3,7 +3,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { equalBytes, fromB64u, toB64u } from './encoding.js';
 
 /**
- * Attachments of encrypted rooms (DESIGN §7): encrypted on the device under a fresh random
+ * Attachments of encrypted rooms (docs/protocol.md): encrypted on the device under a fresh random
  * key, uploaded as ciphertext; the key, nonce and ciphertext hash travel inside the
  * encrypted event, so the media store never holds anything readable.
  */

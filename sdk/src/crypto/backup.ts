@@ -4,7 +4,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { concatBytes, utf8 } from './encoding.js';
 
 /**
- * Key backup encryption (DESIGN §7): a 32-byte recovery key the user writes down; the
+ * Key backup encryption (docs/protocol.md): a 32-byte recovery key the user writes down; the
  * payload (user signing key, group states) is sealed with XChaCha20-Poly1305 under a key
  * HKDF-SHA-256 derives from it, so the homeserver stores only ciphertext.
  *

@@ -57,7 +57,7 @@ export interface CryptoDeviceOptions {
   deviceId: string;
   /**
    * Whether `userId` is a member of `roomId` in the room state. Messages and commits from
-   * leaves whose user is not are refused as `not_member` (DESIGN §7). Default: everyone is.
+   * leaves whose user is not are refused as `not_member` (docs/protocol.md). Default: everyone is.
    */
   isRoomMember?: (roomId: string, userId: string) => boolean;
   signer?: SignerKind;
@@ -108,7 +108,7 @@ interface StoredDevice {
 }
 
 /**
- * One device's end-to-end crypto (DESIGN §7): its MLS identity and key packages, the MLS
+ * One device's end-to-end crypto (docs/protocol.md): its MLS identity and key packages, the MLS
  * group of each encrypted room (group ID = room ID), the keys it pinned for other users.
  * Every change is in the store before the call that made it resolves.
  *

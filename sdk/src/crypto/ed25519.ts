@@ -5,7 +5,7 @@ import { sha512 } from '@noble/hashes/sha2.js';
  * Ed25519 (RFC 8032 §5.1) for browsers and the sdk, on @noble/ed25519. Servers use
  * node:crypto (OpenSSL) instead, and a shared test holds both to the RFC 8032 §7.1 vectors
  * and one table of hostile inputs: a signature one side accepts, the other never refuses
- * (DESIGN §3).
+ * (docs/protocol.md).
  */
 
 // noble ships only async hashing; the sync API needs SHA-512 plugged in (noble README).

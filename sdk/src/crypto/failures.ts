@@ -1,5 +1,5 @@
 /**
- * Why a message could not be decrypted or a commit not applied (DESIGN §7). Each reason has
+ * Why a message could not be decrypted or a commit not applied (docs/protocol.md). Each reason has
  * one recovery, which the app runs and the UI names:
  *
  * - `unknown_epoch`: the message is for an epoch this device has not reached (commits still

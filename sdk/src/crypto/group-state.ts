@@ -20,7 +20,7 @@ import { type DeviceIdentity, parseCredential } from './identity.js';
 
 /**
  * How many past epochs' receiver secrets a device keeps so that late messages still decrypt
- * (DESIGN §7), and how far a sender's ratchet may be skipped or reordered within an epoch.
+ * (docs/protocol.md), and how far a sender's ratchet may be skipped or reordered within an epoch.
  * Bounded: the secrets of older epochs are deleted, which is what forward secrecy asks.
  */
 export const DEFAULT_KEY_RETENTION: KeyRetentionConfig = {

@@ -5,7 +5,7 @@ import { fromB64u, fromUtf8, toB64u, utf8 } from './encoding.js';
 import type { Primitives } from './primitives.js';
 
 /**
- * Identities (DESIGN §7). A user holds one Ed25519 user signing key; it signs each device's
+ * Identities (docs/protocol.md). A user holds one Ed25519 user signing key; it signs each device's
  * credential `{user_id, device_id, signature_key}` and the user's device list, so a
  * homeserver cannot slip a device into anyone's groups: clients accept a device only when
  * the key they pinned for its user signed it.

@@ -1,5 +1,5 @@
 /**
- * End-to-end encryption for Parley clients (DESIGN §7): the only module that touches ts-mls.
+ * End-to-end encryption for Parley clients (docs/protocol.md): the only module that touches ts-mls.
  * Browser-safe; Node-only pieces (the file store) are in `@parley/sdk/crypto/node`.
  */
 export { ATTACHMENT_ALGORITHM, AttachmentError, type AttachmentKey, decryptAttachment, encryptAttachment } from './attachments.js';

@@ -1,7 +1,7 @@
 import type { Member } from './group-state.js';
 
 /**
- * Membership follows the room (DESIGN §7): which devices a commit must add or remove so the
+ * Membership follows the room (docs/protocol.md): which devices a commit must add or remove so the
  * group matches the room state and the users' signed device lists, and which member makes
  * that commit. Pure, so every device computes the same answer from the same inputs:
  *

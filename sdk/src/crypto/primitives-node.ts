@@ -19,7 +19,7 @@ const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const ZERO_X = 'A'.repeat(43);
 
-/** node:crypto (OpenSSL): the same Ed25519 the homeserver verifies with (DESIGN §3). */
+/** node:crypto (OpenSSL): the same Ed25519 the homeserver verifies with (docs/protocol.md). */
 export function nodePrimitives(): Primitives {
   const privateKeys = new KeyCache<KeyObject>(256);
   const publicKeys = new KeyCache<KeyObject>(4096);

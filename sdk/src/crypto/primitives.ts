@@ -76,7 +76,7 @@ const Y8 = 0x05fc536d880238b13933c6d305acdfd5f098eff289f4c345b027b2c28f95e826n;
 const SMALL_ORDER_Y = new Set([0n, 1n, P - 1n, Y8, P - Y8]);
 
 /**
- * Ed25519 public keys every signer here refuses before verifying (DESIGN §3): small-order
+ * Ed25519 public keys every signer here refuses before verifying (docs/protocol.md): small-order
  * points, under which OpenSSL and BoringSSL accept a signature for any message while noble
  * refuses them, and non-canonical encodings (y ≥ p). Devices on different signers must never
  * disagree about a commit's signature, or the group forks.

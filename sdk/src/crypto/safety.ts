@@ -2,7 +2,7 @@ import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import { concatBytes, utf8 } from './encoding.js';
 
 /**
- * What two people compare to verify each other (DESIGN §7): a 60-digit safety number and a
+ * What two people compare to verify each other (docs/protocol.md): a 60-digit safety number and a
  * 7-emoji string, both derived from the two user signing keys and user IDs, identical on
  * both sides whoever computes them. The number follows Signal's numeric fingerprint
  * (iterated SHA-512, 30 digits per party, the lower fingerprint first); the emoji use the

@@ -1,6 +1,6 @@
 /**
  * Where a device keeps its key material and group states, so a reload or restart loses
- * nothing (DESIGN §7): IndexedDB in the browser (`IndexedDbCryptoStore`), one file per key
+ * nothing (docs/protocol.md): IndexedDB in the browser (`IndexedDbCryptoStore`), one file per key
  * in Node (`FileCryptoStore`, for bots, tests and the bench), memory for throwaway devices.
  * Keys are short strings (`group/<room id>`, `kp/<ref>`); values are opaque bytes. Every
  * `put` is durable when its promise resolves: a ratchet step that was not stored before a

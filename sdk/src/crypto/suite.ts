@@ -3,7 +3,7 @@ import { expand, nativeHpke } from './hpke.js';
 import type { Primitives, SignerKind } from './primitives.js';
 import { portablePrimitives } from './primitives-portable.js';
 
-/** The one ciphersuite Parley speaks (DESIGN §7). */
+/** The one ciphersuite Parley speaks (docs/protocol.md). */
 export const CIPHERSUITE = 'MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519' as const;
 const HASH_LEN = 32;
 

@@ -156,7 +156,7 @@ export class CryptoWorkerClient {
     return this.#call('open', [options]) as Promise<void>;
   }
 
-  /** Who is a member of `roomId` in the room state (DESIGN §7's `not_member` rule); unknown rooms: everyone. */
+  /** Who is a member of `roomId` in the room state (docs/protocol.md's `not_member` rule); unknown rooms: everyone. */
   setRoomMembers(roomId: string, userIds: string[]): Promise<void> {
     return this.#call('setRoomMembers', [roomId, userIds]) as Promise<void>;
   }

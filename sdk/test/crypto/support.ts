@@ -55,7 +55,7 @@ export async function claim(device: CryptoDevice): Promise<string> {
 }
 
 /**
- * The room host's part of MLS (DESIGN §7): one total order of commits; the first commit
+ * The room host's part of MLS (docs/protocol.md): one total order of commits; the first commit
  * for the current epoch is sequenced, later ones for that epoch refused.
  */
 export class TestHost {

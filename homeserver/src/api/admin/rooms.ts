@@ -6,7 +6,7 @@ import { queryInt, queryString, roomIdParam } from '../../http/params.js';
 import type { Services } from '../../services/index.js';
 import { actorOf, adminOnly } from './guard.js';
 
-/** Rooms (DESIGN §13): search, members, state, block, shut down or delete (a job with progress). */
+/** Rooms (admin/README.md): search, members, state, block, shut down or delete (a job with progress). */
 export function adminRoomRoutes(s: Services): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/api/v1/admin/rooms' });
   const admin = adminOnly(s);

@@ -16,7 +16,7 @@ import { actorOf, adminOnly, queryChoice } from './guard.js';
 
 const TOKEN_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
-/** Users and registration tokens (DESIGN §13). Every change lands in the audit log. */
+/** Users and registration tokens (admin/README.md). Every change lands in the audit log. */
 export function adminUserRoutes(s: Services): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/api/v1/admin' });
   const admin = adminOnly(s);

@@ -25,7 +25,7 @@ const UPLOAD_BODY_BYTES = 1_200_000;
 // in bursts, a script draining everyone's packages is held to a trickle.
 const CLAIM_RULE = { burst: 100, per_minute: 60 };
 
-/** E2E key material (DESIGN §7): key packages, signed device lists, key backup. All opaque here. */
+/** E2E key material (docs/protocol.md): key packages, signed device lists, key backup. All opaque here. */
 export function keyRoutes(s: Services): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/api/v1/keys' });
   const auth = requireAuth(s.sessions);

@@ -22,7 +22,7 @@ function signed(ctx: AppContext): SignedQueueRequest {
 }
 
 /**
- * Mailbox queues (DESIGN §8). No route here takes an account token: senders need only the
+ * Mailbox queues (docs/protocol.md). No route here takes an account token: senders need only the
  * send ID, receivers sign with the queue key.
  */
 export function mailboxRoutes(s: Services): Router<AppState> {

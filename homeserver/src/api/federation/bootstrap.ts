@@ -6,7 +6,7 @@ import type { FederationContext } from '../../federation/setup.js';
 import type { AppContext, AppState } from '../../http/context.js';
 import { fedState, requireServer } from '../../http/middleware/federation-auth.js';
 
-/** Bootstrap node lists (DESIGN §9): our descriptor, our list, and pushes from other servers. */
+/** Bootstrap node lists (docs/protocol.md): our descriptor, our list, and pushes from other servers. */
 export function bootstrapRoutes(
   fed: FederationContext,
   bootstrap: BootstrapService,

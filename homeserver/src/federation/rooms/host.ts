@@ -27,7 +27,7 @@ function resultOfError(err: unknown): SubmitResult {
 }
 
 /**
- * The host side of a federated room (DESIGN §4–5): the authority for order. It checks what
+ * The host side of a federated room (docs/protocol.md): the authority for order. It checks what
  * participants' servers submit (origin signature, the auth rules), sequences it, fans every
  * new entry out to the participant servers, and answers joins, backfill and state to servers
  * with a member in the room, with what none of their users may see redacted.

@@ -58,7 +58,7 @@ const OLDER_RETRY_AFTER_MS = 6_000;
 const ARRIVAL_WAIT_MS = 2_000;
 
 /**
- * The participant side of a federated room (DESIGN §4–5): the host is trusted for order and
+ * The participant side of a federated room (docs/protocol.md): the host is trusted for order and
  * nothing else. Every entry is verified (origin and host signatures, content hash, seq,
  * `prev`, auth rules) before it is stored; joins, snapshots and backfill are verified the same
  * way, and every exchange the host drives is bounded (backfill-limits.ts). Our users' events

@@ -11,7 +11,7 @@ export interface FederationState {
 }
 
 /**
- * Server-to-server authentication, once, before any federation handler (DESIGN §5): checks
+ * Server-to-server authentication, once, before any federation handler (docs/protocol.md): checks
  * `Authorization: Parley …` (its form, the destination, the signed time against
  * `federation.request_time_window_ms`), only then reads the JSON body (capped) and checks the
  * signature under the origin's key fetched through the key store; refuses with 401 and a code

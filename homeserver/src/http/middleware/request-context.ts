@@ -27,7 +27,7 @@ export function requestContext(log: Logger, metrics: Metrics) {
       metrics.httpRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
       metrics.httpDuration.observe({ method: ctx.method, route }, seconds);
       // Mailbox paths carry queue IDs: logged, they would let an operator pair a send ID with
-      // its receive ID by timing and address (DESIGN §8), so only the template is kept.
+      // its receive ID by timing and address (docs/protocol.md), so only the template is kept.
       const path = ctx.path.startsWith('/mailbox/') ? route : ctx.path;
       ctx.state.log.info({ method: ctx.method, route, path, status: ctx.status, ms: Math.round(seconds * 1000) }, 'request');
     }

@@ -8,7 +8,7 @@ export interface Actor {
   ip: string | null;
 }
 
-/** The append-only record of admin actions (DESIGN §13). */
+/** The append-only record of admin actions (admin/README.md). */
 export class AuditLog {
   constructor(
     private readonly repo: AuditRepository,

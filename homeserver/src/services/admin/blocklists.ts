@@ -60,7 +60,7 @@ export function verifyBlocklist(text: string, publicKeyB64u: string): { ok: true
 }
 
 /**
- * Subscribed blocklists (DESIGN §13): a URL fetched every few hours, Ed25519-signed by the
+ * Subscribed blocklists (admin/README.md): a URL fetched every few hours, Ed25519-signed by the
  * key the admin gave when subscribing. Its entries form one batch, replaced on each fetch
  * (an older or unsigned document is refused and the previous entries stay); unsubscribing
  * removes the batch in one step.

@@ -107,7 +107,7 @@ function splitCsv(line: string): string[] {
 const csvCell = (v: string | null) => (v === null ? '' : /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
 
 /**
- * Which servers this server federates with (DESIGN §13): blocks and allows held in memory
+ * Which servers this server federates with (admin/README.md): blocks and allows held in memory
  * so every inbound request and outbound call is checked without a query. A block stops both
  * directions; lifting one (or undoing the step that added it) restores them.
  */

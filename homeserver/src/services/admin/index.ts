@@ -27,7 +27,7 @@ import { AdminRooms } from './rooms.js';
 import { StatsService } from './stats.js';
 import { AdminUsers } from './users.js';
 
-/** Everything behind the admin API (DESIGN §13). */
+/** Everything behind the admin API (admin/README.md). */
 export interface AdminServices {
   audit: AuditLog;
   jobs: JobRunner;

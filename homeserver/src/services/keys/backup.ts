@@ -24,7 +24,7 @@ function toWire(row: BackupRow): KeyBackup {
 }
 
 /**
- * Server-side key backup (DESIGN §7): one opaque blob per user, encrypted by the client with
+ * Server-side key backup (docs/protocol.md): one opaque blob per user, encrypted by the client with
  * its recovery key. Writes are compare-and-set on the version, so two devices backing up at
  * once cannot overwrite each other unnoticed: the loser gets 409, fetches, merges, retries.
  */

@@ -38,7 +38,7 @@ export function deviceListSignatureOk(list: SignedDeviceList): boolean {
 }
 
 /**
- * Signed device lists (DESIGN §7): users upload the list their user signing key signed;
+ * Signed device lists (docs/protocol.md): users upload the list their user signing key signed;
  * versions only grow. A change (new list, device signed in or out) reaches the user's own
  * devices and local users sharing a room with them as a `device_list` stream frame, and other
  * servers sharing a room as a durable outbox item carrying the whole answer.

@@ -39,7 +39,7 @@ function checkSize(b64: string, field: string): void {
 }
 
 /**
- * MLS key packages (DESIGN §7): each device uploads one-time packages and one last-resort
+ * MLS key packages (docs/protocol.md): each device uploads one-time packages and one last-resort
  * package. A claim hands each one-time package out exactly once (even under concurrent
  * claims) and falls back to the last-resort package, which stays. The server never reads them.
  */
