@@ -95,7 +95,9 @@ describe('backup and restore', () => {
     expect(manifest.server_name).toBe('hs1.test');
     expect(manifest.files.map((f) => f.path.split('/')[0]).sort()).toEqual(expect.arrayContaining(['keys', 'media', 'tls']));
     expect(JSON.stringify(manifest)).not.toContain('alice password');
-    console.log(`backup figures: ${summary.rows} rows, ${summary.files} files, ${(summary.bytes / 1024).toFixed(0)} KiB in ${backupMs.toFixed(0)} ms while serving`);
+    console.log(
+      `backup figures: ${summary.rows} rows, ${summary.files} files, ${(summary.bytes / 1024).toFixed(0)} KiB in ${backupMs.toFixed(0)} ms while serving`,
+    );
   });
 
   it('refuses a damaged backup before touching anything', async () => {
