@@ -164,7 +164,11 @@ describe('hostile input on every endpoint', () => {
     if (auth) headers.authorization = `Bearer ${token}`;
     const filled =
       typeof body === 'string' ? body.replaceAll('"ROOM"', JSON.stringify(roomId)).replaceAll('"EVENT"', JSON.stringify(eventId)) : body;
-    const res = await fetch(`${server.url}${fill(path)}`, { method, headers, ...(filled !== undefined ? { body: filled } : {}) });
+    const res = await fetch(`${server.url}${fill(path)}`, {
+      method,
+      headers,
+      ...(filled !== undefined ? { body: typeof filled === 'string' ? filled : new Uint8Array(filled) } : {}),
+    });
     const text = await res.text();
     let json: any;
     try {

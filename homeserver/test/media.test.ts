@@ -64,9 +64,10 @@ interface UploadOptions {
 async function uploadRaw(
   server: TestServer,
   token: string | null,
-  body: NonNullable<RequestInit['body']>,
+  raw: NonNullable<RequestInit['body']> | Buffer,
   opts: UploadOptions = {},
 ): Promise<Response> {
+  const body = Buffer.isBuffer(raw) ? new Uint8Array(raw) : raw;
   const headers: Record<string, string> = { 'content-type': opts.contentType ?? 'application/octet-stream', ...opts.headers };
   if (token) headers.authorization = `Bearer ${token}`;
   const init: RequestInit & { duplex?: 'half' } = { method: 'POST', headers, body };
