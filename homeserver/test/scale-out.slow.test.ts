@@ -62,17 +62,19 @@ class ResumingStream {
 }
 
 /**
- * The operator guide's scale-out claim, for real: deploy/'s nginx config (TLS from a test CA, WebSocket
- * upgrade, stream pass-through for federation) in front of two `parley serve` processes on one
- * Postgres and one Redis. One process is killed with -9 in the middle of the traffic: every
- * accepted message is delivered exactly once and the streams resume on the other process.
+ * The operator guide's scale-out claim, for real: deploy/'s proxy configs — nginx (TLS from a
+ * test CA, WebSocket upgrade, stream pass-through for federation) and Caddy (the same site,
+ * with the test CA's certificate in place of automatic HTTPS) — each in front of two
+ * `parley serve` processes on one Postgres and one Redis. One process is killed with -9 in the
+ * middle of the traffic: every accepted message is delivered exactly once and the streams
+ * resume on the other process.
  */
-describe('scale-out: two processes behind nginx', () => {
+describe.each(['nginx', 'caddy'] as const)('scale-out: two processes behind %s', (proxy) => {
   let dir: string;
   let db: TestDatabase;
   let redis: TestRedis;
   const procs: ChildProcess[] = [];
-  let nginx: ChildProcess | null = null;
+  let proxyProcess: ChildProcess | null = null;
   let ports: { h1: number; h2: number; f1: number; f2: number; https: number; http: number; fed: number };
   let ca: string;
   let agent: Agent;
@@ -105,9 +107,75 @@ describe('scale-out: two processes behind nginx', () => {
     }
   };
 
+  /** deploy/'s nginx files, with this machine's ports and certificate put in. */
+  async function startNginx(): Promise<ChildProcess> {
+    const prefix = path.join(dir, 'nginx');
+    await mkdir(path.join(prefix, 'tmp'), { recursive: true });
+    await chmod(path.join(prefix, 'tmp'), 0o777);
+    const site = (await readFile(path.join(DEPLOY, 'nginx/parley.conf'), 'utf8'))
+      .replace(/^\s*listen \[::\]:\d+( ssl)?;\n/gm, '')
+      .replace('listen 80;', `listen 127.0.0.1:${ports.http};`)
+      .replace('listen 443 ssl;', `listen 127.0.0.1:${ports.https} ssl;`)
+      .replace('server 127.0.0.1:8008', `server 127.0.0.1:${ports.h1}`)
+      .replace('server 127.0.0.1:8009', `server 127.0.0.1:${ports.h2}`)
+      .replace('/etc/letsencrypt/live/chat.example.org/fullchain.pem', path.join(dir, 'site.crt'))
+      .replace('/etc/letsencrypt/live/chat.example.org/privkey.pem', path.join(dir, 'site.key'));
+    const fed = (await readFile(path.join(DEPLOY, 'nginx/parley-federation.conf'), 'utf8'))
+      .replace(/^\s*listen \[::\]:\d+;\n/gm, '')
+      .replace('server 127.0.0.1:8448', `server 127.0.0.1:${ports.f1}`)
+      .replace('server 127.0.0.1:8449', `server 127.0.0.1:${ports.f2}`)
+      .replace('listen 8448;', `listen 127.0.0.1:${ports.fed};`);
+    expect(site).toContain(`127.0.0.1:${ports.h2}`);
+    expect(fed).toContain(`127.0.0.1:${ports.fed}`);
+    await writeFile(path.join(prefix, 'parley.conf'), site);
+    await writeFile(path.join(prefix, 'parley-federation.conf'), fed);
+    const tmp = path.join(prefix, 'tmp');
+    await writeFile(
+      path.join(prefix, 'nginx.conf'),
+      [
+        'load_module /usr/lib/nginx/modules/ngx_stream_module.so;',
+        'worker_processes 1;',
+        `pid ${prefix}/nginx.pid;`,
+        `error_log ${prefix}/error.log warn;`,
+        'events { worker_connections 1024; }',
+        'http {',
+        '  access_log off;',
+        ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${tmp}/${t};`),
+        `  include ${prefix}/parley.conf;`,
+        '}',
+        `include ${prefix}/parley-federation.conf;`,
+        '',
+      ].join('\n'),
+    );
+    return spawn(
+      '/usr/sbin/nginx',
+      ['-c', path.join(prefix, 'nginx.conf'), '-p', prefix, '-e', path.join(prefix, 'error.log'), '-g', 'daemon off;'],
+      {
+        stdio: 'ignore',
+      },
+    );
+  }
+
+  /** deploy/'s Caddyfile, with this machine's ports and the test CA's certificate put in. */
+  async function startCaddy(): Promise<ChildProcess> {
+    const site = (await readFile(path.join(DEPLOY, 'caddy/Caddyfile'), 'utf8'))
+      .replace(
+        'chat.example.org {',
+        `https://127.0.0.1:${ports.https} {\n\ttls ${path.join(dir, 'site.crt')} ${path.join(dir, 'site.key')}`,
+      )
+      .replace('reverse_proxy 127.0.0.1:8008 127.0.0.1:8009 {', `reverse_proxy 127.0.0.1:${ports.h1} 127.0.0.1:${ports.h2} {`);
+    expect(site).toContain(`127.0.0.1:${ports.h2}`);
+    const globals = `{\n\tadmin off\n\thttp_port ${ports.http}\n\thttps_port ${ports.https}\n\tstorage file_system ${path.join(dir, 'caddy-data')}\n}\n\n`;
+    await writeFile(path.join(dir, 'Caddyfile'), globals + site);
+    return spawn('/usr/bin/caddy', ['run', '--config', path.join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], {
+      stdio: 'ignore',
+      env: { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir },
+    });
+  }
+
   beforeAll(async () => {
-    const ensure = spawnSync('bash', [path.join(ROOT, 'scripts/ensure-nginx.sh')], { stdio: 'inherit' });
-    if (ensure.status !== 0) throw new Error('nginx is not installed and could not be installed');
+    const ensure = spawnSync('bash', [path.join(ROOT, 'scripts/ensure-proxies.sh')], { stdio: 'inherit' });
+    if (ensure.status !== 0) throw new Error('nginx and Caddy are not installed and could not be installed');
     dir = await mkdtemp(path.join(tmpdir(), 'parley-scale-'));
     // A test CA and a certificate for 127.0.0.1/localhost signed by it.
     const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
@@ -177,58 +245,13 @@ describe('scale-out: two processes behind nginx', () => {
     serve(ports.h2, ports.f2);
     await until(healthy(`http://127.0.0.1:${ports.h2}/health`), 60_000);
 
-    // deploy/'s configs, with this machine's ports and certificate put in.
-    const prefix = path.join(dir, 'nginx');
-    await mkdir(path.join(prefix, 'tmp'), { recursive: true });
-    await chmod(path.join(prefix, 'tmp'), 0o777);
-    const site = (await readFile(path.join(DEPLOY, 'nginx/parley.conf'), 'utf8'))
-      .replace(/^\s*listen \[::\]:\d+( ssl)?;\n/gm, '')
-      .replace('listen 80;', `listen 127.0.0.1:${ports.http};`)
-      .replace('listen 443 ssl;', `listen 127.0.0.1:${ports.https} ssl;`)
-      .replace('server 127.0.0.1:8008', `server 127.0.0.1:${ports.h1}`)
-      .replace('server 127.0.0.1:8009', `server 127.0.0.1:${ports.h2}`)
-      .replace('/etc/letsencrypt/live/chat.example.org/fullchain.pem', path.join(dir, 'site.crt'))
-      .replace('/etc/letsencrypt/live/chat.example.org/privkey.pem', path.join(dir, 'site.key'));
-    const fed = (await readFile(path.join(DEPLOY, 'nginx/parley-federation.conf'), 'utf8'))
-      .replace(/^\s*listen \[::\]:\d+;\n/gm, '')
-      .replace('server 127.0.0.1:8448', `server 127.0.0.1:${ports.f1}`)
-      .replace('server 127.0.0.1:8449', `server 127.0.0.1:${ports.f2}`)
-      .replace('listen 8448;', `listen 127.0.0.1:${ports.fed};`);
-    expect(site).toContain(`127.0.0.1:${ports.h2}`);
-    expect(fed).toContain(`127.0.0.1:${ports.fed}`);
-    await writeFile(path.join(prefix, 'parley.conf'), site);
-    await writeFile(path.join(prefix, 'parley-federation.conf'), fed);
-    const tmp = path.join(prefix, 'tmp');
-    await writeFile(
-      path.join(prefix, 'nginx.conf'),
-      [
-        'load_module /usr/lib/nginx/modules/ngx_stream_module.so;',
-        'worker_processes 1;',
-        `pid ${prefix}/nginx.pid;`,
-        `error_log ${prefix}/error.log warn;`,
-        'events { worker_connections 1024; }',
-        'http {',
-        '  access_log off;',
-        ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${tmp}/${t};`),
-        `  include ${prefix}/parley.conf;`,
-        '}',
-        `include ${prefix}/parley-federation.conf;`,
-        '',
-      ].join('\n'),
-    );
-    nginx = spawn(
-      '/usr/sbin/nginx',
-      ['-c', path.join(prefix, 'nginx.conf'), '-p', prefix, '-e', path.join(prefix, 'error.log'), '-g', 'daemon off;'],
-      {
-        stdio: 'ignore',
-      },
-    );
     base = `https://127.0.0.1:${ports.https}`;
+    proxyProcess = proxy === 'nginx' ? await startNginx() : await startCaddy();
     await until(healthy(`${base}/health`), 30_000);
   }, 240_000);
 
   afterAll(async () => {
-    nginx?.kill('SIGKILL');
+    proxyProcess?.kill('SIGKILL');
     for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
     await agent?.close();
     await db?.drop();
@@ -239,6 +262,10 @@ describe('scale-out: two processes behind nginx', () => {
   it('serves the web API over TLS, delegates and passes federation through', async () => {
     const wellKnown = await (await fetchVia(`${base}/.well-known/parley/server`)).json();
     expect(wellKnown).toEqual({ server: 'chat.example.org:8448' });
+    // Prometheus metrics: nginx lets the machine itself scrape them, Caddy refuses everyone.
+    expect((await fetchVia(`${base}/metrics`)).status).toBe(proxy === 'nginx' ? 200 : 403);
+    // Caddy has no TCP proxy here: federation goes to Parley directly (see deploy/caddy/Caddyfile).
+    if (proxy === 'caddy') return;
     // Federation: nginx passes TLS through, so the answer comes with Parley's own certificate.
     const keys = (await (
       await undiciFetch(`https://127.0.0.1:${ports.fed}/federation/v1/keys`, {
@@ -324,7 +351,7 @@ describe('scale-out: two processes behind nginx', () => {
     for (let i = 0; i < killAt; i++) await directRooms.send(roomId, 'room.message', { body: `direct ${i}` }, `d${i}`);
     const directMs = Date.now() - t0;
     console.log(
-      `scale-out figures: ${killAt} sequential sends through nginx (2 processes) ${((killAt * 1000) / beforeKillMs).toFixed(0)}/s; ` +
+      `scale-out figures (${proxy}): ${killAt} sequential sends through ${proxy} (2 processes) ${((killAt * 1000) / beforeKillMs).toFixed(0)}/s; ` +
         `direct to one process ${((killAt * 1000) / directMs).toFixed(0)}/s; ${retried.count} retried sends after the kill`,
     );
   }, 240_000);
