@@ -156,42 +156,33 @@ export class AdminDirectoryRepository {
       .orderBy('r.created_ts', 'desc')
       .limit(limit)
       .offset(offset)
-      .select(
-        'r.room_id',
-        'r.host',
-        'r.kind',
-        'r.creator',
-        'r.published',
-        this.nameOf('r.room_id'),
-        this.db.raw(`(select count(*)::int from memberships m where m.room_id = r.room_id and m.membership = 'join') as joined_members`),
-        this.db.raw(
-          `(select count(*)::int from memberships m where m.room_id = r.room_id and m.membership = 'join' and m.user_id like ?) as local_members`,
-          [`%:${serverName}`],
-        ),
-        this.db.raw('r.current_seq as events'),
-        this.db.raw('exists (select 1 from blocked_rooms b where b.room_id = r.room_id) as blocked'),
-      );
+      .select(...this.roomColumns(serverName));
     return { total: Number(count?.n ?? 0), rooms: rows };
+  }
+
+  /** What the console shows of a room, for one room or a page of them. */
+  private roomColumns(serverName: string) {
+    return [
+      'r.room_id',
+      'r.host',
+      'r.kind',
+      'r.creator',
+      'r.published',
+      this.nameOf('r.room_id'),
+      this.db.raw(`(select count(*)::int from memberships m where m.room_id = r.room_id and m.membership = 'join') as joined_members`),
+      this.db.raw(
+        `(select count(*)::int from memberships m where m.room_id = r.room_id and m.membership = 'join' and m.user_id like ?) as local_members`,
+        [`%:${serverName}`],
+      ),
+      this.db.raw('r.current_seq as events'),
+      this.db.raw('exists (select 1 from blocked_rooms b where b.room_id = r.room_id) as blocked'),
+    ];
   }
 
   async room(roomId: string, serverName: string): Promise<AdminRoom | undefined> {
     const rows = await this.db('rooms as r')
       .where('r.room_id', roomId)
-      .select(
-        'r.room_id',
-        'r.host',
-        'r.kind',
-        'r.creator',
-        'r.published',
-        this.nameOf('r.room_id'),
-        this.db.raw(`(select count(*)::int from memberships m where m.room_id = r.room_id and m.membership = 'join') as joined_members`),
-        this.db.raw(
-          `(select count(*)::int from memberships m where m.room_id = r.room_id and m.membership = 'join' and m.user_id like ?) as local_members`,
-          [`%:${serverName}`],
-        ),
-        this.db.raw('r.current_seq as events'),
-        this.db.raw('exists (select 1 from blocked_rooms b where b.room_id = r.room_id) as blocked'),
-      );
+      .select(...this.roomColumns(serverName));
     return rows[0];
   }
 
