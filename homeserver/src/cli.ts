@@ -35,8 +35,9 @@ commands:
                                           media into a new directory
   restore <dir>                           restore a backup onto a fresh data directory and
                                           empty database (same server_name)
-  doctor                                  check the configuration, ports, database, Redis,
-                                          TLS, disk and name resolution; exit 1 on a failure
+  doctor [--peer <server>]                check the configuration, ports, database, Redis,
+                                          TLS, disk and name resolution, and with --peer whether
+                                          that server reaches our federation port; exit 1 on a failure
   release <command> …                     sign and publish releases (TUF): keygen, init, sign,
                                           add, timestamp, rotate-root, status
                                           ('parley release' alone lists them)
@@ -177,6 +178,7 @@ export async function main(argv: string[]): Promise<number> {
         uses: { type: 'string' },
         'expires-in': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
+        peer: { type: 'string' },
       },
     });
   } catch (err) {
@@ -241,7 +243,26 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case 'doctor': {
-        const findings = await doctor(config);
+        const peer = values.peer as string | undefined;
+        // With --peer, another server checks from outside that it reaches our federation port.
+        const fed = peer ? await createFederation(config, await loadIdentity(config), systemClock, log) : null;
+        let findings: Awaited<ReturnType<typeof doctor>>;
+        try {
+          findings = await doctor(config, {
+            ...(fed && peer
+              ? {
+                  askPeer: {
+                    peer,
+                    ask: async () =>
+                      (await fed.client.request({ destination: peer, method: 'POST', path: '/federation/v1/reachability', body: {} }))
+                        .body as { reachable: boolean; error?: string },
+                  },
+                }
+              : {}),
+          });
+        } finally {
+          await fed?.close();
+        }
         process.stdout.write(formatFindings(findings));
         return findings.some((f) => f.status === 'fail') ? 1 : 0;
       }

@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config, DeepPartial } from '../src/config.js';
 import { doctor, type Finding } from '../src/ops/doctor.js';
+import { type Federation, type FedServer, startFederation } from './support/federation.js';
 import { freePort, until } from './support/net.js';
 import { startTestServer, type TestServer, testConfig } from './support/server.js';
 
@@ -168,5 +169,52 @@ describe('parley doctor', () => {
     const f = byCheck(await doctor(config({ server_name: 'no-such-host.invalid' })), 'server_name');
     expect(f).toMatchObject({ status: 'fail' });
     expect(f.detail).toMatch(/does not resolve/);
+  });
+});
+
+describe('parley doctor --peer: reachability checked from outside', () => {
+  let fed: Federation;
+  let hidden: number;
+  const askVia = (from: FedServer, peer: string) => ({
+    peer,
+    ask: async () =>
+      (
+        await from.running.federation?.context.client.request({
+          destination: peer,
+          method: 'POST',
+          path: '/federation/v1/reachability',
+          body: {},
+        })
+      )?.body as { reachable: boolean; error?: string },
+  });
+  const reach = (findings: Finding[]) => findings.find((f) => f.check === 'reachability');
+
+  beforeAll(async () => {
+    hidden = await freePort();
+    // hs1 listens where nobody looks for it (as behind a closed firewall port): the others'
+    // map sends them to a port nothing answers on.
+    fed = await startFederation(['hs1.test', 'hs2.test', 'hs3.test'], {
+      overrides: (name) => (name === 'hs1.test' ? { federation: { port: hidden } } : {}),
+    });
+  });
+  afterAll(async () => {
+    await fed?.close();
+  });
+
+  it('a server the peer reaches passes; one it cannot reach fails, naming why', async () => {
+    const hs2 = fed.byName('hs2.test');
+    const hs3 = fed.byName('hs3.test');
+    const ok = reach(await doctor(hs3.running.config, { askPeer: askVia(hs3, 'hs2.test') }));
+    expect(ok).toMatchObject({ status: 'ok' });
+    expect(ok?.detail).toMatch(/hs2\.test reached/);
+    const hs1 = fed.byName('hs1.test');
+    const bad = reach(await doctor(hs1.running.config, { askPeer: askVia(hs1, 'hs2.test') }));
+    expect(bad).toMatchObject({ status: 'fail' });
+    expect(bad?.detail).toMatch(/cannot reach|could not fetch/);
+    // One check per asking server every 10 s: asking again at once is refused, not repeated.
+    const again = reach(await doctor(hs3.running.config, { askPeer: askVia(hs3, 'hs2.test') }));
+    expect(again).toMatchObject({ status: 'warn' });
+    expect(again?.detail).toMatch(/429|every 10 s/);
+    expect(hs2.isRunning()).toBe(true);
   });
 });

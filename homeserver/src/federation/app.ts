@@ -3,6 +3,7 @@ import { directoryRoutes } from '../api/federation/directory.js';
 import { keyRoutes } from '../api/federation/keys.js';
 import { mediaRoutes } from '../api/federation/media.js';
 import { queryRoutes } from '../api/federation/query.js';
+import { reachabilityRoutes } from '../api/federation/reachability.js';
 import { federatedRoomRoutes } from '../api/federation/rooms.js';
 import { sendRoutes } from '../api/federation/send.js';
 import { userKeyRoutes } from '../api/federation/user-keys.js';
@@ -58,6 +59,7 @@ export function createFederationApp(
     }),
     federatedRoomRoutes(fed, rooms, onInbound),
     userKeyRoutes(fed, s.keys, onInbound, s.rateLimiter),
+    reachabilityRoutes(fed, onInbound),
   ];
   for (const router of routers) {
     app.use(router.routes());

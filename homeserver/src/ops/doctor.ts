@@ -34,6 +34,11 @@ export interface DoctorOptions {
   now?: number;
   /** Deadline for each network probe (default 3 s). */
   timeoutMs?: number;
+  /**
+   * Asks another server whether it can reach this one's federation port (`doctor --peer`): the
+   * only check made from outside. Rejects when the peer could not even be asked.
+   */
+  askPeer?: { peer: string; ask: () => Promise<{ reachable: boolean; error?: string }> };
 }
 
 const GiB = 1024 ** 3;
@@ -254,6 +259,28 @@ async function reachability(config: Config): Promise<Finding> {
   return finding('server_name', 'ok', `${host} resolves to ${addresses.join(', ')}`);
 }
 
+/**
+ * `--peer`: the peer dials our federation port as its deliveries would. When it cannot even
+ * authenticate our question it could not fetch our keys — which it does over that same port.
+ */
+async function fromOutside(peer: string, ask: () => Promise<{ reachable: boolean; error?: string }>): Promise<Finding> {
+  try {
+    const answer = await ask();
+    if (answer.reachable) return finding('reachability', 'ok', `${peer} reached this server's federation port`);
+    return finding('reachability', 'fail', `${peer} cannot reach this server's federation port: ${answer.error ?? 'no reason given'}`);
+  } catch (err) {
+    const message = (err as Error).message;
+    if (/401|UNKNOWN_KEY|key/i.test(message)) {
+      return finding(
+        'reachability',
+        'fail',
+        `${peer} could not fetch this server's keys, so it cannot reach the federation port either (${message})`,
+      );
+    }
+    return finding('reachability', 'warn', `could not ask ${peer}: ${message}`);
+  }
+}
+
 export async function doctor(config: Config, options: DoctorOptions = {}): Promise<Finding[]> {
   const now = options.now ?? Date.now();
   const timeoutMs = options.timeoutMs ?? 3000;
@@ -287,6 +314,7 @@ export async function doctor(config: Config, options: DoctorOptions = {}): Promi
     redis(config, timeoutMs),
     tls(config, now, options.certWarnMs ?? 14 * DAY),
     reachability(config),
+    ...(options.askPeer ? [fromOutside(options.askPeer.peer, options.askPeer.ask)] : []),
   ];
   return Promise.all(checks);
 }
