@@ -315,12 +315,15 @@ describe.each(['nginx', 'caddy'] as const)('scale-out: two processes behind %s',
     };
     const started = Date.now();
     let beforeKillMs = 0;
+    const viaProxyMs: number[] = [];
     for (let i = 0; i < total; i++) {
       if (i === killAt) {
         beforeKillMs = Date.now() - started;
         procs[0]?.kill('SIGKILL');
       }
+      const sentAt = performance.now();
       acked.push(await sendOnce(i));
+      if (i < killAt) viaProxyMs.push(performance.now() - sentAt);
     }
 
     // Every stream ends up with every acknowledged message, once, in order.
@@ -348,11 +351,19 @@ describe.each(['nginx', 'caddy'] as const)('scale-out: two processes behind %s',
     await direct.login({ username: 'alice', password: 'alice password' });
     const directRooms = new RoomsApi(direct);
     const t0 = Date.now();
-    for (let i = 0; i < killAt; i++) await directRooms.send(roomId, 'room.message', { body: `direct ${i}` }, `d${i}`);
+    const directSendMs: number[] = [];
+    for (let i = 0; i < killAt; i++) {
+      const sentAt = performance.now();
+      await directRooms.send(roomId, 'room.message', { body: `direct ${i}` }, `d${i}`);
+      directSendMs.push(performance.now() - sentAt);
+    }
     const directMs = Date.now() - t0;
+    const pct = (xs: number[], p: number) =>
+      [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]?.toFixed(1);
     console.log(
-      `scale-out figures (${proxy}): ${killAt} sequential sends through ${proxy} (2 processes) ${((killAt * 1000) / beforeKillMs).toFixed(0)}/s; ` +
-        `direct to one process ${((killAt * 1000) / directMs).toFixed(0)}/s; ${retried.count} retried sends after the kill`,
+      `scale-out figures (${proxy}): ${killAt} sequential sends through ${proxy} (2 processes) ${((killAt * 1000) / beforeKillMs).toFixed(0)}/s, ` +
+        `p50 ${pct(viaProxyMs, 50)} ms, p99 ${pct(viaProxyMs, 99)} ms; direct to one process ${((killAt * 1000) / directMs).toFixed(0)}/s, ` +
+        `p50 ${pct(directSendMs, 50)} ms, p99 ${pct(directSendMs, 99)} ms; ${retried.count} retried sends after the kill`,
     );
   }, 240_000);
 });
