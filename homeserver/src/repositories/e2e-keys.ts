@@ -1,5 +1,6 @@
 import type { DeviceListAnswer, SignedDeviceList } from '@parley/schemas';
 import type { Db } from '../db/database.js';
+import { replaceLatestEdu } from './edus.js';
 
 export interface NewKeyPackage {
   ref: string;
@@ -101,23 +102,7 @@ export class DeviceListRepository {
     ttlMs: number,
     trx: Db,
   ): Promise<void> {
-    await trx('outbox')
-      .whereIn('destination', destinations)
-      .andWhere({ kind: 'edu', coalesce_key: key })
-      .whereNull('delivered_ts')
-      .whereNull('expired_ts')
-      .delete();
-    const json = JSON.stringify(payload);
-    await trx('outbox').insert(
-      destinations.map((destination) => ({
-        destination,
-        kind: 'edu',
-        payload: json,
-        coalesce_key: key,
-        created_ts: now,
-        expires_ts: now + ttlMs,
-      })),
-    );
+    await replaceLatestEdu(trx, destinations, key, payload, now, ttlMs);
   }
 
   async findRemote(userId: string): Promise<{ version: number; answer: DeviceListAnswer } | undefined> {

@@ -3,6 +3,37 @@ import type { Db } from '../db/database.js';
 // Two-key advisory locks live apart from the one-key ones (the stream position lock).
 const COALESCE_LOCK_SPACE = 7_261_002;
 
+/**
+ * In `trx`: drops each destination's undelivered EDU row under `key` and queues `payload` as
+ * the one current row (what `enqueueLatest` and device-list announcements both need).
+ */
+export async function replaceLatestEdu(
+  trx: Db,
+  destinations: string[],
+  key: string,
+  payload: Record<string, unknown>,
+  now: number,
+  ttlMs: number,
+): Promise<void> {
+  await trx('outbox')
+    .whereIn('destination', destinations)
+    .andWhere({ kind: 'edu', coalesce_key: key })
+    .whereNull('delivered_ts')
+    .whereNull('expired_ts')
+    .delete();
+  const json = JSON.stringify(payload);
+  await trx('outbox').insert(
+    destinations.map((destination) => ({
+      destination,
+      kind: 'edu',
+      payload: json,
+      coalesce_key: key,
+      created_ts: now,
+      expires_ts: now + ttlMs,
+    })),
+  );
+}
+
 /** Outbox rows for ephemeral data and the receiver's to-device deduplication. */
 export class EduRepository {
   constructor(private readonly db: Db) {}
@@ -17,23 +48,7 @@ export class EduRepository {
     if (destinations.length === 0) return;
     await this.db.transaction(async (trx) => {
       await trx.raw('SELECT pg_advisory_xact_lock(?, hashtext(?))', [COALESCE_LOCK_SPACE, key]);
-      await trx('outbox')
-        .whereIn('destination', destinations)
-        .andWhere({ kind: 'edu', coalesce_key: key })
-        .whereNull('delivered_ts')
-        .whereNull('expired_ts')
-        .delete();
-      const json = JSON.stringify(payload);
-      await trx('outbox').insert(
-        destinations.map((destination) => ({
-          destination,
-          kind: 'edu',
-          payload: json,
-          coalesce_key: key,
-          created_ts: now,
-          expires_ts: now + ttlMs,
-        })),
-      );
+      await replaceLatestEdu(trx, destinations, key, payload, now, ttlMs);
     });
   }
 
