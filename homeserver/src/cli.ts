@@ -110,8 +110,6 @@ async function serve(config: Config, log: Logger): Promise<number> {
   });
   await server.stop();
   await release();
-  // The JSON log is written asynchronously: let it drain so the human line really is the last.
-  await new Promise<void>((resolve) => log.flush(() => resolve()));
   process.stderr.write('Parley stopped cleanly.\n');
   return 0;
 }
@@ -201,7 +199,12 @@ export async function main(argv: string[]): Promise<number> {
   }
   // Commands other than serve talk to the operator: stdout carries only their answer,
   // warnings go to stderr.
-  const log = command === 'serve' ? createLogger(config.logging.level) : createLogger('warn', pino.destination(2));
+  // serve logs synchronously (pino.destination's default): an asynchronous stream's flush()
+  // returns before its last write lands, so the JSON "stopped" line could follow the human one.
+  const log =
+    command === 'serve'
+      ? createLogger(config.logging.level, pino.destination({ dest: 1, sync: true }))
+      : createLogger('warn', pino.destination(2));
 
   try {
     switch (command) {
