@@ -1,9 +1,10 @@
-import type { Frame, ServerMessage } from '@parley/schemas';
+import type { Duplex } from 'node:stream';
+import type { ServerMessage } from '@parley/schemas';
 import { StreamCloseCode } from '@parley/schemas';
 import type { WebSocket } from 'ws';
 import type { StreamNote } from '../repositories/stream.js';
 import { admits, type StreamViewer, track } from '../services/stream-view.js';
-import { countsAsUnread, frameFor } from './frames.js';
+import { countsAsUnread, frameMessageFor } from './frames.js';
 
 export type ConnectionState = 'connected' | 'replaying' | 'live' | 'closed';
 
@@ -37,14 +38,34 @@ export class StreamConnection {
   ) {}
 
   send(message: ServerMessage): boolean {
+    return this.sendRaw(JSON.stringify(message));
+  }
+
+  /** Sends an already serialised message (text frame), shared across receivers. */
+  sendRaw(data: string | Buffer): boolean {
     if (this.state === 'closed') return false;
     // A reader that does not keep up is told to come back and resume, not buffered forever.
     if (this.ws.bufferedAmount > this.maxBufferedBytes) {
       this.close(StreamCloseCode.RESUME, 'too slow: reconnect and resume');
       return false;
     }
-    this.ws.send(JSON.stringify(message));
+    this.ws.send(data, { binary: false });
     return true;
+  }
+
+  /**
+   * Holds this socket's writes until `uncork`: frames of one burst of notes then leave in one
+   * write (one syscall) instead of one each. ws keeps its socket private; without one, no-op.
+   */
+  cork(): boolean {
+    const socket = (this.ws as unknown as { _socket?: Duplex })._socket;
+    if (!socket || this.state === 'closed') return false;
+    socket.cork();
+    return true;
+  }
+
+  uncork(): void {
+    (this.ws as unknown as { _socket?: Duplex })._socket?.uncork();
   }
 
   close(code: number, reason: string): void {
@@ -92,9 +113,9 @@ export class StreamConnection {
     if (note.kind === 'receipt' && note.data.user_id === this.userId && typeof note.data.room_id === 'string') {
       this.unread.set(note.data.room_id, 0);
     }
-    const frame: Frame | null = frameFor(note, this.deviceId, unread);
+    const message = frameMessageFor(note, this.deviceId, unread);
     this.position = note.position;
-    if (frame) this.send({ op: 'frame', frame });
+    if (message) this.sendRaw(message);
     const { joined, left } = track(this.viewer, note);
     if (joined) {
       this.joins += 1;

@@ -39,3 +39,33 @@ export function frameFor(note: StreamNote, deviceId: string, unreadCount?: numbe
       return null;
   }
 }
+
+/**
+ * The `frame` message one device receives for a note, serialised once per note and shared:
+ * every receiver with the same unread count gets the same bytes (event frames differ only by
+ * `unread_count`, and by `txn_id` on the sending device, which alone is serialised apart).
+ * Cached on the note object, so live fan-out to N sockets costs one JSON.stringify of the
+ * event, not N.
+ */
+const shared = new WeakMap<StreamNote, Map<number, Buffer>>();
+const NO_UNREAD = -1;
+
+export function frameMessageFor(note: StreamNote, deviceId: string, unreadCount?: number): Buffer | null {
+  if (note.kind === 'event' && note.data.txn_device === deviceId && typeof note.data.txn_id === 'string') {
+    const frame = frameFor(note, deviceId, unreadCount);
+    return frame ? Buffer.from(JSON.stringify({ op: 'frame', frame })) : null;
+  }
+  let byUnread = shared.get(note);
+  const key = unreadCount ?? NO_UNREAD;
+  const hit = byUnread?.get(key);
+  if (hit) return hit;
+  const frame = frameFor(note, deviceId, unreadCount);
+  if (!frame) return null;
+  const bytes = Buffer.from(JSON.stringify({ op: 'frame', frame }));
+  if (!byUnread) {
+    byUnread = new Map();
+    shared.set(note, byUnread);
+  }
+  byUnread.set(key, bytes);
+  return bytes;
+}

@@ -197,6 +197,26 @@ export class StreamGateway {
     for (const r of rooms) conn.unread.set(r, counts.get(r) ?? 0);
   }
 
+  /** Sockets corked by the current burst of notes, uncorked together once it has been dispatched. */
+  private readonly corked = new Set<StreamConnection>();
+  private flushScheduled = false;
+
+  private holdWrites(conn: StreamConnection): void {
+    if (this.corked.has(conn) || !conn.cork()) return;
+    this.corked.add(conn);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // After every note that arrived in this turn (a pub/sub message carries a batch of them).
+    setImmediate(() => this.flushWrites());
+  }
+
+  private flushWrites(): void {
+    this.flushScheduled = false;
+    const conns = [...this.corked];
+    this.corked.clear();
+    for (const conn of conns) conn.uncork();
+  }
+
   private dispatch(note: StreamNote): void {
     const targets = new Set<StreamConnection>();
     const add = (set: Set<StreamConnection> | undefined) => {
@@ -207,6 +227,7 @@ export class StreamGateway {
     for (const r of note.room_ids ?? []) add(this.byRoom.get(r));
     for (const conn of targets) {
       try {
+        if (conn.state === 'live') this.holdWrites(conn);
         conn.offer(note);
       } catch (err) {
         this.d.log.warn({ err }, 'stream delivery failed');
@@ -309,6 +330,7 @@ export class StreamGateway {
   async close(): Promise<void> {
     clearInterval(this.heartbeat);
     for (const off of this.unsubscribe) off();
+    this.flushWrites();
     this.disconnectAll(StreamCloseCode.GOING_AWAY, 'server shutting down');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
