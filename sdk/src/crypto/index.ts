@@ -46,6 +46,15 @@ export { decodeKeyPackage, KEY_PACKAGE_LOW_WATER, KEY_PACKAGE_TARGET, KeyPackage
 export { type MembershipInputs, type MembershipPlan, membershipPlan } from './membership.js';
 export type { Primitives, SignerKind } from './primitives.js';
 export { SAS_EMOJI, type SafetyParty, safetyEmoji, safetyNumber } from './safety.js';
+export {
+  type DecryptedEvent,
+  E2eSession,
+  type E2eSessionEvents,
+  type E2eSessionOptions,
+  type RoomEvent,
+  type UserTrust,
+} from './session.js';
+export type { TrustedDevices } from './session-trust.js';
 export { type CryptoStore, MemoryCryptoStore } from './store.js';
 export { IndexedDbCryptoStore } from './store-indexeddb.js';
 export { CIPHERSUITE, loadSuite, type Suite, type SuiteOptions } from './suite.js';

@@ -1,0 +1,123 @@
+import type { ClientEvent, SyncResponse } from '@parley/schemas';
+import { type ParleyClient, RoomsApi, SyncPoller } from '@parley/sdk';
+import { type CryptoStore, type DecryptedEvent, E2eSession, MemoryCryptoStore } from '@parley/sdk/crypto';
+import type { FedServer } from './federation.js';
+import { until } from './net.js';
+
+/**
+ * One device for E2E tests: an E2eSession with its own store, fed by a long-poll SyncPoller
+ * whose position survives close/reopen (as an app persists it), so an offline device gets
+ * what waited for it when it comes back.
+ */
+export interface SessionDevice {
+  name: string;
+  client: ParleyClient;
+  rooms: RoomsApi;
+  userId: string;
+  deviceId: string;
+  store: CryptoStore;
+  session: E2eSession;
+  poller: SyncPoller | null;
+  position: number;
+  chain: Promise<void>;
+  errors: unknown[];
+}
+
+export const SESSION_TIMINGS = { fallbackMs: 1500, welcomeWaitMs: 2500 };
+
+async function livePosition(client: ParleyClient): Promise<number> {
+  return (await client.request<SyncResponse>('GET', '/api/v1/sync?timeout=0')).next;
+}
+
+/** Registers (first device) or logs in (`login: true`) and opens a session for the device. */
+export async function openDevice(
+  server: FedServer,
+  username: string,
+  opts: { login?: boolean; name?: string } = {},
+): Promise<SessionDevice> {
+  let client: ParleyClient;
+  if (opts.login) {
+    client = server.client();
+    await client.login({ username, password: `${username} password`, device_name: opts.name ?? 'device' });
+  } else {
+    client = (await server.user(username)).client;
+  }
+  const d: SessionDevice = {
+    name: opts.name ?? username,
+    client,
+    rooms: new RoomsApi(client),
+    userId: client.userId as string,
+    deviceId: client.deviceId as string,
+    store: new MemoryCryptoStore(),
+    session: undefined as unknown as E2eSession,
+    poller: null,
+    position: await livePosition(client),
+    chain: Promise.resolve(),
+    errors: [],
+  };
+  d.session = await E2eSession.open({ client, store: d.store, userId: d.userId, deviceId: d.deviceId, ...SESSION_TIMINGS });
+  startFeed(d);
+  return d;
+}
+
+export function startFeed(d: SessionDevice): void {
+  const poller = new SyncPoller({ client: d.client, since: d.position, timeoutMs: 1000, backoff: { initialMs: 100, maxMs: 1000 } });
+  poller.on('frame', (f) => {
+    d.chain = d.chain
+      .then(() => d.session.handleFrame(f))
+      .then(() => {
+        d.position = f.position;
+      })
+      .catch((err) => {
+        d.errors.push(err);
+      });
+  });
+  poller.start();
+  d.poller = poller;
+}
+
+/** The device goes offline: the feed stops, the session closes; the store and position stay. */
+export async function goOffline(d: SessionDevice): Promise<void> {
+  d.poller?.close();
+  d.poller = null;
+  await d.chain;
+  await d.session.close();
+}
+
+export async function comeBack(d: SessionDevice): Promise<void> {
+  d.session = await E2eSession.open({ client: d.client, store: d.store, userId: d.userId, deviceId: d.deviceId, ...SESSION_TIMINGS });
+  startFeed(d);
+}
+
+export async function encryptedEvents(d: SessionDevice, roomId: string, via: SessionDevice = d): Promise<ClientEvent[]> {
+  const out: ClientEvent[] = [];
+  let from: string | undefined;
+  for (let i = 0; i < 20; i++) {
+    const res = await via.rooms.messages(roomId, { dir: 'f', limit: 100, ...(from ? { from } : {}) });
+    out.push(...res.chunk.filter((e) => e.type === 'room.encrypted'));
+    if (!res.end || res.chunk.length === 0) break;
+    from = res.end;
+  }
+  return out;
+}
+
+/** Waits until `d` decrypts the event `eventId` (read through `via`'s timeline) to `body`. */
+export async function expectReads(d: SessionDevice, roomId: string, eventId: string, body: string, via: SessionDevice = d): Promise<void> {
+  let last: DecryptedEvent | undefined;
+  try {
+    await until(async () => {
+      const e = (await encryptedEvents(d, roomId, via)).find((x) => x.event_id === eventId);
+      if (e === undefined) return false;
+      last = await d.session.decrypt(e);
+      return last.ok && last.content.body === body;
+    }, 45_000);
+  } catch {
+    throw new Error(`${d.name} (${d.userId}/${d.deviceId}) cannot read ${eventId}: ${JSON.stringify(last)}`);
+  }
+}
+
+export async function decryptOnce(d: SessionDevice, roomId: string, eventId: string, via: SessionDevice): Promise<DecryptedEvent> {
+  const e = (await encryptedEvents(d, roomId, via)).find((x) => x.event_id === eventId);
+  if (e === undefined) throw new Error(`${eventId} not in the timeline`);
+  return d.session.decrypt(e);
+}

@@ -1,0 +1,124 @@
+import type { SignedDevice } from '@parley/schemas';
+import type { E2eApi } from '../e2e.js';
+import { isParleyApiError } from '../errors.js';
+import { BACKUP_ALGORITHM, BackupError, formatRecoveryKey, newRecoveryKey, parseRecoveryKey } from './backup.js';
+import type { CryptoDevice } from './device.js';
+import { fromB64u, toB64u } from './encoding.js';
+import type { TrustBook } from './session-trust.js';
+import type { CryptoStore } from './store.js';
+
+const RECOVERY_KEY = 'session/recovery-key';
+/** Attempts at a write another device of the user may race (device list, backup). */
+const MAX_RACES = 4;
+
+/**
+ * This device's own keys for an E2eSession: the user signing key on first use, the signed
+ * device list, key packages, and the key backup under the recovery key.
+ */
+export class OwnKeys {
+  constructor(
+    private readonly device: () => CryptoDevice,
+    private readonly store: CryptoStore,
+    private readonly e2e: E2eApi,
+    private readonly trust: TrustBook,
+  ) {}
+
+  /** Makes sure the device is certified (or says it needs the recovery key); returns `needsRecovery`. */
+  async bootstrap(): Promise<boolean> {
+    const device = this.device();
+    if (!device.certified) {
+      const answer = await this.e2e.deviceList(device.userId).catch(() => null);
+      const backup = await this.e2e.backup();
+      if ((answer === null || answer.device_list === null) && backup === null) {
+        await device.createUserSigningKey();
+      } else {
+        return true;
+      }
+    }
+    await this.publishDeviceList();
+    await this.refillKeyPackages();
+    return false;
+  }
+
+  /** Signs and publishes the user's device list with this device in it (devices signed out are dropped). */
+  async publishDeviceList(): Promise<void> {
+    const device = this.device();
+    if (device.userSigningKey === null) return; // only devices holding the user key sign lists
+    for (let attempt = 0; attempt < MAX_RACES; attempt++) {
+      const answer = await this.e2e.deviceList(device.userId);
+      const current = answer.device_list;
+      let entries: SignedDevice[] = [];
+      if (current !== null) {
+        const trusted = await this.trust.accept(device.userId, answer);
+        if (trusted !== null && current.user_signing_key === toB64u(device.userSigningKey)) {
+          const signedIn = new Set(answer.devices);
+          entries = current.devices.filter((d) => d.device_id !== device.deviceId && signedIn.has(d.device_id));
+        }
+      }
+      const own = device.ownSignedDevice();
+      const unchanged =
+        current !== null &&
+        current.user_signing_key === toB64u(device.userSigningKey) &&
+        current.devices.some((d) => d.device_id === own.device_id && d.signature_key === own.signature_key) &&
+        current.devices.length === entries.length + 1;
+      if (unchanged) return;
+      try {
+        await this.e2e.putDeviceList(await device.signDeviceList([...entries, own], (current?.version ?? 0) + 1));
+        this.trust.forget(device.userId);
+        return;
+      } catch (err) {
+        if (!(isParleyApiError(err) && err.status === 409)) throw err;
+      }
+    }
+  }
+
+  async refillKeyPackages(): Promise<void> {
+    const device = this.device();
+    if (!device.certified) return;
+    const upload = await device.keyPackages.refill(await this.e2e.keyPackageCount());
+    if (upload !== null) await this.e2e.uploadKeyPackages(upload);
+  }
+
+  async recoveryKey(): Promise<Uint8Array | undefined> {
+    return this.store.get(RECOVERY_KEY);
+  }
+
+  /** A new recovery key, kept on this device so it can back up after commits; returns it formatted. */
+  async setupRecovery(): Promise<string> {
+    const key = newRecoveryKey();
+    await this.store.put(RECOVERY_KEY, key);
+    await this.uploadBackup();
+    return formatRecoveryKey(key);
+  }
+
+  /** Seals this device's keys and groups and replaces the server's backup (retrying a concurrent write). */
+  async uploadBackup(): Promise<boolean> {
+    const key = await this.recoveryKey();
+    const device = this.device();
+    if (key === undefined || device.userSigningKey === null) return false;
+    for (let attempt = 0; attempt < MAX_RACES; attempt++) {
+      const current = await this.e2e.backup();
+      const sealed = await device.exportBackup(key);
+      try {
+        await this.e2e.putBackup(toB64u(sealed), BACKUP_ALGORITHM, current?.version ?? null);
+        return true;
+      } catch (err) {
+        if (!(isParleyApiError(err) && err.status === 409)) throw err;
+      }
+    }
+    return false;
+  }
+
+  /** Restores from the server backup; throws BackupError('wrong_recovery_key') on a wrong key. */
+  async restore(recoveryKeyText: string): Promise<string[]> {
+    const key = parseRecoveryKey(recoveryKeyText);
+    const backup = await this.e2e.backup();
+    if (backup === null) throw new BackupError('malformed', 'there is no key backup on the server');
+    if (backup.algorithm !== BACKUP_ALGORITHM) throw new BackupError('unsupported_version', `backup algorithm ${backup.algorithm}`);
+    const rooms = await this.device().restoreBackup(key, fromB64u(backup.ciphertext, 'backup'));
+    await this.store.put(RECOVERY_KEY, key);
+    await this.publishDeviceList();
+    await this.refillKeyPackages();
+    return rooms;
+  }
+}
