@@ -23,6 +23,7 @@ export const ErrorCodes = {
   PARLEY_WEAK_PASSWORD: 'The password does not meet the policy',
   PARLEY_USER_DEACTIVATED: 'The account is deactivated',
   PARLEY_RATE_LIMITED: 'Too many requests; retry after the given delay',
+  PARLEY_RELAY_QUOTA: 'The relay holds as much for this origin (or in all) as it allows; retry later or use another relay',
   PARLEY_FED_BAD_AUTH: 'The Authorization header is missing or malformed',
   PARLEY_FED_WRONG_DESTINATION: 'The request was signed for another server',
   PARLEY_FED_STALE_REQUEST: 'The request was signed outside the accepted time window (replayed, or the clocks disagree)',

@@ -1,1 +1,3 @@
 export * from './envelope.js';
+export * from './receipt.js';
+export * from './selection.js';

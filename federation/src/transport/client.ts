@@ -188,6 +188,36 @@ export class FederationClient {
     return this.#exchange(this.#poolFor(target), request.destination, exchange, limits);
   }
 
+  /**
+   * Sends a request another server signed for `request.destination`, unchanged (its
+   * Authorization header and body bytes): how a relay delivers what it holds (docs/protocol.md,
+   * "Store-and-forward"). Same guard, pins and caps as request(); the header
+   * `parley-relayed-by` names us.
+   */
+  async forwardSigned(request: {
+    destination: string;
+    method: string;
+    path: string;
+    authorization: string;
+    contentType?: string;
+    body?: Uint8Array;
+    timeoutMs?: number;
+    maxBytes?: number;
+  }): Promise<FederationResponse> {
+    this.#assertOpen();
+    const { method, path } = checkRequest(request);
+    const target = await this.discovery.resolve(request.destination);
+    const headers: Record<string, string> = {
+      accept: 'application/json',
+      authorization: request.authorization,
+      'parley-relayed-by': this.serverName,
+    };
+    const body = request.body === undefined || request.body.length === 0 ? undefined : Buffer.from(request.body).toString('utf8');
+    if (body !== undefined) headers['content-type'] = request.contentType ?? 'application/json';
+    const exchange = { method, path, headers, body };
+    return this.#exchange(this.#poolFor(target), request.destination, exchange, this.#requestLimits(request.maxBytes, request.timeoutMs));
+  }
+
   /** GET a JSON document over the same guard (well-known delegation, and the like). */
   async fetchJson(url: string, options: FetchJsonOptions = {}): Promise<FederationResponse> {
     this.#assertOpen();

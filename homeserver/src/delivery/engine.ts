@@ -1,4 +1,4 @@
-import { mayTry, onFailure, onInbound, onSuccess } from '@parley/federation/delivery';
+import { type DestinationState, mayTry, onFailure, onInbound, onSuccess } from '@parley/federation/delivery';
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -25,6 +25,28 @@ export type Submitter = (destination: string, payloads: Array<Record<string, unk
 const roomOf = (row: OutboxRow) => String((row.payload.event as { room_id?: unknown } | undefined)?.room_id ?? '');
 
 export type DrainOutcome = { kind: 'done' } | { kind: 'again'; delayMs: number };
+
+/**
+ * Store-and-forward through a relay (docs/protocol.md): once a destination has failed directly
+ * for `fallbackAfterMs`, each transaction is also offered to a relay. Rows stay pending until
+ * the destination itself acknowledges them: its own 200 on a direct send, or its signed receipt
+ * brought back by the relay ('delivered'). 'held' means a relay took it and nothing more: the
+ * same transaction (same txn ID, same rows) is offered again every `pollMs` and sent directly
+ * on the direct schedule, capped at `directRetryMaxMs` so a healed path is noticed soon.
+ */
+export interface RelayFallback {
+  fallbackAfterMs: number;
+  directRetryMaxMs: number;
+  pollMs: number;
+  /** Throws when no relay took it. */
+  offer(destination: string, txn: OutgoingTransaction): Promise<'delivered' | 'held'>;
+}
+
+interface PinnedBatch {
+  txnId: string;
+  events: OutboxRow[];
+  edus: OutboxRow[];
+}
 
 export interface DeliverySettings {
   ttlMs: number;
@@ -66,6 +88,11 @@ export class DeliveryEngine {
   private readonly refusedCounter: Counter<'destination'>;
   /** Set when queued submits (events for rooms other servers host) are to be delivered. */
   submitter: Submitter | null = null;
+  /** Set when transactions may go through a relay while a destination cannot be reached. */
+  relay: RelayFallback | null = null;
+  /** Per destination, the batch offered to a relay: sent again as is (same txn ID) until acknowledged. */
+  private readonly pinned = new Map<string, PinnedBatch>();
+  private readonly relayedCounter: Counter<'outcome'>;
 
   constructor(
     private readonly repo: OutboxRepository,
@@ -93,6 +120,12 @@ export class DeliveryEngine {
       name: 'parley_federation_submit_refused_total',
       help: 'Queued submits the room host refused (auth rules, bad event), by destination',
       labelNames: ['destination'],
+      registers: [registry],
+    });
+    this.relayedCounter = new Counter({
+      name: 'parley_federation_relay_offers_total',
+      help: 'Transactions offered to a relay while the destination failed directly, by outcome (delivered, held, failed)',
+      labelNames: ['outcome'],
       registers: [registry],
     });
     this.latency = new Histogram({
@@ -276,62 +309,117 @@ export class DeliveryEngine {
       if (this.stopped) return { kind: 'done' };
       const now = this.clock.now();
       const state = stateOf(await this.repo.destination(destination));
-      if (!mayTry(state, now)) return { kind: 'again', delayMs: (state.kind === 'up' ? now : state.nextTryTs) - now };
-      const events = await this.repo.pending(destination, 'event', MAX_EVENTS);
-      const pendingEdus = await this.repo.pending(destination, 'edu', MAX_EDUS, now);
-      const edus = withinBytes(pendingEdus, MAX_EDU_BYTES);
-      const submits = this.submitter ? await this.repo.pending(destination, 'submit', MAX_SUBMITS) : [];
+      const direct = mayTry(state, now);
+      if (!direct && !this.relaying(state, now)) return { kind: 'again', delayMs: (state.kind === 'up' ? now : state.nextTryTs) - now };
+      const pin = this.pinned.get(destination);
+      const events = pin ? pin.events : await this.repo.pending(destination, 'event', MAX_EVENTS);
+      const pendingEdus = pin ? pin.edus : await this.repo.pending(destination, 'edu', MAX_EDUS, now);
+      const edus = pin ? pin.edus : withinBytes(pendingEdus, MAX_EDU_BYTES);
+      const submits = this.submitter && direct ? await this.repo.pending(destination, 'submit', MAX_SUBMITS) : [];
       if (events.length === 0 && edus.length === 0 && submits.length === 0) return { kind: 'done' };
       const rows: OutboxRow[] = [...events, ...edus];
-      try {
-        if (rows.length > 0) {
-          const ids = rows.map((r) => r.id);
-          // The same rows always make the same txn ID, so a retried batch is deduplicated.
-          const txnId = `${Math.min(...ids)}-${Math.max(...ids)}-${rows.length}`;
-          await this.sender(destination, { txnId, events: events.map((r) => r.payload), edus: edus.map((r) => r.payload) });
-          await this.delivered(rows);
+      const ids = rows.map((r) => r.id);
+      // The same rows always make the same txn ID, so a retried batch is deduplicated.
+      const txn: OutgoingTransaction | null =
+        rows.length === 0
+          ? null
+          : {
+              txnId: pin?.txnId ?? `${Math.min(...ids)}-${Math.max(...ids)}-${rows.length}`,
+              events: events.map((r) => r.payload),
+              edus: edus.map((r) => r.payload),
+            };
+      let after = state;
+      let carry = txn;
+      if (direct) {
+        try {
+          if (txn) {
+            await this.sender(destination, txn);
+            await this.delivered(rows);
+            this.pinned.delete(destination);
+            carry = null;
+          }
+          await this.handOverSubmits(destination, submits);
+          await this.repo.saveState(destination, onSuccess(), { lastSuccessTs: this.clock.now(), lastError: null });
+          if (state.kind !== 'up') this.log.info({ destination }, 'destination is up again');
+          if (
+            !pin &&
+            events.length < MAX_EVENTS &&
+            pendingEdus.length < MAX_EDUS &&
+            edus.length === pendingEdus.length &&
+            submits.length < MAX_SUBMITS
+          )
+            return { kind: 'done' };
+          continue;
+        } catch (err) {
+          after = await this.failed(destination, state, now, err);
+          if (!carry || !this.relaying(after, now)) return { kind: 'again', delayMs: after.kind === 'up' ? 0 : after.nextTryTs - now };
         }
-        // Consecutive submits for one room go in one request (the host answers per event).
-        for (let i = 0; i < submits.length; ) {
-          const room = roomOf(submits[i] as OutboxRow);
-          let j = i + 1;
-          while (j < submits.length && roomOf(submits[j] as OutboxRow) === room) j++;
-          const run = submits.slice(i, j);
-          const refusals = await (this.submitter as Submitter)(
-            destination,
-            run.map((r) => r.payload),
-          );
-          await this.delivered(run);
-          run.forEach((row, k) => {
-            const refused = refusals[k];
-            if (!refused) return;
-            this.refusedCounter.inc({ destination });
-            this.log.warn({ destination, outbox_id: row.id, reason: refused }, 'the room host refused a queued event');
-          });
-          i = j;
-        }
-      } catch (err) {
-        const next = onFailure(state, now, this.random);
-        this.failures.inc({ destination });
-        await this.repo.saveState(destination, next, { lastError: String((err as Error).message ?? err).slice(0, 500) });
-        this.log.warn(
-          {
-            destination,
-            failures: next.kind === 'up' ? 0 : next.failures,
-            retry_in_ms: next.kind === 'up' ? 0 : next.nextTryTs - now,
-            err: (err as Error).message,
-          },
-          'delivery failed; backing off',
-        );
-        return { kind: 'again', delayMs: next.kind === 'up' ? 0 : next.nextTryTs - now };
       }
-      await this.repo.saveState(destination, onSuccess(), { lastSuccessTs: this.clock.now(), lastError: null });
-      if (state.kind !== 'up') this.log.info({ destination }, 'destination is up again');
-      if (events.length < MAX_EVENTS && pendingEdus.length < MAX_EDUS && edus.length === pendingEdus.length && submits.length < MAX_SUBMITS)
-        return { kind: 'done' };
+      const txnToRelay = carry;
+      if (!txnToRelay || !this.relay) return { kind: 'again', delayMs: after.kind === 'up' ? 0 : after.nextTryTs - now };
+      // Direct failed for long enough: a relay carries the same signed transaction.
+      this.pinned.set(destination, { txnId: txnToRelay.txnId, events, edus });
+      const untilDirect = after.kind === 'up' ? 0 : Math.max(0, after.nextTryTs - now);
+      try {
+        const outcome = await this.relay.offer(destination, txnToRelay);
+        this.relayedCounter.inc({ outcome });
+        if (outcome === 'held') return { kind: 'again', delayMs: Math.min(this.relay.pollMs, untilDirect) };
+        await this.delivered(rows);
+        this.pinned.delete(destination);
+        this.log.debug({ destination, txn_id: txnToRelay.txnId }, 'delivered through a relay (receipt verified)');
+      } catch (err) {
+        this.relayedCounter.inc({ outcome: 'failed' });
+        this.log.warn({ destination, err: (err as Error).message }, 'no relay took the transaction');
+        return { kind: 'again', delayMs: Math.min(this.relay.pollMs * 2, untilDirect) };
+      }
     }
     // Still more: yield the worker to other destinations and come back.
     return { kind: 'again', delayMs: 0 };
+  }
+
+  /** True when the destination has failed directly for long enough that a relay may carry its traffic. */
+  private relaying(state: DestinationState, now: number): boolean {
+    return this.relay !== null && state.kind !== 'up' && now - state.sinceTs >= this.relay.fallbackAfterMs;
+  }
+
+  /** Records a direct failure; while a relay may be used, the next direct try comes within directRetryMaxMs. */
+  private async failed(destination: string, state: DestinationState, now: number, err: unknown): Promise<DestinationState> {
+    let next = onFailure(state, now, this.random);
+    if (this.relay && next.kind !== 'up') next = { ...next, nextTryTs: Math.min(next.nextTryTs, now + this.relay.directRetryMaxMs) };
+    this.failures.inc({ destination });
+    await this.repo.saveState(destination, next, { lastError: String((err as Error).message ?? err).slice(0, 500) });
+    this.log.warn(
+      {
+        destination,
+        failures: next.kind === 'up' ? 0 : next.failures,
+        retry_in_ms: next.kind === 'up' ? 0 : next.nextTryTs - now,
+        err: (err as Error).message,
+      },
+      'delivery failed; backing off',
+    );
+    return next;
+  }
+
+  /** Queued submits, consecutive ones for one room in one request (the host answers per event). */
+  private async handOverSubmits(destination: string, submits: OutboxRow[]): Promise<void> {
+    for (let i = 0; i < submits.length; ) {
+      const room = roomOf(submits[i] as OutboxRow);
+      let j = i + 1;
+      while (j < submits.length && roomOf(submits[j] as OutboxRow) === room) j++;
+      const run = submits.slice(i, j);
+      const refusals = await (this.submitter as Submitter)(
+        destination,
+        run.map((r) => r.payload),
+      );
+      await this.delivered(run);
+      run.forEach((row, k) => {
+        const refused = refusals[k];
+        if (!refused) return;
+        this.refusedCounter.inc({ destination });
+        this.log.warn({ destination, outbox_id: row.id, reason: refused }, 'the room host refused a queued event');
+      });
+      i = j;
+    }
   }
 
   private async delivered(rows: OutboxRow[]): Promise<void> {

@@ -56,6 +56,7 @@ export function createFederationApp(
       clock: s.clock,
       maxBytes: fed.config.max_transaction_bytes,
       onInbound,
+      identity: s.identity,
     }),
     federatedRoomRoutes(fed, rooms, onInbound),
     userKeyRoutes(fed, s.keys, onInbound, s.rateLimiter),

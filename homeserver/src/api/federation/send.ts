@@ -1,5 +1,7 @@
 import Router from '@koa/router';
 import { eventId as computeEventId } from '@parley/federation/events';
+import type { SigningKey } from '@parley/federation/keys';
+import { RELAYED_BY_HEADER, signReceipt } from '@parley/federation/relay';
 import { check, FederationTransaction, type RoomEvent, type TransactionResult } from '@parley/schemas';
 import { ParleyError } from '../../errors.js';
 import type { FederatedEdus } from '../../federation/edus.js';
@@ -21,6 +23,8 @@ export interface SendDeps {
   clock: Clock;
   maxBytes: number;
   onInbound: (origin: string) => void;
+  /** Signs delivery receipts for transactions a relay brings (docs/protocol.md, store-and-forward). */
+  identity?: SigningKey;
 }
 
 /**
@@ -68,7 +72,7 @@ export function sendRoutes(d: SendDeps): Router<AppState> {
 
   async function receive(ctx: AppContext, origin: string, txnId: string, txn: FederationTransaction): Promise<void> {
     if (!(await d.outbox.recordInbound(origin, txnId, d.clock.now()))) {
-      ctx.body = { events: {}, duplicate: true } satisfies TransactionResult;
+      ctx.body = withReceipt(ctx, origin, txnId, { events: {}, duplicate: true });
       return;
     }
     const results: TransactionResult['events'] = {};
@@ -87,7 +91,15 @@ export function sendRoutes(d: SendDeps): Router<AppState> {
     });
     // After the events, so a receipt can name an event of this same transaction.
     await d.edus.receive(origin, txn.edus, ctx.state.log);
-    ctx.body = { events: results, duplicate: false } satisfies TransactionResult;
+    ctx.body = withReceipt(ctx, origin, txnId, { events: results, duplicate: false });
+  }
+
+  // A transaction a relay brought gets our signed receipt, which the relay hands back to the
+  // origin: the origin's proof that we have it (the relay cannot make one).
+  function withReceipt(ctx: AppContext, origin: string, txnId: string, result: TransactionResult): TransactionResult {
+    if (!d.identity || !ctx.get(RELAYED_BY_HEADER)) return result;
+    const receipt = signReceipt({ origin, destination: d.fed.serverName, txnId, ts: d.clock.now() }, d.identity);
+    return { ...result, receipt } as TransactionResult;
   }
 
   return router;
