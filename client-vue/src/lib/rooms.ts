@@ -63,7 +63,7 @@ export function lastMessagePreview(event: ClientEvent | null, me: string, names?
       : undefined;
   const content = replaced ?? (event.unsigned?.edit as { content?: Record<string, unknown> } | undefined)?.content ?? event.content;
   const who = event.sender === me ? 'You' : (names?.get(event.sender) ?? splitUserId(event.sender)?.localpart ?? event.sender);
-  if (event.type === 'room.encrypted') return `${who}: encrypted message`;
+  if (event.type === 'room.encrypted') return `${who}: Encrypted message`;
   const msgtype = content.msgtype;
   if (msgtype === 'image') return `${who} sent an image`;
   if (msgtype === 'file') return `${who} sent a file`;

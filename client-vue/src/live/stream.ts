@@ -22,6 +22,8 @@ export function createStreamSource(stream: ParleyStream, sink: LiveSink): LiveSo
     }
   }
 
+  // Before the per-kind listeners (the feed emits 'frame' first), so the crypto sees events in order.
+  stream.on('frame', (frame) => sink.frame?.(frame));
   stream.on('event', (frame) => sink.events(frame.data.event.room_id, [frame.data.event], frame.data.unread_count));
   stream.on('typing', (frame) => sink.typing(frame.data.room_id, frame.data.user_ids));
   stream.on('receipt', (frame) => {

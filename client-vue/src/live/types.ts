@@ -1,4 +1,4 @@
-import type { ClientEvent, PresenceState } from '@parley/schemas';
+import type { ClientEvent, Frame, PresenceState } from '@parley/schemas';
 import type { Ref } from 'vue';
 
 /**
@@ -23,6 +23,8 @@ export interface LiveSink {
   presence?(userId: string, state: PresenceState): void;
   /** Someone's display name or avatar changed (stream only). */
   profile?(userId: string, displayname: string | null, avatarUrl: string | null): void;
+  /** Every stream frame as it arrives, all kinds (end-to-end encryption needs to-device and device-list ones too). */
+  frame?(frame: Frame): void;
   /** The session is gone (revoked): stop and send the person to sign in. */
   sessionEnded(): void;
 }

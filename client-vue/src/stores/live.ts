@@ -3,6 +3,7 @@ import { defineStore } from 'pinia';
 import { computed, reactive, ref, shallowRef } from 'vue';
 import { createLiveSource } from '../live/source.js';
 import type { ConnectionState, LiveSource } from '../live/types.js';
+import { useE2eStore } from './e2e.js';
 import { useNotificationsStore } from './notifications.js';
 import { useRoomsStore } from './rooms.js';
 import { useSessionStore } from './session.js';
@@ -16,6 +17,7 @@ export const useLiveStore = defineStore('live', () => {
   const rooms = useRoomsStore();
   const timeline = useTimelineStore();
   const notifications = useNotificationsStore();
+  const e2e = useE2eStore();
   const source = shallowRef<LiveSource | null>(null);
   const openRoom = ref<string | null>(null);
   /** Who is typing, by room (from the stream). */
@@ -35,7 +37,10 @@ export const useLiveStore = defineStore('live', () => {
 
   function start(): void {
     if (source.value) return;
+    // The encryption session opens first, so it sees every frame from the first one on.
+    e2e.open();
     source.value = createLiveSource(session.getClient(), {
+      frame: (f) => e2e.frame(f),
       openRoom: () => openRoom.value,
       refreshRooms: () => rooms.refresh(),
       catchUp: (roomId) => timeline.catchUp(roomId),
@@ -76,6 +81,7 @@ export const useLiveStore = defineStore('live', () => {
     clearTimeout(roomsTimer);
     source.value?.stop();
     source.value = null;
+    void e2e.close();
     typing.clear();
     receipts.clear();
     presence.clear();

@@ -127,7 +127,7 @@ export const useRoomsStore = defineStore('rooms', () => {
   }
 
   /** Opens the direct message with someone: an existing one (joined or invited), else a new one. */
-  async function startDirect(userId: string): Promise<string> {
+  async function startDirect(userId: string, opts: { encrypted?: boolean } = {}): Promise<string> {
     for (const r of list.value) {
       if (!r.is_direct) continue;
       const found = members.get(r.room_id) ?? (await loadMembers(r.room_id).catch(() => []));
@@ -136,7 +136,12 @@ export const useRoomsStore = defineStore('rooms', () => {
         return r.room_id;
       }
     }
-    const roomId = await create({ visibility: 'private', invite: [userId], is_direct: true });
+    const roomId = await create({
+      visibility: 'private',
+      invite: [userId],
+      is_direct: true,
+      ...(opts.encrypted ? { encrypted: true } : {}),
+    });
     await loadMembers(roomId).catch(() => {});
     return roomId;
   }

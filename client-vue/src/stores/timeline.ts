@@ -4,8 +4,10 @@ import { defineStore } from 'pinia';
 import { shallowReactive } from 'vue';
 import { uploadWithProgress } from '../api/upload.js';
 import { seedMediaUrl } from '../composables/useMediaUrl.js';
+import { decryptTimeline } from '../lib/e2e.js';
 import { describeError } from '../lib/errors.js';
 import { lastReadable, mergeEvents, type PendingEvent, reactionsOf, reconcilePending, relatesTo } from '../lib/timeline.js';
+import { useE2eStore } from './e2e.js';
 import { useRoomsStore } from './rooms.js';
 import { useSessionStore } from './session.js';
 
@@ -39,6 +41,7 @@ function isTransient(err: unknown): boolean {
 export const useTimelineStore = defineStore('timeline', () => {
   const session = useSessionStore();
   const rooms = useRoomsStore();
+  const e2e = useE2eStore();
   const timelines = shallowReactive(new Map<string, RoomTimeline>());
 
   function get(roomId: string): RoomTimeline {
@@ -78,7 +81,9 @@ export const useTimelineStore = defineStore('timeline', () => {
     tl.error = null;
     try {
       const page = await session.api.messages(roomId, { dir: 'b', limit: FIRST_PAGE });
-      ingest(roomId, page.chunk.slice().reverse(), false);
+      const events = page.chunk.slice().reverse();
+      ingest(roomId, events, false);
+      void e2e.history(roomId, events);
       // The room's first event is in this page: there is nothing older to ask for.
       tl.backToken = page.chunk.some((e) => e.type === 'room.create') ? null : (page.end ?? null);
       tl.loaded = true;
@@ -95,7 +100,9 @@ export const useTimelineStore = defineStore('timeline', () => {
     tl.loadingBack = true;
     try {
       const page = await session.api.messages(roomId, { dir: 'b', from: tl.backToken, limit: OLDER_PAGE });
-      ingest(roomId, page.chunk.slice().reverse(), false);
+      const events = page.chunk.slice().reverse();
+      ingest(roomId, events, false);
+      void e2e.history(roomId, events);
       tl.backToken = page.chunk.some((e) => e.type === 'room.create') ? null : (page.end ?? null);
       tl.error = null;
     } catch (err) {
@@ -121,7 +128,9 @@ export const useTimelineStore = defineStore('timeline', () => {
       fresh.push(...page.chunk);
       const oldest = page.chunk.at(-1)?.seq ?? 0;
       if (!page.end || oldest <= newest) {
-        ingest(roomId, fresh.reverse(), true);
+        const events = fresh.reverse();
+        ingest(roomId, events, true);
+        void e2e.history(roomId, events);
         return;
       }
       from = page.end;
@@ -176,10 +185,13 @@ export const useTimelineStore = defineStore('timeline', () => {
       // Discarded while waiting in line: nothing to send.
       if (!get(p.roomId).pending.some((x) => x.txnId === p.txnId)) return done;
       try {
+        // Redactions stay in the clear (the server must act on them); all else in an encrypted room is sealed.
         const res =
           p.type === 'room.redaction'
             ? await api.redact(p.roomId, p.content.redacts as string, undefined, p.txnId)
-            : await api.send(p.roomId, p.type, p.content, p.txnId);
+            : e2e.isEncrypted(p.roomId)
+              ? { event_id: await e2e.send(p.roomId, p.type, p.content, p.txnId), queued: false }
+              : await api.send(p.roomId, p.type, p.content, p.txnId);
         const eventId = res.event_id;
         if (res.queued) {
           // The room's host is unreachable: our server keeps it and hands it over when it is
@@ -236,12 +248,23 @@ export const useTimelineStore = defineStore('timeline', () => {
     );
   }
 
+  /** The room's events as this device reads them (decrypted, encrypted relations applied). */
+  function readable(roomId: string): ClientEvent[] {
+    const events = get(roomId).events;
+    return e2e.isEncrypted(roomId) ? decryptTimeline(events, e2e.views, session.userId) : events;
+  }
+
   async function toggleReaction(roomId: string, eventId: string, key: string): Promise<void> {
-    const target = get(roomId).events.find((e) => e.event_id === eventId);
+    const encrypted = e2e.isEncrypted(roomId);
+    const events = readable(roomId);
+    const target = events.find((e) => e.event_id === eventId);
     const mine = target && reactionsOf(target).some((r) => r.key === key && r.me);
     if (!mine) return transmit(enqueue(roomId, 'room.reaction', { relates_to: { type: 'annotation', event_id: eventId, key } }));
-    // Taking a reaction back redacts our reaction event, which the aggregate does not name.
-    const related = await session.api.relations(roomId, eventId, 'annotation');
+    // Taking a reaction back redacts our reaction event, which the aggregate does not name
+    // (in an encrypted room only this device can find it, among what it decrypted).
+    const related = encrypted
+      ? events.filter((e) => e.type === 'room.reaction' && relatesTo(e.content)?.event_id === eventId)
+      : await session.api.relations(roomId, eventId, 'annotation');
     const own = related.find((e) => e.sender === session.userId && relatesTo(e.content)?.key === key);
     if (own) await redact(roomId, own.event_id, eventId);
   }
@@ -274,12 +297,21 @@ export const useTimelineStore = defineStore('timeline', () => {
     files.set(p.txnId, file);
     setPending(p.roomId, p.txnId, { state: 'sending', error: undefined });
     try {
-      const res = await uploadWithProgress(session.getClient(), file, file.name, (sent, total) => {
+      // In an encrypted room the server gets ciphertext under a neutral name and type; the
+      // key, hash, name and type travel inside the encrypted message.
+      let body: Blob = file;
+      let extra: Record<string, unknown> = {};
+      if (e2e.isEncrypted(p.roomId)) {
+        const sealed = await e2e.encryptFile(new Uint8Array(await file.arrayBuffer()));
+        body = new Blob([sealed.ciphertext as BlobPart], { type: 'application/octet-stream' });
+        extra = { file: sealed.info };
+      }
+      const res = await uploadWithProgress(session.getClient(), body, body === file ? file.name : 'attachment', (sent, total) => {
         const cur = get(p.roomId).pending.find((x) => x.txnId === p.txnId);
         if (cur?.upload) setPending(p.roomId, p.txnId, { upload: { ...cur.upload, sent, total } });
       });
       const cur = get(p.roomId).pending.find((x) => x.txnId === p.txnId) ?? p;
-      const content = { ...cur.content, url: res.content_uri };
+      const content = { ...cur.content, ...extra, url: res.content_uri };
       if (cur.upload?.previewUrl) seedMediaUrl(res.content_uri, cur.upload.previewUrl);
       setPending(p.roomId, p.txnId, { content });
       files.delete(p.txnId);
@@ -341,6 +373,7 @@ export const useTimelineStore = defineStore('timeline', () => {
     retry,
     discard,
     markRead,
+    readable,
     reset,
   };
 });
