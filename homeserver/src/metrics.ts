@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db } from './db/database.js';
+import type { MailboxService } from './services/mailbox.js';
 import type { MediaService } from './services/media.js';
 
 /** One registry per server instance, so several servers can share a process (tests). */
@@ -8,7 +9,7 @@ export class Metrics {
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route'>;
 
-  constructor(db: Db, media?: MediaService) {
+  constructor(db: Db, media?: MediaService, mailbox?: MailboxService) {
     collectDefaultMetrics({ register: this.registry, prefix: 'parley_' });
     this.httpRequests = new Counter({
       name: 'parley_http_requests_total',
@@ -37,23 +38,36 @@ export class Metrics {
       },
     });
     if (media) this.watchRemoteMedia(media);
-    this.watchMailbox(db);
+    this.watchMailbox(db, mailbox);
   }
 
-  // Mailbox usage (docs/protocol.md): counts only, never a queue ID.
-  private watchMailbox(db: Db): void {
+  // Mailbox usage (docs/protocol.md): counts and sizes only, never a queue ID.
+  private watchMailbox(db: Db, mailbox?: MailboxService): void {
     new Gauge({
       name: 'parley_mailbox_usage',
-      help: 'Mailbox queues and the padded blocks they hold (expired ones until purged)',
+      help: 'Mailbox queues, the padded blocks they hold (expired ones until purged) and their bytes',
       labelNames: ['kind'],
       registers: [this.registry],
       async collect() {
         const [queues, blocks] = await Promise.all([
           db('mailbox_queues').count<{ n: string }[]>({ n: '*' }),
-          db('mailbox_messages').count<{ n: string }[]>({ n: '*' }),
+          db('mailbox_messages').select(db.raw('count(*) as n'), db.raw('coalesce(sum(octet_length(block)), 0) as bytes')),
         ]);
         this.set({ kind: 'queues' }, Number(queues[0]?.n ?? 0));
         this.set({ kind: 'blocks' }, Number(blocks[0]?.n ?? 0));
+        this.set({ kind: 'bytes' }, Number(blocks[0]?.bytes ?? 0));
+      },
+    });
+    if (!mailbox) return;
+    const refusals = mailbox.refusals;
+    new Counter({
+      name: 'parley_mailbox_refusals_total',
+      help: 'Mailbox requests refused, by reason (queue_quota, server_quota, bad_size, auth, rate_limited)',
+      labelNames: ['reason'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(refusals)) this.inc({ reason }, n);
       },
     });
   }

@@ -276,7 +276,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   await services.admin.start();
   services.updates.start();
   services.mailbox.start();
-  const metrics = new Metrics(db, services.media);
+  const metrics = new Metrics(db, services.media, services.mailbox);
   const app = createApp(services, metrics);
 
   const server = http.createServer(app.callback());

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { newQueueIds } from '@parley/federation/mailbox';
+import { newQueueIds, padBlock } from '@parley/federation/mailbox';
 import { getPublicKey, isParleyApiError, MailboxClient, type MailboxQueue } from '@parley/sdk';
 import { toB64u } from '@parley/sdk/crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -138,18 +138,48 @@ describe('mailbox queues', () => {
     expect(xors.size).toBe(4);
   });
 
-  it('refuses a blob larger than a block with 413 and stores every blob padded to the block size', async () => {
+  it('the sdk pads every blob to the published block size; the server takes only whole blocks and stores them as sent', async () => {
     const queue = await mailbox.createQueue(server.url);
-    expect(await refusal(mailbox.send(server.url, queue.sendId, new Uint8Array(BLOCK - 3)))).toMatchObject({
-      status: 413,
-      code: 'PARLEY_TOO_LARGE',
-    });
+    // Too big to pad: the sdk refuses before sending.
+    await expect(mailbox.send(server.url, queue.sendId, new Uint8Array(BLOCK - 3))).rejects.toThrow(RangeError);
     await mailbox.send(server.url, queue.sendId, new Uint8Array(BLOCK - 4).fill(7));
     await mailbox.send(server.url, queue.sendId, bytes('short'));
-    const { blobs } = await mailbox.receive(queue);
+    // What went over the wire: a raw body that is not exactly one block is refused.
+    const put = (body: Uint8Array) =>
+      raw('PUT', `/mailbox/v1/send/${queue.sendId}`, {
+        body: new Uint8Array(body),
+        headers: { 'content-type': 'application/octet-stream' },
+      });
+    expect(await put(bytes('unpadded'))).toMatchObject({ status: 400, body: { error: { field: 'body' } } });
+    expect((await put(new Uint8Array(BLOCK - 1))).body?.error?.message).toMatch(/exactly 4096 bytes/);
+    expect(await put(new Uint8Array(BLOCK + 1))).toMatchObject({ status: 413, body: { error: { code: 'PARLEY_TOO_LARGE' } } });
+    const { blobs, refused } = await mailbox.receive(queue);
+    expect(refused).toEqual([]);
     expect(blobs.map((b) => b.data.length)).toEqual([BLOCK - 4, 5]);
+    expect(new TextDecoder().decode(blobs[1]?.data)).toBe('short');
     const sizes = await server.services.db.raw<{ rows: { n: number }[] }>('select distinct octet_length(block) as n from mailbox_messages');
     expect(sizes.rows.map((r) => Number(r.n))).toEqual([BLOCK]);
+    for (const b of blobs) await mailbox.ack(queue, b.msgId);
+  });
+
+  it('the receiver refuses blocks with bad padding (a lying length, non-zero padding) and lists them to acknowledge', async () => {
+    const queue = await mailbox.createQueue(server.url);
+    const put = async (block: Uint8Array) =>
+      (
+        (await (await fetch(`${server.url}/mailbox/v1/send/${queue.sendId}`, { method: 'PUT', body: new Uint8Array(block) })).json()) as {
+          msg_id: string;
+        }
+      ).msg_id;
+    const lying = padBlock(bytes('hello'), BLOCK);
+    new DataView(lying.buffer).setUint32(0, BLOCK - 3, false);
+    const dirty = padBlock(bytes('hello'), BLOCK);
+    dirty[BLOCK - 1] = 1;
+    const good = padBlock(bytes('fine'), BLOCK);
+    const bad = [await put(lying), await put(dirty)];
+    await put(good);
+    const { blobs, refused } = await mailbox.receive(queue);
+    expect(refused).toEqual(bad);
+    expect(blobs.map((b) => new TextDecoder().decode(b.data))).toEqual(['fine']);
   });
 
   it('holds 128 blobs per queue and refuses the 129th with a clear 429 until one is acknowledged', async () => {
@@ -184,7 +214,7 @@ describe('mailbox queues', () => {
         )[0]?.n,
       );
     expect(await count()).toBe(2);
-    expect(await server.services.mailbox.purgeExpired()).toBeGreaterThanOrEqual(1);
+    expect((await server.services.mailbox.purge()).blobs).toBeGreaterThanOrEqual(1);
     expect(await count()).toBe(1);
   });
 
@@ -211,6 +241,7 @@ describe('mailbox queues', () => {
       'mailbox_messages.seq',
       'mailbox_queues.created_ts',
       'mailbox_queues.id',
+      'mailbox_queues.last_used_ts',
       'mailbox_queues.queue_key',
       'mailbox_queues.receive_id',
       'mailbox_queues.send_id',
@@ -284,8 +315,8 @@ describe('mailbox limits per address', () => {
     // Queue creation here is held by the per-IP limit of the test above: go through the service.
     const svc = limited.services.mailbox;
     const { send_id } = await svc.createQueue(toB64u(getPublicKey(new Uint8Array(32).fill(3))), '192.0.2.1');
-    for (let i = 0; i < 5; i++) await svc.send(send_id, bytes(`${i}`), `192.0.2.${10 + i}`);
-    await expect(svc.send(send_id, bytes('6'), '192.0.2.99')).rejects.toMatchObject({
+    for (let i = 0; i < 5; i++) await svc.send(send_id, padBlock(bytes(`${i}`), 16384), `192.0.2.${10 + i}`);
+    await expect(svc.send(send_id, padBlock(bytes('6'), 16384), '192.0.2.99')).rejects.toMatchObject({
       status: 429,
       code: 'PARLEY_QUOTA_EXCEEDED',
       message: expect.stringMatching(/mailbox.server_quota_bytes/),

@@ -20,6 +20,40 @@ export const MAILBOX_AUTH_SCHEME = 'ParleyQueue';
 /** Every block starts with the content length as a 4-byte big-endian integer. */
 export const MAILBOX_LENGTH_PREFIX_BYTES = 4;
 
+/** The largest blob a sender may deposit in blocks of `blockBytes`. */
+export function mailboxMaxBlobBytes(blockBytes: number): number {
+  return blockBytes - MAILBOX_LENGTH_PREFIX_BYTES;
+}
+
+/**
+ * Pads `blob` to exactly `blockBytes`: a 4-byte big-endian length, the blob, zeros. The
+ * sender pads, so every block the mailbox server sees has the same size. Throws a RangeError
+ * when the blob does not fit.
+ */
+export function padMailboxBlock(blob: Uint8Array, blockBytes: number): Uint8Array {
+  if (!(blob instanceof Uint8Array)) throw new TypeError('blob: expected a Uint8Array');
+  if (!Number.isSafeInteger(blockBytes) || blockBytes <= MAILBOX_LENGTH_PREFIX_BYTES) throw new TypeError('blockBytes: too small');
+  if (blob.length > mailboxMaxBlobBytes(blockBytes))
+    throw new RangeError(`blob: ${blob.length} bytes do not fit a ${blockBytes}-byte block`);
+  const block = new Uint8Array(blockBytes);
+  new DataView(block.buffer).setUint32(0, blob.length, false);
+  block.set(blob, MAILBOX_LENGTH_PREFIX_BYTES);
+  return block;
+}
+
+/**
+ * The blob inside a block; null when the padding is bad: a length prefix that does not fit,
+ * a padding byte that is not zero, or (given `blockBytes`) a block of another size.
+ */
+export function unpadMailboxBlock(block: Uint8Array, blockBytes?: number): Uint8Array | null {
+  if (!(block instanceof Uint8Array) || block.length < MAILBOX_LENGTH_PREFIX_BYTES) return null;
+  if (blockBytes !== undefined && block.length !== blockBytes) return null;
+  const length = new DataView(block.buffer, block.byteOffset, block.byteLength).getUint32(0, false);
+  if (length > block.length - MAILBOX_LENGTH_PREFIX_BYTES) return null;
+  for (let i = MAILBOX_LENGTH_PREFIX_BYTES + length; i < block.length; i++) if (block[i] !== 0) return null;
+  return block.subarray(MAILBOX_LENGTH_PREFIX_BYTES, MAILBOX_LENGTH_PREFIX_BYTES + length);
+}
+
 const queueIdRe = new RegExp(QUEUE_ID_PATTERN);
 const messageIdRe = new RegExp(MAILBOX_MESSAGE_ID_PATTERN);
 
@@ -89,7 +123,7 @@ export const CreateQueueResponse = Type.Object({
 });
 export type CreateQueueResponse = Static<typeof CreateQueueResponse>;
 
-// PUT /mailbox/v1/send/:sendId
+// PUT /mailbox/v1/send/:sendId — the body is one padded block of exactly block_bytes bytes.
 export const SendBlobResponse = Type.Object({ msg_id: Type.String({ pattern: MAILBOX_MESSAGE_ID_PATTERN }) });
 export type SendBlobResponse = Static<typeof SendBlobResponse>;
 
@@ -98,7 +132,7 @@ export const MailboxMessage = Type.Object({
   msg_id: Type.String({ pattern: MAILBOX_MESSAGE_ID_PATTERN }),
   /** When the server stored it (ms). */
   ts: Type.Integer({ minimum: 0 }),
-  /** The blob as sent, base64url (the server strips its own padding). */
+  /** The block as the sender padded it (exactly block_bytes), base64url; the receiver unpads. */
   body: Type.String({ pattern: '^[A-Za-z0-9_-]*$' }),
 });
 export type MailboxMessage = Static<typeof MailboxMessage>;
@@ -109,3 +143,48 @@ export const MailboxMessagesResponse = Type.Object({
   more: Type.Boolean(),
 });
 export type MailboxMessagesResponse = Static<typeof MailboxMessagesResponse>;
+
+const Bucket = Type.Object({ burst: Type.Integer({ minimum: 1 }), per_minute: Type.Number({ minimum: 0 }) });
+
+// GET /api/v1/admin/mailbox — aggregates only: no queue ID, key or address, nothing that names a user.
+export const AdminMailboxView = Type.Object({
+  enabled: Type.Boolean(),
+  limits: Type.Object({
+    block_bytes: Type.Integer({ minimum: 1 }),
+    max_blob_bytes: Type.Integer({ minimum: 1 }),
+    queue_quota: Type.Integer({ minimum: 1 }),
+    server_quota_bytes: Type.Integer({ minimum: 1 }),
+    /** A blob is dropped this long after it was sent. */
+    ttl_ms: Type.Integer({ minimum: 1 }),
+    /** A queue neither sent to nor read for this long is deleted. */
+    idle_queue_ttl_ms: Type.Integer({ minimum: 1 }),
+    create_per_ip: Bucket,
+    send_per_ip: Bucket,
+  }),
+  usage: Type.Object({
+    queues: Type.Integer({ minimum: 0 }),
+    /** Blocks stored, expired ones included until the purge drops them. */
+    blobs: Type.Integer({ minimum: 0 }),
+    bytes: Type.Integer({ minimum: 0 }),
+    expired_blobs: Type.Integer({ minimum: 0 }),
+    /** Queues holding queue_quota live blobs (senders are refused until the receiver reads). */
+    full_queues: Type.Integer({ minimum: 0 }),
+    fullest_queue_blobs: Type.Integer({ minimum: 0 }),
+    /** bytes / server_quota_bytes. */
+    server_quota_used: Type.Number({ minimum: 0 }),
+  }),
+  /** Refused requests since this process started. */
+  refusals: Type.Object({
+    queue_quota: Type.Integer({ minimum: 0 }),
+    server_quota: Type.Integer({ minimum: 0 }),
+    bad_size: Type.Integer({ minimum: 0 }),
+    auth: Type.Integer({ minimum: 0 }),
+    rate_limited: Type.Integer({ minimum: 0 }),
+  }),
+  /** The last cleanup run of this process: when, and how many blocks and idle queues it dropped. */
+  last_purge: Type.Union([
+    Type.Object({ ts: Type.Integer({ minimum: 0 }), blobs: Type.Integer({ minimum: 0 }), queues: Type.Integer({ minimum: 0 }) }),
+    Type.Null(),
+  ]),
+});
+export type AdminMailboxView = Static<typeof AdminMailboxView>;

@@ -18,6 +18,7 @@ export {
   type ParleyClientOptions,
   type RequestOptions,
 } from './client.js';
+export * from './contact.js';
 export { getPublicKey, signEd25519, verifyEd25519 } from './crypto/ed25519.js';
 export { type CommitSubmit, E2eApi } from './e2e.js';
 export { Emitter, type Listener } from './emitter.js';
@@ -29,7 +30,7 @@ export {
   type ParleyErrorCode,
 } from './errors.js';
 export { FrameFeed, type FrameOf, parseFrame, type StreamEvents, type StreamTransport } from './frames.js';
-export { MailboxClient, type MailboxClientOptions, type MailboxQueue, type ReceivedBlob } from './mailbox.js';
+export { MailboxClient, type MailboxClientOptions, type MailboxLimits, type MailboxQueue, type ReceivedBlob } from './mailbox.js';
 export {
   type DownloadedMedia,
   downloadMedia,

@@ -6,7 +6,9 @@ import {
   isQueueId,
   type MailboxMessagesResponse,
   mailboxSigningInput,
+  padMailboxBlock,
   type SendBlobResponse,
+  unpadMailboxBlock,
 } from '@parley/schemas';
 import { getPublicKey, signEd25519 } from './crypto/ed25519.js';
 import { fromB64u, toB64u } from './crypto/encoding.js';
@@ -15,8 +17,9 @@ import { errorFromResponse, malformedResponse, networkError } from './errors.js'
 /**
  * Mailbox queues (docs/protocol.md) on any Parley server, without an account: a queue is its
  * server, its receive ID and its Ed25519 queue key (kept by the receiver), and its send ID
- * (given to senders, e.g. in a contact link). Works in browsers and Node (fetch and
- * crypto.getRandomValues).
+ * (given to senders, e.g. in a contact link). Blobs are padded here to the server's published
+ * block size before they leave and unpadded on receipt, so the server stores only blocks of
+ * one size. Works in browsers and Node (fetch and crypto.getRandomValues).
  */
 
 export interface MailboxQueue {
@@ -34,6 +37,17 @@ export interface ReceivedBlob {
   data: Uint8Array;
 }
 
+/** What a mailbox server publishes (`GET /mailbox/v1/limits`). */
+export interface MailboxLimits {
+  block_bytes: number;
+  max_blob_bytes: number;
+  queue_quota: number;
+  ttl_ms: number;
+}
+
+/** Blocks larger than this are refused whatever a server publishes (a hostile server cannot make us allocate more). */
+export const MAX_MAILBOX_BLOCK_BYTES = 1024 * 1024;
+
 export interface MailboxClientOptions {
   fetch?: typeof fetch;
   /** Clock for request timestamps (tests move it); defaults to Date.now. */
@@ -45,6 +59,7 @@ const enc = encodeURIComponent;
 export class MailboxClient {
   readonly #fetch: typeof fetch;
   readonly #now: () => number;
+  readonly #limits = new Map<string, Promise<MailboxLimits>>();
 
   constructor(opts: MailboxClientOptions = {}) {
     this.#fetch = opts.fetch ?? ((...args) => globalThis.fetch(...args));
@@ -62,32 +77,65 @@ export class MailboxClient {
     });
     const body = (await res.json()) as CreateQueueResponse;
     if (!isQueueId(body.receive_id) || !isQueueId(body.send_id)) throw malformedResponse(res.status, 'queue IDs missing from the answer');
+    checkLimits(body.limits, res.status);
+    this.#limits.set(base, Promise.resolve(body.limits));
     return { baseUrl: base, receiveId: body.receive_id, sendId: body.send_id, secretKey, limits: body.limits };
   }
 
-  /** Deposits `data` in the queue `sendId` names; needs nothing but the send ID. */
+  /** The limits the mailbox server at `baseUrl` publishes (asked once per client and server). */
+  limits(baseUrl: string): Promise<MailboxLimits> {
+    const base = baseUrl.replace(/\/+$/, '');
+    let known = this.#limits.get(base);
+    if (!known) {
+      known = (async () => {
+        const res = await this.#request('GET', `${base}/mailbox/v1/limits`, { headers: {} });
+        const body = (await res.json()) as MailboxLimits & { enabled?: boolean };
+        checkLimits(body, res.status);
+        return { block_bytes: body.block_bytes, max_blob_bytes: body.max_blob_bytes, queue_quota: body.queue_quota, ttl_ms: body.ttl_ms };
+      })();
+      this.#limits.set(base, known);
+      known.catch(() => this.#limits.delete(base));
+    }
+    return known;
+  }
+
+  /**
+   * Deposits `data` in the queue `sendId` names; needs nothing but the send ID. `data` is padded
+   * to the server's block size first (a RangeError when it does not fit `max_blob_bytes`).
+   */
   async send(baseUrl: string, sendId: string, data: Uint8Array): Promise<string> {
     if (!isQueueId(sendId)) throw new TypeError('sendId must be a queue ID');
     if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Uint8Array');
     const base = baseUrl.replace(/\/+$/, '');
+    const { block_bytes } = await this.limits(base);
+    const block = padMailboxBlock(data, block_bytes) as Uint8Array<ArrayBuffer>;
     const res = await this.#request('PUT', `${base}/mailbox/v1/send/${enc(sendId)}`, {
-      body: new Uint8Array(data),
+      body: block,
       headers: { 'content-type': 'application/octet-stream' },
     });
     return ((await res.json()) as SendBlobResponse).msg_id;
   }
 
-  /** The oldest waiting blobs (a batch); acknowledge each once it is safely handled. */
-  async receive(queue: MailboxQueue): Promise<{ blobs: ReceivedBlob[]; more: boolean }> {
+  /**
+   * The oldest waiting blobs (a batch), unpadded; acknowledge each once it is safely handled.
+   * Blocks with bad padding (wrong size, a length that does not fit, non-zero padding) are
+   * refused: listed in `refused` by message ID, for the caller to acknowledge away.
+   */
+  async receive(queue: MailboxQueue): Promise<{ blobs: ReceivedBlob[]; refused: string[]; more: boolean }> {
+    const { block_bytes } = await this.limits(queue.baseUrl);
     const path = `/mailbox/v1/queues/${enc(queue.receiveId)}/messages`;
     const res = await this.#signed(queue, 'GET', path);
     const body = (await res.json()) as MailboxMessagesResponse;
     if (!Array.isArray(body.messages)) throw malformedResponse(res.status, 'messages missing from the answer');
-    const blobs = body.messages.map((m) => {
+    const blobs: ReceivedBlob[] = [];
+    const refused: string[] = [];
+    for (const m of body.messages) {
       if (!isMailboxMessageId(m.msg_id)) throw malformedResponse(res.status, 'a message has no valid msg_id');
-      return { msgId: m.msg_id, ts: m.ts, data: fromB64u(m.body, 'messages[].body') };
-    });
-    return { blobs, more: body.more === true };
+      const data = unpadMailboxBlock(fromB64u(m.body, 'messages[].body'), block_bytes);
+      if (data) blobs.push({ msgId: m.msg_id, ts: m.ts, data: new Uint8Array(data) });
+      else refused.push(m.msg_id);
+    }
+    return { blobs, refused, more: body.more === true };
   }
 
   /** Deletes one blob from the queue after it was handled. */
@@ -127,5 +175,12 @@ export class MailboxClient {
     }
     if (!res.ok) throw errorFromResponse(res.status, res.headers, await res.text());
     return res;
+  }
+}
+
+function checkLimits(limits: MailboxLimits | undefined, status: number): void {
+  const b = limits?.block_bytes;
+  if (!Number.isSafeInteger(b) || (b as number) <= 4 || (b as number) > MAX_MAILBOX_BLOCK_BYTES) {
+    throw malformedResponse(status, 'the mailbox server published no usable block_bytes');
   }
 }

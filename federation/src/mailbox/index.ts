@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { MAILBOX_LENGTH_PREFIX_BYTES, mailboxSigningInput, parseQueueAuth } from '@parley/schemas';
+import { mailboxSigningInput, parseQueueAuth } from '@parley/schemas';
 import { verifyBytes } from '../keys/ed25519.js';
 import { publicKeyFromB64u } from '../keys/signing-key.js';
 
@@ -30,33 +30,9 @@ export function sha256B64u(body: Uint8Array): string {
   return createHash('sha256').update(body).digest('base64url');
 }
 
-/** The largest blob a sender may deposit in blocks of `blockBytes`. */
-export function maxBlobBytes(blockBytes: number): number {
-  return blockBytes - MAILBOX_LENGTH_PREFIX_BYTES;
-}
-
-/**
- * Pads `blob` to exactly `blockBytes`: a 4-byte big-endian length, the blob, zeros. Every
- * stored block has the same size, so the store says nothing about how long a message was.
- * Throws a RangeError when the blob does not fit.
- */
-export function padBlock(blob: Uint8Array, blockBytes: number): Uint8Array {
-  if (!(blob instanceof Uint8Array)) throw new TypeError('blob: expected a Uint8Array');
-  if (!Number.isSafeInteger(blockBytes) || blockBytes <= MAILBOX_LENGTH_PREFIX_BYTES) throw new TypeError('blockBytes: too small');
-  if (blob.length > maxBlobBytes(blockBytes)) throw new RangeError(`blob: ${blob.length} bytes do not fit a ${blockBytes}-byte block`);
-  const block = new Uint8Array(blockBytes);
-  new DataView(block.buffer).setUint32(0, blob.length, false);
-  block.set(blob, MAILBOX_LENGTH_PREFIX_BYTES);
-  return block;
-}
-
-/** The blob inside a block; null when the length prefix does not fit the block. */
-export function unpadBlock(block: Uint8Array): Uint8Array | null {
-  if (!(block instanceof Uint8Array) || block.length < MAILBOX_LENGTH_PREFIX_BYTES) return null;
-  const length = new DataView(block.buffer, block.byteOffset, block.byteLength).getUint32(0, false);
-  if (length > block.length - MAILBOX_LENGTH_PREFIX_BYTES) return null;
-  return block.subarray(MAILBOX_LENGTH_PREFIX_BYTES, MAILBOX_LENGTH_PREFIX_BYTES + length);
-}
+// Blocks are padded by the sender and unpadded by the receiver; the rules live in the schemas
+// package so the sdk (browsers) and the server share one implementation.
+export { mailboxMaxBlobBytes as maxBlobBytes, padMailboxBlock as padBlock, unpadMailboxBlock as unpadBlock } from '@parley/schemas';
 
 export type QueueAuthCheck =
   | { ok: true; ts: number; nonce: string; sig: string }

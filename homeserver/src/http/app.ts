@@ -2,6 +2,7 @@ import cors from '@koa/cors';
 import Koa from 'koa';
 import { adminBootstrapRoutes } from '../api/admin/bootstrap.js';
 import { adminFederationRoutes } from '../api/admin/federation.js';
+import { adminMailboxRoutes } from '../api/admin/mailbox.js';
 import { adminMediaRoutes } from '../api/admin/media.js';
 import { adminReportRoutes } from '../api/admin/reports.js';
 import { adminRoomRoutes } from '../api/admin/rooms.js';
@@ -87,6 +88,7 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     adminReportRoutes(s),
     adminMediaRoutes(s),
     adminServerRoutes(s),
+    adminMailboxRoutes(s),
   ]) {
     app.use(router.routes());
     app.use(router.allowedMethods({ throw: true }));

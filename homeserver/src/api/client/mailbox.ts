@@ -46,10 +46,10 @@ export function mailboxRoutes(s: Services): Router<AppState> {
   });
 
   // PUT /mailbox/v1/send/:sendId
-  // The body is the blob itself (application/octet-stream), at most one block less its prefix.
+  // The body is one block the sender padded (application/octet-stream), exactly block_bytes.
   router.put('/send/:sendId', async (ctx: AppContext) => {
     const sendId = queueIdParam(ctx, 'sendId');
-    const max = s.mailbox.limits().max_blob_bytes;
+    const max = s.mailbox.limits().block_bytes;
     const declared = ctx.request.length;
     if (declared !== undefined && declared > max) {
       ctx.set('Connection', 'close');
