@@ -26,6 +26,8 @@ export default defineConfig({
         },
       },
       {
+        // The app's Vite config (its Vue plugin), so tests can mount single-file components.
+        extends: './client-vue/vite.config.ts',
         test: {
           name: 'client',
           root: './client-vue',

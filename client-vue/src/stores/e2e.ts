@@ -1,6 +1,5 @@
 import type { ClientEvent, Frame } from '@parley/schemas';
-import type { ParleyClient } from '@parley/sdk';
-import type { AttachmentKey, CryptoStore, DecryptFailureReason } from '@parley/sdk/crypto';
+import type { AttachmentKey, DecryptFailureReason } from '@parley/sdk/crypto';
 import { defineStore } from 'pinia';
 import { computed, markRaw, reactive, ref, shallowReactive } from 'vue';
 import type { DecryptView } from '../lib/e2e.js';
@@ -47,13 +46,6 @@ export interface E2eSessionLike {
   on(event: 'failure', cb: (e: { roomId: string; eventId: string; reason: DecryptFailureReason }) => void): () => void;
   close(): Promise<void>;
 }
-interface SessionModule {
-  E2eSession: {
-    open(o: { client: ParleyClient; store: CryptoStore; userId: string; deviceId: string }): Promise<E2eSessionLike>;
-  };
-  IndexedDbCryptoStore: new (name: string) => CryptoStore;
-}
-
 const DISMISSED_KEY = 'parley.e2e.recovery-dismissed';
 
 /**
@@ -103,9 +95,9 @@ export const useE2eStore = defineStore('e2e', () => {
     opening = (async () => {
       try {
         // Loaded on demand: the crypto (MLS, ciphers) is a chunk of its own.
-        const mod = (await import('@parley/sdk/crypto')) as unknown as SessionModule;
-        const store = new mod.IndexedDbCryptoStore(`parley-e2e:${userId}:${deviceId}`);
-        const s = await mod.E2eSession.open({ client: auth.getClient(), store, userId, deviceId });
+        const { E2eSession, IndexedDbCryptoStore } = await import('@parley/sdk/crypto');
+        const store = new IndexedDbCryptoStore(`parley-e2e:${userId}:${deviceId}`);
+        const s: E2eSessionLike = await E2eSession.open({ client: auth.getClient(), store, userId, deviceId });
         session = markRaw(s);
         unsubscribe = [
           s.on('decrypted', (e) => {

@@ -1,0 +1,195 @@
+import { createHash } from 'node:crypto';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Federation, type FedServer, startFederation } from '../../homeserver/test/support/federation.js';
+import {
+  ensureClientBuilt,
+  launch,
+  makePng,
+  messageWith,
+  openPage,
+  sendMessage,
+  shot,
+  signUpInBrowser,
+  unexpectedConsole,
+} from './support.js';
+
+// Issue 12 in the browser: Alice on hs1 and Bob on hs2 (two homeservers federating over TLS on
+// loopback) open an end-to-end encrypted direct message, chat both ways, verify each other by
+// comparing the 7 emoji, and Alice sends an image Bob sees decrypted. Neither server stores
+// the words or the picture. Screenshots: test-artifacts/screenshots/e2e-*.png.
+
+let fed: Federation;
+let hs1: FedServer;
+let hs2: FedServer;
+let browser: Browser;
+
+beforeAll(async () => {
+  ensureClientBuilt();
+  fed = await startFederation(['hs1.test', 'hs2.test']);
+  [hs1, hs2] = fed.servers as [FedServer, FedServer];
+  browser = await launch();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await fed?.close();
+});
+
+/** The 7 emoji of the open verification dialog, as "emoji name" strings. */
+async function sasOf(page: Page): Promise<string[]> {
+  const items = page.getByTestId('verify-dialog').getByTestId('sas-item');
+  await items.first().waitFor({ timeout: 30_000 });
+  return items.evaluateAll((els) => els.map((el) => (el.textContent ?? '').replace(/\s+/g, ' ').trim()));
+}
+
+async function openVerify(page: Page, userId: string): Promise<void> {
+  const panelOpen = await page.getByTestId('member-list').isVisible();
+  if (!panelOpen) await page.getByRole('button', { name: /^Members: / }).click();
+  const row = page.getByTestId('member-list').locator('li').filter({ hasText: userId });
+  await row.getByTestId('verify-button').click();
+  await page.getByTestId('verify-dialog').waitFor();
+}
+
+const SECRET_A = 'Meet at the blue door, 7 pm (alice-secret-5c1e)';
+const SECRET_B = 'Bringing the maps (bob-secret-9d2f)';
+
+describe('an encrypted direct message across two homeservers', () => {
+  it('chat both ways, emoji verification, an encrypted image; servers hold only ciphertext', async () => {
+    const a = await openPage(browser);
+    const b = await openPage(browser);
+    await a.context.grantPermissions(['clipboard-read', 'clipboard-write']);
+    const alice = a.page;
+    const bob = b.page;
+    try {
+      await signUpInBrowser(alice, 'alice', hs1.url);
+      await signUpInBrowser(bob, 'bob', hs2.url);
+
+      // Alice starts a DM with Bob: encrypted by default.
+      await alice.getByRole('link', { name: 'Start a direct message' }).click();
+      await alice.getByTestId('dm-encrypted-note').waitFor();
+      await alice.getByLabel('Who do you want to message?').fill('@bob:hs2.test');
+      await alice.getByRole('button', { name: 'Start chatting' }).click();
+      await alice.waitForURL(/\/room\//, { timeout: 30_000 });
+      const roomId = decodeURIComponent(new URL(alice.url()).pathname.split('/').pop() ?? '');
+      expect(roomId).toMatch(/:hs1\.test$/);
+
+      // Her first encrypted room: the recovery key set-up, shown once, copied, confirmed.
+      const setup = alice.getByTestId('recovery-setup');
+      await setup.waitFor({ timeout: 30_000 });
+      await setup.getByRole('button', { name: 'Create recovery key' }).click();
+      const key = (await setup.getByTestId('recovery-key').textContent({ timeout: 30_000 }))?.trim() ?? '';
+      expect(key).toMatch(/^([A-Z2-9]{4} ){13}[A-Z2-9]{4}$/);
+      await setup.getByTestId('recovery-copy').click();
+      await setup.getByRole('button', { name: 'Copied ✓' }).waitFor();
+      expect(await alice.evaluate(() => navigator.clipboard.readText())).toBe(key);
+      await shot(alice, 'e2e-01-alice-recovery-key');
+      await setup.getByTestId('recovery-saved').check();
+      await setup.getByRole('button', { name: 'Done' }).click();
+      await setup.waitFor({ state: 'detached' });
+
+      // Lock in the header and the room list; the composer says so.
+      await alice.getByTestId('room-lock').waitFor();
+      await alice.getByTestId('room-list-lock').first().waitFor();
+      await alice.getByTestId('composer-encrypted').waitFor();
+
+      // Bob accepts the invite; the room is encrypted for him too.
+      const invite = bob.getByTestId('invite').filter({ hasText: roomId });
+      await invite.waitFor({ timeout: 30_000 });
+      await invite.getByRole('button', { name: 'Accept' }).click();
+      await bob.waitForURL(/\/room\//);
+      await bob.getByTestId('room-lock').waitFor({ timeout: 30_000 });
+      const bobSetup = bob.getByTestId('recovery-setup');
+      await bobSetup.waitFor({ timeout: 30_000 });
+      await bobSetup.getByRole('button', { name: 'Not now' }).click();
+      await bobSetup.waitFor({ state: 'detached' });
+
+      // Chat both ways: each side reads the other's words, decrypted in the browser.
+      await sendMessage(alice, SECRET_A);
+      await messageWith(alice, SECRET_A).waitFor({ timeout: 30_000 });
+      await messageWith(bob, SECRET_A).waitFor({ timeout: 60_000 });
+      await sendMessage(bob, SECRET_B);
+      await messageWith(alice, SECRET_B).waitFor({ timeout: 60_000 });
+      await expect.poll(() => alice.getByTestId('send-status').count(), { timeout: 30_000 }).toBe(0);
+      await expect.poll(() => bob.getByTestId('send-status').count(), { timeout: 30_000 }).toBe(0);
+      expect(await alice.getByTestId('undecryptable').count()).toBe(0);
+      expect(await bob.getByTestId('undecryptable').count()).toBe(0);
+      // The room list previews what the device decrypted.
+      await expect.poll(() => bob.locator('.sidebar').textContent(), { timeout: 20_000 }).toContain('Meet at the blue door');
+      await shot(alice, 'e2e-02-alice-chat');
+      await shot(bob, 'e2e-03-bob-chat');
+
+      // Verification: both open "Verify" on the other and see the same 7 emoji (and number).
+      await openVerify(alice, '@bob:hs2.test');
+      await openVerify(bob, '@alice:hs1.test');
+      const sasA = await sasOf(alice);
+      const sasB = await sasOf(bob);
+      expect(sasA).toHaveLength(7);
+      expect(sasA).toEqual(sasB);
+      const numberA = await alice.getByTestId('safety-number').textContent();
+      expect(numberA?.replace(/\D/g, '')).toHaveLength(60);
+      expect(numberA).toBe(await bob.getByTestId('safety-number').textContent());
+      await shot(alice, 'e2e-04-alice-verify-emoji');
+      await shot(bob, 'e2e-05-bob-verify-emoji');
+      await alice.getByTestId('verify-dialog').getByRole('button', { name: 'They match' }).click();
+      await bob.getByTestId('verify-dialog').getByRole('button', { name: 'They match' }).click();
+      await alice.getByTestId('verify-done').waitFor();
+      await bob.getByTestId('verify-done').waitFor();
+      await alice.getByTestId('verify-dialog').getByRole('button', { name: 'Done' }).click();
+      await bob.getByTestId('verify-dialog').getByRole('button', { name: 'Done' }).click();
+      const bobRow = alice.getByTestId('member-list').locator('li').filter({ hasText: '@bob:hs2.test' });
+      await expect.poll(() => bobRow.getByTestId('member-trust').getAttribute('data-trust')).toBe('verified');
+      await bobRow.getByRole('button', { name: 'Devices' }).click();
+      await bobRow.getByTestId('e2e-device').first().waitFor({ timeout: 20_000 });
+      expect(await bobRow.getByTestId('e2e-device').first().getAttribute('data-verified')).toBe('true');
+      await shot(alice, 'e2e-06-alice-verified');
+
+      // An image: encrypted in Alice's browser, uploaded as ciphertext, decrypted in Bob's.
+      const png = makePng(120, 80, [40, 140, 200]);
+      await alice.getByTestId('file-input').setInputFiles({ name: 'harbour.png', mimeType: 'image/png', buffer: png });
+      for (const page of [alice, bob]) {
+        const img = page.getByTestId('message-image').last();
+        await img.waitFor({ timeout: 60_000 });
+        await expect.poll(() => img.evaluate((el: HTMLImageElement) => el.complete && el.naturalWidth), { timeout: 30_000 }).toBe(120);
+        expect(await img.getAttribute('src')).toMatch(/^blob:/);
+      }
+      await shot(bob, 'e2e-07-bob-decrypted-image');
+
+      // Settings: the device list shows this device.
+      await bob.goto(`${hs2.url}/settings`);
+      await bob.getByTestId('e2e-settings').getByTestId('e2e-device').first().waitFor({ timeout: 20_000 });
+      await shot(bob, 'e2e-08-bob-settings-encryption');
+
+      // The servers: no plaintext in any stored event of the room, on either side, and only
+      // opaque bytes in the media store.
+      for (const hs of [hs1, hs2]) {
+        const rows = await hs.running.services.db('events').where({ room_id: roomId }).select('event');
+        expect(rows.length).toBeGreaterThan(0);
+        const dump = JSON.stringify(rows);
+        for (const secret of [SECRET_A, SECRET_B, 'blue door', 'alice-secret-5c1e', 'bob-secret-9d2f', 'harbour.png'])
+          expect(dump).not.toContain(secret);
+        expect(dump).toContain('room.encrypted');
+      }
+      const media = await hs1.running.services.db('media').select('content_type', 'sha256', 'filename', 'size');
+      const digest = createHash('sha256').update(png).digest();
+      const pngShas = [digest.toString('hex'), digest.toString('base64'), digest.toString('base64url')];
+      expect(media.length).toBeGreaterThan(0);
+      for (const m of media) {
+        expect(m.content_type).not.toMatch(/^image\//);
+        expect(pngShas).not.toContain(m.sha256);
+        expect(m.filename ?? '').not.toContain('harbour');
+      }
+
+      expect(unexpectedConsole(a.errors)).toEqual([]);
+      expect(unexpectedConsole(b.errors)).toEqual([]);
+    } catch (err) {
+      await shot(alice, 'failure-e2e-alice').catch(() => {});
+      await shot(bob, 'failure-e2e-bob').catch(() => {});
+      console.error('alice console:', a.errors, '\nbob console:', b.errors);
+      throw err;
+    } finally {
+      await a.context.close();
+      await b.context.close();
+    }
+  });
+});
