@@ -8,16 +8,10 @@ import { type Config, ConfigError, loadConfig } from './config.js';
 import { migrateLatest } from './db/database.js';
 import { createFederation } from './federation/setup.js';
 import { createLogger, type Logger } from './logger.js';
-import { backup, isOpsError, restore } from './ops/backup.js';
-import { doctor, formatFindings } from './ops/doctor.js';
 import { loadIdentity, openDatabase, startHomeserver } from './server.js';
 import { systemClock } from './services/clock.js';
 import { createServices } from './services/index.js';
 import { mintRegistrationToken, parseDuration } from './services/registration.js';
-import { RoomVerifier } from './services/room-verify.js';
-import { applyServerUpdate } from './updates/apply.js';
-import { ReleaseError } from './updates/release.js';
-import { runRelease } from './updates/release-cli.js';
 
 const USAGE = `usage: parley <command> [options]
 
@@ -127,6 +121,7 @@ async function withServices<T>(config: Config, log: Logger, work: (s: ReturnType
 
 async function backupOrRestore(command: 'backup' | 'restore', config: Config, log: Logger, dir: string): Promise<number> {
   const started = Date.now();
+  const { backup, isOpsError, restore } = await import('./ops/backup.js');
   const { db, embedded } = await openDatabase(config, log, { adopt: false, migrate: command === 'backup' });
   try {
     if (command === 'backup') {
@@ -156,6 +151,10 @@ async function backupOrRestore(command: 'backup' | 'restore', config: Config, lo
 export async function main(argv: string[]): Promise<number> {
   // The release manager's commands need no server configuration.
   if (argv[0] === 'release') {
+    // Commands other than serve load their code when run (dist/chunks in the bundle), so
+    // the server does not carry it.
+    const { ReleaseError } = await import('./updates/release.js');
+    const { runRelease } = await import('./updates/release-cli.js');
     try {
       return await runRelease(argv.slice(1));
     } catch (err) {
@@ -237,6 +236,7 @@ export async function main(argv: string[]): Promise<number> {
         return await backupOrRestore(command, config, log, sub);
       case 'update': {
         if (sub !== 'apply') break;
+        const { applyServerUpdate } = await import('./updates/apply.js');
         const applied = await applyServerUpdate(config);
         for (const f of applied.failures) process.stderr.write(`parley: refused ${f.source}: ${f.error}\n`);
         process.stdout.write(
@@ -247,6 +247,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'doctor': {
         const peer = values.peer as string | undefined;
+        const { doctor, formatFindings } = await import('./ops/doctor.js');
         // With --peer, another server checks from outside that it reaches our federation port.
         const fed = peer ? await createFederation(config, await loadIdentity(config), systemClock, log) : null;
         let findings: Awaited<ReturnType<typeof doctor>>;
@@ -272,6 +273,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'room': {
         if (sub !== 'verify' || !arg) break;
         // Events from other servers need their keys: fetched (and pinned) as the server would.
+        const { RoomVerifier } = await import('./services/room-verify.js');
         const report = await withServices(config, log, async (s) => {
           const fed = config.federation.enabled ? await createFederation(config, s.identity, systemClock, log) : null;
           try {

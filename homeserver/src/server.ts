@@ -4,12 +4,12 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { loadOrCreateSigningKey } from '@parley/federation/keys';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { updateRoutes } from './api/client/updates.js';
 import { bootstrapRoutes } from './api/federation/bootstrap.js';
 import type { Config } from './config.js';
 import { createDb, type Db, migrateLatest } from './db/database.js';
-import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded.js';
+import type { EmbeddedDatabase } from './db/embedded.js';
 import { DeliveryEngine, type Sender } from './delivery/engine.js';
 import { ParleyError } from './errors.js';
 import { createFederationApp } from './federation/app.js';
@@ -60,7 +60,10 @@ export async function openDatabase(
   options: { adopt: boolean; migrate?: boolean },
 ): Promise<{ db: Db; embedded: EmbeddedDatabase | null }> {
   await mkdir(config.data_dir, { recursive: true, mode: 0o700 });
-  const embedded = config.database.url ? null : await startEmbeddedPostgres(config.data_dir, config.database.embedded_port, log, options);
+  // The embedded Postgres's client code loads only when it is used (its own chunk in the bundle).
+  const embedded = config.database.url
+    ? null
+    : await (await import('./db/embedded.js')).startEmbeddedPostgres(config.data_dir, config.database.embedded_port, log, options);
   const url = config.database.url ?? (embedded as EmbeddedDatabase).url;
   const db = createDb(url, config.database.pool_max, log);
   try {
@@ -266,6 +269,8 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   const { db, embedded } = await openDatabase(config, log, { adopt: true });
   let redis: Redis | null = null;
   if (config.redis.url) {
+    // ioredis (and BullMQ, which the delivery engine loads) only when Redis is configured.
+    const { Redis } = await import('ioredis');
     redis = new Redis(config.redis.url, { keyPrefix: config.redis.key_prefix, maxRetriesPerRequest: 3, enableOfflineQueue: true });
     redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
   }

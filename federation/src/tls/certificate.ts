@@ -1,7 +1,6 @@
 import { generateKeyPair, randomBytes, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { promisify } from 'node:util';
-import forge from 'node-forge';
 import { sha256B64u } from '../canonical/hash.js';
 
 /**
@@ -41,6 +40,8 @@ export async function generateSelfSignedCertificate(serverName: string, options:
   }
   const { privateKey, publicKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  // node-forge (pure JS, large) loads only when a certificate is made, not with every server.
+  const { default: forge } = await import('node-forge');
 
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }) as string);

@@ -1,5 +1,5 @@
 import { type DestinationState, mayTry, onFailure, onInbound, onSuccess } from '@parley/federation/delivery';
-import { Queue, Worker } from 'bullmq';
+import type { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from '../logger.js';
@@ -165,6 +165,8 @@ export class DeliveryEngine {
       this.connections.push(connection, workerConnection);
       // One hash tag for all of BullMQ's keys, so its multi-key scripts run on Redis Cluster.
       const prefix = `{${this.settings.keyPrefix}bull}`;
+      // BullMQ loads only with Redis (its own chunk in the bundle): the poller needs none of it.
+      const { Queue, Worker } = await import('bullmq');
       this.queue = new Queue(QUEUE, { connection, prefix });
       this.worker = new Worker(QUEUE, async (job) => this.drain(job.data.destination as string), {
         connection: workerConnection,

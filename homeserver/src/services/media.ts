@@ -4,7 +4,6 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { FederationRequest, FederationResponse } from '@parley/federation/transport';
 import type { MediaInfo, MediaUploadResponse } from '@parley/schemas';
-import { fileTypeFromFile } from 'file-type';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import { notFound, ParleyError } from '../errors.js';
@@ -319,6 +318,8 @@ export class MediaService {
   // Magic bytes first (file-type reads what it needs from disk); text only when nothing
   // binary matched; the client's claim is never consulted.
   async #sniff(file: ReceivedFile): Promise<string> {
+    // file-type loads on the first upload, not with the server.
+    const { fileTypeFromFile } = await import('file-type');
     const detected = await fileTypeFromFile(file.tempPath);
     if (detected) return detected.mime;
     if (file.isText) return sniffText(file.head);

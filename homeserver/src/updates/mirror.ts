@@ -1,11 +1,8 @@
 import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import type { FederationClient } from '@parley/federation/transport';
 import type { TargetFile } from '@tufjs/models';
-import { BaseFetcher, Updater } from 'tuf-js';
-import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 
 /** Sources named `parley-fed://<server>/updates` are mirrors reached over federation. */
 export const FEDERATION_SCHEME = 'parley-fed:';
@@ -42,55 +39,6 @@ export const DEFAULT_UPDATE_LIMITS: UpdateLimits = {
 export interface SourceFailure {
   source: string;
   error: string;
-}
-
-/**
- * Plain HTTP(S) GETs with a deadline and no redirects (tuf-js caps every length itself); keeps
- * the bytes of every `N.root.json` it downloads, so a mirror can serve the chain on.
- */
-class RecordingFetcher extends BaseFetcher {
-  readonly roots = new Map<number, Buffer>();
-  constructor(
-    private readonly timeoutMs: number,
-    private readonly federation?: FederationClient,
-    private readonly maxBytes = DEFAULT_UPDATE_LIMITS.maxTargetBytes,
-  ) {
-    super();
-  }
-  async fetch(url: string): Promise<NodeJS.ReadableStream> {
-    // A mirror found in the bootstrap list: its federation listener, reached through the
-    // federation client (discovery, SSRF guard, the TLS pin from its key document).
-    if (url.startsWith(`${FEDERATION_SCHEME}//`)) {
-      if (!this.federation) throw new DownloadHTTPError('no federation client for a federation mirror', 400);
-      const u = new URL(url);
-      try {
-        const res = await this.federation.request({
-          destination: u.host,
-          method: 'GET',
-          path: u.pathname,
-          raw: true,
-          timeoutMs: this.timeoutMs,
-          maxBytes: this.maxBytes,
-        });
-        return Readable.from([res.body as Buffer]);
-      } catch (err) {
-        const status = (err as { status?: number }).status;
-        throw new DownloadHTTPError(`Failed to download: ${(err as Error).message}`, typeof status === 'number' ? status : 502);
-      }
-    }
-    const res = await globalThis.fetch(url, { signal: AbortSignal.timeout(this.timeoutMs), redirect: 'error' });
-    if (!res.ok || !res.body) {
-      await res.body?.cancel().catch(() => {});
-      throw new DownloadHTTPError('Failed to download', res.status);
-    }
-    return Readable.fromWeb(res.body as never);
-  }
-  override async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
-    const bytes = await super.downloadBytes(url, maxLength);
-    const m = /\/(\d+)\.root\.json$/.exec(url);
-    if (m) this.roots.set(Number(m[1]), bytes);
-    return bytes;
-  }
 }
 
 function updaterConfig(limits: UpdateLimits) {
@@ -153,6 +101,8 @@ export class UpdateMirror {
         await mkdir(targetsDir, { recursive: true });
         const start = await this.startRoot();
         await writeFile(path.join(metadataDir, 'root.json'), start);
+        // tuf-js (and its HTTP stack) is loaded on the first sync, not with the server.
+        const { RecordingFetcher, Updater } = await import('./tuf-client.js');
         const fetcher = new RecordingFetcher(this.limits.fetchTimeoutMs, this.federation, this.limits.maxTargetBytes);
         const updater = new Updater({
           metadataDir,
@@ -231,6 +181,7 @@ export async function fetchVerifiedTarget(o: {
   await mkdir(o.metadataDir, { recursive: true });
   if (!existsSync(path.join(o.metadataDir, 'root.json'))) await writeFile(path.join(o.metadataDir, 'root.json'), o.trustedRoot);
   const failures: SourceFailure[] = [];
+  const { RecordingFetcher, Updater } = await import('./tuf-client.js');
   for (const mirror of o.mirrors) {
     // Each attempt starts from the trusted copy; tuf-js persists only what verified.
     const scratch = await mkdtemp(`${o.metadataDir}.try-`);
@@ -240,7 +191,7 @@ export async function fetchVerifiedTarget(o: {
         metadataDir: scratch,
         metadataBaseUrl: `${mirror.replace(/\/$/, '')}/metadata`,
         targetBaseUrl: `${mirror.replace(/\/$/, '')}/targets`,
-        fetcher: new RecordingFetcher(limits.fetchTimeoutMs),
+        fetcher: new RecordingFetcher(limits.fetchTimeoutMs, undefined, limits.maxTargetBytes),
         config: updaterConfig(limits),
       });
       await updater.refresh();

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { extract } from 'tar';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Clock } from '../services/clock.js';
@@ -117,6 +116,8 @@ export class UpdateService {
       let files = 0;
       let bytes = 0;
       try {
+        // tar loads when a client bundle is unpacked, not with the server.
+        const { extract } = await import('tar');
         await extract({
           file,
           cwd: tmp,

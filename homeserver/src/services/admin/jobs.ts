@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { AdminJob } from '@parley/schemas';
-import { Queue, Worker } from 'bullmq';
+import type { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../logger.js';
 import type { JobRepository } from '../../repositories/admin/jobs.js';
@@ -46,6 +46,7 @@ export class JobRunner {
     const workerConnection = redis.duplicate({ maxRetriesPerRequest: null, keyPrefix: '' });
     this.#connections.push(connection, workerConnection);
     const prefix = `{${keyPrefix}bull}`;
+    const { Queue, Worker } = await import('bullmq');
     this.#queue = new Queue(QUEUE, { connection, prefix });
     this.#worker = new Worker(
       QUEUE,
