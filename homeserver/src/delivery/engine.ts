@@ -92,6 +92,8 @@ export class DeliveryEngine {
   relay: RelayFallback | null = null;
   /** Per destination, the batch offered to a relay: sent again as is (same txn ID) until acknowledged. */
   private readonly pinned = new Map<string, PinnedBatch>();
+  /** Destinations a relay has carried traffic for since they went down (direct retries stay frequent). */
+  private readonly carried = new Set<string>();
   private readonly relayedCounter: Counter<'outcome'>;
 
   constructor(
@@ -312,7 +314,12 @@ export class DeliveryEngine {
       const now = this.clock.now();
       const state = stateOf(await this.repo.destination(destination));
       const direct = mayTry(state, now);
-      if (!direct && !this.relaying(state, now)) return { kind: 'again', delayMs: (state.kind === 'up' ? now : state.nextTryTs) - now };
+      if (!direct && !this.relaying(state, now)) {
+        // Come back when the next direct try is due, or when a relay may take over if sooner.
+        const due =
+          state.kind === 'up' ? now : this.relay ? Math.min(state.nextTryTs, state.sinceTs + this.relay.fallbackAfterMs) : state.nextTryTs;
+        return { kind: 'again', delayMs: Math.max(0, due - now) };
+      }
       const pin = this.pinned.get(destination);
       const events = pin ? pin.events : await this.repo.pending(destination, 'event', MAX_EVENTS);
       const pendingEdus = pin ? pin.edus : await this.repo.pending(destination, 'edu', MAX_EDUS, now);
@@ -342,6 +349,7 @@ export class DeliveryEngine {
           }
           await this.handOverSubmits(destination, submits);
           await this.repo.saveState(destination, onSuccess(), { lastSuccessTs: this.clock.now(), lastError: null });
+          this.carried.delete(destination);
           if (state.kind !== 'up') this.log.info({ destination }, 'destination is up again');
           if (
             !pin &&
@@ -354,22 +362,36 @@ export class DeliveryEngine {
           continue;
         } catch (err) {
           after = await this.failed(destination, state, now, err);
-          if (!carry || !this.relaying(after, now)) return { kind: 'again', delayMs: after.kind === 'up' ? 0 : after.nextTryTs - now };
+          if (!carry || !this.relaying(after, now)) {
+            const due =
+              after.kind === 'up'
+                ? now
+                : this.relay && carry
+                  ? Math.min(after.nextTryTs, after.sinceTs + this.relay.fallbackAfterMs)
+                  : after.nextTryTs;
+            return { kind: 'again', delayMs: Math.max(0, due - now) };
+          }
         }
       }
       const txnToRelay = carry;
       if (!txnToRelay || !this.relay) return { kind: 'again', delayMs: after.kind === 'up' ? 0 : after.nextTryTs - now };
-      // Direct failed for long enough: a relay carries the same signed transaction.
-      this.pinned.set(destination, { txnId: txnToRelay.txnId, events, edus });
+      // Direct failed for long enough: a relay carries the same signed transaction. Once one has
+      // taken it, the batch is pinned: offered and sent directly as is until acknowledged.
       const untilDirect = after.kind === 'up' ? 0 : Math.max(0, after.nextTryTs - now);
       try {
         const outcome = await this.relay.offer(destination, txnToRelay);
         this.relayedCounter.inc({ outcome });
-        if (outcome === 'held') return { kind: 'again', delayMs: Math.min(this.relay.pollMs, untilDirect) };
+        this.carried.add(destination);
+        if (outcome === 'held') {
+          this.pinned.set(destination, { txnId: txnToRelay.txnId, events, edus });
+          return { kind: 'again', delayMs: Math.min(this.relay.pollMs, untilDirect) };
+        }
         await this.delivered(rows);
         this.pinned.delete(destination);
         this.log.debug({ destination, txn_id: txnToRelay.txnId }, 'delivered through a relay (receipt verified)');
       } catch (err) {
+        // No relay known at all: wait for the direct schedule rather than poll.
+        if ((err as { noRelay?: boolean }).noRelay) return { kind: 'again', delayMs: untilDirect };
         this.relayedCounter.inc({ outcome: 'failed' });
         this.log.warn({ destination, err: (err as Error).message }, 'no relay took the transaction');
         return { kind: 'again', delayMs: Math.min(this.relay.pollMs * 2, untilDirect) };
@@ -384,10 +406,12 @@ export class DeliveryEngine {
     return this.relay !== null && state.kind !== 'up' && now - state.sinceTs >= this.relay.fallbackAfterMs;
   }
 
-  /** Records a direct failure; while a relay may be used, the next direct try comes within directRetryMaxMs. */
+  /** Records a direct failure; while a relay carries the traffic, the next direct try comes within directRetryMaxMs. */
   private async failed(destination: string, state: DestinationState, now: number, err: unknown): Promise<DestinationState> {
     let next = onFailure(state, now, this.random);
-    if (this.relay && next.kind !== 'up') next = { ...next, nextTryTs: Math.min(next.nextTryTs, now + this.relay.directRetryMaxMs) };
+    // Only while a relay carries the traffic: a dead destination with no relay keeps the full backoff.
+    if (this.relay && this.carried.has(destination) && next.kind !== 'up')
+      next = { ...next, nextTryTs: Math.min(next.nextTryTs, now + this.relay.directRetryMaxMs) };
     this.failures.inc({ destination });
     await this.repo.saveState(destination, next, { lastError: String((err as Error).message ?? err).slice(0, 500) });
     this.log.warn(

@@ -123,7 +123,7 @@ export class RelayFallbackService implements RelayFallback {
 
   async offer(destination: string, txn: OutgoingTransaction): Promise<'delivered' | 'held'> {
     const relays = await this.relaysFor(destination);
-    if (relays.length === 0) throw new Error(`no relay is available for ${destination}`);
+    if (relays.length === 0) throw Object.assign(new Error(`no relay is available for ${destination}`), { noRelay: true });
     const content = { events: txn.events, edus: txn.edus };
     const uri = `/federation/v1/send/${encodeURIComponent(txn.txnId)}`;
     const authorization = signRequest(

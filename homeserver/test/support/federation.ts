@@ -40,7 +40,8 @@ export interface Federation {
 export interface FederationOptions {
   /** Use Redis (BullMQ delivery, pub/sub) with a prefix per server; default: in-process poller. */
   redis?: boolean;
-  overrides?: (name: string) => DeepPartial<Config>;
+  /** Per-server config; `statics` is the static map every server gets (name → 127.0.0.1:port). */
+  overrides?: (name: string, statics: Record<string, string>) => DeepPartial<Config>;
   clock?: Clock;
 }
 
@@ -63,7 +64,7 @@ export async function startFederation(names: string[], options: FederationOption
       federation: { port: ports.get(name) as number, static_servers: statics },
       ...(redis ? { redis: { url: redis.url, key_prefix: redis.prefix } } : {}),
     };
-    const merged = testConfig(database.url, dataDir, mergeShallow(base, options.overrides?.(name) ?? {}));
+    const merged = testConfig(database.url, dataDir, mergeShallow(base, options.overrides?.(name, statics) ?? {}));
     let running: RunningHomeserver | null = null;
     const server: FedServer = {
       name,
