@@ -1,4 +1,5 @@
 import { bootstrapSim } from './bootstrap-sim.js';
+import { catchUp } from './catch-up.js';
 import { e2eCrypto } from './e2e-crypto.js';
 import { fedFanout } from './fed-fanout.js';
 import { idleConns } from './idle-conns.js';
@@ -33,6 +34,8 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
     smoke
       ? bootstrapSim({ nodes: 50, announcing: 0.6, seeds: 3, maxRounds: 30, roundMs: 1_800_000 })
       : bootstrapSim({ nodes: 1000, announcing: 0.6, seeds: 5, maxRounds: 60, roundMs: 1_800_000 }),
+  'catch-up': () =>
+    smoke ? catchUp({ events: 200, concurrency: 8, capS: 60 }) : catchUp({ events: 10_000, concurrency: 16, capS: 300 }),
   relay: () =>
     smoke
       ? relayBench({ membersPerServer: 3, rate: 20, seconds: 2, drainS: 15 })

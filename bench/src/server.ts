@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -8,7 +8,26 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 
-const BIN = fileURLToPath(new URL('../../homeserver/bin/parley.mjs', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/**
+ * What production runs: the esbuild bundle (`homeserver/dist/parley.mjs`), rebuilt by
+ * scripts/build-server.mjs when a source is newer. PARLEY_BENCH_SOURCES=1 runs the TypeScript
+ * sources through tsx instead (stack traces point at the sources; slower start, more memory).
+ */
+export const fromSources = process.env.PARLEY_BENCH_SOURCES === '1';
+const BIN = path.join(ROOT, fromSources ? 'homeserver/bin/parley.mjs' : 'homeserver/dist/parley.mjs');
+
+let built: Promise<void> | null = null;
+/** Builds the server bundle once per bench run when it is missing or stale (no-op from sources). */
+export function ensureServerBuilt(): Promise<void> {
+  if (fromSources) return Promise.resolve();
+  built ??= new Promise<void>((resolve, reject) => {
+    execFile(process.execPath, [path.join(ROOT, 'scripts/build-server.mjs')], { cwd: ROOT }, (err, _stdout, stderr) =>
+      err ? reject(new Error(`building the server bundle failed: ${stderr || err.message}`)) : resolve(),
+    );
+  });
+  return built;
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -23,11 +42,19 @@ export interface BenchServer {
   /** The server name in user and room IDs. */
   serverName: string;
   url: string;
-  pid: number;
+  /** The server's own database (null on the embedded Postgres). */
+  databaseUrl: string | null;
+  /** The current process (a new one after `resume`). */
+  readonly pid: number;
   /** VmHWM and VmRSS (kB) and utime+stime (s) of the server process, from /proc. */
   usage(): { peak_rss_kb: number; rss_kb: number; cpu_s: number };
   /** Resets VmHWM to the current RSS; false when the kernel refuses. */
   resetPeak(): boolean;
+  /** Stops the process (SIGTERM), keeping its database, data directory and ports. */
+  halt(): Promise<void>;
+  /** Starts the process again after `halt`; answers when /health first answered (performance.now()). */
+  resume(): Promise<number>;
+  /** Stops the process and deletes its database, Redis keys and data directory. */
   stop(): Promise<void>;
 }
 
@@ -64,6 +91,7 @@ export interface ServerOptions {
  * answers, else the embedded Postgres in a temp data dir), with rate limits off.
  */
 export async function startServer(name: string, options: ServerOptions = {}): Promise<BenchServer> {
+  await ensureServerBuilt();
   const dataDir = await mkdtemp(path.join(tmpdir(), `parley-bench-${name}-`));
   const config = path.join(dataDir, 'parley.yaml');
   const settings: Record<string, unknown> = { rate_limits: { enabled: false }, presence: { enabled: false } };
@@ -117,18 +145,46 @@ export async function startServer(name: string, options: ServerOptions = {}): Pr
   }
   // e.g. PARLEY_BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server.
   const nodeArgs = (process.env.PARLEY_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, BIN, 'serve'], {
-    env,
-    // Server logs (stdout) are dropped unless PARLEY_BENCH_LOG_LEVEL asks for them, then they go to stderr.
-    stdio: ['ignore', process.env.PARLEY_BENCH_LOG_LEVEL ? 2 : 'ignore', 'inherit'],
-  });
   const url = `http://127.0.0.1:${port}`;
-  const pid = child.pid as number;
+  let child: ChildProcess;
+  const launch = async (): Promise<number> => {
+    child = spawn(process.execPath, [...nodeArgs, BIN, 'serve'], {
+      env,
+      // Server logs (stdout) are dropped unless PARLEY_BENCH_LOG_LEVEL asks for them, then they go to stderr.
+      stdio: ['ignore', process.env.PARLEY_BENCH_LOG_LEVEL ? 2 : 'ignore', 'inherit'],
+    });
+    for (let i = 0; ; i++) {
+      if (child.exitCode !== null) throw new Error(`server ${name} exited with ${child.exitCode}`);
+      try {
+        if ((await fetch(`${url}/health`)).ok) return performance.now();
+      } catch {
+        // starting
+      }
+      if (i > 600) throw new Error(`server ${name} did not become healthy`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const halt = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      // With REDIS_URL the server logs "stopped" but its BullMQ connections keep the process
+      // alive (bench/README.md, known issues). Nothing is in flight by now, so a clean stop
+      // takes well under a second: after 3 s, SIGKILL.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    }
+  };
   const server: BenchServer = {
     serverName: env.PARLEY_SERVER_NAME as string,
     url,
-    pid,
+    databaseUrl: databaseUrl ?? null,
+    get pid() {
+      return child.pid as number;
+    },
     usage() {
+      const pid = child.pid as number;
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -139,23 +195,16 @@ export async function startServer(name: string, options: ServerOptions = {}): Pr
     resetPeak() {
       // Writing 5 to clear_refs resets VmHWM to the current RSS (proc(5)), so a phase's peak is its own.
       try {
-        writeFileSync(`/proc/${pid}/clear_refs`, '5');
+        writeFileSync(`/proc/${child.pid}/clear_refs`, '5');
         return true;
       } catch {
         return false;
       }
     },
+    halt,
+    resume: launch,
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        // With REDIS_URL the server logs "stopped" but its BullMQ connections keep the process
-        // alive (bench/README.md, known issues). Nothing is in flight by now, so a clean stop
-        // takes well under a second: after 3 s, SIGKILL.
-        const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await halt();
       if (options.redis) await redisDeletePrefix(options.redis.url, options.redis.prefix).catch(() => undefined);
       if (admin && dbName) {
         const c = new pg.Client({ connectionString: admin });
@@ -166,19 +215,11 @@ export async function startServer(name: string, options: ServerOptions = {}): Pr
       await rm(dataDir, { recursive: true, force: true });
     },
   };
-  const failed = async (message: string): Promise<never> => {
+  try {
+    await launch();
+  } catch (err) {
     await server.stop();
-    throw new Error(message);
-  };
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) return failed(`server ${name} exited with ${child.exitCode}`);
-    try {
-      if ((await fetch(`${url}/health`)).ok) break;
-    } catch {
-      // starting
-    }
-    if (i > 600) return failed(`server ${name} did not become healthy`);
-    await new Promise((r) => setTimeout(r, 100));
+    throw err;
   }
   return server;
 }
