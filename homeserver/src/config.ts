@@ -1,8 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_RELAY_LIMITS } from '@parley/federation/relay';
 import { check, isServerName, RegistrationMode } from '@parley/schemas';
 import { type Static, Type } from '@sinclair/typebox';
 import { parse as parseYaml } from 'yaml';
+import { DEFAULT_RELAY_FALLBACK, RelayFallbackKeys } from './relay/settings.js';
 
 const Bucket = Type.Object(
   {
@@ -113,6 +115,9 @@ export const ConfigSchema = Type.Object(
     federation: Type.Object(
       {
         enabled: Type.Boolean(),
+        listen: Type.Boolean({
+          description: 'open the inbound federation port; off behind NAT, where relay.use names the relay that carries inbound traffic',
+        }),
         host: Type.String(),
         port: Type.Integer({ minimum: 0, maximum: 65535 }),
         tls_cert_file: Type.Union([Type.String(), Type.Null()]),
@@ -191,6 +196,26 @@ export const ConfigSchema = Type.Object(
         ttl_ms: Type.Integer({ minimum: 60_000, description: 'an unacknowledged blob is dropped after this long' }),
         create_per_ip: Bucket,
         send_per_ip: Bucket,
+      },
+      { additionalProperties: false },
+    ),
+    relay: Type.Object(
+      {
+        enabled: Type.Boolean({ description: 'serve as an anchor relay: servers without an inbound port reserve here (docs/protocol.md)' }),
+        use: Type.Union([Type.String(), Type.Null()], {
+          description: 'server name of the relay this server reserves on and is reached through (needed when federation.listen is off)',
+        }),
+        max_reservations: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+        reservations_per_ip: Type.Integer({ minimum: 1, maximum: 10_000 }),
+        reservations_per_network: Type.Integer({ minimum: 1, maximum: 100_000, description: 'per IPv4 /16 or IPv6 /32' }),
+        origin_requests_per_second: Type.Integer({ minimum: 1, maximum: 100_000 }),
+        reservation_bytes_per_second: Type.Integer({ minimum: 1024 }),
+        reservation_requests_per_second: Type.Integer({ minimum: 1, maximum: 100_000 }),
+        max_body_bytes: Type.Integer({ minimum: 65_536, maximum: 256 * 1024 * 1024 }),
+        max_in_flight: Type.Integer({ minimum: 1, maximum: 10_000 }),
+        reservation_ttl_ms: Type.Integer({ minimum: 60_000, maximum: 86_400_000 }),
+        request_timeout_ms: Type.Integer({ minimum: 1000, maximum: 300_000 }),
+        ...RelayFallbackKeys,
       },
       { additionalProperties: false },
     ),
@@ -273,6 +298,7 @@ export function defaultConfig(): Config {
     presence: { enabled: true },
     federation: {
       enabled: true,
+      listen: true,
       host: '0.0.0.0',
       port: 8448,
       tls_cert_file: null,
@@ -318,6 +344,7 @@ export function defaultConfig(): Config {
       create_per_ip: { burst: 10, per_minute: 2 },
       send_per_ip: { burst: 60, per_minute: 60 },
     },
+    relay: { enabled: false, use: null, ...DEFAULT_RELAY_LIMITS, ...DEFAULT_RELAY_FALLBACK },
     updates: {
       mirror: false,
       upstreams: [],
@@ -357,6 +384,14 @@ function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
   return Number(raw);
 }
 
+function envBool(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
 /** Environment variables override the file; each maps to one documented key. */
 export function envOverrides(env: NodeJS.ProcessEnv): DeepPartial<Config> {
   const port = envInt(env, 'PARLEY_HTTP_PORT');
@@ -369,7 +404,12 @@ export function envOverrides(env: NodeJS.ProcessEnv): DeepPartial<Config> {
     redis: { url: env.REDIS_URL || undefined, key_prefix: env.PARLEY_REDIS_PREFIX || undefined },
     registration: { mode: (mode || undefined) as Config['registration']['mode'] | undefined },
     logging: { level: (env.PARLEY_LOG_LEVEL || undefined) as Config['logging']['level'] | undefined },
+    relay: {
+      enabled: envBool(env, 'PARLEY_RELAY_ENABLED'),
+      use: env.PARLEY_RELAY_USE || undefined,
+    },
     federation: {
+      listen: envBool(env, 'PARLEY_FEDERATION_LISTEN'),
       port: envInt(env, 'PARLEY_FEDERATION_PORT'),
       allow_private: env.PARLEY_FEDERATION_ALLOW_PRIVATE ? env.PARLEY_FEDERATION_ALLOW_PRIVATE.split(',').map((c) => c.trim()) : undefined,
     },
@@ -428,5 +468,26 @@ export function validateConfig(config: unknown): Config {
       `invalid configuration: server_name "${result.value.server_name}" is not a DNS name or IP literal with optional port`,
     );
   }
+  checkRelayConfig(result.value);
   return result.value;
+}
+
+/** A server nobody can dial must name a relay; a relay must be dialable (docs/operator-guide.md). */
+function checkRelayConfig(config: Config): void {
+  const { federation, relay } = config;
+  if (relay.use !== null && !isServerName(relay.use)) {
+    throw new ConfigError(`invalid configuration: relay.use "${relay.use}" is not a server name`);
+  }
+  if (relay.use !== null && relay.use === config.server_name) {
+    throw new ConfigError('invalid configuration: relay.use names this server itself; name another server that has relay.enabled');
+  }
+  if (!federation.enabled) return;
+  if (!federation.listen && relay.use === null) {
+    throw new ConfigError(
+      'federation.listen is off (no inbound port), so other servers cannot reach this one: set relay.use (PARLEY_RELAY_USE) to the server name of an anchor relay, or set federation.enabled: false to run without federation',
+    );
+  }
+  if (!federation.listen && relay.enabled) {
+    throw new ConfigError('relay.enabled needs the inbound federation port: set federation.listen: true, or relay.enabled: false');
+  }
 }

@@ -23,6 +23,7 @@ import { StreamGateway } from './gateway/gateway.js';
 import { createApp } from './http/app.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
+import { type RunningRelay, setUpRelay } from './relay/relay-wiring.js';
 import { DeviceListRepository } from './repositories/e2e-keys.js';
 import { EduRepository } from './repositories/edus.js';
 import { OutboxRepository } from './repositories/outbox.js';
@@ -83,6 +84,7 @@ export interface RunningFederation {
   port: number;
   context: FederationContext;
   delivery: DeliveryEngine;
+  relay: RunningRelay;
   stop(): Promise<void>;
 }
 
@@ -213,15 +215,27 @@ async function startFederation(
   const bootstrapRouter = bootstrapRoutes(context, bootstrap, onInbound);
   app.use(bootstrapRouter.routes());
   app.use(bootstrapRouter.allowedMethods({ throw: true }));
-  const server = https.createServer({ cert: context.tls.certPem, key: context.tls.keyPem, minVersion: 'TLSv1.2' }, app.callback());
-  server.requestTimeout = config.http.request_timeout_ms;
-  server.headersTimeout = Math.min(config.http.request_timeout_ms, 20_000);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.federation.port, config.federation.host, () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
-  log.info({ port, tls_fingerprint: context.tls.fingerprint }, 'federation listener ready');
+  const relay = setUpRelay({ config, fed: context, identity, app, registry: metrics.registry, log: log.child({ component: 'relay' }) });
+  services.relay = relay;
+  // Without an inbound port (federation.listen off) other servers reach us through relay.use.
+  let server: https.Server | null = null;
+  let port = 0;
+  if (config.federation.listen) {
+    const listener = https.createServer({ cert: context.tls.certPem, key: context.tls.keyPem, minVersion: 'TLSv1.2' }, app.callback());
+    server = listener;
+    listener.requestTimeout = config.http.request_timeout_ms;
+    listener.headersTimeout = Math.min(config.http.request_timeout_ms, 20_000);
+    relay.attach(listener);
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(config.federation.port, config.federation.host, () => resolve());
+    });
+    port = (listener.address() as AddressInfo).port;
+    log.info({ port, tls_fingerprint: context.tls.fingerprint }, 'federation listener ready');
+  } else {
+    log.info({ relay: config.relay.use }, 'federation listener off: other servers reach this one through its relay');
+  }
+  await relay.start();
   // Servers that backed off while we were away hear from us now, not at their next try.
   announceReturn({ rooms: services.roomRepo, client: context.client, serverName: config.server_name, clock: services.clock, log }).catch(
     (err) => log.warn({ err: (err as Error).message }, 'catch-up announcement failed'),
@@ -232,11 +246,17 @@ async function startFederation(
     port,
     context,
     delivery,
+    relay,
     stop: async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      await Promise.race([closed, new Promise((r) => setTimeout(r, config.http.shutdown_grace_ms).unref())]);
-      server.closeAllConnections();
+      await relay.stop();
+      services.relay = null;
+      if (server) {
+        const listener = server;
+        const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+        listener.closeIdleConnections();
+        await Promise.race([closed, new Promise((r) => setTimeout(r, config.http.shutdown_grace_ms).unref())]);
+        listener.closeAllConnections();
+      }
       await bootstrap.stop();
       services.bootstrap = null;
       edus.stop();

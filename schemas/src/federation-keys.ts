@@ -53,6 +53,27 @@ export const KeyDocumentSignatures = Type.Record(
 );
 export type KeyDocumentSignatures = Static<typeof KeyDocumentSignatures>;
 
+/** The relay a server without an inbound port is reached through, while its reservation lasts (docs/protocol.md). */
+export const KeyDocumentRelay = Type.Object(
+  { via: Type.String({ pattern: SERVER_NAME_PATTERN, maxLength: 255 }), until: Timestamp },
+  { additionalProperties: false },
+);
+export type KeyDocumentRelay = Static<typeof KeyDocumentRelay>;
+
+/** Capabilities a server offers other servers, each with its published limits (`relay`: see docs/protocol.md). */
+export const KeyDocumentCapabilities = Type.Object(
+  {
+    relay: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[a-z_]{1,40}$' }), Type.Integer({ minimum: 0 }), {
+        maxProperties: 32,
+        additionalProperties: false,
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type KeyDocumentCapabilities = Static<typeof KeyDocumentCapabilities>;
+
 export const ServerKeyDocument = Type.Object(
   {
     server_name: Type.String({ pattern: SERVER_NAME_PATTERN, maxLength: 255 }),
@@ -64,6 +85,8 @@ export const ServerKeyDocument = Type.Object(
     old_verify_keys: Type.Record(KeyName, OldVerifyKey, { maxProperties: MAX_KEY_DOCUMENT_KEYS, additionalProperties: false }),
     tls_fingerprints: Type.Array(TlsFingerprint, { maxItems: MAX_TLS_FINGERPRINTS }),
     valid_until_ts: Timestamp,
+    relay: Type.Optional(KeyDocumentRelay),
+    capabilities: Type.Optional(KeyDocumentCapabilities),
     signatures: KeyDocumentSignatures,
   },
   { additionalProperties: false },

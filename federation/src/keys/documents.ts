@@ -54,6 +54,10 @@ export interface BuildKeyDocumentParams {
   tlsFingerprints?: readonly string[];
   validForMs: number;
   now: number;
+  /** The relay this server is reached through while it holds a reservation there (docs/protocol.md). */
+  relay?: { via: string; until: number };
+  /** Capabilities offered to other servers, with their published limits. */
+  capabilities?: ServerKeyDocument['capabilities'];
 }
 
 /** True when `key` verifies a signature made at `at` (ms since the epoch). */
@@ -129,13 +133,15 @@ export function buildKeyDocument(params: BuildKeyDocumentParams): ServerKeyDocum
     return { sha256: fp };
   });
 
-  const unsigned = {
+  const unsigned: Omit<ServerKeyDocument, 'signatures'> = {
     server_name: serverName,
     verify_keys: { [`ed25519:${current.keyId}`]: { key: publicKeyB64u(current.publicKey) } },
     old_verify_keys: oldVerifyKeys,
     tls_fingerprints: fingerprints,
     valid_until_ts: now + validForMs,
   };
+  if (params.relay !== undefined) unsigned.relay = { via: params.relay.via, until: params.relay.until };
+  if (params.capabilities !== undefined) unsigned.capabilities = params.capabilities;
   const doc: ServerKeyDocument = { ...unsigned, signatures: { [serverName]: signatureEntry(signingPayload(unsigned), current) } };
   const shape = check(ServerKeyDocument, doc);
   if (!shape.ok) throw new TypeError(`params: ${shape.message}`);

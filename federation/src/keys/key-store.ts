@@ -294,6 +294,11 @@ export class KeyStore {
     return typeof server === 'string' ? this.#servers.get(server)?.latest?.tlsFingerprints : undefined;
   }
 
+  /** The newest verified document of `server` held now, fresh or not; never fetches. */
+  cachedDocument(server: string): ServerKeyDocument | undefined {
+    return typeof server === 'string' ? this.#servers.get(server)?.latest?.document : undefined;
+  }
+
   /** Key IDs (without `ed25519:`) this store holds for `server`, current or retired. */
   knownKeyIds(server: string): string[] {
     return typeof server === 'string' ? [...(this.#servers.get(server)?.keys.keys() ?? [])] : [];

@@ -8,7 +8,7 @@ export {
   type PinsFor,
   type TransportLimits,
 } from './client.js';
-export { type HostLookup, type LookupAddress, systemLookup, type TlsTrust } from './connector.js';
+export { type DialTarget, guardedConnector, type HostLookup, type LookupAddress, systemLookup, type TlsTrust } from './connector.js';
 export {
   type DiscoveryOptions,
   parseWellKnown,

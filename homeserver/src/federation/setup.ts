@@ -32,24 +32,41 @@ export interface FederationContext {
   metrics: Metric[];
   tls: { certPem: string; keyPem: string; fingerprint: string };
   keyStore: KeyStore;
-  client: FederationClient;
+  client: PolicedFederationClient;
   /** Our own key document, re-signed before it expires. */
   keyDocument(): ServerKeyDocument;
   /** Why federation with a server is refused (an admin's domain block), or undefined. */
   refuse: (server: string) => string | undefined;
+  /**
+   * What our key document adds while it holds (docs/protocol.md, "Anchor relays"): the relay we
+   * are reached through, the relay capability we offer. A change re-signs the document.
+   */
+  keyDocumentExtras: () => Pick<ServerKeyDocument, 'relay' | 'capabilities'>;
   close(): Promise<void>;
 }
 
 /** The outbound client behind the admin's domain policy: a blocked server is never dialled. */
 class PolicedFederationClient extends FederationClient {
   refuse: (server: string) => string | undefined = () => undefined;
+  /** Sends a request through a relay when its destination is reached through one (homeserver/src/relay); undefined: direct. */
+  route?: (request: FederationRequest) => Promise<FederationResponse | undefined>;
 
   override async request(request: FederationRequest): Promise<FederationResponse> {
+    const why = this.refuse(request.destination);
+    if (why) throw new FederationError('ssrf', request.destination, `refused: ${why}`);
+    const routed = await this.route?.(request);
+    return routed ?? super.request(request);
+  }
+
+  /** request() without relay routing: how a relayed request reaches its relay. */
+  async requestDirect(request: FederationRequest): Promise<FederationResponse> {
     const why = this.refuse(request.destination);
     if (why) throw new FederationError('ssrf', request.destination, `refused: ${why}`);
     return super.request(request);
   }
 }
+
+export type { PolicedFederationClient };
 
 /**
  * Everything the homeserver needs to talk to other servers: its TLS certificate (configured,
@@ -76,18 +93,23 @@ export async function createFederation(
     });
   }
 
-  let current: { doc: ServerKeyDocument; renewAt: number } | null = null;
+  let current: { doc: ServerKeyDocument; renewAt: number; extras: string } | null = null;
+  let keyDocumentExtras: () => Pick<ServerKeyDocument, 'relay' | 'capabilities'> = () => ({});
   const keyDocument = (): ServerKeyDocument => {
     const now = clock.now();
-    if (!current || now >= current.renewAt) {
+    const extras = keyDocumentExtras();
+    const extrasKey = JSON.stringify(extras);
+    if (!current || now >= current.renewAt || current.extras !== extrasKey) {
       const doc = buildKeyDocument({
         serverName: config.server_name,
         current: identity,
         tlsFingerprints: [tls.fingerprint],
         validForMs: fed.key_validity_ms,
         now,
+        relay: extras.relay,
+        capabilities: extras.capabilities,
       });
-      current = { doc, renewAt: now + fed.key_validity_ms / 2 };
+      current = { doc, renewAt: now + fed.key_validity_ms / 2, extras: extrasKey };
     }
     return current.doc;
   };
@@ -98,7 +120,8 @@ export async function createFederation(
     serverName: config.server_name,
     signingKey: identity,
     policy: new AddressPolicy({ allow: fed.allow_private }),
-    staticServers: fed.static_servers,
+    // `name: relay:<relay>` entries say a server is reached through a relay (homeserver/src/relay).
+    staticServers: Object.fromEntries(Object.entries(fed.static_servers).filter(([, to]) => !to.startsWith('relay:'))),
     now: () => clock.now(),
     pinsFor: async (server) => {
       await keyStore.prefetch(server);
@@ -208,6 +231,12 @@ export async function createFederation(
     client,
     keyDocument,
     refuse,
+    get keyDocumentExtras() {
+      return keyDocumentExtras;
+    },
+    set keyDocumentExtras(extras) {
+      keyDocumentExtras = extras;
+    },
     close: () => client.close(),
   };
 }

@@ -4,6 +4,7 @@ import { adminBootstrapRoutes } from '../api/admin/bootstrap.js';
 import { adminFederationRoutes } from '../api/admin/federation.js';
 import { adminMailboxRoutes } from '../api/admin/mailbox.js';
 import { adminMediaRoutes } from '../api/admin/media.js';
+import { adminRelayRoutes } from '../api/admin/relay.js';
 import { adminReportRoutes } from '../api/admin/reports.js';
 import { adminRoomRoutes } from '../api/admin/rooms.js';
 import { adminServerRoutes } from '../api/admin/server.js';
@@ -89,6 +90,7 @@ export function createApp(s: Services, metrics: Metrics): Koa<AppState> {
     adminMediaRoutes(s),
     adminServerRoutes(s),
     adminMailboxRoutes(s),
+    adminRelayRoutes(s),
   ]) {
     app.use(router.routes());
     app.use(router.allowedMethods({ throw: true }));

@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import type { BootstrapService } from '../federation/bootstrap.js';
 import type { Logger } from '../logger.js';
+import type { RelayStatus } from '../relay/relay-wiring.js';
 import { DeviceRepository } from '../repositories/devices.js';
 import { DeviceListRepository, KeyBackupRepository, KeyPackageRepository, MlsEpochRepository } from '../repositories/e2e-keys.js';
 import { EventRepository } from '../repositories/events.js';
@@ -79,6 +80,8 @@ export interface Services {
   admin: AdminServices;
   /** Bootstrap node lists; set when federation runs. */
   bootstrap: BootstrapService | null;
+  /** Anchor relay state for the admin view, while federation runs (homeserver/src/relay). */
+  relay: { status(): RelayStatus } | null;
   /** Signed update mirror (docs/protocol.md). */
   updates: UpdateService;
   /** Mailbox queues for E2E clients (docs/protocol.md); no account involved. */
@@ -196,6 +199,7 @@ export function createServices(
   return {
     admin,
     bootstrap: null,
+    relay: null,
     updates: new UpdateService(config, clock, log.child({ component: 'updates' })),
     mailbox: new MailboxService(
       db,
