@@ -19,7 +19,7 @@ import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { NewNote } from '../repositories/stream.js';
 import type { Clock } from './clock.js';
 import type { StreamWriter } from './stream-bus.js';
-import { clientEventOf } from './timeline.js';
+import { clientEventOf } from './client-event.js';
 
 export interface SigningIdentity {
   serverName: string;

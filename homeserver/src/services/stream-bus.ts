@@ -5,8 +5,8 @@ import type { Db } from '../db/database.js';
 import type { Logger } from '../logger.js';
 import type { EventRepository } from '../repositories/events.js';
 import type { NewNote, StreamNote, StreamRepository } from '../repositories/stream.js';
+import { clientEventOf } from './client-event.js';
 import type { Clock } from './clock.js';
-import { clientEventOf } from './timeline.js';
 
 /** Messages that are not stream entries: they carry no position and are not replayed. */
 export type ControlMessage =

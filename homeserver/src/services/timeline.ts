@@ -5,6 +5,7 @@ import { badRequest, forbidden, notFound } from '../errors.js';
 import type { EventRepository, EventRow } from '../repositories/events.js';
 import type { ReadMarkerRepository, TxnRepository } from '../repositories/room-extras.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
+import { clientEventOf } from './client-event.js';
 import type { Clock } from './clock.js';
 import type { AuthContext } from './sessions.js';
 import type { StreamWriter } from './stream-bus.js';
@@ -26,23 +27,6 @@ export function parsePageToken(token: string, field: string): number {
 }
 
 export type MembershipLog = Array<{ seq: number; membership: Membership }>;
-
-/** The client form of a stored event, without per-viewer additions. */
-export function clientEventOf(row: EventRow): ClientEvent {
-  const ev = row.event;
-  const out: ClientEvent = {
-    event_id: row.event_id,
-    room_id: row.room_id,
-    seq: row.seq,
-    type: ev.type,
-    sender: ev.sender,
-    origin_ts: ev.origin_ts,
-    content: ev.content,
-  };
-  if (ev.state_key !== undefined) out.state_key = ev.state_key;
-  if (row.redacted_by) out.unsigned = { redacted_because: row.redacted_by };
-  return out;
-}
 
 // Older-history fetches from a remote room's host that one /messages request may make.
 const MAX_OLDER_FETCHES = 3;
