@@ -71,7 +71,7 @@ export type Row =
 
 export const GROUP_WINDOW_MS = 5 * 60_000;
 // State changes shown as one-line notices (roles and join rules are left out: every new room sets them).
-const NOTICE_TYPES = new Set(['room.member', 'room.name', 'room.topic', 'room.create', 'room.avatar', 'room.pinned']);
+const NOTICE_TYPES = new Set(['room.member', 'room.name', 'room.topic', 'room.create', 'room.avatar', 'room.pinned', 'room.encryption']);
 
 export function relatesTo(content: Record<string, unknown>): RelatesTo | null {
   const rel = content.relates_to;
