@@ -47,6 +47,15 @@ export class EventRepository {
     await trx('events').insert({ ...row, event: JSON.stringify(row.event), record: JSON.stringify(row.record) });
   }
 
+  /** Inserts rows in one statement per slice (a duplicate fails, as with insert). */
+  async insertMany(rows: EventRow[], trx: Db): Promise<void> {
+    for (let i = 0; i < rows.length; i += INSERT_SLICE) {
+      await trx('events').insert(
+        rows.slice(i, i + INSERT_SLICE).map((row) => ({ ...row, event: JSON.stringify(row.event), record: JSON.stringify(row.record) })),
+      );
+    }
+  }
+
   /** Inserts entries fetched out of order (snapshot, backfill); ones already held are kept. */
   async insertMissing(rows: EventRow[], trx: Db): Promise<void> {
     // One statement binds at most 65,535 parameters (14 per row): a snapshot join of a room

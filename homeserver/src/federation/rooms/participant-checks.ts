@@ -36,9 +36,40 @@ export interface ParticipantDeps {
   writer: StreamWriter;
 }
 
+/**
+ * Event IDs whose signed form is known good here: events this server signed (our users'
+ * sends, which come back from the host sequenced) and events already verified once. The ID
+ * is the hash of the very bytes the origin signs, so for these the signature check, the
+ * costly part, is skipped (verifyEvent's `trusted`). Bounded; the oldest go first.
+ */
+export class TrustedEventIds {
+  private readonly ids = new Set<string>();
+
+  constructor(private readonly max = 10_000) {}
+
+  has(eventId: string): boolean {
+    return this.ids.has(eventId);
+  }
+
+  add(eventId: string): void {
+    if (this.ids.has(eventId)) return;
+    this.ids.add(eventId);
+    if (this.ids.size > this.max) this.ids.delete(this.ids.values().next().value as string);
+  }
+}
+
 /** Signature checks of entries from a host, against the key store (keys fetched first). */
 export class EntryChecks {
+  readonly trusted = new TrustedEventIds();
+
   constructor(private readonly d: ParticipantDeps) {}
+
+  /** verifyEvent, skipping the signature of events whose signed form is already known good. */
+  verifyEvent(event: RoomEvent, ring: KeyRing, allowRedacted: boolean): ReturnType<typeof verifyEvent> {
+    const verdict = verifyEvent(event, ring, { allowRedacted, trusted: this.trusted });
+    if (verdict.ok) this.trusted.add(verdict.eventId);
+    return verdict;
+  }
 
   /** Record (host) and event (origin) signatures, content hash (redacted copies pass), event ID, room. */
   checkSigned(entry: Entry, host: string, roomId: string, ring: KeyRing): string | null {
@@ -46,7 +77,7 @@ export class EntryChecks {
     if (computeEventId(entry.event) !== entry.record.event_id) return 'record names another event';
     const rec = verifyRecord(entry.record, host, ring);
     if (!rec.ok) return `record: ${rec.reason}`;
-    const ev = verifyEvent(entry.event, ring, { allowRedacted: true });
+    const ev = this.verifyEvent(entry.event, ring, true);
     return ev.ok ? null : `event: ${ev.reason}`;
   }
 
@@ -69,7 +100,7 @@ export class EntryChecks {
     if (entry.record.event_id !== computeEventId(entry.event)) return 'record names another event';
     const rec = verifyRecord(entry.record, host, ring);
     if (!rec.ok) return `record: ${rec.reason}`;
-    const ev = verifyEvent(entry.event, ring, { allowRedacted });
+    const ev = this.verifyEvent(entry.event, ring, allowRedacted);
     return ev.ok ? null : `event: ${ev.reason}`;
   }
 }

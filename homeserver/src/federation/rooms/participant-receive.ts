@@ -146,19 +146,16 @@ export class PushedEntries {
     const ring = this.checks.keyRing();
     const verified: Array<{ entry: Entry; id: string }> = [];
     for (const entry of run) {
-      const id = computeEventId(entry.event);
-      if (
-        entry.record.event_id !== id ||
-        !verifyRecord(entry.record, host, ring).ok ||
-        !verifyEvent(entry.event, ring, { allowRedacted }).ok
-      )
-        break;
-      verified.push({ entry, id });
+      // verifyEvent derives the event ID from the bytes it checks: the record must name it.
+      const ev = this.checks.verifyEvent(entry.event, ring, allowRedacted);
+      if (!ev.ok || entry.record.event_id !== ev.eventId || !verifyRecord(entry.record, host, ring).ok) break;
+      verified.push({ entry, id: ev.eventId });
     }
     const applied: string[] = [];
     await this.d.db.transaction(async (trx) => {
       const room = (await this.d.rooms.lock(roomId, trx)) as RoomRow;
-      const batch = this.d.log.begin(room);
+      // Message rows of the run go in one INSERT (flushed before a redaction reads its target).
+      const batch = this.d.log.begin(room, { deferInserts: true });
       for (const { entry, id } of verified) {
         if (entry.record.seq <= room.current_seq) {
           applied.push(id);
@@ -166,8 +163,10 @@ export class PushedEntries {
         }
         if (entry.record.seq !== room.current_seq + 1 || entry.record.prev !== room.head_hash) break;
         let redactedSender: string | undefined;
-        if (entry.event.type === 'room.redaction' && typeof entry.event.content.redacts === 'string')
+        if (entry.event.type === 'room.redaction' && typeof entry.event.content.redacts === 'string') {
+          await this.d.log.flush(batch, trx);
           redactedSender = (await this.d.events.find(entry.event.content.redacts, trx))?.sender;
+        }
         try {
           await this.d.log.applyRemote(room, entry.event, id, entry.record, trx, batch, redactedSender);
         } catch (err) {
