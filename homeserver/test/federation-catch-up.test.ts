@@ -1,4 +1,3 @@
-import { onFailure } from '@parley/federation/delivery';
 import { ParleyClient, RoomsApi, type StoredSession } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboxRepository, stateOf } from '../src/repositories/outbox.js';
@@ -8,9 +7,10 @@ import { ManualClock } from './support/server.js';
 
 /**
  * A participant that comes back after a day away is caught up at once, not at the host's
- * next try (after a day of failures, one an hour). Time is a manual clock that does not move
- * during the test: nothing is ever "due" by the clock, so only the returning server's
- * announcement can make the host deliver.
+ * next try (after a day of failures, one an hour). Time is a manual clock: the test moves it
+ * through the day of the outage, try by try on the host's own schedule, and then no more, so
+ * nothing is "due" by the clock when hs2 returns and only its announcement can make the host
+ * deliver.
  */
 describe('federation: catch-up after an outage', () => {
   let fed: Federation;
@@ -41,14 +41,32 @@ describe('federation: catch-up after an outage', () => {
     await hs2.stop();
     for (let i = 0; i < 5; i++) await alice.sendText(roomId, `while away ${i}`);
 
-    // hs1 has been failing to reach hs2 for a day: next try an hour from now.
+    // A day away on the simulated clock: hs1 tries hs2 each time its backoff comes due (the
+    // sweep, called here instead of waiting for its 5 s timer, starts the drain) and fails,
+    // until a day has passed and it is down, trying once an hour.
     const outbox = new OutboxRepository(hs1.running.services.db);
+    const delivery = hs1.running.federation?.delivery;
+    if (!delivery) throw new Error('hs1 runs no federation');
     await until(async () => ((await outbox.destination('hs2.test'))?.failures ?? 0) >= 1);
-    let state = stateOf(await outbox.destination('hs2.test'));
-    for (let i = 0; i < 30; i++) state = onFailure(state, clock.now(), () => 1);
-    await outbox.saveState('hs2.test', state, {});
-    expect(state).toMatchObject({ kind: 'down' });
-    expect((state as { nextTryTs: number }).nextTryTs - clock.now()).toBe(3_600_000);
+    const wentDown = clock.now();
+    let tries = 1;
+    while (clock.now() - wentDown < 86_400_000) {
+      expect(tries, 'a day of backoff takes a bounded number of tries').toBeLessThan(100);
+      const before = stateOf(await outbox.destination('hs2.test'));
+      if (before.kind === 'up') throw new Error('hs2 is up while stopped');
+      clock.advance(Math.max(0, before.nextTryTs - clock.now()));
+      await delivery.sweep();
+      await until(async () => ((await outbox.destination('hs2.test'))?.failures ?? 0) > before.failures);
+      tries++;
+    }
+    const state = stateOf(await outbox.destination('hs2.test'));
+    expect(state).toMatchObject({ kind: 'down', sinceTs: wentDown });
+    const wait = (state as { nextTryTs: number }).nextTryTs - clock.now();
+    // The schedule's cap: an hour, with jitter down to half of it.
+    expect(wait).toBeGreaterThanOrEqual(1_800_000);
+    expect(wait).toBeLessThanOrEqual(3_600_000);
+    // Nothing queued for hs2 expired in that day (the outbox keeps rows for a week).
+    expect((await outbox.depth()).find((d) => d.destination === 'hs2.test')?.n).toBeGreaterThanOrEqual(5);
 
     await hs2.start();
     // Bob's existing session (a new login would make a device-list change, whose delivery to

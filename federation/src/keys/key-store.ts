@@ -140,6 +140,8 @@ interface ServerEntry {
    * refused for long once it is back and calls us.
    */
   failedAt?: number;
+  /** The last fetch was ours (no remote caller) and failed; cleared by any later fetch. */
+  failedLocally?: boolean;
   lastFailure?: string;
   inflight?: Promise<void>;
   loading?: Promise<void>;
@@ -365,7 +367,11 @@ export class KeyStore {
   async #refresh(server: string, entry: ServerEntry, requester: string | undefined): Promise<void> {
     if (entry.inflight) return entry.inflight;
     const now = this.#now();
-    if (now < entry.nextAttemptAt) return;
+    // Only our own failure holds back a remote caller's lookup for no more than its own gates
+    // (admission, the negative cache below): a request signed as a server we could not reach
+    // is the first sign it is back, and refusing it would leave it waiting for our next try.
+    const pastOwnFailure = requester !== undefined && entry.failedLocally === true;
+    if (now < entry.nextAttemptAt && !pastOwnFailure) return;
     if (requester !== undefined) {
       if (entry.failedAt !== undefined && now < entry.failedAt + this.#requesterFailureTtlMs) {
         this.#limited(server, entry, requester, 'a recent fetch failed');
@@ -431,10 +437,12 @@ export class KeyStore {
       entry.lastFailure = reasons.join('; ') || 'no key document';
       entry.nextAttemptAt = fetchedAt + this.#failureTtlMs;
       if (forRequester) entry.failedAt = fetchedAt;
+      entry.failedLocally = !forRequester;
       return;
     }
     entry.lastFailure = undefined;
     entry.failedAt = undefined;
+    entry.failedLocally = false;
     entry.nextAttemptAt = fetchedAt + this.#refetchIntervalMs;
     this.#accept(entry, accepted, fetchedAt);
     if (!this.#persistence) return;

@@ -126,6 +126,27 @@ describe('KeyStore: key rotation and unknown key IDs', () => {
     expect(store.lastFailure('b.test')).toBeUndefined();
   });
 
+  it('lets a request signed by a server it failed to reach fetch again at once, and only once', async () => {
+    const { network, b, store } = setup();
+    // Our own lookup (delivering to b while it is away) fails: our next own lookup waits out failureTtlMs.
+    network.answers.set('b.test', () => Promise.reject(new Error('connect ECONNREFUSED')));
+    expect(await store.getKey('b.test', b.current.keyId)).toBeUndefined();
+    expect(await store.getKey('b.test', b.current.keyId)).toBeUndefined();
+    expect(network.count('b.test')).toBe(1);
+    // b is back and calls us: the lookup its request causes fetches now, not after the TTL.
+    network.answers.set('b.test', () => b.document());
+    expect(await store.getKey('b.test', b.current.keyId, { requester: 'ip:192.0.2.7' })).toBeDefined();
+    expect(network.count('b.test')).toBe(2);
+
+    // A remote caller's failed lookup is not repeated for the next caller (the negative cache holds).
+    const c = new FakeServer('c.test', new FakeClock());
+    network.answers.set('c.test', () => Promise.reject(new Error('connect ECONNREFUSED')));
+    expect(await store.getKey('c.test', c.current.keyId)).toBeUndefined();
+    expect(await store.getKey('c.test', c.current.keyId, { requester: 'ip:192.0.2.7' })).toBeUndefined();
+    expect(await store.getKey('c.test', c.current.keyId, { requester: 'ip:192.0.2.8' })).toBeUndefined();
+    expect(network.count('c.test')).toBe(2);
+  });
+
   it('keeps a retirement it has seen when a stale copy says the key is current', async () => {
     const clock = new FakeClock();
     const network = new FakeNetwork();
