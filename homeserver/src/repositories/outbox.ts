@@ -40,6 +40,9 @@ export function stateOf(row: DestinationRow | undefined): DestinationState {
   return { kind: row.state, failures: row.failures, nextTryTs: row.next_try_ts ?? 0, sinceTs: row.since_ts ?? 0 };
 }
 
+// Rows per INSERT (5 parameters each, far below Postgres's 65,535).
+const ENQUEUE_SLICE = 1000;
+
 export class OutboxRepository {
   constructor(private readonly db: Db) {}
 
@@ -57,6 +60,26 @@ export class OutboxRepository {
     await trx('outbox').insert(
       destinations.map((destination) => ({ destination, kind, payload: json, created_ts: now, expires_ts: now + ttlMs })),
     );
+  }
+
+  /**
+   * Several payloads for the same destinations in one statement (per slice of rows), in order:
+   * row ids follow the payloads' order, so each destination is delivered them in that order.
+   */
+  async enqueueMany(
+    destinations: string[],
+    kind: OutboxKind,
+    payloads: Array<Record<string, unknown>>,
+    now: number,
+    ttlMs: number,
+    trx: Db,
+  ): Promise<void> {
+    if (destinations.length === 0 || payloads.length === 0) return;
+    const rows = payloads.flatMap((payload) => {
+      const json = JSON.stringify(payload);
+      return destinations.map((destination) => ({ destination, kind, payload: json, created_ts: now, expires_ts: now + ttlMs }));
+    });
+    for (let i = 0; i < rows.length; i += ENQUEUE_SLICE) await trx('outbox').insert(rows.slice(i, i + ENQUEUE_SLICE));
   }
 
   /** With `now`, rows past their TTL that the sweep has not marked yet are left out too. */

@@ -54,7 +54,15 @@ export class HostRooms {
     servers.delete(this.identity.serverName);
     if (servers.size === 0) return;
     const now = this.clock.now();
-    for (const e of entries) await this.outbox.enqueue([...servers], 'event', { event: e.event, record: e.record }, now, this.ttlMs, trx);
+    // One statement for the batch, not one per entry.
+    await this.outbox.enqueueMany(
+      [...servers],
+      'event',
+      entries.map((e) => ({ event: e.event, record: e.record })),
+      now,
+      this.ttlMs,
+      trx,
+    );
     const tx = trx as unknown as { executionPromise?: Promise<unknown> };
     void tx.executionPromise?.then(
       () => this.notify(servers),
@@ -105,7 +113,8 @@ export class HostRooms {
     await this.db.transaction(async (trx) => {
       const room = await this.rooms.lock(roomId, trx);
       if (!room || room.host !== this.identity.serverName) throw notFound(`no room ${roomId} hosted here`);
-      const batch = this.log.begin(room);
+      // Message rows of the batch go in one INSERT (flushed before a redaction reads its target).
+      const batch = this.log.begin(room, { deferInserts: true });
       for (const v of valid) {
         const seq = known.get(v.id);
         if (seq !== undefined) {
@@ -114,8 +123,10 @@ export class HostRooms {
         }
         try {
           let redactedEventSender: string | undefined;
-          if (v.event.type === 'room.redaction' && typeof v.event.content.redacts === 'string')
+          if (v.event.type === 'room.redaction' && typeof v.event.content.redacts === 'string') {
+            await this.log.flush(batch, trx);
             redactedEventSender = (await this.events.find(v.event.content.redacts, trx))?.sender;
+          }
           const appended = await this.log.sequence(room, v.event, v.id, trx, redactedEventSender ? { redactedEventSender } : {}, batch);
           known.set(v.id, appended.seq);
           results[v.i] = { event_id: v.id, seq: appended.seq };
