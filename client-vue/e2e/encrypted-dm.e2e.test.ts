@@ -73,6 +73,17 @@ describe('an encrypted direct message across two homeservers', () => {
       await signUpInBrowser(alice, 'alice', hs1.url);
       await signUpInBrowser(bob, 'bob', hs2.url);
 
+      // "New room": encrypted is ticked for a private room, unticked and disabled for a public one.
+      await alice.getByRole('link', { name: '+ New room' }).click();
+      const box = alice.getByTestId('create-encrypted');
+      await expect.poll(() => box.isChecked()).toBe(true);
+      expect(await box.isDisabled()).toBe(false);
+      await alice.getByLabel(/^Public/).check();
+      await expect.poll(() => box.isChecked()).toBe(false);
+      expect(await box.isDisabled()).toBe(true);
+      await alice.getByLabel(/^Private/).check();
+      await expect.poll(() => box.isChecked()).toBe(true);
+
       // Alice starts a DM with Bob: encrypted by default.
       await alice.getByRole('link', { name: 'Start a direct message' }).click();
       await alice.getByTestId('dm-encrypted-note').waitFor();

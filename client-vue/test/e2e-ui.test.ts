@@ -1,4 +1,4 @@
-import type { ClientEvent } from '@parley/schemas';
+import type { ClientEvent, Member } from '@parley/schemas';
 import {
   BackupError,
   DECRYPT_FAILURE_REASONS,
@@ -11,11 +11,17 @@ import {
   sealBackup,
 } from '@parley/sdk/crypto';
 import { mount } from '@vue/test-utils';
+import { createPinia, setActivePinia } from 'pinia';
 import { describe, expect, it } from 'vitest';
+import { nextTick } from 'vue';
+import E2eKeyChangeBanner from '../src/components/e2e/E2eKeyChangeBanner.vue';
 import E2eSafetyView from '../src/components/e2e/E2eSafetyView.vue';
 import E2eUndecryptable from '../src/components/e2e/E2eUndecryptable.vue';
 import { type DecryptView, decryptTimeline, FAILURE_TEXT, recoveryErrorText, searchDecrypted } from '../src/lib/e2e.js';
 import { buildRows } from '../src/lib/timeline.js';
+import { useE2eStore } from '../src/stores/e2e.js';
+import { useRoomsStore } from '../src/stores/rooms.js';
+import { useSessionStore } from '../src/stores/session.js';
 
 const flush = () => new Promise((r) => setTimeout(r, 0));
 
@@ -164,5 +170,40 @@ describe('the decrypted timeline', () => {
     // Search runs over what was decrypted, edits included; sealed events are not searched.
     expect(searchDecrypted(out, 'NEW plan').map((e) => e.event_id)).toEqual(['$1']);
     expect(searchDecrypted(out, 'AAAA')).toEqual([]);
+  });
+});
+
+describe('key change banner', () => {
+  it('warns loudly about each member whose key changed, and Verify opens the verification for them', async () => {
+    const pinia = createPinia();
+    setActivePinia(pinia);
+    const auth = useSessionStore();
+    auth.session = {
+      user_id: '@alice:hs1.test',
+      device_id: 'A1',
+      access_token: 't',
+      refresh_token: 'r',
+      expires_at_ms: Date.now() + 3_600_000,
+    };
+    const rooms = useRoomsStore();
+    const member = (user_id: string) => ({ user_id, membership: 'join', displayname: null, avatar_url: null }) as Member;
+    rooms.members.set('!r:hs1.test', [member('@alice:hs1.test'), member('@bob:hs2.test'), member('@carol:hs2.test')]);
+    const e2e = useE2eStore();
+    e2e.trust.set('@bob:hs2.test', 'verified');
+    e2e.trust.set('@carol:hs2.test', 'unverified');
+    const w = mount(E2eKeyChangeBanner, { props: { roomId: '!r:hs1.test' }, global: { plugins: [pinia] } });
+    expect(w.findAll('[data-testid="key-changed-banner"]')).toHaveLength(0);
+    e2e.trust.set('@bob:hs2.test', 'key_changed');
+    await nextTick();
+    const banners = w.findAll('[data-testid="key-changed-banner"]');
+    expect(banners).toHaveLength(1);
+    expect(banners[0]?.attributes('role')).toBe('alert');
+    expect(banners[0]?.text()).toContain('bob’s security key has changed.');
+    await banners[0]?.get('button').trigger('click');
+    expect(e2e.verifying).toBe('@bob:hs2.test');
+    // Verified again: the banner goes.
+    e2e.trust.set('@bob:hs2.test', 'verified');
+    await nextTick();
+    expect(w.findAll('[data-testid="key-changed-banner"]')).toHaveLength(0);
   });
 });
