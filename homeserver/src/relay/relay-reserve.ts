@@ -119,7 +119,9 @@ export class RelayReserver {
     const { fed, relay, identity } = this.#o;
     const target = await fed.client.discovery.resolve(relay);
     // The relay's certificate is pinned from its key document (fetched directly: a relay has a port).
-    await fed.keyStore.prefetch(relay);
+    if (!(await fed.keyStore.prefetch(relay)) || !fed.keyStore.tlsPins(relay)?.length) {
+      throw new Error(`cannot fetch the key document of ${relay}: ${fed.keyStore.lastFailure(relay) ?? 'no certificate pinned'}`);
+    }
     const connector = guardedConnector(
       { destination: relay, host: target.host, port: target.port, tlsServername: target.tlsServername },
       {
