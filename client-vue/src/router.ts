@@ -30,6 +30,9 @@ const routes: RouteRecordRaw[] = [
       { path: 'join', name: 'join', component: () => import('./views/JoinRoomView.vue') },
       { path: 'directory', name: 'directory', component: () => import('./views/DirectoryView.vue') },
       { path: 'settings', name: 'settings', component: () => import('./views/SettingsView.vue') },
+      { path: 'contacts', name: 'contacts', component: () => import('./views/ContactLinksView.vue') },
+      // Someone's contact link: the payload is in the fragment (/contact#…), never sent to a server.
+      { path: 'contact', name: 'contact', component: () => import('./views/ContactRequestView.vue') },
     ],
   },
   { path: '/:rest(.*)*', redirect: '/' },
