@@ -3,6 +3,7 @@ import { catchUp } from './catch-up.js';
 import { e2eCrypto } from './e2e-crypto.js';
 import { fedFanout } from './fed-fanout.js';
 import { idleConns } from './idle-conns.js';
+import { idleRss } from './idle-rss.js';
 import { joinLarge } from './join-large.js';
 import { localLatency } from './local-latency.js';
 import { relayBench } from './relay.js';
@@ -22,6 +23,7 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
       : fedFanout({ membersPerServer: 25, burst: 2000, burstCapS: 120, rate: 200, seconds: 10, drainS: 15 }),
   'local-latency': () =>
     smoke ? localLatency({ members: 5, rate: 50, seconds: 2 }) : localLatency({ members: 50, rate: 200, seconds: 10 }),
+  'idle-rss': () => idleRss({ settleS: smoke ? 2 : 10 }),
   'idle-conns': () => (smoke ? idleConns({ connections: 200, users: 5 }) : idleConns({ connections: 10_000, users: 100 })),
   'join-large': () => {
     // PARLEY_BENCH_JOIN_LARGE=<members>x<messages> runs another size (e.g. under a join cap).
@@ -34,8 +36,7 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
     smoke
       ? bootstrapSim({ nodes: 50, announcing: 0.6, seeds: 3, maxRounds: 30, roundMs: 1_800_000 })
       : bootstrapSim({ nodes: 1000, announcing: 0.6, seeds: 5, maxRounds: 60, roundMs: 1_800_000 }),
-  'catch-up': () =>
-    smoke ? catchUp({ events: 200, concurrency: 8, capS: 60 }) : catchUp({ events: 10_000, concurrency: 16, capS: 300 }),
+  'catch-up': () => (smoke ? catchUp({ events: 200, concurrency: 8, capS: 60 }) : catchUp({ events: 10_000, concurrency: 16, capS: 300 })),
   relay: () =>
     smoke
       ? relayBench({ membersPerServer: 3, rate: 20, seconds: 2, drainS: 15 })

@@ -17,6 +17,9 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const fromSources = process.env.PARLEY_BENCH_SOURCES === '1';
 const BIN = path.join(ROOT, fromSources ? 'homeserver/bin/parley.mjs' : 'homeserver/dist/parley.mjs');
 
+/** Node flags of `pnpm start`, the systemd unit and the container (docs/operator-guide.md). */
+export const PRODUCTION_NODE_FLAGS = ['--max-semi-space-size=4'];
+
 let built: Promise<void> | null = null;
 /** Builds the server bundle once per bench run when it is missing or stale (no-op from sources). */
 export function ensureServerBuilt(): Promise<void> {
@@ -143,8 +146,9 @@ export async function startServer(name: string, options: ServerOptions = {}): Pr
     env.REDIS_URL = options.redis.url;
     env.PARLEY_REDIS_PREFIX = options.redis.prefix;
   }
-  // e.g. PARLEY_BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server.
-  const nodeArgs = (process.env.PARLEY_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  // The flags production runs with, then e.g. PARLEY_BENCH_SERVER_NODE_ARGS="--cpu-prof
+  // --cpu-prof-dir=/tmp/prof" to profile the server (a later flag overrides an earlier one).
+  const nodeArgs = [...PRODUCTION_NODE_FLAGS, ...(process.env.PARLEY_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   const url = `http://127.0.0.1:${port}`;
   let child: ChildProcess;
   const launch = async (): Promise<number> => {
