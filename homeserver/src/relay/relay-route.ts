@@ -16,8 +16,7 @@ import type { FederationContext } from '../federation/setup.js';
  * an envelope and posted to R's forward endpoint; R's answer is the destination's own.
  *
  * Where a server is reached through a relay comes from, in order: a static map entry
- * `name: relay:<relay>` (tests, LAN set-ups), else its cached key document's `relay` while
- * `until` has not passed. When we are that relay ourselves, the envelope goes straight to the
+ * `name: relay:<relay>` (tests, LAN set-ups), else its cached key document's `relay`. When we are that relay ourselves, the envelope goes straight to the
  * reserved connection (`local`).
  */
 export interface RelayRouteOptions {
@@ -30,9 +29,9 @@ export interface RelayRouteOptions {
 export function relayFor(fed: FederationContext, destination: string): string | undefined {
   const fixed = fed.config.static_servers[destination];
   if (fixed?.startsWith('relay:')) return fixed.slice('relay:'.length);
-  const doc = fed.keyStore.cachedDocument(destination);
-  if (doc?.relay && doc.relay.until > fed.clock.now()) return doc.relay.via;
-  return undefined;
+  // The last relay the server's own document named, even past `until`: it has no other address,
+  // and a relay it left answers 503 (retried) until a fresh document names the new one.
+  return fed.keyStore.cachedDocument(destination)?.relay?.via;
 }
 
 export function relayRoute(options: RelayRouteOptions): (request: FederationRequest) => Promise<FederationResponse | undefined> {
