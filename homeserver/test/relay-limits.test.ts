@@ -148,16 +148,21 @@ describe('anchor relay: limits and a hostile relay', () => {
     const metrics = await (await fetch(`${r.url}/metrics`)).text();
     expect(metrics).toMatch(/parley_relay_refusals_total\{code="PARLEY_RELAY_IP_LIMIT"\} [1-9]/);
     for (const x of [a, b, d]) x.ws?.close();
-    await until(async () => (await reserve(relayPort, 'x3.test').then((z) => (z.ws?.close(), z.status))) === 101, 10_000);
+    await until(async () => {
+      const again = await reserve(relayPort, 'x3.test');
+      again.ws?.close();
+      return again.status === 101;
+    }, 10_000);
   });
 
   it('a relay that alters a forwarded request is caught by the destination (401), which checks the origin signature itself', async () => {
     const hub = r.running.federation?.relay.hub as RelayHub;
     const honest = hub.forward.bind(hub);
     const client = p.running.federation?.context.client;
+    if (!client) throw new Error('p.test has no federation');
     const send = () =>
-      client?.request({ destination: 'n.test', method: 'PUT', path: `/federation/v1/send/t${Date.now()}`, body: { events: [], edus: [] } });
-    expect((await send())?.status).toBe(200);
+      client.request({ destination: 'n.test', method: 'PUT', path: `/federation/v1/send/t${Date.now()}`, body: { events: [], edus: [] } });
+    expect((await send()).status).toBe(200);
     try {
       // Hostile: adds an EDU to the body the origin signed.
       hub.forward = (env: RelayRequestEnvelope) => {
@@ -175,7 +180,7 @@ describe('anchor relay: limits and a hostile relay', () => {
     } finally {
       hub.forward = honest;
     }
-    expect((await send())?.status).toBe(200);
+    expect((await send()).status).toBe(200);
   });
 
   it('the relay itself refuses an envelope whose body does not match the origin signature, an oversize body, and an unconnected destination', async () => {
