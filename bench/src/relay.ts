@@ -1,4 +1,5 @@
 import net from 'node:net';
+import pg from 'pg';
 import type WebSocket from 'ws';
 import { connectStream, type Member, pool, register } from './clients.js';
 import { type BenchServer, benchRedis, freePort, redisPrefix, startServer } from './server.js';
@@ -16,6 +17,8 @@ const BODY_BYTES = 200;
 const QUIET_MS = 2000;
 const SETTLE_CAP_MS = 120_000;
 const SWITCH_CAP_MS = 90_000;
+const WARMUP_S = 3;
+const WARMUP_SETTLE_MS = 5000;
 
 type Mode = 'direct' | 'relayed';
 
@@ -227,12 +230,20 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
       });
     };
 
+    // Warm-up at the same rate, not measured: a fresh process's first seconds (JIT, pools,
+    // caches) would otherwise count against whichever mode runs first.
+    for (let i = 0; i < o.rate * WARMUP_S; i++) {
+      void send('w', i);
+      await sleep(1000 / o.rate);
+    }
+    await sleep(WARMUP_SETTLE_MS);
     const direct = await run('direct');
     await sleep(QUIET_MS);
     // Close A's path to B, then warm up until B's receivers get messages through R.
+    for (const rc of receivers) rc.sawWarmup = false;
     await gate.close();
     const closedAt = performance.now();
-    let w = 0;
+    let w = o.rate * WARMUP_S;
     const bReceivers = receivers.filter((rc) => rc.side === 'B');
     while (!bReceivers.every((rc) => rc.sawWarmup) && performance.now() - closedAt < SWITCH_CAP_MS) {
       await send('w', w++);
@@ -242,6 +253,7 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
     const switchS = (performance.now() - closedAt) / 1000;
     await sleep(QUIET_MS);
     const relayed = await run('relayed');
+    const carried = await relayCarried(r);
     return {
       scenario: 'relay',
       delivery: redis ? 'bullmq (Redis)' : 'in-process outbox poller',
@@ -255,11 +267,28 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
       switch_to_relay_s: Math.round(switchS * 10) / 10,
       direct,
       relayed,
+      relay_carried: carried,
     };
   } finally {
     for (const ws of sockets) ws.close();
     await gate.close();
     await Promise.all(servers.map((s) => s.stop()));
+  }
+}
+
+/** Transactions the relay delivered for others (store-and-forward), from its database. */
+async function relayCarried(r: BenchServer): Promise<Record<string, number> | null> {
+  if (!r.databaseUrl) return null;
+  const c = new pg.Client({ connectionString: r.databaseUrl });
+  await c.connect();
+  try {
+    const { rows } = await c.query(
+      'select count(*)::int as transactions, coalesce(sum(bytes), 0)::bigint as bytes, count(*) filter (where delivered_ts is null)::int as undelivered from relay_held',
+    );
+    const row = rows[0] as { transactions: number; bytes: string; undelivered: number };
+    return { transactions: row.transactions, bytes: Number(row.bytes), undelivered: row.undelivered };
+  } finally {
+    await c.end();
   }
 }
 

@@ -2,16 +2,13 @@ import type { ParleyClient, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
 import { freePort, until } from './support/net.js';
+import { heldOn, messageBodies, pendingEvents } from './support/relay.js';
 import { openStream, type TestStream } from './support/stream-client.js';
 import { TcpGate } from './support/tcp-gate.js';
 
 type Person = { client: ParleyClient; rooms: RoomsApi; userId: string };
 
-const bodies = async (rooms: RoomsApi, roomId: string): Promise<string[]> =>
-  (await rooms.messages(roomId, { limit: 500 })).chunk
-    .filter((e) => e.type === 'room.message')
-    .map((e) => String(e.content.body))
-    .reverse();
+const bodies = messageBodies;
 
 /**
  * Store-and-forward over real TLS on loopback, with Redis (BullMQ delivery): a.test hosts a
@@ -30,18 +27,9 @@ describe('relay fallback: A cannot reach C directly, relay R can', () => {
   let roomId: string;
   let stream: TestStream;
 
-  const heldRows = () => r.running.services.db('relay_held').where({ origin: 'a.test', destination: 'c.test' }).orderBy('id');
+  const heldRows = () => heldOn(r, 'a.test', 'c.test');
   const stateOfC = async () => (await a.running.services.db('destinations').where({ name: 'c.test' }).first())?.state as string | undefined;
-  const pendingForC = async () =>
-    Number(
-      (
-        await a.running.services
-          .db('outbox')
-          .where({ destination: 'c.test', kind: 'event' })
-          .whereNull('delivered_ts')
-          .count<{ n: string }[]>('* as n')
-      )[0]?.n,
-    );
+  const pendingForC = () => pendingEvents(a, 'c.test');
 
   beforeAll(async () => {
     const gatePort = await freePort();

@@ -6,15 +6,12 @@ import type { ParleyClient, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
 import { freePort, until } from './support/net.js';
+import { heldOn, messageBodies, pendingEvents } from './support/relay.js';
 import { TcpGate } from './support/tcp-gate.js';
 
 type Person = { client: ParleyClient; rooms: RoomsApi; userId: string };
 
-const bodies = async (rooms: RoomsApi, roomId: string): Promise<string[]> =>
-  (await rooms.messages(roomId, { limit: 500 })).chunk
-    .filter((e) => e.type === 'room.message')
-    .map((e) => String(e.content.body))
-    .reverse();
+const bodies = messageBodies;
 
 /** PUT straight to a federation listener (its self-signed certificate accepted), as any replayer could. */
 function putInsecure(url: string, authorization: string, body: Buffer): Promise<{ status: number; body: unknown }> {
@@ -68,17 +65,8 @@ describe('relay fallback: hostile relays', () => {
   let roomId: string;
   let held: RelayRequestEnvelope;
 
-  const heldRows = () => w.running.services.db('relay_held').where({ origin: 'a.test', destination: 'c.test' }).orderBy('id');
-  const pendingForC = async () =>
-    Number(
-      (
-        await a.running.services
-          .db('outbox')
-          .where({ destination: 'c.test', kind: 'event' })
-          .whereNull('delivered_ts')
-          .count<{ n: string }[]>('* as n')
-      )[0]?.n,
-    );
+  const heldRows = () => heldOn(w, 'a.test', 'c.test');
+  const pendingForC = () => pendingEvents(a, 'c.test');
 
   beforeAll(async () => {
     const gatePort = await freePort();
