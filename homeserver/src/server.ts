@@ -24,6 +24,7 @@ import { createApp } from './http/app.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { type RunningRelay, setUpRelay } from './relay/relay-wiring.js';
+import { wireStoreAndForward } from './relay/wiring.js';
 import { DeviceListRepository } from './repositories/e2e-keys.js';
 import { EduRepository } from './repositories/edus.js';
 import { OutboxRepository } from './repositories/outbox.js';
@@ -216,6 +217,10 @@ async function startFederation(
   app.use(bootstrapRouter.routes());
   app.use(bootstrapRouter.allowedMethods({ throw: true }));
   const relay = setUpRelay({ config, fed: context, identity, app, registry: metrics.registry, log: log.child({ component: 'relay' }) });
+  // Store-and-forward: offer transactions to a relay while a destination fails directly; as a relay, hold others'.
+  const storeForward = wireStoreAndForward({ config, services, fed: context, delivery, identity, metrics, log });
+  const held = storeForward.storeForward;
+  if (relay.hub && held) relay.hub.storeAndForward = (origin, _destination, envelope) => held.offer(origin, envelope, origin);
   services.relay = relay;
   // Without an inbound port (federation.listen off) other servers reach us through relay.use.
   let server: https.Server | null = null;
@@ -261,6 +266,7 @@ async function startFederation(
       services.bootstrap = null;
       edus.stop();
       e2eKeys.stop();
+      storeForward.stop();
       await delivery.stop();
       await context.close();
     },

@@ -141,5 +141,12 @@ function decrement(map: Map<string, number>, key: string): void {
 
 /** The relay limits as published in a key document's `capabilities.relay`. */
 export function publishedRelayLimits(limits: RelayLimits): Record<string, number> {
-  return { ...limits };
+  // Only the limits (the relay block of the configuration holds other settings too, e.g. the
+  // store-and-forward `anchors` list): the reservation limits and the hold limits (hold_*).
+  const out: Record<string, number> = {};
+  for (const [key, value] of Object.entries(limits as unknown as Record<string, unknown>)) {
+    if (!(key in DEFAULT_RELAY_LIMITS) && !key.startsWith('hold_')) continue;
+    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) out[key] = value;
+  }
+  return out;
 }
