@@ -7,6 +7,7 @@ import type {
   AdminDomainImportRequest,
   AdminDomainPolicyRequest,
   AdminJob,
+  AdminMailboxView,
   AdminReport,
   AdminResetPasswordRequest,
   AdminRoom,
@@ -284,6 +285,14 @@ export class AdminApi {
   }
   checkUpdates(): Promise<Record<string, unknown>> {
     return this.client.request('POST', '/api/v1/admin/updates/check', {});
+  }
+
+  // --- mailbox and relay (aggregates; shapes in schemas/src/mailbox.ts and homeserver/README.md) ---
+  mailbox(): Promise<AdminMailboxView> {
+    return this.client.request('GET', '/api/v1/admin/mailbox');
+  }
+  relay(): Promise<Record<string, unknown>> {
+    return this.client.request('GET', '/api/v1/admin/relay');
   }
 
   // --- reporting (any user) ---
