@@ -35,9 +35,11 @@ async function login(server: FedServer, username: string): Promise<Person> {
 
 /**
  * A server with no inbound port (n.test: federation.listen off) reserves on the anchor relay
- * r.test and federates fully with p.test and q.test through it, over real TLS on loopback:
- * p.test and q.test know only that n.test is reached through r.test (static map `relay:r.test`),
- * and every request they send it is carried by r.test over n.test's outbound WebSocket.
+ * r.test and federates fully with p.test and q.test through it, over real TLS on loopback.
+ * p.test's static map says n.test is reached through r.test (`relay:r.test`); q.test has no
+ * address for n.test at all and learns the relay from the `Parley-Relay` header of n.test's
+ * requests, then from n.test's own key document. Every request either sends n.test is carried
+ * by r.test over n.test's outbound WebSocket.
  */
 describe('anchor relay: a server behind NAT federates through a relay', () => {
   let fed: Federation;
@@ -54,7 +56,9 @@ describe('anchor relay: a server behind NAT federates through a relay', () => {
       overrides: (name, statics) => {
         if (name === 'r.test') return { relay: { enabled: true } };
         if (name === 'n.test') return { federation: { listen: false }, relay: { use: 'r.test' } };
-        return { federation: { static_servers: { ...statics, 'n.test': 'relay:r.test' } } };
+        // p.test is told n.test is behind r.test; q.test is not, and learns it from n.test's requests.
+        if (name === 'p.test') return { federation: { static_servers: { ...statics, 'n.test': 'relay:r.test' } } };
+        return {};
       },
     });
     [r, n, p, q] = fed.servers as [FedServer, FedServer, FedServer, FedServer];
@@ -166,17 +170,20 @@ describe('anchor relay: a server behind NAT federates through a relay', () => {
     for (let i = 0; i < 2; i++) await alice.rooms.sendText(roomId, `alice while relay down ${i}`);
     await r.start();
     await until(() => n.running.federation?.relay.reserver?.state().status === 'reserved', 60_000);
-    const ids = await converged([alice, bob, carol], roomId, 120_000);
-    expect(new Set(ids).size).toBe(ids.length);
     const expected = [
       ...[0, 1, 2].map((i) => `bob while relay down ${i}`),
       ...[0, 1].map((i) => `carol while relay down ${i}`),
       ...[0, 1].map((i) => `alice while relay down ${i}`),
     ];
     await until(async () => {
-      const seen = await bodies(alice.rooms, roomId);
-      return expected.every((b) => seen.includes(b));
+      for (const person of [alice, bob, carol]) {
+        const seen = await bodies(person.rooms, roomId);
+        if (!expected.every((b) => seen.includes(b))) return false;
+      }
+      return true;
     }, 120_000);
+    const ids = await converged([alice, bob, carol], roomId, 120_000);
+    expect(new Set(ids).size).toBe(ids.length);
     for (const person of [alice, bob, carol]) {
       const seen = await bodies(person.rooms, roomId);
       for (const b of ['before 1', 'before 2', ...expected]) expect(seen.filter((x) => x === b)).toHaveLength(1);
@@ -192,5 +199,6 @@ describe('anchor relay: a server behind NAT federates through a relay', () => {
     expect(metrics).toMatch(/parley_relay_bytes_total\{direction="request"\} [1-9]/);
     // p learnt from n's own (self-signed) key document that n is reached through r.
     expect(p.running.federation?.context.keyStore.cachedDocument('n.test')?.relay?.via).toBe('r.test');
+    expect(q.running.federation?.context.keyStore.cachedDocument('n.test')?.relay?.via).toBe('r.test');
   });
 });

@@ -131,6 +131,8 @@ export class FederationClient {
   readonly #now: () => number;
   readonly #pools = new Map<string, { key: string; pool: Pool }>();
   #closed = false;
+  /** Headers added to every request (e.g. `parley-relay`, naming the relay a server without an inbound port is reached through). */
+  extraHeaders?: () => Record<string, string> | undefined;
 
   constructor(options: FederationClientOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError('options: expected an object');
@@ -168,7 +170,7 @@ export class FederationClient {
     const { method, path } = checkRequest(request);
     const target = await this.discovery.resolve(request.destination);
     const payload = request.body === undefined ? undefined : canonicalJson(request.body, 'body');
-    const headers: Record<string, string> = { accept: request.raw ? '*/*' : 'application/json' };
+    const headers: Record<string, string> = { ...this.extraHeaders?.(), accept: request.raw ? '*/*' : 'application/json' };
     if (payload !== undefined) headers['content-type'] = 'application/json';
     if (request.signed ?? true) {
       headers.authorization = signRequest(

@@ -42,6 +42,8 @@ export interface FederationContext {
    * are reached through, the relay capability we offer. A change re-signs the document.
    */
   keyDocumentExtras: () => Pick<ServerKeyDocument, 'relay' | 'capabilities'>;
+  /** Notes the relay an inbound request says its origin is reached through (`Parley-Relay`), see homeserver/src/relay. */
+  relayHint?: (origin: string, relay: string) => void;
   close(): Promise<void>;
 }
 

@@ -7,7 +7,14 @@ import {
   type RelayResponseEnvelope,
   relayForwardPath,
 } from '@parley/federation/relay';
-import { FederationError, type FederationRequest, type FederationResponse, signRequest } from '@parley/federation/transport';
+import {
+  FederationError,
+  type FederationRequest,
+  type FederationResponse,
+  isFederationError,
+  parseServerName,
+  signRequest,
+} from '@parley/federation/transport';
 import type { FederationContext } from '../federation/setup.js';
 
 /**
@@ -22,6 +29,8 @@ import type { FederationContext } from '../federation/setup.js';
 export interface RelayRouteOptions {
   fed: FederationContext;
   identity: SigningKey;
+  /** Relays inbound requests named for their origins (`Parley-Relay`): only for a first key fetch that fails directly. */
+  hints?: RelayHints;
   /** Delivers an envelope to a server reserved on this server, when we are a relay. */
   local?: (destination: string) => ((envelope: RelayRequestEnvelope) => Promise<RelayResponseEnvelope>) | undefined;
 }
@@ -34,11 +43,51 @@ export function relayFor(fed: FederationContext, destination: string): string | 
   return fed.keyStore.cachedDocument(destination)?.relay?.via;
 }
 
+const HINT_TTL_MS = 10 * 60_000;
+const MAX_HINTS = 10_000;
+const KEYS_PATH = '/federation/v1/keys';
+const UNREACHABLE = new Set(['connect', 'dns', 'timeout']);
+
+/**
+ * What `Parley-Relay` headers said, by origin, for a few minutes, bounded. A server without an
+ * inbound port cannot serve its key document to a server meeting it for the first time; its
+ * requests name its relay, and that relay is tried for the key fetch only, only after the
+ * direct fetch failed, and the document must itself name that relay (`relay.via`).
+ */
+export class RelayHints {
+  readonly #hints = new Map<string, { relay: string; at: number }>();
+  constructor(readonly now: () => number) {}
+
+  note(origin: string, relay: string): void {
+    if (!relay || relay === origin || parseServerName(relay) === undefined) return;
+    this.#hints.delete(origin);
+    while (this.#hints.size >= MAX_HINTS) this.#hints.delete(this.#hints.keys().next().value!);
+    this.#hints.set(origin, { relay, at: this.now() });
+  }
+
+  get(origin: string): string | undefined {
+    const hint = this.#hints.get(origin);
+    return hint && this.now() - hint.at < HINT_TTL_MS ? hint.relay : undefined;
+  }
+}
+
 export function relayRoute(options: RelayRouteOptions): (request: FederationRequest) => Promise<FederationResponse | undefined> {
   const { fed, identity } = options;
   return async (request) => {
     const local = options.local?.(request.destination);
-    const via = local ? fed.serverName : relayFor(fed, request.destination);
+    let via = local ? fed.serverName : relayFor(fed, request.destination);
+    let hinted = false;
+    if (via === undefined && request.method === 'GET' && request.path === KEYS_PATH) {
+      via = options.hints?.get(request.destination);
+      if (via !== undefined) {
+        try {
+          return await fed.client.requestDirect(request);
+        } catch (err) {
+          if (!isFederationError(err) || !UNREACHABLE.has(err.kind)) throw err;
+        }
+        hinted = true;
+      }
+    }
     if (via === undefined || via === request.destination) return undefined;
     if (!local && via === fed.serverName) {
       throw new FederationError('connect', request.destination, 'reached through this relay, but it holds no reservation here now');
@@ -66,7 +115,7 @@ export function relayRoute(options: RelayRouteOptions): (request: FederationRequ
       body,
     });
     if (local) return asResponse(request, await local(envelope));
-    return fed.client.requestDirect({
+    const response = await fed.client.requestDirect({
       destination: via,
       method: 'POST',
       path: relayForwardPath(request.destination),
@@ -75,6 +124,10 @@ export function relayRoute(options: RelayRouteOptions): (request: FederationRequ
       maxBytes: request.maxBytes,
       timeoutMs: request.timeoutMs,
     });
+    if (hinted && (response.body as { relay?: { via?: unknown } } | undefined)?.relay?.via !== via) {
+      throw new FederationError('http', request.destination, `its key document, fetched through ${via}, does not name that relay`);
+    }
+    return response;
   };
 }
 

@@ -12,7 +12,7 @@ import type { Logger } from '../logger.js';
 import { RelayHub } from './relay-hub.js';
 import { createRelayMetrics } from './relay-metrics.js';
 import { errorResponse, type OwnReservationState, type RelayDispatch, RelayReserver } from './relay-reserve.js';
-import { relayRoute } from './relay-route.js';
+import { RelayHints, relayRoute } from './relay-route.js';
 import { relayForwardRoutes } from './relay-routes.js';
 
 /** What the admin view shows (GET /api/v1/admin/relay). */
@@ -56,13 +56,20 @@ export function setUpRelay(options: {
     app.use(router.routes());
     app.use(router.allowedMethods({ throw: true }));
   }
+  const hints = new RelayHints(() => fed.clock.now());
+  fed.relayHint = (origin, relay) => {
+    if (relay && fed.keyStore.cachedDocument(origin) === undefined) hints.note(origin, relay);
+  };
   fed.client.route = relayRoute({
     fed,
     identity,
+    hints,
     local: (destination) => (hub?.has(destination) ? (envelope) => hub.forward(envelope) : undefined),
   });
   let reserver: RelayReserver | null = null;
   let local: { server: http.Server; dispatch: RelayDispatch } | null = null;
+  // Servers meeting us for the first time learn from our requests where to fetch our key document.
+  fed.client.extraHeaders = () => (use !== null && reserver?.advert() ? { 'parley-relay': use } : undefined);
   fed.keyDocumentExtras = () => ({
     ...(reserver?.advert() ? { relay: reserver.advert() } : {}),
     ...(hub ? { capabilities: { relay: publishedRelayLimits(limits) } } : {}),

@@ -42,6 +42,8 @@ export function requireServer(fed: FederationContext, maxBytes: number, onInboun
         throw new ParleyError(400, 'PARLEY_BAD_JSON', 'body is not valid JSON');
       }
     }
+    // A server without an inbound port names its relay; used only to fetch its key document when it cannot be dialled.
+    if (fed.relayHint) fed.relayHint(parsed.auth.origin, ctx.get('parley-relay'));
     // A new origin makes us fetch its keys: that fetch is charged to the caller's address
     // (rate limit, negative cache), since nothing about the caller is authenticated yet.
     const requester = ctx.ip || 'unknown';
