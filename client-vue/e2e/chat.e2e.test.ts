@@ -107,6 +107,8 @@ async function scenario(alice: Page, bob: Page, aliceErrors: string[], bobErrors
     await alice.getByLabel('Name').fill('Project Falcon');
     await alice.getByLabel(/^Topic/).fill('Where the falcon gets built');
     await alice.getByLabel(/^Invite/).fill('bob');
+    // A room in the clear (private rooms are encrypted by default; see e2e/encrypted-dm.e2e.test.ts).
+    await alice.getByTestId('create-encrypted').uncheck();
     await shot(alice, '04-create-room');
     await alice.getByRole('button', { name: 'Create' }).click();
     // The room page is reached by the client's router (polled: through the flaky link's proxy,

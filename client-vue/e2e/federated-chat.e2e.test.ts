@@ -1,7 +1,7 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Federation, type FedServer, startFederation } from '../../homeserver/test/support/federation.js';
-import { ensureClientBuilt, launch, makePng, messageWith, openPage, sendMessage, shot, signUpInBrowser } from './support.js';
+import { ensureClientBuilt, isNoneYet, launch, makePng, messageWith, openPage, sendMessage, shot, signUpInBrowser } from './support.js';
 
 // Alice on hs1 and Bob on hs2, each using the client served by their own homeserver; the two
 // servers federate over TLS on loopback (as in homeserver/test/federation-rooms.test.ts).
@@ -33,7 +33,8 @@ describe('two people on two homeservers chat in the browser', () => {
     const failed: string[] = [];
     for (const page of [alice, bob]) {
       page.on('response', (r) => {
-        if (r.status() >= 400) failed.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
+        if (r.status() >= 400 && !isNoneYet(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`))
+          failed.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
       });
     }
     try {
@@ -42,8 +43,12 @@ describe('two people on two homeservers chat in the browser', () => {
 
       // Alice creates a private room, inviting Bob by his full (remote) user ID.
       await alice.getByRole('link', { name: '+ New room' }).click();
+      await alice.getByRole('heading', { name: 'Create a room' }).waitFor();
       await alice.getByLabel('Name').fill('Across the wire');
       await alice.getByLabel(/^Invite/).fill('@bob:hs2.test');
+      // A room in the clear: this test is about plain federation (the host stores the text);
+      // encrypted rooms across servers are e2e/encrypted-dm.e2e.test.ts.
+      await alice.getByTestId('create-encrypted').uncheck();
       await alice.getByRole('button', { name: 'Create' }).click();
       await alice.waitForURL(/\/room\//);
       await alice.getByRole('heading', { name: 'Across the wire' }).waitFor();

@@ -100,6 +100,8 @@ describe('first run of two people', () => {
     await alice.getByRole('link', { name: '+ New room' }).click();
     await alice.getByLabel('Name').fill('Burrow');
     await alice.getByLabel(/^Invite/).fill('bob');
+    // A room in the clear (private rooms are encrypted by default; see e2e/encrypted-dm.e2e.test.ts).
+    await alice.getByTestId('create-encrypted').uncheck();
     await alice.getByRole('button', { name: 'Create' }).click();
     await alice.waitForURL(/\/room\//);
     roomId = decodeURIComponent(new URL(alice.url()).pathname.split('/')[2] as string);

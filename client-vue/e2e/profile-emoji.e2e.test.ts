@@ -58,6 +58,8 @@ async function scenario(page: Page): Promise<void> {
   const form = page.getByRole('form', { name: 'Create a room' });
   await form.getByLabel('Name').fill('Lounge');
   await form.getByLabel(/^Invite/).fill('bob');
+  // A room in the clear (private rooms are encrypted by default; see e2e/encrypted-dm.e2e.test.ts).
+  await form.getByTestId('create-encrypted').uncheck();
   await form.getByRole('button', { name: 'Create' }).click();
   await page.waitForURL(/\/room\//);
   const roomId = decodeURIComponent(new URL(page.url()).pathname.split('/')[2] as string);

@@ -50,6 +50,8 @@ async function scenario(page: Page, errors: string[]): Promise<void> {
 
   await page.getByRole('link', { name: '+ New room' }).click();
   await page.getByLabel('Name').fill('Workshop');
+  // A room in the clear (private rooms are encrypted by default; see e2e/encrypted-dm.e2e.test.ts).
+  await page.getByTestId('create-encrypted').uncheck();
   await page.getByRole('button', { name: 'Create' }).click();
   await page.waitForURL(/\/room\//);
   const roomId = decodeURIComponent(new URL(page.url()).pathname.split('/')[2] as string);

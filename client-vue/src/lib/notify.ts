@@ -32,7 +32,8 @@ export function notificationText(
   const who = displayName(ev.sender, names);
   const msgtype = ev.content.msgtype;
   let body = typeof ev.content.body === 'string' ? ev.content.body : '';
-  if (msgtype === 'image') body = 'sent an image';
+  if (ev.type === 'room.encrypted') body = 'Encrypted message';
+  else if (msgtype === 'image') body = 'sent an image';
   else if (msgtype === 'file') body = 'sent a file';
   for (const id of mentionsIn(body)) body = body.split(id).join(`@${displayName(id, names)}`);
   return { title: direct ? who : `${who} in ${roomLabel}`, body: plainPreview(body, 140) };

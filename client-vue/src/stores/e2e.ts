@@ -2,7 +2,7 @@ import type { ClientEvent, Frame } from '@parley/schemas';
 import type { AttachmentKey, DecryptFailureReason } from '@parley/sdk/crypto';
 import { defineStore } from 'pinia';
 import { computed, markRaw, reactive, ref, shallowReactive } from 'vue';
-import type { DecryptView } from '../lib/e2e.js';
+import { type DecryptView, decryptedEvent } from '../lib/e2e.js';
 import { useRoomsStore } from './rooms.js';
 import { useSessionStore } from './session.js';
 
@@ -60,8 +60,12 @@ export const useE2eStore = defineStore('e2e', () => {
   const status = ref<'off' | 'opening' | 'ready' | 'failed'>('off');
   const error = ref<string | null>(null);
   const needsRecovery = ref(false);
-  /** Which recovery dialog shows: set up a key (first encrypted room) or restore (new device). */
+  /**
+   * Which recovery step is due: set up a key (first encrypted room) or restore (new device).
+   * It shows as a banner that never blocks the chat; its button opens `dialog`.
+   */
   const prompt = ref<'setup' | 'restore' | null>(null);
+  const dialog = ref<'setup' | 'restore' | null>(null);
   /** The person whose safety emoji are on screen. */
   const verifying = ref<string | null>(null);
   const views = shallowReactive(new Map<string, DecryptView>());
@@ -133,6 +137,7 @@ export const useE2eStore = defineStore('e2e', () => {
     line = Promise.resolve();
     status.value = 'off';
     prompt.value = null;
+    dialog.value = null;
     verifying.value = null;
     views.clear();
     trust.clear();
@@ -185,6 +190,13 @@ export const useE2eStore = defineStore('e2e', () => {
   function want(ev: ClientEvent | null | undefined): void {
     if (ev?.type !== 'room.encrypted' || views.has(ev.event_id) || !opening) return;
     void inLine(() => decryptNow(ev));
+  }
+
+  /** The event as this device reads it once its decryption (queued behind the frames before it) is done. */
+  async function readable(ev: ClientEvent): Promise<ClientEvent> {
+    if (ev.type !== 'room.encrypted' || !opening) return ev;
+    await inLine(() => decryptNow(ev)).catch(() => {});
+    return decryptedEvent(ev, views.get(ev.event_id));
   }
 
   function need(): E2eSessionLike {
@@ -252,15 +264,23 @@ export const useE2eStore = defineStore('e2e', () => {
     if (!(await session.hasRecovery())) prompt.value = 'setup';
   }
 
+  /** "Not now": the set-up is offered again next session (Settings keeps a button). */
   function dismissPrompt(): void {
     if (prompt.value === 'setup') sessionStorage.setItem(DISMISSED_KEY, '1');
     prompt.value = null;
+    dialog.value = null;
+  }
+
+  /** The recovery step is done (key saved, or restored). */
+  function recoveryDone(): void {
+    prompt.value = null;
+    dialog.value = null;
   }
 
   async function restore(key: string): Promise<void> {
     await need().restore(key);
     needsRecovery.value = false;
-    prompt.value = null;
+    recoveryDone();
   }
 
   return {
@@ -269,6 +289,7 @@ export const useE2eStore = defineStore('e2e', () => {
     ready,
     needsRecovery,
     prompt,
+    dialog,
     verifying,
     views,
     trust,
@@ -279,6 +300,7 @@ export const useE2eStore = defineStore('e2e', () => {
     frame,
     history,
     want,
+    readable,
     send,
     enableEncryption,
     retry,
@@ -287,6 +309,7 @@ export const useE2eStore = defineStore('e2e', () => {
     acceptKeyChange,
     considerRecoverySetup,
     dismissPrompt,
+    recoveryDone,
     restore,
     devices: (userId: string) => need().devices(userId),
     safety: (userId: string) => need().safety(userId),

@@ -48,6 +48,8 @@ export const useLiveStore = defineStore('live', () => {
         timeline.ingestLive(roomId, events, unread);
         for (const ev of events) {
           if (ev.state_key !== undefined) rooms.noteStateEvent(ev);
+          // An encrypted message notifies with what it says once decrypted (never with ciphertext).
+          else if (ev.type === 'room.encrypted') void e2e.readable(ev).then((d) => notifications.consider(d, openRoom.value));
           else notifications.consider(ev, openRoom.value);
         }
         // Membership, names and new rooms change the sidebar: re-read the list (coalesced).
