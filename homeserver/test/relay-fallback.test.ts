@@ -1,3 +1,5 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { decodeBody } from '@parley/federation/relay';
 import type { ParleyClient, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
@@ -129,4 +131,31 @@ describe('relay fallback: A cannot reach C directly, relay R can', () => {
     const streamIds = stream.frames.filter((f) => f.kind === 'event').map((f) => (f.kind === 'event' ? f.data.event.event_id : ''));
     expect(new Set(streamIds).size).toBe(streamIds.length);
   }, 60_000);
+
+  it('in an encrypted room the relay carries only ciphertext: plaintext is refused at the origin, the held bytes never contain it', async () => {
+    const { room_id: secret } = await alice.rooms.create({ visibility: 'public', name: 'Secret', encrypted: true });
+    await carol.rooms.join(secret);
+    await until(async () => (await carol.rooms.members(secret)).filter((m) => m.membership === 'join').length === 2, 30_000);
+    // The clients' key, which no server has (MLS in real rooms; AES-GCM stands in for it here).
+    const key = randomBytes(32);
+    const marker = `plaintext-marker-${randomBytes(8).toString('hex')}`;
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', key, iv);
+    const ciphertext = Buffer.concat([iv, cipher.update(marker, 'utf8'), cipher.final(), cipher.getAuthTag()]).toString('base64url');
+    await gate.close();
+    await expect(alice.rooms.sendText(secret, marker)).rejects.toMatchObject({ status: 400 });
+    await alice.rooms.send(secret, 'room.encrypted', { epoch: 1, ciphertext });
+    const arrived = async () =>
+      (await carol.rooms.messages(secret, { limit: 20 })).chunk.find((e) => e.type === 'room.encrypted')?.content.ciphertext;
+    await until(async () => (await arrived()) === ciphertext, 60_000);
+    await gate.open();
+    const carried = (await heldRows()).map((h) => decodeBody((h.envelope as { body?: string }).body).toString('utf8')).join('\n');
+    expect(carried).toContain(ciphertext);
+    expect(carried).not.toContain(marker);
+    // Carol's client, holding the key, reads it.
+    const raw = Buffer.from(String(await arrived()), 'base64url');
+    const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
+    decipher.setAuthTag(raw.subarray(raw.length - 16));
+    expect(Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString('utf8')).toBe(marker);
+  }, 90_000);
 });
