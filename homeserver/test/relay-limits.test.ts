@@ -96,6 +96,7 @@ describe('anchor relay: limits and a hostile relay', () => {
       overrides: (name, statics) => {
         if (name === 'r.test') {
           return {
+            bootstrap: { announce: true },
             relay: {
               enabled: true,
               reservations_per_ip: 3,
@@ -127,6 +128,17 @@ describe('anchor relay: limits and a hostile relay', () => {
     config.relay.use = null;
     config.federation.enabled = false;
     expect(validateConfig(config).federation.enabled).toBe(false);
+  });
+
+  it('the relay publishes its capability and limits in its key document and its bootstrap descriptor', () => {
+    const doc = r.running.federation?.context.keyDocument();
+    expect(doc?.capabilities?.relay).toMatchObject({ reservations_per_ip: 3, reservations_per_network: 4, max_body_bytes: MAX_BODY });
+    const descriptor = r.running.services.bootstrap?.ownDescriptor();
+    expect(descriptor?.capabilities).toContain('relay');
+    expect(descriptor?.limits).toMatchObject({ relay_reservations_per_ip: 3, relay_max_body_bytes: MAX_BODY });
+    // A server that only reserves publishes where it is reached, not the capability.
+    expect(n.running.federation?.context.keyDocument()).toMatchObject({ relay: { via: 'r.test' } });
+    expect(n.running.federation?.context.keyDocument().capabilities).toBeUndefined();
   });
 
   it('reservations from one IP, then from one /16, are refused past their caps with clear codes; freed slots are reusable', async () => {

@@ -98,7 +98,8 @@ export class BootstrapService {
         endpoints,
         tlsFingerprints: [this.#d.fed.tls.fingerprint],
         // A mailbox is offered exactly when it is on, with the limits senders must respect (docs/protocol.md).
-        ...mailboxOffer(this.#cfg.capabilities, this.#d.config.mailbox),
+        // A relay (relay.enabled) is offered with its reservation limits (docs/protocol.md, "Anchor relays").
+        ...relayOffer(mailboxOffer(this.#cfg.capabilities, this.#d.config.mailbox), this.#d.config.relay),
         now,
         validForMs: this.#cfg.descriptor_validity_ms,
       });
@@ -351,5 +352,22 @@ function mailboxOffer(
   return {
     capabilities: [...new Set([...capabilities, 'mailbox' as const])],
     limits: { mailbox_block_bytes: mailbox.block_bytes, mailbox_queue_quota: mailbox.queue_quota, mailbox_ttl_ms: mailbox.ttl_ms },
+  };
+}
+
+function relayOffer(
+  offer: { capabilities: Config['bootstrap']['capabilities']; limits: Record<string, number> },
+  relay: Config['relay'],
+): { capabilities: Config['bootstrap']['capabilities']; limits: Record<string, number> } {
+  if (!relay.enabled) return offer;
+  return {
+    capabilities: [...new Set([...offer.capabilities, 'relay' as const])],
+    limits: {
+      ...offer.limits,
+      relay_max_reservations: relay.max_reservations,
+      relay_reservations_per_ip: relay.reservations_per_ip,
+      relay_max_body_bytes: relay.max_body_bytes,
+      relay_reservation_ttl_ms: relay.reservation_ttl_ms,
+    },
   };
 }
