@@ -2,6 +2,8 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { decodeBody } from '@parley/federation/relay';
 import type { ParleyClient, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../src/logger.js';
+import { RelayFallbackService } from '../src/relay/fallback.js';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
 import { freePort, until } from './support/net.js';
 import { heldOn, messageBodies, pendingEvents } from './support/relay.js';
@@ -158,4 +160,28 @@ describe('relay fallback: A cannot reach C directly, relay R can', () => {
     decipher.setAuthTag(raw.subarray(raw.length - 16));
     expect(Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString('utf8')).toBe(marker);
   }, 90_000);
+
+  it('relay choice is member-based: a relay-capable server in the room counts only once it has been there the minimum age', async () => {
+    const fed_ = a.running.federation as NonNullable<typeof a.running.federation>;
+    const choose = (minAgeMs: number) =>
+      new RelayFallbackService(
+        a.running.services.db,
+        fed_.context,
+        a.running.services.identity,
+        () => null,
+        { fallbackAfterMs: 0, directRetryMaxMs: 1000, pollMs: 100, anchors: [], minAgeMs, epochMs: 86_400_000, tries: 2 },
+        createLogger('silent'),
+      ).relaysFor('c.test');
+    // The configured anchor is what a.test uses now.
+    expect(await (fed_.delivery.relay as RelayFallbackService).relaysFor('c.test')).toEqual(['r.test']);
+    // Without anchors: r.test is no participant of a room c.test is in, so there is nothing.
+    expect(await choose(0)).toEqual([]);
+    const rita = await r.user('rita');
+    await rita.rooms.join(roomId);
+    await until(async () => (await alice.rooms.members(roomId)).some((m) => m.user_id === rita.userId && m.membership === 'join'), 30_000);
+    // r.test advertises the relay capability in its key document and shares the room with c.test.
+    expect(await choose(0)).toEqual(['r.test']);
+    // But it only just appeared there: with a day's minimum age it is not chosen.
+    expect(await choose(86_400_000)).toEqual([]);
+  }, 60_000);
 });
