@@ -79,10 +79,10 @@ describe('an encrypted direct message across two homeservers', () => {
       const box = alice.getByTestId('create-encrypted');
       await expect.poll(() => box.isChecked()).toBe(true);
       expect(await box.isDisabled()).toBe(false);
-      await alice.getByLabel(/^Public/).check();
+      await alice.getByLabel(/Public: anyone/).check();
       await expect.poll(() => box.isChecked()).toBe(false);
       expect(await box.isDisabled()).toBe(true);
-      await alice.getByLabel(/^Private/).check();
+      await alice.getByLabel(/Private: invited/).check();
       await expect.poll(() => box.isChecked()).toBe(true);
 
       // Alice starts a DM with Bob: encrypted by default.
@@ -142,6 +142,22 @@ describe('an encrypted direct message across two homeservers', () => {
       await expect.poll(() => bob.locator('.sidebar').textContent(), { timeout: 20_000 }).toContain('You: Bringing the maps');
       await shot(alice, 'e2e-02-alice-chat');
       await shot(bob, 'e2e-03-bob-chat');
+
+      // Search in an encrypted room runs in the browser, over what it decrypted; the server's
+      // search is never asked.
+      let serverSearched = false;
+      alice.on('request', (r) => {
+        if (new URL(r.url()).pathname === '/api/v1/search') serverSearched = true;
+      });
+      await alice.getByRole('button', { name: 'Search messages' }).click();
+      await alice.getByTestId('search-local-note').waitFor();
+      await alice.getByLabel('Search for').fill('blue DOOR');
+      await alice.getByLabel('Search for').press('Enter');
+      await alice.getByTestId('search-results').getByTestId('panel-message').filter({ hasText: 'Meet at the blue door' }).waitFor();
+      expect(await alice.getByTestId('search-results').getByTestId('panel-message').count()).toBe(1);
+      await shot(alice, 'e2e-03b-alice-local-search');
+      expect(serverSearched).toBe(false);
+      await alice.getByRole('button', { name: 'Search messages' }).click();
 
       // Verification: both open "Verify" on the other and see the same 7 emoji (and number).
       await openVerify(alice, '@bob:hs2.test');
