@@ -1,39 +1,8 @@
-import type { RoomsApi } from '@parley/sdk';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
 import { until } from './support/net.js';
-
-type Person = Awaited<ReturnType<FedServer['user']>>;
-
-const bodies = async (rooms: RoomsApi, roomId: string): Promise<string[]> => {
-  const page = await rooms.messages(roomId, { limit: 500 });
-  return page.chunk
-    .filter((e) => e.type === 'room.message')
-    .map((e) => String(e.content.body))
-    .reverse();
-};
-
-const eventIds = async (rooms: RoomsApi, roomId: string): Promise<string[]> =>
-  (await rooms.messages(roomId, { limit: 500 })).chunk.map((e) => e.event_id);
-
-/** Waits until every server's copy of the room has the same events in the same order. */
-async function converged(people: Person[], roomId: string, timeoutMs = 60_000, including: string[] = []): Promise<string[]> {
-  let ids: string[] = [];
-  await until(async () => {
-    const all = await Promise.all(people.map((p) => eventIds(p.rooms, roomId)));
-    ids = all[0] as string[];
-    return including.every((id) => ids.includes(id)) && all.every((list) => JSON.stringify(list) === JSON.stringify(ids));
-  }, timeoutMs);
-  return ids;
-}
-
-async function login(server: FedServer, username: string): Promise<Person> {
-  const client = server.client();
-  const session = await client.login({ username, password: `${username} password` });
-  const { RoomsApi: Api } = await import('@parley/sdk');
-  return { client, rooms: new Api(client), userId: session.user_id };
-}
+import { bodies, converged, login, type Person } from './support/room-views.js';
 
 /**
  * Three homeservers over real TLS on loopback, with Redis (BullMQ delivery): hs1 hosts the

@@ -1,37 +1,9 @@
-import { downloadMedia, type RoomsApi, uploadMedia } from '@parley/sdk';
+import { downloadMedia, uploadMedia } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { opaque } from './support/e2e.js';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
 import { until } from './support/net.js';
-
-type Person = Awaited<ReturnType<FedServer['user']>>;
-
-const eventIds = async (rooms: RoomsApi, roomId: string): Promise<string[]> =>
-  (await rooms.messages(roomId, { limit: 500 })).chunk.map((e) => e.event_id);
-
-const bodies = async (rooms: RoomsApi, roomId: string): Promise<string[]> =>
-  (await rooms.messages(roomId, { limit: 500 })).chunk
-    .filter((e) => e.type === 'room.message')
-    .map((e) => String(e.content.body))
-    .reverse();
-
-/** Waits until every server's copy of the room has the same events in the same order. */
-async function converged(people: Person[], roomId: string, timeoutMs = 60_000): Promise<string[]> {
-  let ids: string[] = [];
-  await until(async () => {
-    const all = await Promise.all(people.map((p) => eventIds(p.rooms, roomId)));
-    ids = all[0] as string[];
-    return all.every((list) => JSON.stringify(list) === JSON.stringify(ids));
-  }, timeoutMs);
-  return ids;
-}
-
-async function login(server: FedServer, username: string): Promise<Person> {
-  const client = server.client();
-  const session = await client.login({ username, password: `${username} password` });
-  const { RoomsApi: Api } = await import('@parley/sdk');
-  return { client, rooms: new Api(client), userId: session.user_id };
-}
+import { bodies, converged, login, type Person } from './support/room-views.js';
 
 /**
  * A server with no inbound port (n.test: federation.listen off) reserves on the anchor relay
