@@ -67,20 +67,30 @@ describe('contact links in the browser', () => {
       await bob.getByTestId('contact-request-sent').waitFor();
       await shot(bob, 'contact-request-sent');
 
-      // A damaged link says so instead of failing silently.
+      // Carol (hs2) opens the link while signed out: she signs in and lands back on it. A damaged
+      // link says so instead of failing silently.
+      await hs2.user('carol');
       const c = await openPage(browser);
-      await signUpInBrowser(c.page, 'carol', hs2.url);
+      await c.page.goto(`${hs2.url}/contact#${shared.split('#')[1]}`);
+      await c.page.waitForURL(/\/login/);
+      await c.page.getByLabel('Username').fill('carol');
+      await c.page.getByLabel('Password').fill('carol password');
+      await c.page.getByRole('button', { name: 'Sign in' }).click();
+      await c.page.getByRole('heading', { level: 1, name: 'Send a contact request' }).waitFor();
+      await c.page.getByTestId('contact-note').fill('Carol here, selling things');
+      await c.page.getByTestId('contact-send').click();
+      await c.page.getByTestId('contact-request-sent').waitFor();
       await c.page.goto(`${hs2.url}/contact#not-a-link`);
       await c.page.getByTestId('contact-link-error').waitFor();
       await c.context.close();
 
       // Alice's client reads the queue (on open, every minute, or "Check now").
       await alice.getByTestId('contacts-check').click();
-      const request = alice.getByTestId('contact-request');
-      await request.waitFor({ timeout: 20_000 });
-      await expect.poll(() => request.textContent()).toContain('@bob:hs2.test');
-      expect(await alice.getByTestId('contact-request-note').textContent()).toContain('we met at the Parley talk');
-      await expect.poll(() => alice.getByTestId('contact-request-count').textContent()).toContain('1');
+      const requests = alice.getByTestId('contact-request');
+      await expect.poll(() => requests.count(), { timeout: 20_000 }).toBe(2);
+      await expect.poll(() => alice.getByTestId('contact-request-count').textContent()).toContain('2');
+      const request = requests.filter({ hasText: '@bob:hs2.test' });
+      expect(await request.getByTestId('contact-request-note').textContent()).toContain('we met at the Parley talk');
       await shot(alice, 'contact-requests');
       expect(await axe(alice)).toEqual([]);
       // At phone width the page replaces the room list and nothing sticks out sideways.
@@ -89,8 +99,17 @@ describe('contact links in the browser', () => {
       expect(await alice.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(1);
       await alice.setViewportSize({ width: 1280, height: 800 });
 
+      // Ignore Carol's: it goes, and stays gone on the next check (the mailbox deleted it).
+      await requests.filter({ hasText: '@carol:hs2.test' }).getByTestId('contact-request-ignore').click();
+      await expect.poll(() => requests.count()).toBe(1);
+      const read = alice.waitForResponse((r) => /\/mailbox\/v1\/queues\/[^/]+\/messages$/.test(new URL(r.url()).pathname));
+      await alice.getByTestId('contacts-check').click();
+      expect((await read).status()).toBe(200);
+      await expect.poll(() => alice.getByTestId('contacts-check').textContent()).toContain('Check now');
+      expect(await requests.count()).toBe(1);
+
       // Accept: a direct message with Bob, through the usual DM flow.
-      await alice.getByTestId('contact-request-accept').click();
+      await request.getByTestId('contact-request-accept').click();
       await alice.waitForURL(/\/room\//);
       const roomId = decodeURIComponent(new URL(alice.url()).pathname.split('/').pop() ?? '');
       expect(roomId).toMatch(/:hs1\.test$/);
