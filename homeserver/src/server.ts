@@ -216,7 +216,24 @@ async function startFederation(
   const bootstrapRouter = bootstrapRoutes(context, bootstrap, onInbound);
   app.use(bootstrapRouter.routes());
   app.use(bootstrapRouter.allowedMethods({ throw: true }));
-  const relay = setUpRelay({ config, fed: context, identity, app, registry: metrics.registry, log: log.child({ component: 'relay' }) });
+  const relay = setUpRelay({
+    config,
+    fed: context,
+    identity,
+    app,
+    registry: metrics.registry,
+    log: log.child({ component: 'relay' }),
+    // Reachable again through the relay: servers that backed off meanwhile retry at once.
+    onReserved: () => {
+      announceReturn({
+        rooms: services.roomRepo,
+        client: context.client,
+        serverName: config.server_name,
+        clock: services.clock,
+        log,
+      }).catch((err) => log.warn({ err: (err as Error).message }, 'catch-up announcement failed'));
+    },
+  });
   // Store-and-forward: offer transactions to a relay while a destination fails directly; as a relay, hold others'.
   const storeForward = wireStoreAndForward({ config, services, fed: context, delivery, identity, metrics, log });
   const held = storeForward.storeForward;

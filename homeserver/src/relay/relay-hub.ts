@@ -33,6 +33,7 @@ export const CLOSE = { refused: 4401, replaced: 4409, expired: 4408, protocol: 4
 
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 const PING_INTERVAL_MS = 20_000;
+const RENEW_MIN_INTERVAL_MS = 10_000;
 // JSON and base64url around the biggest body, and room for the other fields.
 const frameCap = (limits: RelayLimits) => Math.ceil((limits.max_body_bytes * 4) / 3) + 64 * 1024;
 
@@ -48,6 +49,7 @@ class Connection {
   reserved = false;
   alive = true;
   nextId = 0;
+  renewedAt = 0;
   bytesIn = 0;
   bytesOut = 0;
   forwarded = 0;
@@ -249,6 +251,10 @@ export class RelayHub {
     }
     const f = frame.value;
     if (f.type === 'renew' && conn.reserved) {
+      // One renewal per RENEW_MIN_INTERVAL_MS: a renew is answered with a frame, so it is not a free amplifier.
+      const now = this.#fed.clock.now();
+      if (now - conn.renewedAt < RENEW_MIN_INTERVAL_MS) return;
+      conn.renewedAt = now;
       this.#renew(conn);
       this.#metrics.reservationEvents.inc({ event: 'renewed' });
     } else if (f.type === 'response') {

@@ -49,6 +49,11 @@ export interface RelayReserverOptions {
   metrics: RelayMetrics;
   /** Told when the reservation is taken or lost, so the key document can say so. */
   onChange?: () => void;
+  /**
+   * Told each time a reservation is taken after none was held (at start, after a drop or a
+   * relay restart): servers that backed off while we were unreachable should retry now.
+   */
+  onReserved?: () => void;
 }
 
 export class RelayReserver {
@@ -204,6 +209,7 @@ export class RelayReserver {
     if (first) this.#state.connected_since = fed.clock.now();
     metrics.ownReservation.set({ relay }, 1);
     if (first) log.info({ relay, expires_at: reservation.expires_at }, 'relay: reservation held');
+    if (first) this.#o.onReserved?.();
     clearTimeout(this.#renewTimer);
     const renewIn = Math.max(1_000, Math.floor((reservation.expires_at - fed.clock.now()) / 2));
     this.#renewTimer = setTimeout(() => {

@@ -46,6 +46,8 @@ export function setUpRelay(options: {
   app: Koa<AppState>;
   registry: Registry;
   log: Logger;
+  /** Each time our reservation is (re)established: tell the servers we share rooms with to retry us now. */
+  onReserved?: () => void;
 }): RunningRelay {
   const { config, fed, identity, app, log } = options;
   const metrics = createRelayMetrics(options.registry);
@@ -93,7 +95,7 @@ export function setUpRelay(options: {
     async start() {
       if (use === null) return;
       local = await localDispatch(app, config.http.request_timeout_ms);
-      reserver = new RelayReserver({ relay: use, fed, identity, dispatch: local.dispatch, log, metrics });
+      reserver = new RelayReserver({ relay: use, fed, identity, dispatch: local.dispatch, log, metrics, onReserved: options.onReserved });
       reserver.start();
     },
     async stop() {
