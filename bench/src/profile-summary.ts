@@ -3,7 +3,10 @@
  * and by file, as shares of the sampled time, so profiles taken on a busy machine compare by
  * proportion rather than wall time.
  *
- *   node --import tsx bench/src/profile-summary.ts [--top N] [--markdown] file.cpuprofile...
+ *   node --import tsx bench/src/profile-summary.ts [--top N] [--markdown] [--callers FN] file.cpuprofile...
+ *
+ * `--callers FN` (default writev) splits FN's self time by the nearest dependency or source
+ * function above it: e.g. socket writes of pg queries vs WebSocket frames.
  *
  * Several files are summed (e.g. one server's main thread over two runs). Total time counts a
  * function once per sample however often it recurses on that stack.
@@ -37,6 +40,8 @@ export interface Summary {
   idleMs: number;
   byFunction: Row[];
   byFile: Row[];
+  /** Self time of the `callersOf` function, by the nearest frame of a dependency or of our sources above it. */
+  byCaller: Row[];
 }
 
 /** A short file label: workspace-relative for our sources, the package name for dependencies. */
@@ -57,11 +62,12 @@ export function fileLabel(url: string): string {
 /** Idle, GC and program are V8's own pseudo-frames: idle is excluded from shares. */
 const IDLE = '(idle)';
 
-export function summarise(profiles: CpuProfile[]): Summary {
+export function summarise(profiles: CpuProfile[], callersOf = 'writev'): Summary {
   const self = new Map<string, number>();
   const total = new Map<string, number>();
   const fileSelf = new Map<string, number>();
   const fileTotal = new Map<string, number>();
+  const callers = new Map<string, number>();
   let sampledMs = 0;
   let idleMs = 0;
   const add = (m: Map<string, number>, k: string, v: number) => m.set(k, (m.get(k) ?? 0) + v);
@@ -94,6 +100,16 @@ export function summarise(profiles: CpuProfile[]): Summary {
       stackKeys.set(id, out);
       return out;
     };
+    // The first frame up the stack that is a dependency or our code (not node's internals).
+    const callerOf = (id: number): string => {
+      for (let cur = parent.get(id); cur !== undefined; cur = parent.get(cur)) {
+        const n = byId.get(cur) as ProfileNode;
+        const label = fileLabel(n.callFrame.url);
+        if (label.startsWith('dep:') || /^(homeserver|federation|schemas|sdk|bench)\//.test(label))
+          return `${n.callFrame.functionName} ${label}`;
+      }
+      return '(no caller in our code or a dependency)';
+    };
     for (let i = 0; i < p.samples.length; i++) {
       const id = p.samples[i] as number;
       const ms = (p.timeDeltas[i] ?? 0) / 1000;
@@ -106,6 +122,7 @@ export function summarise(profiles: CpuProfile[]): Summary {
       sampledMs += ms;
       add(self, fnKey(node), ms);
       add(fileSelf, fileLabel(node.callFrame.url), ms);
+      if (node.callFrame.functionName === callersOf) add(callers, callerOf(id), ms);
       const { fns, files } = keysOf(id);
       for (const k of fns) add(total, k, ms);
       for (const k of files) add(fileTotal, k, ms);
@@ -113,14 +130,14 @@ export function summarise(profiles: CpuProfile[]): Summary {
   }
   const rows = (s: Map<string, number>, t: Map<string, number>): Row[] =>
     [...t.keys()].map((key) => ({ key, selfMs: s.get(key) ?? 0, totalMs: t.get(key) ?? 0 }));
-  return { sampledMs, idleMs, byFunction: rows(self, total), byFile: rows(fileSelf, fileTotal) };
+  return { sampledMs, idleMs, byFunction: rows(self, total), byFile: rows(fileSelf, fileTotal), byCaller: rows(callers, callers) };
 }
 
 function pct(ms: number, of: number): string {
   return `${((100 * ms) / of).toFixed(1)}%`;
 }
 
-export function render(s: Summary, top: number, markdown: boolean): string {
+export function render(s: Summary, top: number, markdown: boolean, callersOf = 'writev'): string {
   const lines: string[] = [];
   const table = (title: string, rows: Row[], by: 'selfMs' | 'totalMs') => {
     const sorted = [...rows].sort((a, b) => b[by] - a[by]).slice(0, top);
@@ -140,26 +157,34 @@ export function render(s: Summary, top: number, markdown: boolean): string {
   table('by file, total time', s.byFile, 'totalMs');
   table('by function, self time', s.byFunction, 'selfMs');
   table('by function, total time', s.byFunction, 'totalMs');
+  table(
+    'our functions (homeserver, federation, schemas), total time',
+    s.byFunction.filter((r) => / (homeserver|federation|schemas)\//.test(r.key)),
+    'totalMs',
+  );
+  table(`${callersOf} (self) by caller`, s.byCaller, 'selfMs');
   return lines.join('\n');
 }
 
 function main(argv: string[]): void {
   let top = 25;
   let markdown = false;
+  let callersOf = 'writev';
   const files: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     if (a === '--top') top = Number(argv[++i]);
     else if (a === '--markdown') markdown = true;
+    else if (a === '--callers') callersOf = String(argv[++i]);
     else files.push(a);
   }
   if (files.length === 0 || !Number.isInteger(top) || top < 1) {
-    process.stderr.write('usage: profile-summary.ts [--top N] [--markdown] file.cpuprofile...\n');
+    process.stderr.write('usage: profile-summary.ts [--top N] [--markdown] [--callers FUNCTION] file.cpuprofile...\n');
     process.exitCode = 2;
     return;
   }
   const profiles = files.map((f) => JSON.parse(readFileSync(f, 'utf8')) as CpuProfile);
-  process.stdout.write(`${render(summarise(profiles), top, markdown)}\n`);
+  process.stdout.write(`${render(summarise(profiles, callersOf), top, markdown, callersOf)}\n`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) main(process.argv.slice(2));

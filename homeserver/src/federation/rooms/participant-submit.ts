@@ -55,7 +55,10 @@ export class SubmitLanes {
    */
   async submit(roomId: string, event: RoomEvent, onQueued?: () => void): Promise<{ event_id: string; seq?: number; queued?: boolean }> {
     const host = serverOf(roomId);
-    if (await this.d.outbox.hasPending(host, 'submit')) {
+    // Behind a running lane the lane itself keeps the order (each batch is sent, or queued in
+    // the outbox in order once the host stops answering): no outbox read per send then.
+    const behindLane = this.lanes.get(roomId)?.running === true;
+    if (!behindLane && (await this.d.outbox.hasPending(host, 'submit'))) {
       const queued = await this.queueSubmit(host, event);
       onQueued?.();
       return queued;
