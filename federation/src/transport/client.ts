@@ -1,4 +1,4 @@
-import { Client, type Dispatcher, Pool } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 import { canonicalJson } from '../canonical/canonical-json.js';
 import type { SigningKey } from '../keys/signing-key.js';
 import { type DialTarget, guardedConnector, type HostLookup, systemLookup, type TlsTrust } from './connector.js';
@@ -9,6 +9,14 @@ import { signRequest } from './request-auth.js';
 import { classifyError, parseJsonBody, readCappedBody } from './response.js';
 import { formatHostPort, parseServerName } from './server-name.js';
 import { AddressPolicy } from './ssrf.js';
+
+type Undici = typeof import('undici');
+let undici: Promise<Undici> | null = null;
+/** undici (≈ 700 KB of code) loads with the first outgoing request, not with every process. */
+function loadUndici(): Promise<Undici> {
+  undici ??= import('undici');
+  return undici;
+}
 
 /**
  * Outbound federation over HTTPS (docs/protocol.md): one undici Pool per destination, every socket
@@ -187,7 +195,7 @@ export class FederationClient {
     const exchange = { method, path, headers, body: payload, raw: request.raw === true };
     const limits = this.#requestLimits(request.maxBytes, request.timeoutMs);
     if (request.tls === 'any') return this.#oneShot(dial, request.destination, exchange, limits, 'any');
-    return this.#exchange(this.#poolFor(target), request.destination, exchange, limits);
+    return this.#exchange(this.#poolFor(target, await loadUndici()), request.destination, exchange, limits);
   }
 
   /**
@@ -217,7 +225,8 @@ export class FederationClient {
     const body = request.body === undefined || request.body.length === 0 ? undefined : Buffer.from(request.body).toString('utf8');
     if (body !== undefined) headers['content-type'] = request.contentType ?? 'application/json';
     const exchange = { method, path, headers, body };
-    return this.#exchange(this.#poolFor(target), request.destination, exchange, this.#requestLimits(request.maxBytes, request.timeoutMs));
+    const pool = this.#poolFor(target, await loadUndici());
+    return this.#exchange(pool, request.destination, exchange, this.#requestLimits(request.maxBytes, request.timeoutMs));
   }
 
   /** GET a JSON document over the same guard (well-known delegation, and the like). */
@@ -280,7 +289,7 @@ export class FederationClient {
   }
 
   // A pool is keyed by where it dials: when discovery moves a server, its old pool is closed.
-  #poolFor(target: ResolvedServer): Pool {
+  #poolFor(target: ResolvedServer, { Pool }: Undici): Pool {
     const key = `${target.host}|${target.port}|${target.tlsServername}`;
     const existing = this.#pools.get(target.serverName);
     this.#pools.delete(target.serverName);
@@ -313,6 +322,7 @@ export class FederationClient {
     trust: TlsTrust,
   ): Promise<FederationResponse> {
     let fingerprint: string | undefined;
+    const { Client } = await loadUndici();
     const client = new Client(`https://${formatHostPort(dial.tlsServername, dial.port)}`, {
       ...this.#dispatcherOptions(dial, trust, (fp) => {
         fingerprint = fp;
