@@ -1,41 +1,161 @@
+import type { ClientEvent, EncryptedContent } from '@parley/schemas';
+import { CryptoDevice, MemoryCryptoStore } from '@parley/sdk/crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectReads, openDevice, type SessionDevice } from './support/e2e-session.js';
+import {
+  addDevice,
+  closeAll,
+  decryptOnce,
+  expectReads,
+  groupIs,
+  openDevice,
+  type Person,
+  person,
+  type SessionDevice,
+} from './support/e2e-session.js';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
+import { until } from './support/net.js';
 
-// Issue 12 through the sdk's E2eSession (what every client runs): real homeservers, each
-// device its own session and store, fed by its own stream.
+// Issue 12 through the sdk's E2eSession (what every client runs): three real homeservers,
+// users with two devices each, every device its own session and store fed by its own stream.
+// The room lives on hs1; bob is on hs2, carol on hs3.
 
-describe('E2eSession: two users on one server', () => {
+async function everyoneReads(readers: SessionDevice[], roomId: string, eventId: string, body: string): Promise<void> {
+  await Promise.all(readers.map((d) => expectReads(d, roomId, eventId, body)));
+}
+
+describe('E2eSession: three servers, two devices a user', () => {
   let fed: Federation;
   let hs1: FedServer;
-  let alice: SessionDevice;
-  let bob: SessionDevice;
+  let hs3: FedServer;
+  let alice: Person;
+  let bob: Person;
+  let carol: Person;
+  let carol3: SessionDevice | undefined;
+  let roomId: string;
+  const all = () => [...alice.devices, ...bob.devices, ...carol.devices];
 
   beforeAll(async () => {
-    fed = await startFederation(['hs1.test']);
-    hs1 = fed.servers[0] as FedServer;
-    alice = await openDevice(hs1, 'alice');
-    bob = await openDevice(hs1, 'bob');
-  }, 120_000);
+    fed = await startFederation(['hs1.test', 'hs2.test', 'hs3.test']);
+    [hs1, , hs3] = fed.servers as [FedServer, FedServer, FedServer];
+    alice = await person(hs1, 'alice');
+    bob = await person(fed.servers[1] as FedServer, 'bob');
+    carol = await person(hs3, 'carol');
+  }, 180_000);
   afterAll(async () => {
-    for (const d of [alice, bob]) {
-      d?.poller?.close();
-      await d?.session.close();
-    }
+    await closeAll([...(alice?.devices ?? []), ...(bob?.devices ?? []), ...(carol?.devices ?? []), carol3]);
     await fed?.close();
   });
 
-  it('open, enableEncryption, send and decrypt both ways', async () => {
-    expect(alice.session.needsRecovery).toBe(false);
-    const { room_id: roomId } = await alice.rooms.create({ visibility: 'private', invite: [bob.userId] });
-    await bob.rooms.join(roomId);
-    await alice.session.enableEncryption(roomId);
-    expect(alice.session.isEncrypted(roomId)).toBe(true);
-    const { eventId } = await alice.session.send(roomId, { type: 'room.message', body: 'hello bob' });
-    await expectReads(bob, roomId, eventId, 'hello bob');
-    const back = await bob.session.send(roomId, { type: 'room.message', body: 'hello alice' });
-    await expectReads(alice, roomId, back.eventId, 'hello alice');
-    expect(alice.errors).toEqual([]);
-    expect(bob.errors).toEqual([]);
+  it('every device decrypts every message sent after it joined', async () => {
+    const [a1] = alice.devices as [SessionDevice];
+    ({ room_id: roomId } = await a1.rooms.create({ visibility: 'private', invite: [bob.userId, carol.userId] }));
+    await (bob.devices[0] as SessionDevice).rooms.join(roomId);
+    await (carol.devices[0] as SessionDevice).rooms.join(roomId);
+    await until(async () => (await a1.rooms.members(roomId)).filter((m) => m.membership === 'join').length === 3, 30_000);
+    await a1.session.enableEncryption(roomId);
+    await groupIs(all(), roomId, all());
+    for (const d of all()) {
+      const body = `hello from ${d.name}`;
+      const { eventId } = await d.session.send(roomId, { type: 'room.message', body });
+      await everyoneReads(
+        all().filter((x) => x !== d),
+        roomId,
+        eventId,
+        body,
+      );
+    }
+    for (const d of all()) expect(d.errors, d.name).toEqual([]);
+  }, 240_000);
+
+  it('two devices commit in the same epoch at once: the host decides, the loser retries, nobody forks', async () => {
+    const [b2, c1] = [bob.devices[1] as SessionDevice, carol.devices[0] as SessionDevice];
+    const before = await b2.session.device.epoch(roomId);
+    await Promise.all([b2.session.updateKeys(roomId), c1.session.updateKeys(roomId)]);
+    // Both made their commit for the same slot; the host took one, the other was told stale and retried.
+    const lost = [b2, c1].flatMap((d) => d.logs.filter((l) => /key update .* stale$/.test(l)));
+    expect(lost.length).toBeGreaterThanOrEqual(1);
+    const target = (before as number) + 2;
+    await until(async () => {
+      for (const d of all()) if ((await d.session.device.epoch(roomId)) !== target) return false;
+      return true;
+    }, 60_000);
+    const { eventId } = await (alice.devices[1] as SessionDevice).session.send(roomId, { type: 'room.message', body: 'after the race' });
+    await everyoneReads(all().slice(0, 1).concat(all().slice(2)), roomId, eventId, 'after the race');
+  }, 180_000);
+
+  it("a member's new device is added by the others and reads from then on", async () => {
+    carol3 = await addDevice(hs3, 'carol', carol.recoveryKey, 'carol3');
+    carol.devices.push(carol3);
+    await groupIs(all(), roomId, all());
+    const { eventId } = await (bob.devices[0] as SessionDevice).session.send(roomId, { type: 'room.message', body: 'welcome carol3' });
+    await everyoneReads(
+      all().filter((d) => d !== bob.devices[0]),
+      roomId,
+      eventId,
+      'welcome carol3',
+    );
+  }, 180_000);
+
+  it('a non-member cannot get plaintext into a device: a forged message and Welcome are refused', async () => {
+    const eve = await openDevice(fed.servers[1] as FedServer, 'eve');
+    try {
+      // Eve makes her own group under the room's ID and encrypts to it; a rogue server hands it to Bob.
+      const forger = await CryptoDevice.open({ store: new MemoryCryptoStore(), userId: eve.userId, deviceId: eve.deviceId });
+      await forger.createUserSigningKey();
+      await forger.createGroup(roomId);
+      const content = await forger.encrypt(roomId, new TextEncoder().encode(JSON.stringify({ body: 'forged' })));
+      const forged: ClientEvent = {
+        event_id: '$forged-by-eve',
+        room_id: roomId,
+        type: 'room.encrypted',
+        sender: eve.userId,
+        origin_ts: Date.now(),
+        content: content as unknown as Record<string, unknown>,
+      };
+      const b1 = bob.devices[0] as SessionDevice;
+      await b1.session.handleFrame({ position: 0, kind: 'event', data: { event: forged } });
+      const r = await b1.session.decrypt(forged);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(['not_member', 'corrupt', 'unknown_epoch']).toContain(r.reason);
+      // Same ciphertext claimed by a member: still not plaintext.
+      const r2 = await b1.session.decrypt({ ...forged, event_id: '$forged-2', sender: alice.userId });
+      expect(r2.ok).toBe(false);
+      // A Welcome to a device from a non-member of the room is ignored.
+      const epoch = await b1.session.device.epoch(roomId);
+      await eve.session.e2e.sendWelcome([{ userId: b1.userId, deviceId: b1.deviceId }], {
+        room_id: roomId,
+        epoch: 0,
+        welcome: 'AAAA',
+      });
+      await eve.session.e2e.sendEncrypted(roomId, content as EncryptedContent).then(
+        () => expect.fail('a non-member sent into the room'),
+        (err) => expect(err.status).toBe(403),
+      );
+      const { eventId } = await (alice.devices[0] as SessionDevice).session.send(roomId, { type: 'room.message', body: 'still fine' });
+      await expectReads(b1, roomId, eventId, 'still fine');
+      expect(await b1.session.device.epoch(roomId)).toBe(epoch);
+    } finally {
+      await closeAll([eve]);
+    }
   }, 120_000);
+
+  it("a kicked user's devices decrypt nothing sent after the kick", async () => {
+    const a1 = alice.devices[0] as SessionDevice;
+    await a1.rooms.kick(roomId, carol.userId, 'bye');
+    const { eventId } = await a1.session.send(roomId, { type: 'room.message', body: 'after the kick' });
+    const stay = [...alice.devices, ...bob.devices];
+    await groupIs(stay, roomId, stay);
+    await everyoneReads(stay.slice(1), roomId, eventId, 'after the kick');
+    for (const c of carol.devices) {
+      const r = await decryptOnce(c, roomId, eventId, a1);
+      expect(r.ok, c.name).toBe(false);
+      if (!r.ok) expect(['not_member', 'unknown_epoch']).toContain(r.reason);
+      await expect(c.session.send(roomId, { type: 'room.message', body: 'still here?' })).rejects.toThrow();
+    }
+    // A later message too, after more commits.
+    await (bob.devices[0] as SessionDevice).session.updateKeys(roomId);
+    const later = await (bob.devices[1] as SessionDevice).session.send(roomId, { type: 'room.message', body: 'later' });
+    await expectReads(a1, roomId, later.eventId, 'later');
+    for (const c of carol.devices) expect((await decryptOnce(c, roomId, later.eventId, a1)).ok, c.name).toBe(false);
+  }, 180_000);
 });

@@ -21,9 +21,16 @@ export interface SessionDevice {
   position: number;
   chain: Promise<void>;
   errors: unknown[];
+  /** The session's diagnostics (never plaintext). */
+  logs: string[];
 }
 
-export const SESSION_TIMINGS = { fallbackMs: 1500, welcomeWaitMs: 2500 };
+export const SESSION_TIMINGS = { fallbackMs: 4000, welcomeWaitMs: 6000 };
+
+function logTo(d: SessionDevice, m: string): void {
+  d.logs.push(m);
+  if (process.env.E2E_DEBUG) console.log(`[${d.name}] ${m}`);
+}
 
 async function livePosition(client: ParleyClient): Promise<number> {
   return (await client.request<SyncResponse>('GET', '/api/v1/sync?timeout=0')).next;
@@ -54,8 +61,16 @@ export async function openDevice(
     position: await livePosition(client),
     chain: Promise.resolve(),
     errors: [],
+    logs: [],
   };
-  d.session = await E2eSession.open({ client, store: d.store, userId: d.userId, deviceId: d.deviceId, ...SESSION_TIMINGS });
+  d.session = await E2eSession.open({
+    client,
+    store: d.store,
+    userId: d.userId,
+    deviceId: d.deviceId,
+    ...SESSION_TIMINGS,
+    log: (m) => logTo(d, m),
+  });
   startFeed(d);
   return d;
 }
@@ -85,7 +100,14 @@ export async function goOffline(d: SessionDevice): Promise<void> {
 }
 
 export async function comeBack(d: SessionDevice): Promise<void> {
-  d.session = await E2eSession.open({ client: d.client, store: d.store, userId: d.userId, deviceId: d.deviceId, ...SESSION_TIMINGS });
+  d.session = await E2eSession.open({
+    client: d.client,
+    store: d.store,
+    userId: d.userId,
+    deviceId: d.deviceId,
+    ...SESSION_TIMINGS,
+    log: (m) => logTo(d, m),
+  });
   startFeed(d);
 }
 
@@ -120,4 +142,53 @@ export async function decryptOnce(d: SessionDevice, roomId: string, eventId: str
   const e = (await encryptedEvents(d, roomId, via)).find((x) => x.event_id === eventId);
   if (e === undefined) throw new Error(`${eventId} not in the timeline`);
   return d.session.decrypt(e);
+}
+
+export interface Person {
+  userId: string;
+  devices: SessionDevice[];
+  recoveryKey: string;
+}
+
+/** A user with `count` devices, each its own session; the first sets up recovery, the others restore with it. */
+export async function person(server: FedServer, username: string, count = 2): Promise<Person> {
+  const first = await openDevice(server, username, { name: `${username}1` });
+  const recoveryKey = await first.session.setupRecovery();
+  const devices = [first];
+  for (let i = 2; i <= count; i++) devices.push(await addDevice(server, username, recoveryKey, `${username}${i}`));
+  return { userId: first.userId, devices, recoveryKey };
+}
+
+/** Logs a new device of an existing user in; it restores the key backup with the recovery key. */
+export async function addDevice(server: FedServer, username: string, recoveryKey: string, name: string): Promise<SessionDevice> {
+  const d = await openDevice(server, username, { login: true, name });
+  if (!d.session.needsRecovery) throw new Error(`${name}: expected to need the recovery key`);
+  await d.session.restore(recoveryKey);
+  return d;
+}
+
+export async function closeAll(devices: (SessionDevice | undefined)[]): Promise<void> {
+  for (const d of devices) {
+    d?.poller?.close();
+    await d?.session.close();
+  }
+}
+
+/** Waits until every device's group holds exactly `expected` devices (user/device pairs). */
+export async function groupIs(devices: SessionDevice[], roomId: string, expected: SessionDevice[]): Promise<void> {
+  const want = expected.map((d) => `${d.userId}/${d.deviceId}`).sort();
+  let seen = '';
+  try {
+    await until(async () => {
+      for (const d of devices) {
+        const got = (await d.session.device.members(roomId)).map((m) => `${m.userId}/${m.deviceId}`).sort();
+        seen = `${d.name}: ${got.join(', ')}`;
+        if (got.join() !== want.join()) return false;
+      }
+      return true;
+    }, 60_000);
+  } catch {
+    const logs = devices.map((d) => `${d.name}: ${d.logs.slice(-8).join(' | ')} ${d.errors.map(String).join(' | ')}`).join('\n');
+    throw new Error(`groups did not converge to ${want.join(', ')}; ${seen}\n${logs}`);
+  }
 }

@@ -204,7 +204,14 @@ export async function processCommit(g: DeviceGroups, roomId: string, content: Ml
       return skip(fail('corrupt', `commit does not verify (skipped: ${message.slice(0, 120)})`));
     }
     // External commits have no member sender: the committer is the leaf they add.
-    committer ??= members(newState.ratchetTree).find((m) => !before.some((b) => b.leafIndex === m.leafIndex));
+    // A resync takes the leaf index its old leaf had: the new leaf is the one whose HPKE key changed.
+    const hpke = (st: ClientState, i: number) => {
+      const node = st.ratchetTree[i * 2];
+      return node?.nodeType === 'leaf' ? toB64u(node.leaf.hpkePublicKey) : '';
+    };
+    committer ??= members(newState.ratchetTree).find(
+      (m) => !before.some((b) => b.leafIndex === m.leafIndex) || hpke(newState, m.leafIndex) !== hpke(state, m.leafIndex),
+    );
     if (committer === undefined || !g.me.isRoomMember(roomId, committer.userId)) {
       return skip(fail('not_member', `commit from ${committer?.userId ?? 'an unknown leaf'}, not a member of the room (skipped)`));
     }

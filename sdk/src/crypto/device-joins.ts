@@ -19,7 +19,8 @@ import type { KeyPackagePool } from './key-packages.js';
 
 // How a CryptoDevice gets into a group: from a Welcome, or by external commit from a GroupInfo.
 
-export type JoinResult = { ok: true; roomId: string; epoch: number } | Failure<DecryptFailureReason>;
+/** `users`: the Welcome's group holds devices of these users, whose keys are not pinned yet: fetch their device lists and retry. */
+export type JoinResult = { ok: true; roomId: string; epoch: number } | (Failure<DecryptFailureReason> & { users?: string[] });
 
 /**
  * The current epoch's GroupInfo (with external_pub and the ratchet tree), b64u MLSMessage:
@@ -61,6 +62,7 @@ export async function joinFromWelcome(g: DeviceGroups, roomId: string, welcomeB6
       return fail('no_key_package', 'the Welcome names no KeyPackage this device holds (used up or lost): ask to be re-added');
     }
     let state: ClientState;
+    g.unknownUsers.clear();
     try {
       state = await joinGroup(
         msg.welcome,
@@ -74,6 +76,10 @@ export async function joinFromWelcome(g: DeviceGroups, roomId: string, welcomeB6
       );
     } catch (err) {
       const message = (err as Error).message ?? '';
+      if (g.unknownUsers.size > 0) {
+        const users = [...g.unknownUsers].sort();
+        return { ...fail('not_member', `no pinned user signing key for ${users.join(', ')}: fetch their device lists and retry`), users };
+      }
       if (/credential/i.test(message))
         return fail('not_member', `the group holds a device whose user key is not trusted: fetch device lists and retry (${message})`);
       return fail('corrupt', `Welcome does not verify (${message.slice(0, 120)})`);
@@ -117,9 +123,20 @@ export async function prepareExternalJoin(
       g.suite.impl,
     );
     let joined: Awaited<ReturnType<typeof joinGroupExternal>>;
+    g.unknownUsers.clear();
     try {
       joined = await joinGroupExternal(msg.groupInfo, kp.publicPackage, kp.privatePackage, resync, g.suite.impl, undefined, g.config);
+      const mine = (s: ClientState) => members(s.ratchetTree).filter((m) => equalBytes(m.signatureKey, g.me.signatureKeys.publicKey));
+      if (!resync && mine(joined.newState).length > 1) {
+        // The group still holds a leaf of this device (added while its Welcome was on the way,
+        // or its state was lost): replace that leaf rather than appear twice.
+        joined = await joinGroupExternal(msg.groupInfo, kp.publicPackage, kp.privatePackage, true, g.suite.impl, undefined, g.config);
+      }
     } catch (err) {
+      if (g.unknownUsers.size > 0) {
+        const users = [...g.unknownUsers].sort();
+        throw new CryptoFailureError('not_member', `no pinned user signing key for ${users.join(', ')}`, users);
+      }
       throw new CryptoFailureError('corrupt', `external join refused: ${(err as Error).message}`);
     }
     // The room's next commit slot (default: the GroupInfo's epoch, equal unless a commit was skipped).

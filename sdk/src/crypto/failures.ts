@@ -43,6 +43,8 @@ export class CryptoFailureError extends Error {
   constructor(
     readonly reason: CommitFailureReason,
     message: string,
+    /** Users whose keys are not pinned yet (fetch their device lists and retry). */
+    readonly users?: string[],
   ) {
     super(message);
   }

@@ -3,6 +3,7 @@ import { MAX_WELCOME_B64 } from '@parley/schemas';
 import type { E2eApi } from '../e2e.js';
 import type { RoomsApi } from '../rooms.js';
 import type { CommitResult, CryptoDevice, PreparedCommit } from './device.js';
+import type { CryptoFailureError } from './failures.js';
 import type { Member } from './group-state.js';
 import { membershipPlan } from './membership.js';
 import type { TrustBook } from './session-trust.js';
@@ -44,6 +45,7 @@ export class GroupDriver {
   readonly #queues = new Map<string, Promise<unknown>>();
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   readonly #reconcileQueued = new Set<string>();
+  readonly #stale = new Set<string>();
   #closed = false;
 
   constructor(
@@ -97,20 +99,45 @@ export class GroupDriver {
     if (loading === undefined) {
       loading = (async () => {
         const view: RoomView = { encrypted: false, encryptedBy: null, membership: new Map(), everJoined: new Set() };
+        let ok = true;
         try {
           for (const e of await this.roomsApi.getState(roomId)) this.applyState(view, e);
         } catch (err) {
+          ok = false;
           this.hooks.log(`room state of ${roomId} unavailable: ${(err as Error).message}`);
         }
         const raced = this.rooms.get(roomId);
         if (raced !== undefined) return raced;
-        this.rooms.set(roomId, view);
+        if (ok) this.rooms.set(roomId, view); // a failed fetch is tried again next time
         return view;
       })();
       this.#loading.set(roomId, loading);
       void loading.finally(() => this.#loading.delete(roomId));
     }
     return loading;
+  }
+
+  /** Membership changed: the next check refetches the room state (frames may replay older state events). */
+  markStale(roomId: string): void {
+    this.#stale.add(roomId);
+  }
+
+  /** Refetches the room's state into its view; on failure the view stays as it was. */
+  async refreshRoom(roomId: string): Promise<RoomView> {
+    const view = await this.ensureRoom(roomId);
+    try {
+      const events = await this.roomsApi.getState(roomId);
+      const fresh: RoomView = { encrypted: false, encryptedBy: null, membership: new Map(), everJoined: new Set(view.everJoined) };
+      for (const e of events) this.applyState(fresh, e);
+      view.encrypted ||= fresh.encrypted;
+      view.encryptedBy ??= fresh.encryptedBy;
+      view.membership = fresh.membership;
+      for (const u of fresh.everJoined) view.everJoined.add(u);
+      this.#stale.delete(roomId);
+    } catch (err) {
+      this.hooks.log(`room state of ${roomId} unavailable: ${(err as Error).message}`);
+    }
+    return view;
   }
 
   applyState(view: RoomView, e: ClientEvent): void {
@@ -138,7 +165,17 @@ export class GroupDriver {
     return result;
   }
 
-  /** Applies the commits of the timeline this device has not seen, oldest first. Returns own commits applied. */
+  /** catchUp that logs instead of throwing (history unreadable, server away). */
+  async tryCatchUp(roomId: string): Promise<CommitResult[]> {
+    try {
+      return await this.catchUp(roomId);
+    } catch (err) {
+      this.hooks.log(`catching up ${roomId}: ${(err as Error).message}`);
+      return [];
+    }
+  }
+
+  /** Applies the commits of the timeline this device has not seen, oldest first. Returns the commits applied. */
   async catchUp(roomId: string): Promise<CommitResult[]> {
     const slot = await this.device().slot(roomId);
     if (slot === null) return [];
@@ -199,14 +236,17 @@ export class GroupDriver {
       await this.trust.lists(this.joined(room));
       let r = await this.device().joinFromWelcome(roomId, content.welcome as string, content.epoch);
       if (!r.ok && r.reason === 'not_member') {
-        await this.trust.lists(this.joined(room), true);
+        await this.trust.lists([...this.joined(room), ...(r.users ?? [])], true);
         r = await this.device().joinFromWelcome(roomId, content.welcome as string, content.epoch);
       }
       if (!r.ok) {
-        this.hooks.log(`Welcome for ${roomId}: ${r.reason} (${r.detail})`);
+        const joined = [...this.joined(room)];
+        const known = await this.trust.lists(joined);
+        const missing = joined.filter((u) => !known.has(u));
+        this.hooks.log(`Welcome for ${roomId}: ${r.reason} (${r.detail}); joined ${joined.join(' ')}; no list for ${missing.join(' ')}`);
         return;
       }
-      await this.catchUp(roomId);
+      await this.tryCatchUp(roomId);
       await this.hooks.changed(roomId);
     });
     this.schedule(roomId);
@@ -220,13 +260,18 @@ export class GroupDriver {
       if (gi === null) return false;
       const room = await this.ensureRoom(roomId);
       await this.trust.lists(this.joined(room));
-      let prepared: PreparedCommit;
-      try {
-        prepared = await this.device().prepareExternalJoin(roomId, gi.groupInfo, false, gi.slot);
-      } catch (err) {
-        this.hooks.log(`external join of ${roomId}: ${(err as Error).message}`);
-        return false;
+      let prepared: PreparedCommit | undefined;
+      for (let i = 0; i < 2 && prepared === undefined; i++) {
+        try {
+          prepared = await this.device().prepareExternalJoin(roomId, gi.groupInfo, false, gi.slot);
+        } catch (err) {
+          const users = (err as CryptoFailureError).users;
+          this.hooks.log(`external join of ${roomId}: ${(err as Error).message}`);
+          if (users === undefined || i > 0) return false;
+          await this.trust.lists(users, true);
+        }
       }
+      if (prepared === undefined) return false;
       const res = await this.e2e.sendCommit(roomId, prepared.content);
       if (res.status === 'sequenced') {
         await this.device().confirmCommit(roomId);
@@ -236,8 +281,33 @@ export class GroupDriver {
       }
       await this.device().discardCommit(roomId);
       if (res.status === 'queued') await this.#waitSlot(roomId, prepared.content.epoch);
+      // Lost the slot: most likely to the commit that adds this device; its Welcome is on the way.
+      else return false;
     }
     return false;
+  }
+
+  /** A commit that only refreshes this device's keys (post-compromise security); retried until sequenced. */
+  async updateKeys(roomId: string): Promise<void> {
+    for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
+      const prepared = await this.device().prepareCommit(roomId, { update: true });
+      const res = await this.e2e.sendCommit(roomId, prepared.content);
+      this.hooks.log(`key update in ${roomId} slot ${prepared.content.epoch}: ${res.status}`);
+      if (res.status === 'sequenced') {
+        await this.device().confirmCommit(roomId);
+        await this.hooks.changed(roomId);
+        await this.hooks.committed(roomId);
+        return;
+      }
+      if (res.status === 'queued') {
+        const applied = await this.#waitSlot(roomId, prepared.content.epoch);
+        if (applied.some((r) => r.ok && r.own)) return;
+      } else {
+        await this.catchUp(roomId);
+      }
+      await this.device().discardCommit(roomId);
+    }
+    throw new Error(`${roomId}: key update gave up after ${MAX_COMMIT_ATTEMPTS} lost slots`);
   }
 
   async #active(roomId: string): Promise<boolean> {
@@ -284,8 +354,8 @@ export class GroupDriver {
    * Runs `membershipPlan` and commits when this device is the committer (or `force`: before
    * sending, and when the committer stayed silent past the fallback delay). Call in the room's queue.
    */
-  async reconcile(roomId: string, force = false): Promise<void> {
-    const room = await this.ensureRoom(roomId);
+  async reconcile(roomId: string, force = false, refresh = force): Promise<void> {
+    const room = refresh || this.#stale.has(roomId) ? await this.refreshRoom(roomId) : await this.ensureRoom(roomId);
     if (!room.encrypted || room.membership.get(this.me.userId) !== 'join') return;
     const device = this.device();
     if (!(await this.#active(roomId))) {
@@ -294,7 +364,7 @@ export class GroupDriver {
       this.#later(force ? 0 : this.options.welcomeWaitMs, () => {
         void this.run(roomId, async () => {
           if (!(await this.#active(roomId))) {
-            await this.catchUp(roomId);
+            await this.tryCatchUp(roomId);
             if (!(await this.#active(roomId))) await this.externalJoin(roomId);
           }
         }).catch((err) => this.hooks.log(`external join of ${roomId}: ${(err as Error).message}`));
@@ -346,7 +416,13 @@ export class GroupDriver {
         }
       }
       const add = plan.add.map((d) => claimed.get(`${d.userId}\u0000${d.deviceId}`)).filter((k): k is string => k !== undefined);
-      const remove = plan.remove.filter((d) => !(d.userId === this.me.userId && d.deviceId === this.me.deviceId));
+      const seen = new Set<string>();
+      const remove = plan.remove.filter((d) => {
+        const key = `${d.userId}\u0000${d.deviceId}`;
+        if (seen.has(key) || (d.userId === this.me.userId && d.deviceId === this.me.deviceId)) return false;
+        seen.add(key);
+        return true;
+      });
       if (add.length + remove.length === 0) return;
       let prepared: PreparedCommit;
       try {
@@ -356,6 +432,9 @@ export class GroupDriver {
         return;
       }
       const res = await this.e2e.sendCommit(roomId, prepared.content);
+      this.hooks.log(
+        `membership commit in ${roomId} slot ${prepared.content.epoch} (+${add.length} -${remove.length}${force ? ', forced' : ''}): ${res.status}`,
+      );
       if (res.status === 'sequenced') {
         await this.device().confirmCommit(roomId);
         await this.#sendWelcomes(roomId, prepared, res.eventId);

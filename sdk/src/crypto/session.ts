@@ -6,7 +6,7 @@ import { newTxnId, RoomsApi } from '../rooms.js';
 import { type AttachmentKey, decryptAttachment, encryptAttachment } from './attachments.js';
 import { CryptoDevice, type CryptoDeviceOptions } from './device.js';
 import { fromUtf8, utf8 } from './encoding.js';
-import type { DecryptFailureReason } from './failures.js';
+import { CryptoFailureError, type DecryptFailureReason } from './failures.js';
 import { safetyEmoji, safetyNumber } from './safety.js';
 import { GroupDriver } from './session-groups.js';
 import { OwnKeys } from './session-keys.js';
@@ -27,7 +27,7 @@ export interface E2eSessionOptions {
   device?: CryptoDevice;
   /** Non-committers commit a pending membership change after rank × this many ms (default 3000). */
   fallbackMs?: number;
-  /** A joined device waits this long for its Welcome before joining by external commit (default 4000). */
+  /** A joined device waits this long for its Welcome before joining by external commit (default 10000). */
   welcomeWaitMs?: number;
   /** Keep decrypted contents in the store so reloads show them (default true; keys are gone once read). */
   keepDecrypted?: boolean;
@@ -102,7 +102,7 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
       this.e2e,
       this.rooms,
       this.#trust,
-      { fallbackMs: options.fallbackMs ?? 3000, welcomeWaitMs: options.welcomeWaitMs ?? 4000 },
+      { fallbackMs: options.fallbackMs ?? 3000, welcomeWaitMs: options.welcomeWaitMs ?? 10_000 },
       {
         changed: (roomId) => this.#retryPending(roomId),
         committed: async () => {
@@ -190,11 +190,12 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
     const known = this.#groups.rooms.get(roomId);
     const room = known ?? (await this.#groups.ensureRoom(roomId));
     if (known !== undefined && typeof e.state_key === 'string') this.#groups.applyState(room, e);
+    if (e.type === 'room.member') this.#groups.markStale(roomId);
     if (e.type === 'room.mls.commit') {
       await this.#groups.run(roomId, async () => {
         const r = await this.#groups.applyCommit(roomId, e.content as unknown as MlsCommitContent);
         if (r.ok) await this.#retryPending(roomId);
-        else if (r.reason === 'unknown_epoch') await this.#groups.catchUp(roomId);
+        else if (r.reason === 'unknown_epoch') await this.#groups.tryCatchUp(roomId);
       });
       this.#groups.schedule(roomId);
     } else if (e.type === 'room.member' || e.type === 'room.encryption') {
@@ -236,8 +237,11 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
     this.#assertReady();
     if (typeof content !== 'object' || content === null) throw new TypeError('content: expected an object');
     return this.#groups.run(roomId, async () => {
+      const room = await this.#groups.ensureRoom(roomId);
+      if (room.membership.get(this.userId) !== 'join') throw new CryptoFailureError('not_member', `${roomId}: not joined`);
       await this.#groups.catchUp(roomId);
-      await this.#groups.reconcile(roomId, true);
+      // Membership as the server has it now: a kick a moment ago must not be able to read this.
+      await this.#groups.reconcile(roomId, true, true);
       const encrypted = await this.#device.encrypt(roomId, utf8(JSON.stringify(content)));
       const sent = await this.e2e.sendEncrypted(roomId, encrypted, txnId);
       await this.#remember(sent.event_id, {
@@ -261,7 +265,7 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
     return this.#groups.run(roomId, async () => {
       let result = await this.#decryptOnce(event);
       if (!result.ok && result.reason === 'unknown_epoch') {
-        await this.#groups.catchUp(roomId);
+        await this.#groups.tryCatchUp(roomId);
         result = await this.#decryptOnce(event);
       }
       if (!result.ok) {
@@ -306,11 +310,20 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
     return out;
   }
 
+  /** Refreshes this device's own keys in the room's group by a commit (retried until sequenced). */
+  async updateKeys(roomId: string): Promise<void> {
+    this.#assertReady();
+    await this.#groups.run(roomId, async () => {
+      await this.#groups.catchUp(roomId);
+      await this.#groups.updateKeys(roomId);
+    });
+  }
+
   /** Re-runs catch-up for the room (missing commits; external join when no Welcome came), then re-decrypts. */
   async retry(roomId: string, eventId: string): Promise<void> {
     this.#assertReady();
     await this.#groups.run(roomId, async () => {
-      await this.#groups.catchUp(roomId);
+      await this.#groups.tryCatchUp(roomId);
       const room = await this.#groups.ensureRoom(roomId);
       if (room.encrypted && room.membership.get(this.userId) === 'join' && (await this.#device.slot(roomId)) === null) {
         await this.#groups.externalJoin(roomId);
