@@ -75,15 +75,17 @@ async function scenario(alice: Page, bob: Page): Promise<void> {
   await alice.waitForURL(/\/room\//);
   await alice.getByRole('heading', { name: 'bob' }).waitFor();
   await alice.getByRole('region', { name: 'Direct messages' }).getByRole('link', { name: /^bob/ }).waitFor();
-  await sendMessage(alice, 'Hi Bob, just us here');
   const dmUrl = alice.url();
 
   // Bob sees the invitation under Alice's name, accepts, and has the DM under Direct messages.
+  // (DMs are end-to-end encrypted: Bob's device reads what is sent once it has joined.)
   const invite = bob.getByTestId('invite').filter({ hasText: 'alice' });
   await invite.waitFor({ timeout: 20_000 });
   await invite.getByRole('button', { name: 'Accept' }).click();
   await bob.waitForURL(/\/room\//);
-  await messageWith(bob, 'just us here').waitFor({ timeout: 15_000 });
+  await bob.getByTestId('room-lock').waitFor({ timeout: 15_000 });
+  await sendMessage(alice, 'Hi Bob, just us here');
+  await messageWith(bob, 'just us here').waitFor({ timeout: 30_000 });
   await bob
     .getByRole('region', { name: 'Direct messages' })
     .getByRole('link', { name: /^alice/ })

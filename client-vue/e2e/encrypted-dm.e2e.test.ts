@@ -149,7 +149,7 @@ describe('an encrypted direct message across two homeservers', () => {
       alice.on('request', (r) => {
         if (new URL(r.url()).pathname === '/api/v1/search') serverSearched = true;
       });
-      await alice.getByRole('button', { name: 'Search messages' }).click();
+      await alice.locator('.page-header').getByRole('button', { name: 'Search messages' }).click();
       await alice.getByTestId('search-local-note').waitFor();
       await alice.getByLabel('Search for').fill('blue DOOR');
       await alice.getByLabel('Search for').press('Enter');
@@ -157,7 +157,8 @@ describe('an encrypted direct message across two homeservers', () => {
       expect(await alice.getByTestId('search-results').getByTestId('panel-message').count()).toBe(1);
       await shot(alice, 'e2e-03b-alice-local-search');
       expect(serverSearched).toBe(false);
-      await alice.getByRole('button', { name: 'Search messages' }).click();
+      await alice.locator('.page-header').getByRole('button', { name: 'Search messages' }).click();
+      await alice.getByTestId('search-local-note').waitFor({ state: 'detached' });
 
       // Verification: both open "Verify" on the other and see the same 7 emoji (and number).
       await openVerify(alice, '@bob:hs2.test');
