@@ -23,7 +23,7 @@ const MAX_BODY = 65_536;
 async function reserve(
   relayPort: number,
   name: string,
-  options: { localAddress?: string; key?: SigningKey } = {},
+  options: { localAddress?: string; key?: SigningKey; silent?: boolean; seen?: string[] } = {},
 ): Promise<{ status: number; code?: string; ws?: WebSocket; reserved: Promise<RelayFrame> }> {
   const key = options.key ?? generateSigningKey();
   const authorization = signRequest({ method: 'GET', uri: RELAY_CONNECT_PATH, origin: name, destination: 'r.test' }, key);
@@ -40,7 +40,8 @@ async function reserve(
     const frame = parseRelayFrame(String(data), MAX_BODY);
     if (!frame.ok) return;
     const f = frame.value;
-    if (f.type === 'request' && f.request.uri === '/federation/v1/keys') {
+    if (f.type === 'request') options.seen?.push(`${f.request.method} ${f.request.uri}`);
+    if (f.type === 'request' && f.request.uri === '/federation/v1/keys' && !options.silent) {
       const doc = buildKeyDocument({ serverName: name, current: key, validForMs: 3_600_000, now: Date.now() });
       const body = Buffer.from(JSON.stringify(doc)).toString('base64url');
       ws.send(JSON.stringify({ type: 'response', id: f.id, response: { v: 1, status: 200, content_type: 'application/json', body } }));
@@ -229,6 +230,24 @@ describe('anchor relay: limits and a hostile relay', () => {
       status: 503,
       body: { error: { code: 'PARLEY_RELAY_NOT_CONNECTED' } },
     });
+  });
+
+  it('a connection still proving its key carries none of the traffic for the server it claims to be', async () => {
+    const seen: string[] = [];
+    const pending = await reserve(relayPort, 'z1.test', { silent: true, seen });
+    expect(pending.status).toBe(101);
+    await until(() => seen.length === 1, 10_000);
+    const uri = '/federation/v1/query/profile?user_id=%40someone%3Az1.test';
+    const authorization = signRequest({ method: 'GET', uri, origin: 'p.test', destination: 'z1.test' }, pKey);
+    const answer = await post(
+      relayPort,
+      relayForwardPath('z1.test'),
+      buildRequestEnvelope({ destination: 'z1.test', method: 'GET', uri, authorization }),
+    );
+    expect(answer.status).toBeGreaterThanOrEqual(400);
+    // Only the relay's own fetch of the key it needs to check the handshake reached it.
+    expect(seen).toEqual(['GET /federation/v1/keys']);
+    pending.ws?.close();
   });
 
   it('requests per second to one reservation are capped (429), and the reservation carries on afterwards', async () => {

@@ -276,10 +276,12 @@ export class RelayHub {
   /**
    * Carries a verified envelope to its reserved destination and waits for the answer. Rejects
    * with a ParleyError carrying a PARLEY_RELAY_* code: 503 not connected, 429 over a limit,
-   * 504 no answer in time.
+   * 504 no answer in time. `pending`: also over a connection whose handshake is under way (for
+   * fetching its key document during that handshake).
    */
-  forward(envelope: RelayRequestEnvelope): Promise<RelayResponseEnvelope> {
-    const conn = this.#connectionFor(envelope.destination);
+  forward(envelope: RelayRequestEnvelope, options: { pending?: boolean } = {}): Promise<RelayResponseEnvelope> {
+    // A connection still proving its key only carries our own fetch of that key, never others' traffic.
+    const conn = options.pending ? this.#connectionFor(envelope.destination) : this.#reserved.get(envelope.destination);
     if (!conn || conn.ws.readyState !== conn.ws.OPEN) {
       return Promise.reject(
         this.#refusal(503, 'PARLEY_RELAY_NOT_CONNECTED', `${envelope.destination} is not connected to this relay now; retry later`),

@@ -98,7 +98,7 @@ export function relayForwardRoutes(fed: FederationContext, hub: RelayHub, metric
       });
       if (!verified.ok) refuse(401, verified.code, `the origin's signature: ${verified.reason}`);
     }
-    if (!hub.has(destination)) {
+    if (!hub.isReserved(destination)) {
       if (hub.storeAndForward && origin !== undefined) {
         const held = await hub.storeAndForward(origin, destination, envelope);
         ctx.status = held.status;

@@ -66,7 +66,10 @@ export function setUpRelay(options: {
     fed,
     identity,
     hints,
-    local: (destination) => (hub?.has(destination) ? (envelope) => hub.forward(envelope) : undefined),
+    local: (destination) =>
+      hub?.has(destination)
+        ? (envelope) => hub.forward(envelope, { pending: envelope.method === 'GET' && envelope.uri === '/federation/v1/keys' })
+        : undefined,
   });
   let reserver: RelayReserver | null = null;
   let local: { server: http.Server; dispatch: RelayDispatch } | null = null;
