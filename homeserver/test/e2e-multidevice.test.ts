@@ -4,8 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   addDevice,
   closeAll,
+  comeBack,
   decryptOnce,
   expectReads,
+  goOffline,
   groupIs,
   openDevice,
   type Person,
@@ -158,4 +160,43 @@ describe('E2eSession: three servers, two devices a user', () => {
     await expectReads(a1, roomId, later.eventId, 'later');
     for (const c of carol.devices) expect((await decryptOnce(c, roomId, later.eventId, a1)).ok, c.name).toBe(false);
   }, 180_000);
+  it('trust per user: safety numbers agree, verified marks persist, a changed key is loud until accepted', async () => {
+    const [a1, b1] = [alice.devices[0] as SessionDevice, bob.devices[0] as SessionDevice];
+    expect(a1.session.userTrust(bob.userId)).toBe('unverified');
+    const [fromAlice, fromBob] = [await a1.session.safety(bob.userId), await b1.session.safety(alice.userId)];
+    expect(fromAlice).toEqual(fromBob);
+    expect(fromAlice.emoji).toHaveLength(7);
+    await a1.session.markVerified(bob.userId);
+    expect(a1.session.userTrust(bob.userId)).toBe('verified');
+    const devices = await a1.session.devices(bob.userId);
+    expect(devices.map((d) => d.deviceId).sort()).toEqual(bob.devices.map((d) => d.deviceId).sort());
+    expect(devices.every((d) => d.verified && !d.current)).toBe(true);
+    const { eventId } = await b1.session.send(roomId, { type: 'room.message', body: 'verified me' });
+    await expectReads(a1, roomId, eventId, 'verified me');
+    expect(await decryptOnce(a1, roomId, eventId, a1)).toMatchObject({ ok: true, verified: true, sender: { userId: bob.userId } });
+
+    // The mark is in the store: a reopened session still knows it.
+    await goOffline(a1);
+    await comeBack(a1);
+    expect(a1.session.userTrust(bob.userId)).toBe('verified');
+
+    // Carol's list re-signed by another key (her server, or someone with her password): refused, and said loudly.
+    await closeAll(carol.devices);
+    await a1.session.markVerified(carol.userId);
+    const events: string[] = [];
+    const off = a1.session.on('trust', (e) => events.push(`${e.userId} ${e.trust}`));
+    const c1 = carol.devices[0] as SessionDevice;
+    const rogue = await CryptoDevice.open({ store: new MemoryCryptoStore(), userId: carol.userId, deviceId: c1.deviceId });
+    await rogue.createUserSigningKey();
+    const current = await c1.session.e2e.deviceList(carol.userId);
+    await c1.session.e2e.putDeviceList(await rogue.signDeviceList([rogue.ownSignedDevice()], (current.device_list?.version ?? 0) + 1));
+    await a1.session.devices(carol.userId);
+    expect(a1.session.userTrust(carol.userId)).toBe('key_changed');
+    expect(events).toEqual([`${carol.userId} key_changed`]);
+    await expect(a1.session.markVerified(carol.userId)).rejects.toThrow(/key changed/);
+    await a1.session.acceptKeyChange(carol.userId);
+    expect(a1.session.userTrust(carol.userId)).toBe('unverified');
+    expect(events).toEqual([`${carol.userId} key_changed`, `${carol.userId} unverified`]);
+    off();
+  }, 120_000);
 });

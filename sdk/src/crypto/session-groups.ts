@@ -355,8 +355,10 @@ export class GroupDriver {
    * sending, and when the committer stayed silent past the fallback delay). Call in the room's queue.
    */
   async reconcile(roomId: string, force = false, refresh = force): Promise<void> {
-    const room = refresh || this.#stale.has(roomId) ? await this.refreshRoom(roomId) : await this.ensureRoom(roomId);
-    if (!room.encrypted || room.membership.get(this.me.userId) !== 'join') return;
+    let room = await this.ensureRoom(roomId);
+    if (!room.encrypted) return; // only encrypted rooms cost a state fetch on membership changes
+    if (refresh || this.#stale.has(roomId)) room = await this.refreshRoom(roomId);
+    if (room.membership.get(this.me.userId) !== 'join') return;
     const device = this.device();
     if (!(await this.#active(roomId))) {
       if (!device.certified) return;

@@ -47,6 +47,8 @@ export interface E2eSessionEvents {
   failure: { roomId: string; eventId: string; reason: DecryptFailureReason };
 }
 
+/** The room events the session acts on; others cost nothing. */
+const E2E_EVENT_TYPES: ReadonlySet<string> = new Set(['room.member', 'room.encryption', 'room.mls.commit']);
 const KEY_PACKAGES_LOW_TYPE = 'parley.key_packages_low';
 const MLS_WELCOME = 'mls.welcome';
 /** Failed events kept for a retry when the group moves on. */
@@ -186,6 +188,7 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
   }
 
   async #handleEvent(e: RoomEvent): Promise<void> {
+    if (!E2E_EVENT_TYPES.has(e.type)) return;
     const roomId = e.room_id;
     const known = this.#groups.rooms.get(roomId);
     const room = known ?? (await this.#groups.ensureRoom(roomId));
