@@ -93,6 +93,10 @@ describe('contact links in the browser', () => {
       expect(await request.getByTestId('contact-request-note').textContent()).toContain('we met at the Parley talk');
       await shot(alice, 'contact-requests');
       expect(await axe(alice)).toEqual([]);
+      await alice.emulateMedia({ colorScheme: 'dark' });
+      expect(await axe(alice)).toEqual([]);
+      await shot(alice, 'contact-requests-dark');
+      await alice.emulateMedia({ colorScheme: 'light' });
       // At phone width the page replaces the room list and nothing sticks out sideways.
       await alice.setViewportSize({ width: 390, height: 844 });
       await shot(alice, 'contact-requests-phone');
