@@ -77,21 +77,21 @@ export class FederatedRooms {
     return this.participant.signForRemote(roomId, type, sender, content, stateKey);
   }
   join(userId: string, roomId: string, displayname: string | null): Promise<void> {
-    return this.participant.join(userId, roomId, displayname);
+    return this.participant.joins.join(userId, roomId, displayname);
   }
-  submit(roomId: string, event: RoomEvent, onQueued?: () => void): ReturnType<ParticipantRooms['submit']> {
-    return this.participant.submit(roomId, event, onQueued);
+  submit(roomId: string, event: RoomEvent, onQueued?: () => void): ReturnType<ParticipantRooms['submits']['submit']> {
+    return this.participant.submits.submit(roomId, event, onQueued);
   }
   deliverSubmits(host: string, payloads: Array<Record<string, unknown>>): Promise<Array<string | null>> {
-    return this.participant.deliverSubmits(host, payloads);
+    return this.participant.submits.deliverSubmits(host, payloads);
   }
   backfillOlder(roomId: string, from: number): Promise<void> {
-    return this.participant.backfillOlder(roomId, from);
+    return this.participant.joins.backfillOlder(roomId, from);
   }
   receive(origin: string, raw: unknown): Promise<string | null> {
-    return this.participant.receive(origin, raw);
+    return this.participant.pushed.receive(origin, raw);
   }
   receiveMany(origin: string, raws: unknown[]): Promise<Array<string | null>> {
-    return this.participant.receiveMany(origin, raws);
+    return this.participant.pushed.receiveMany(origin, raws);
   }
 }

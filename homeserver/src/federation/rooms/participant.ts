@@ -28,9 +28,12 @@ import { SubmitLanes } from './participant-submit.js';
 export class ParticipantRooms {
   private readonly d: ParticipantDeps;
   private readonly checks: EntryChecks;
-  private readonly submits: SubmitLanes;
-  private readonly joins: RemoteJoins;
-  private readonly pushed: PushedEntries;
+  /** Our users' events on their way to hosts (submit, deliverSubmits). */
+  readonly submits: SubmitLanes;
+  /** Joins and older history (join, backfillOlder). */
+  readonly joins: RemoteJoins;
+  /** Entries hosts push to us (receive, receiveMany). */
+  readonly pushed: PushedEntries;
 
   constructor(
     db: Db,
@@ -93,35 +96,5 @@ export class ParticipantRooms {
     } catch (err) {
       throw new ParleyError(400, 'PARLEY_INVALID_PARAM', (err as Error).message, { field: 'content' });
     }
-  }
-
-  /** Joins a room hosted on another server and stores its verified chain. */
-  join(userId: string, roomId: string, displayname: string | null): Promise<void> {
-    return this.joins.join(userId, roomId, displayname);
-  }
-
-  /** Sends an event of a remote room to its host for sequencing (SubmitLanes.submit). */
-  submit(roomId: string, event: RoomEvent, onQueued?: () => void): Promise<{ event_id: string; seq?: number; queued?: boolean }> {
-    return this.submits.submit(roomId, event, onQueued);
-  }
-
-  /** Delivery of queued submits of one room (DeliveryEngine.submitter). */
-  deliverSubmits(host: string, payloads: Array<Record<string, unknown>>): Promise<Array<string | null>> {
-    return this.submits.deliverSubmits(host, payloads);
-  }
-
-  /** History below a snapshot join, fetched when someone pages back past `history_from`. */
-  backfillOlder(roomId: string, from: number): Promise<void> {
-    return this.joins.backfillOlder(roomId, from);
-  }
-
-  /** Entries the host pushed (PUT send): applied in order; a gap is backfilled first. */
-  receive(origin: string, raw: unknown): Promise<string | null> {
-    return this.pushed.receive(origin, raw);
-  }
-
-  /** The entries of one pushed transaction, in order (group apply). */
-  receiveMany(origin: string, raws: unknown[]): Promise<Array<string | null>> {
-    return this.pushed.receiveMany(origin, raws);
   }
 }
