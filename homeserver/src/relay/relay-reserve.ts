@@ -27,6 +27,8 @@ const BACKOFF_MAX_MS = 60_000;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 // A reserved server answers at most this many carried requests at once; the relay caps it too.
 const MAX_CONCURRENT = 256;
+// The relay pings every 20 s: a connection silent for this long is dead (a relay host gone without a FIN).
+const SILENCE_LIMIT_MS = 65_000;
 
 export type RelayDispatch = (envelope: RelayRequestEnvelope, maxBodyBytes: number) => Promise<RelayResponseEnvelope>;
 
@@ -156,7 +158,18 @@ export class RelayReserver {
       }) as never,
     });
     this.#ws = ws;
-    ws.on('message', (data, isBinary) => this.#onFrame(ws, data as Buffer, isBinary));
+    let heard = Date.now();
+    const watchdog = setInterval(() => {
+      if (Date.now() - heard > SILENCE_LIMIT_MS) ws.terminate();
+    }, SILENCE_LIMIT_MS / 3);
+    watchdog.unref();
+    ws.on('ping', () => {
+      heard = Date.now();
+    });
+    ws.on('message', (data, isBinary) => {
+      heard = Date.now();
+      this.#onFrame(ws, data as Buffer, isBinary);
+    });
     ws.on('unexpected-response', (_req, res) => {
       let text = '';
       res.on('data', (chunk: Buffer) => {
@@ -172,6 +185,7 @@ export class RelayReserver {
       this.#state.last_error ??= err.message;
     });
     ws.on('close', (code, reason) => {
+      clearInterval(watchdog);
       if (this.#ws === ws) this.#lost(this.#state.last_error ?? `closed (${code} ${reason.toString().slice(0, 100)})`);
     });
   }

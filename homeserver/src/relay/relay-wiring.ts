@@ -2,7 +2,7 @@ import http, { type IncomingMessage } from 'node:http';
 import type https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { SigningKey } from '@parley/federation/keys';
-import { decodeBody, encodeBody, publishedRelayLimits, RELAY_PROTOCOL_VERSION, type RelayLimits } from '@parley/federation/relay';
+import { decodeBody, encodeBody, publishedRelayLimits, RELAY_PROTOCOL_VERSION } from '@parley/federation/relay';
 import type Koa from 'koa';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
@@ -18,7 +18,7 @@ import { relayForwardRoutes } from './relay-routes.js';
 /** What the admin view shows (GET /api/v1/admin/relay). */
 export interface RelayStatus {
   /** Serving as a relay: limits and the reservations held here. */
-  relay: { limits: RelayLimits; reservations: ReturnType<RelayHub['list']> } | null;
+  relay: { limits: Record<string, number>; reservations: ReturnType<RelayHub['list']> } | null;
   /** This server's own reservation (relay.use), when it has one configured. */
   own: OwnReservationState | null;
 }
@@ -86,7 +86,7 @@ export function setUpRelay(options: {
       return reserver;
     },
     status: () => ({
-      relay: hub ? { limits, reservations: hub.list() } : null,
+      relay: hub ? { limits: publishedRelayLimits(limits), reservations: hub.list() } : null,
       own: reserver ? reserver.state() : null,
     }),
     attach(server) {
