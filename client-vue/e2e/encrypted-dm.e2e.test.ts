@@ -4,6 +4,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Federation, type FedServer, startFederation } from '../../homeserver/test/support/federation.js';
 import {
+  axe,
   ensureClientBuilt,
   isNoneYet,
   launch,
@@ -106,6 +107,8 @@ describe('an encrypted direct message across two homeservers', () => {
       await setup.getByRole('button', { name: 'Copied ✓' }).waitFor();
       expect(await alice.evaluate(() => navigator.clipboard.readText())).toBe(key);
       await shot(alice, 'e2e-01-alice-recovery-key');
+      // WCAG 2.1 A/AA (axe-core) on the encryption UI: this dialog, the room, search, verification.
+      expect(await axe(alice)).toEqual([]);
       await setup.getByTestId('recovery-saved').check();
       await setup.getByRole('button', { name: 'Done' }).click();
       await setup.waitFor({ state: 'detached' });
@@ -137,9 +140,25 @@ describe('an encrypted direct message across two homeservers', () => {
       await expect.poll(() => bob.getByTestId('send-status').count(), { timeout: 30_000 }).toBe(0);
       expect(await alice.getByTestId('undecryptable').count()).toBe(0);
       expect(await bob.getByTestId('undecryptable').count()).toBe(0);
+      // A reply and an edit travel encrypted too; each side applies them to what it decrypted.
+      const hello = messageWith(bob, SECRET_A);
+      await hello.hover();
+      await hello.getByRole('button', { name: 'Reply', exact: true }).click();
+      await bob.getByTestId('reply-bar').waitFor();
+      await sendMessage(bob, 'Replying in secret');
+      const reply = messageWith(alice, 'Replying in secret');
+      await reply.waitFor({ timeout: 60_000 });
+      expect(await reply.getByTestId('reply-quote').textContent()).toContain('Meet at the blue door');
+      await bob.getByTestId('composer').click();
+      await bob.getByTestId('composer').press('ArrowUp');
+      await bob.getByTestId('edit-bar').waitFor();
+      await bob.getByTestId('composer').fill('Replying in secret, edited');
+      await bob.getByTestId('composer').press('Enter');
+      await messageWith(alice, 'Replying in secret, edited').getByTestId('edited').waitFor({ timeout: 60_000 });
+
       // The room list previews what the device decrypted (the other's message, and one's own).
-      await expect.poll(() => alice.locator('.sidebar').textContent(), { timeout: 20_000 }).toContain('bob: Bringing the maps');
-      await expect.poll(() => bob.locator('.sidebar').textContent(), { timeout: 20_000 }).toContain('You: Bringing the maps');
+      await expect.poll(() => alice.locator('.sidebar').textContent(), { timeout: 20_000 }).toContain('bob: Replying in secret, edited');
+      await expect.poll(() => bob.locator('.sidebar').textContent(), { timeout: 20_000 }).toContain('You: Replying in secret, edited');
       await shot(alice, 'e2e-02-alice-chat');
       await shot(bob, 'e2e-03-bob-chat');
 
@@ -156,6 +175,7 @@ describe('an encrypted direct message across two homeservers', () => {
       await alice.getByTestId('search-results').getByTestId('panel-message').filter({ hasText: 'Meet at the blue door' }).waitFor();
       expect(await alice.getByTestId('search-results').getByTestId('panel-message').count()).toBe(1);
       await shot(alice, 'e2e-03b-alice-local-search');
+      expect(await axe(alice)).toEqual([]);
       expect(serverSearched).toBe(false);
       await alice.locator('.page-header').getByRole('button', { name: 'Search messages' }).click();
       await alice.getByTestId('search-local-note').waitFor({ state: 'detached' });
@@ -171,6 +191,7 @@ describe('an encrypted direct message across two homeservers', () => {
       expect(numberA?.replace(/\D/g, '')).toHaveLength(60);
       expect(numberA).toBe(await bob.getByTestId('safety-number').textContent());
       await shot(alice, 'e2e-04-alice-verify-emoji');
+      expect(await axe(alice)).toEqual([]);
       await shot(bob, 'e2e-05-bob-verify-emoji');
       await alice.getByTestId('verify-dialog').getByRole('button', { name: 'They match' }).click();
       await bob.getByTestId('verify-dialog').getByRole('button', { name: 'They match' }).click();
@@ -221,6 +242,7 @@ describe('an encrypted direct message across two homeservers', () => {
           .poll(() => restore.getByTestId('recovery-error').textContent(), { timeout: 20_000 })
           .toBe('That recovery key does not unlock this account’s backup. Check it and try again.');
         await shot(alice2, 'e2e-09-alice-new-device-wrong-key');
+        expect(await axe(alice2)).toEqual([]);
         await restore.getByTestId('recovery-input').fill(key.toLowerCase());
         await restore.getByRole('button', { name: 'Unlock' }).click();
         await restore.waitFor({ state: 'detached', timeout: 30_000 });
@@ -242,7 +264,7 @@ describe('an encrypted direct message across two homeservers', () => {
         const rows = await hs.running.services.db('events').where({ room_id: roomId }).select('event');
         expect(rows.length).toBeGreaterThan(0);
         const dump = JSON.stringify(rows);
-        for (const secret of [SECRET_A, SECRET_B, 'blue door', 'alice-secret-5c1e', 'bob-secret-9d2f', 'harbour.png'])
+        for (const secret of [SECRET_A, SECRET_B, 'blue door', 'alice-secret-5c1e', 'bob-secret-9d2f', 'harbour.png', 'Replying in secret'])
           expect(dump).not.toContain(secret);
         expect(dump).toContain('room.encrypted');
       }
