@@ -14,7 +14,8 @@ type Undici = typeof import('undici');
 let undici: Promise<Undici> | null = null;
 /** undici (≈ 700 KB of code) loads with the first outgoing request, not with every process. */
 function loadUndici(): Promise<Undici> {
-  undici ??= import('undici');
+  // Through a bundler, importing CommonJS may answer its exports only as `default`.
+  undici ??= import('undici').then((m) => ((m as Partial<Undici>).Pool ? m : (m as unknown as { default: Undici }).default));
   return undici;
 }
 
