@@ -11,7 +11,8 @@ import {
 import { isFederationError, signRequest } from '@parley/federation/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { ConfigError, defaultConfig, validateConfig } from '../src/config.js';
+import { ConfigError, defaultConfig, loadConfig, validateConfig } from '../src/config.js';
+import { doctor } from '../src/ops/doctor.js';
 import type { RelayHub } from '../src/relay/relay-hub.js';
 import { loadIdentity } from '../src/server.js';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
@@ -129,6 +130,20 @@ describe('anchor relay: limits and a hostile relay', () => {
     config.relay.use = null;
     config.federation.enabled = false;
     expect(validateConfig(config).federation.enabled).toBe(false);
+    // The same from the environment, as a container would set it.
+    const env = { PARLEY_SERVER_NAME: 'home.example', PARLEY_FEDERATION_LISTEN: 'false' };
+    expect(() => loadConfig({ env, file: undefined })).toThrow(/relay\.use/);
+    const loaded = loadConfig({ env: { ...env, PARLEY_RELAY_USE: 'relay.example' } });
+    expect(loaded.federation.listen).toBe(false);
+    expect(loaded.relay.use).toBe('relay.example');
+    expect(loadConfig({ env: { PARLEY_RELAY_ENABLED: 'true' } }).relay.enabled).toBe(true);
+  });
+
+  it('parley doctor on a server without an inbound port says it is reached through its relay', async () => {
+    const findings = await doctor(n.running.config, { timeoutMs: 2000 });
+    const port = findings.find((f) => f.check === 'federation_port');
+    expect(port).toMatchObject({ status: 'ok' });
+    expect(port?.detail).toContain('through the relay r.test');
   });
 
   it('the relay publishes its capability and limits in its key document and its bootstrap descriptor', () => {

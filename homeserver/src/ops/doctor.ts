@@ -231,6 +231,9 @@ function tls(config: Config, now: number, warnMs: number): Finding {
  */
 async function reachability(config: Config): Promise<Finding> {
   if (!config.federation.enabled) return finding('server_name', 'ok', 'federation is off');
+  if (!config.federation.listen) {
+    return finding('server_name', 'ok', `no inbound port: other servers reach this one through the relay ${config.relay.use}`);
+  }
   const host = certificateHost(config.server_name);
   if (host === 'localhost' || host.endsWith('.localhost')) {
     return finding(
@@ -300,16 +303,18 @@ export async function doctor(config: Config, options: DoctorOptions = {}): Promi
       (b) => typeof b.status === 'string',
       timeoutMs,
     ),
-    config.federation.enabled
-      ? port(
-          'federation_port',
-          fedHost,
-          config.federation.port,
-          `https://${fedProbeHost}:${config.federation.port}/federation/v1/keys`,
-          (b) => b.server_name === config.server_name,
-          timeoutMs,
-        )
-      : finding('federation_port', 'ok', 'federation is off'),
+    config.federation.enabled && !config.federation.listen
+      ? finding('federation_port', 'ok', `federation.listen is off: inbound federation arrives through the relay ${config.relay.use}`)
+      : config.federation.enabled
+        ? port(
+            'federation_port',
+            fedHost,
+            config.federation.port,
+            `https://${fedProbeHost}:${config.federation.port}/federation/v1/keys`,
+            (b) => b.server_name === config.server_name,
+            timeoutMs,
+          )
+        : finding('federation_port', 'ok', 'federation is off'),
     database(config, timeoutMs),
     redis(config, timeoutMs),
     tls(config, now, options.certWarnMs ?? 14 * DAY),
