@@ -1,9 +1,9 @@
 import { BackupError, formatRecoveryKey, newRecoveryKey } from '@parley/sdk/crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  addDevice,
   closeAll,
   comeBack,
+  encryptedRoom,
   expectReads,
   goOffline,
   groupIs,
@@ -42,12 +42,7 @@ describe('E2eSession: recovery, offline devices and servers', () => {
     bob = await person(fed.servers[1] as FedServer, 'bob');
     carol = await person(hs3, 'carol');
     const a1 = alice.devices[0] as SessionDevice;
-    ({ room_id: roomId } = await a1.rooms.create({ visibility: 'private', invite: [bob.userId, carol.userId] }));
-    await (bob.devices[0] as SessionDevice).rooms.join(roomId);
-    await (carol.devices[0] as SessionDevice).rooms.join(roomId);
-    await until(async () => (await a1.rooms.members(roomId)).filter((m) => m.membership === 'join').length === 3, 30_000);
-    await a1.session.enableEncryption(roomId);
-    await groupIs(all(), roomId, all());
+    roomId = await encryptedRoom(a1, [bob, carol], all());
     const body = 'history worth keeping';
     history = { eventId: (await (bob.devices[0] as SessionDevice).session.send(roomId, { type: 'room.message', body })).eventId, body };
     await expectReads(a1, roomId, history.eventId, body);

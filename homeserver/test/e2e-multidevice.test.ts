@@ -6,6 +6,7 @@ import {
   closeAll,
   comeBack,
   decryptOnce,
+  encryptedRoom,
   expectReads,
   goOffline,
   groupIs,
@@ -49,13 +50,7 @@ describe('E2eSession: three servers, two devices a user', () => {
   });
 
   it('every device decrypts every message sent after it joined', async () => {
-    const [a1] = alice.devices as [SessionDevice];
-    ({ room_id: roomId } = await a1.rooms.create({ visibility: 'private', invite: [bob.userId, carol.userId] }));
-    await (bob.devices[0] as SessionDevice).rooms.join(roomId);
-    await (carol.devices[0] as SessionDevice).rooms.join(roomId);
-    await until(async () => (await a1.rooms.members(roomId)).filter((m) => m.membership === 'join').length === 3, 30_000);
-    await a1.session.enableEncryption(roomId);
-    await groupIs(all(), roomId, all());
+    roomId = await encryptedRoom(alice.devices[0] as SessionDevice, [bob, carol], all());
     for (const d of all()) {
       const body = `hello from ${d.name}`;
       const { eventId } = await d.session.send(roomId, { type: 'room.message', body });

@@ -63,15 +63,7 @@ export async function openDevice(
     errors: [],
     logs: [],
   };
-  d.session = await E2eSession.open({
-    client,
-    store: d.store,
-    userId: d.userId,
-    deviceId: d.deviceId,
-    ...SESSION_TIMINGS,
-    log: (m) => logTo(d, m),
-  });
-  startFeed(d);
+  await comeBack(d);
   return d;
 }
 
@@ -91,14 +83,7 @@ export function startFeed(d: SessionDevice): void {
   d.poller = poller;
 }
 
-/** The device goes offline: the feed stops, the session closes; the store and position stay. */
-export async function goOffline(d: SessionDevice): Promise<void> {
-  d.poller?.close();
-  d.poller = null;
-  await d.chain;
-  await d.session.close();
-}
-
+/** Opens the device's session on its store and starts its feed from the position it had. */
 export async function comeBack(d: SessionDevice): Promise<void> {
   d.session = await E2eSession.open({
     client: d.client,
@@ -109,6 +94,14 @@ export async function comeBack(d: SessionDevice): Promise<void> {
     log: (m) => logTo(d, m),
   });
   startFeed(d);
+}
+
+/** The device goes offline: the feed stops, the session closes; the store and position stay. */
+export async function goOffline(d: SessionDevice): Promise<void> {
+  d.poller?.close();
+  d.poller = null;
+  await d.chain;
+  await d.session.close();
 }
 
 export async function encryptedEvents(d: SessionDevice, roomId: string, via: SessionDevice = d): Promise<ClientEvent[]> {
@@ -172,6 +165,19 @@ export async function closeAll(devices: (SessionDevice | undefined)[]): Promise<
     d?.poller?.close();
     await d?.session.close();
   }
+}
+
+/**
+ * A private room on `owner`'s server with the first device of each other person joined, made
+ * encrypted by `owner`; returns once every device in `devices` is in the group.
+ */
+export async function encryptedRoom(owner: SessionDevice, others: Person[], devices: SessionDevice[]): Promise<string> {
+  const { room_id: roomId } = await owner.rooms.create({ visibility: 'private', invite: others.map((p) => p.userId) });
+  for (const p of others) await (p.devices[0] as SessionDevice).rooms.join(roomId);
+  await until(async () => (await owner.rooms.members(roomId)).filter((m) => m.membership === 'join').length === others.length + 1, 30_000);
+  await owner.session.enableEncryption(roomId);
+  await groupIs(devices, roomId, devices);
+  return roomId;
 }
 
 /** Waits until every device's group holds exactly `expected` devices (user/device pairs). */

@@ -3,11 +3,8 @@ import {
   type ClientState,
   createCommit,
   decodeMlsMessage,
-  defaultCapabilities,
-  defaultLifetime,
   emptyPskIndex,
   encodeMlsMessage,
-  generateKeyPackageWithKey,
   type MLSMessage,
   createGroup as mlsCreateGroup,
   type Proposal,
@@ -27,14 +24,7 @@ export async function createGroup(g: DeviceGroups, roomId: string): Promise<void
   g.assertCertified();
   await g.lock(roomId, async () => {
     if ((await g.state(roomId)) !== undefined) throw new TypeError(`${roomId}: this device already has its group`);
-    const kp = await generateKeyPackageWithKey(
-      g.me.credential(),
-      defaultCapabilities(),
-      defaultLifetime,
-      [],
-      g.me.signatureKeys,
-      g.suite.impl,
-    );
+    const kp = await g.ownKeyPackage();
     const state = await mlsCreateGroup(utf8(roomId), kp.publicPackage, kp.privatePackage, [], g.suite.impl, g.config);
     await g.save(roomId, state);
   });

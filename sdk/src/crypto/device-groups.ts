@@ -3,7 +3,10 @@ import {
   type ClientState,
   type Credential,
   createGroupInfoWithExternalPubAndRatchetTree,
+  defaultCapabilities,
+  defaultLifetime,
   encodeMlsMessage,
+  generateKeyPackageWithKey,
 } from 'ts-mls';
 import { fromUtf8, toB64u, utf8 } from './encoding.js';
 import type { Failure } from './failures.js';
@@ -94,6 +97,18 @@ export class DeviceGroups {
   async save(roomId: string, state: ClientState): Promise<void> {
     await this.groupStore.save('group', roomId, state);
     this.#groups.set(roomId, state);
+  }
+
+  /** A fresh KeyPackage of this device, for a group it starts or joins by itself. */
+  ownKeyPackage() {
+    return generateKeyPackageWithKey(
+      this.me.credential(),
+      defaultCapabilities(),
+      defaultLifetime,
+      [],
+      this.me.signatureKeys,
+      this.suite.impl,
+    );
   }
 
   assertCertified(): void {

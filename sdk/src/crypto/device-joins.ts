@@ -1,16 +1,5 @@
 import type { MlsCommitContent } from '@parley/schemas';
-import {
-  type ClientState,
-  decodeMlsMessage,
-  defaultCapabilities,
-  defaultLifetime,
-  emptyPskIndex,
-  encodeMlsMessage,
-  generateKeyPackageWithKey,
-  joinGroup,
-  joinGroupExternal,
-  type MLSMessage,
-} from 'ts-mls';
+import { type ClientState, decodeMlsMessage, emptyPskIndex, encodeMlsMessage, joinGroup, joinGroupExternal, type MLSMessage } from 'ts-mls';
 import { type DeviceGroups, INLINE_GROUP_INFO_MEMBERS, isEpoch, type PreparedCommit } from './device-groups.js';
 import { equalBytes, fromB64u, toB64u, utf8 } from './encoding.js';
 import { CryptoFailureError, type DecryptFailureReason, type Failure, fail } from './failures.js';
@@ -114,14 +103,7 @@ export async function prepareExternalJoin(
     if (msg?.wireformat !== 'mls_group_info') throw new CryptoFailureError('corrupt', 'not an MLS GroupInfo');
     if (!equalBytes(msg.groupInfo.groupContext.groupId, utf8(roomId)))
       throw new CryptoFailureError('corrupt', 'GroupInfo is for another group');
-    const kp = await generateKeyPackageWithKey(
-      g.me.credential(),
-      defaultCapabilities(),
-      defaultLifetime,
-      [],
-      g.me.signatureKeys,
-      g.suite.impl,
-    );
+    const kp = await g.ownKeyPackage();
     let joined: Awaited<ReturnType<typeof joinGroupExternal>>;
     g.unknownUsers.clear();
     try {
