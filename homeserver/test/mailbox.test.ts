@@ -162,6 +162,24 @@ describe('mailbox queues', () => {
     for (const b of blobs) await mailbox.ack(queue, b.msgId);
   });
 
+  it('a sender whose cached block size is stale (the server was reconfigured) asks again and resends once', async () => {
+    const queue = await mailbox.createQueue(server.url);
+    let stale = true;
+    const client = new MailboxClient({
+      fetch: async (input, init) => {
+        const res = await fetch(input, init);
+        if (stale && String(input).endsWith('/mailbox/v1/limits')) {
+          stale = false;
+          return new Response(JSON.stringify({ ...(await res.json()), block_bytes: BLOCK / 2 }), { status: 200 });
+        }
+        return res;
+      },
+    });
+    await client.send(server.url, queue.sendId, bytes('after a restart'));
+    const { blobs } = await mailbox.receive(queue);
+    expect(blobs.map((b) => new TextDecoder().decode(b.data))).toEqual(['after a restart']);
+  });
+
   it('the receiver refuses blocks with bad padding (a lying length, non-zero padding) and lists them to acknowledge', async () => {
     const queue = await mailbox.createQueue(server.url);
     const put = async (block: Uint8Array) =>

@@ -12,7 +12,7 @@ import {
 } from '@parley/schemas';
 import { getPublicKey, signEd25519 } from './crypto/ed25519.js';
 import { fromB64u, toB64u } from './crypto/encoding.js';
-import { errorFromResponse, malformedResponse, networkError } from './errors.js';
+import { errorFromResponse, isParleyApiError, malformedResponse, networkError } from './errors.js';
 
 /**
  * Mailbox queues (docs/protocol.md) on any Parley server, without an account: a queue is its
@@ -107,12 +107,23 @@ export class MailboxClient {
     if (!isQueueId(sendId)) throw new TypeError('sendId must be a queue ID');
     if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Uint8Array');
     const base = baseUrl.replace(/\/+$/, '');
-    const { block_bytes } = await this.limits(base);
-    const block = padMailboxBlock(data, block_bytes) as Uint8Array<ArrayBuffer>;
-    const res = await this.#request('PUT', `${base}/mailbox/v1/send/${enc(sendId)}`, {
-      body: block,
-      headers: { 'content-type': 'application/octet-stream' },
-    });
+    const put = async () => {
+      const { block_bytes } = await this.limits(base);
+      const block = padMailboxBlock(data, block_bytes) as Uint8Array<ArrayBuffer>;
+      return this.#request('PUT', `${base}/mailbox/v1/send/${enc(sendId)}`, {
+        body: block,
+        headers: { 'content-type': 'application/octet-stream' },
+      });
+    };
+    let res: Response;
+    try {
+      res = await put();
+    } catch (err) {
+      // The server's block size changed since we asked (a restart with new settings): ask again, once.
+      if (!(isParleyApiError(err) && (err.field === 'body' || err.status === 413))) throw err;
+      this.#limits.delete(base);
+      res = await put();
+    }
     return ((await res.json()) as SendBlobResponse).msg_id;
   }
 
