@@ -23,13 +23,45 @@ export class TxnRepository {
     return new Map(rows.map((r) => [r.event_id, r.txn_id]));
   }
 
-  async insert(
-    row: { user_id: string; device_id: string; txn_id: string; room_id: string; event_id: string; created_ts: number },
-    trx: Db,
-  ): Promise<void> {
+  async insert(row: TxnRow, trx: Db): Promise<void> {
     await trx('txn_ids').insert(row);
   }
+
+  private waiting: Array<{ row: TxnRow; done: (err?: unknown) => void }> = [];
+
+  /**
+   * Inserts outside any transaction, together with the other rows asked for in the same turn
+   * of the event loop (a batch of remote sends is answered at once): one INSERT for them all.
+   * If it fails, each row is tried alone, so every caller gets its own row's outcome.
+   */
+  insertSoon(row: TxnRow): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.push({ row, done: (err) => (err === undefined ? resolve() : reject(err)) });
+      if (this.waiting.length === 1) setImmediate(() => void this.flush());
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.waiting;
+    this.waiting = [];
+    try {
+      await this.db('txn_ids').insert(batch.map((w) => w.row));
+      for (const w of batch) w.done();
+    } catch (err) {
+      if (batch.length === 1) return (batch[0] as (typeof batch)[number]).done(err);
+      await Promise.all(
+        batch.map((w) =>
+          this.insert(w.row, this.db).then(
+            () => w.done(),
+            (e) => w.done(e),
+          ),
+        ),
+      );
+    }
+  }
 }
+
+type TxnRow = { user_id: string; device_id: string; txn_id: string; room_id: string; event_id: string; created_ts: number };
 
 export class AliasRepository {
   constructor(private readonly db: Db) {}

@@ -406,18 +406,15 @@ export class RoomService {
     if (known && known.host !== this.d.serverName) {
       // The next send of this device may follow once this one has its place in the room's submit line.
       const sent = await this.remoteWrite({ ...remoteDraft, room_id: roomId } as Draft, handedOver);
-      // One statement: no transaction around it (BEGIN and COMMIT were two more round trips).
-      await this.d.txns.insert(
-        {
-          user_id: auth.userId,
-          device_id: auth.deviceId,
-          txn_id: txnId,
-          room_id: roomId,
-          event_id: sent.event_id,
-          created_ts: this.d.clock.now(),
-        },
-        this.d.db,
-      );
+      // No transaction around it, and one INSERT with the other sends answered in the same turn.
+      await this.d.txns.insertSoon({
+        user_id: auth.userId,
+        device_id: auth.deviceId,
+        txn_id: txnId,
+        room_id: roomId,
+        event_id: sent.event_id,
+        created_ts: this.d.clock.now(),
+      });
       return sent;
     }
     const submitted = this.d.sequencer.submit(roomId, async (trx, room, batch) => {

@@ -13,7 +13,7 @@ function isRefusal(err: unknown): boolean {
 }
 
 type SubmitOutcome =
-  | { kind: 'sequenced'; event_id: string; seq: number }
+  | { kind: 'sequenced'; event_id: string; seq: number; arrived?: Promise<void> }
   | { kind: 'queued'; event_id: string }
   | { kind: 'refused'; status: number; message: string; code?: string };
 
@@ -80,7 +80,7 @@ export class SubmitLanes {
       if (status >= 500) throw new ParleyError(503, 'PARLEY_UNAVAILABLE', message);
       throw new ParleyError(400, 'PARLEY_INVALID_PARAM', `${host} refused the event: ${message}`);
     }
-    await this.arrival(outcome.event_id);
+    await outcome.arrived;
     return { event_id: outcome.event_id, seq: outcome.seq };
   }
 
@@ -109,7 +109,12 @@ export class SubmitLanes {
             const results = (res.body as { results?: unknown })?.results;
             if (!Array.isArray(results) || results.length !== batch.length)
               throw new Error(`${host} answered a submit with a malformed body`);
-            for (const [i, b] of batch.entries()) b.resolve(outcomeOf(results[i], host));
+            const outcomes = batch.map((_, i) => outcomeOf(results[i], host));
+            const waits = this.waitForArrivals(outcomes.flatMap((o) => (o.kind === 'sequenced' ? [o.event_id] : [])));
+            for (const [i, b] of batch.entries()) {
+              const o = outcomes[i] as SubmitOutcome;
+              b.resolve(o.kind === 'sequenced' ? { ...o, arrived: waits.get(o.event_id) } : o);
+            }
             continue;
           } catch (err) {
             if (isRefusal(err)) {
@@ -142,27 +147,46 @@ export class SubmitLanes {
   private readonly lanes = new Map<string, SubmitLane>();
 
   /**
-   * Waits (briefly) until the host's fan-out has brought a submitted event back, so a client
-   * answered with its seq can read it here at once; answers anyway after ARRIVAL_WAIT_MS.
+   * Waits (briefly) until the host's fan-out has brought submitted events back, so a client
+   * answered with its seq can read it here at once; answers anyway after ARRIVAL_WAIT_MS. The
+   * waits are set up before one read checks which of the batch are here already (an event
+   * arriving in between wakes its waiter), instead of one read per event.
    */
-  private async arrival(eventId: string): Promise<void> {
-    let wake = () => {};
-    const arrived = new Promise<void>((resolve) => {
-      wake = resolve;
-    });
-    const list = this.arrivals.get(eventId) ?? [];
-    list.push(wake);
-    this.arrivals.set(eventId, list);
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      if (await this.d.events.find(eventId)) return;
-      await Promise.race([arrived, new Promise<void>((resolve) => (timer = setTimeout(resolve, ARRIVAL_WAIT_MS)))]);
-    } finally {
-      clearTimeout(timer);
-      const rest = (this.arrivals.get(eventId) ?? []).filter((w) => w !== wake);
-      if (rest.length > 0) this.arrivals.set(eventId, rest);
-      else this.arrivals.delete(eventId);
+  private waitForArrivals(eventIds: string[]): Map<string, Promise<void>> {
+    const waits = new Map<string, Promise<void>>();
+    const wakes = new Map<string, () => void>();
+    for (const id of eventIds) {
+      if (waits.has(id)) continue;
+      let wake = () => {};
+      const arrived = new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      const list = this.arrivals.get(id) ?? [];
+      list.push(wake);
+      this.arrivals.set(id, list);
+      wakes.set(id, wake);
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, ARRIVAL_WAIT_MS);
+      });
+      const done = Promise.race([arrived, timeout]).finally(() => {
+        clearTimeout(timer);
+        const rest = (this.arrivals.get(id) ?? []).filter((w) => w !== wake);
+        if (rest.length > 0) this.arrivals.set(id, rest);
+        else this.arrivals.delete(id);
+      });
+      waits.set(id, done);
     }
+    if (wakes.size > 0) {
+      this.d.events.findMany([...wakes.keys()]).then(
+        (rows) => {
+          for (const row of rows) wakes.get(row.event_id)?.();
+        },
+        // Unreadable now: each waits for its arrival or the timeout.
+        (err) => this.d.logger.warn({ err: (err as Error).message }, 'arrival check failed'),
+      );
+    }
+    return waits;
   }
 
   private readonly arrivals = new Map<string, Array<() => void>>();
