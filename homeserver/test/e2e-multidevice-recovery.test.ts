@@ -120,4 +120,31 @@ describe('E2eSession: recovery, offline devices and servers', () => {
     const epochs = new Set(await Promise.all([...all(), ...onHs3].map((d) => d.session.device.epoch(roomId))));
     expect(epochs.size).toBe(1);
   }, 240_000);
+  it('a new member nobody adds (every member device offline) joins by external commit; the members read it when back', async () => {
+    const a1 = alice.devices[0] as SessionDevice;
+    const { room_id: quiet } = await a1.rooms.create({ visibility: 'private', name: 'quiet' });
+    await a1.session.enableEncryption(quiet);
+    await groupIs(alice.devices, quiet, alice.devices);
+    const erin = await openDevice(fed.servers[1] as FedServer, 'erin');
+    extra.push(erin);
+    await a1.rooms.invite(quiet, erin.userId);
+    for (const d of alice.devices) await goOffline(d);
+    await until(async () => {
+      try {
+        await erin.rooms.join(quiet);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 30_000);
+    // No Welcome comes: after welcomeWaitMs erin's session joins from the latest commit's GroupInfo.
+    await until(async () => (await erin.session.device.members(quiet)).some((m) => m.userId === erin.userId), 60_000);
+    expect(erin.logs.some((l) => /membership commit/.test(l))).toBe(false);
+    const { eventId } = await erin.session.send(quiet, { type: 'room.message', body: 'anyone here?' });
+    for (const d of alice.devices) await comeBack(d);
+    await Promise.all(alice.devices.map((d) => expectReads(d, quiet, eventId, 'anyone here?')));
+    await groupIs([...alice.devices, erin], quiet, [...alice.devices, erin]);
+    const reply = await a1.session.send(quiet, { type: 'room.message', body: 'yes' });
+    await expectReads(erin, quiet, reply.eventId, 'yes');
+  }, 180_000);
 });

@@ -137,6 +137,9 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
     session = new E2eSession(options, device, owns);
     await session.#trust.load();
     session.#needsRecovery = await session.#keys.bootstrap();
+    // Rooms this device holds a group for are encrypted: know them before their first frame.
+    for (const key of await options.store.list('group/'))
+      void session.#groups.ensureRoom(key.slice('group/'.length)).catch(() => undefined);
     return session;
   }
 
@@ -210,7 +213,10 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
 
   /** Whether the room is encrypted (room.encryption seen in its state). */
   isEncrypted(roomId: string): boolean {
-    return this.#groups.rooms.get(roomId)?.encrypted === true;
+    const room = this.#groups.rooms.get(roomId);
+    // Not met yet: load it in the background (a `loadRoom` awaits the answer).
+    if (room === undefined && !this.#closed) void this.#groups.ensureRoom(roomId).catch(() => undefined);
+    return room?.encrypted === true;
   }
 
   /** Loads the room's state into the session (done lazily otherwise); returns whether it is encrypted. */
