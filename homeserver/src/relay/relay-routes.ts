@@ -99,7 +99,9 @@ export function relayForwardRoutes(fed: FederationContext, hub: RelayHub, metric
       if (!verified.ok) refuse(401, verified.code, `the origin's signature: ${verified.reason}`);
     }
     if (!hub.isReserved(destination)) {
-      if (hub.storeAndForward && origin !== undefined) {
+      // Only a transaction can be held for later (store-and-forward); anything else needs the destination now.
+      const transaction = envelope.method === 'PUT' && envelope.uri.startsWith('/federation/v1/send/');
+      if (hub.storeAndForward && origin !== undefined && transaction) {
         const held = await hub.storeAndForward(origin, destination, envelope);
         ctx.status = held.status;
         ctx.body = held.body;
