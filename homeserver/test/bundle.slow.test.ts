@@ -85,8 +85,14 @@ describe('the production bundle (homeserver/dist/parley.mjs)', () => {
     // loads the federation HTTP client (undici, a lazily imported chunk) and must fail as
     // unreachable, not on the import (it once failed with "Pool is not a constructor").
     const config = path.join(dataDir, 'dial.yaml');
-    await writeFile(config, JSON.stringify({ federation: { static_servers: { 'peer.test': `127.0.0.1:${await freePort()}` }, allow_private: ['127.0.0.0/8'] } }));
-    const run = spawnSync(process.execPath, [BUNDLE, 'doctor', '--peer', 'peer.test'], { env: { ...env, PARLEY_CONFIG: config }, encoding: 'utf8' });
+    await writeFile(
+      config,
+      JSON.stringify({ federation: { static_servers: { 'peer.test': `127.0.0.1:${await freePort()}` }, allow_private: ['127.0.0.0/8'] } }),
+    );
+    const run = spawnSync(process.execPath, [BUNDLE, 'doctor', '--peer', 'peer.test'], {
+      env: { ...env, PARLEY_CONFIG: config },
+      encoding: 'utf8',
+    });
     const line = /^\S+\s+reachability\s+(.*)$/m.exec(run.stdout)?.[1] ?? '';
     expect(line, run.stdout + run.stderr).toMatch(/^could not ask peer\.test: .*(ECONNREFUSED|cannot connect)/);
     expect(run.stdout + run.stderr).not.toMatch(/is not a constructor|is not a function|Cannot find (module|package)/);
