@@ -164,7 +164,7 @@ export class RelayHub {
       );
       return true;
     };
-    if (req.method !== 'GET') return refuse(400, 'PARLEY_BAD_REQUEST', 'the relay connection is GET with an Upgrade to websocket');
+    if (req.method !== 'GET') return refuse(400, 'PARLEY_INVALID_PARAM', 'the relay connection is GET with an Upgrade to websocket');
     const parsed = parseAuthorization(req.headers.authorization);
     if (!parsed.ok) return refuse(401, parsed.code, parsed.reason);
     const timing = { now: this.#fed.clock.now(), windowMs: this.#fed.config.request_time_window_ms };
