@@ -1,7 +1,7 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Federation, type FedServer, startFederation } from '../../homeserver/test/support/federation.js';
-import { axe, ensureClientBuilt, launch, openPage, shot, signUpInBrowser, unexpectedConsole } from './support.js';
+import { axe, ensureClientBuilt, launch, messageWith, openPage, sendMessage, shot, signUpInBrowser, unexpectedConsole } from './support.js';
 
 // Contact links (issue 14): Alice on hs1 makes a link that names a mailbox queue, not her;
 // Bob on hs2 opens it in the client of his own server and sends a request with a note; Alice's
@@ -123,6 +123,11 @@ describe('contact links in the browser', () => {
       await invite.getByRole('button', { name: 'Accept' }).click();
       await bob.waitForURL(/\/room\//);
       expect(decodeURIComponent(new URL(bob.url()).pathname.split('/').pop() ?? '')).toBe(roomId);
+      await bob.getByText('bob joined').first().waitFor({ timeout: 20_000 });
+      // The DM was made as "Start a direct message" makes one (end-to-end encrypted here): a
+      // first message from Alice reaches Bob readable.
+      await sendMessage(alice, 'Welcome, Bob — glad you found me');
+      await messageWith(bob, 'Welcome, Bob — glad you found me').waitFor({ timeout: 30_000 });
       await shot(bob, 'contact-dm-bob');
       // Both are members of one direct room.
       await expect

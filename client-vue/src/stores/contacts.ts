@@ -13,6 +13,7 @@ import {
 } from '@parley/sdk';
 import { defineStore } from 'pinia';
 import { computed, ref, watch } from 'vue';
+import { useE2eStore } from './e2e.js';
 import { useRoomsStore } from './rooms.js';
 import { useSessionStore } from './session.js';
 
@@ -134,9 +135,15 @@ export const useContactsStore = defineStore('contacts', () => {
     requests.value = requests.value.filter((r) => !(r.msgId === request.msgId && r.linkId === request.linkId));
   }
 
-  /** Starts (or opens) a DM with the sender, then acknowledges the request. */
+  /**
+   * Starts (or opens) a DM with the sender as "Start a direct message" does — end-to-end
+   * encrypted whenever this device can encrypt — then acknowledges the request.
+   */
   async function accept(request: ReceivedContactRequest): Promise<string> {
-    const roomId = await rooms.startDirect(request.userId);
+    const e2e = useE2eStore();
+    const encrypt = e2e.status !== 'failed' && e2e.status !== 'off';
+    const roomId = await rooms.startDirect(request.userId, { encrypted: encrypt });
+    if (encrypt && rooms.byId.get(roomId)?.encrypted) await e2e.enableEncryption(roomId);
     await dismissContactRequest(mailbox, linkOf(request), request.msgId).catch(() => {});
     drop(request);
     return roomId;
