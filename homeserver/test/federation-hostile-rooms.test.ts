@@ -161,6 +161,23 @@ describe('federation: hostile room entries', () => {
     expect((await latest(hs2, other)).event.content.body).toBe('run 1');
   });
 
+  it('refuses one of our own events altered by the host, though its signature is not checked again', async () => {
+    // hs2 signed this event itself (as a send of Bob's would be), so when it comes back under
+    // the same event ID its signature is trusted; the content hash still catches the change.
+    const remote = hs2.running.services.rooms.remote;
+    if (!remote) throw new Error('hs2 does not federate');
+    const { event, eventId } = remote.signForRemote(roomId, 'room.message', '@bob:hs2.test', { body: 'as bob wrote it' });
+    const head = await latest(hs1);
+    const record = signRecord(
+      { room_id: roomId, seq: head.record.seq + 1, event_id: eventId, prev: recordHash(head.record), host_ts: Date.now() },
+      'hs1.test',
+      hs1.running.services.identity,
+    );
+    const [result] = await push(hs1, 'hs2.test', [{ event: { ...event, content: { body: 'as the host would have it' } }, record }]);
+    expect(result?.error).toMatch(/content hash/);
+    expect((await latest(hs2)).event.content.body).not.toBe('as the host would have it');
+  });
+
   it('still works for everyone afterwards', async () => {
     await bob.rooms.sendText(roomId, 'all good');
     await until(async () => (await alice.rooms.messages(roomId, { limit: 1 })).chunk[0]?.content.body === 'all good');
