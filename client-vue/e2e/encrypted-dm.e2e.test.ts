@@ -3,6 +3,7 @@ import { formatRecoveryKey, newRecoveryKey } from '@parley/sdk/crypto';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Federation, type FedServer, startFederation } from '../../homeserver/test/support/federation.js';
+import { FAILURE_TEXT } from '../src/lib/e2e.js';
 import {
   axe,
   ensureClientBuilt,
@@ -56,6 +57,7 @@ async function openVerify(page: Page, userId: string): Promise<void> {
 
 const SECRET_A = 'Meet at the blue door, 7 pm (alice-secret-5c1e)';
 const SECRET_B = 'Bringing the maps (bob-secret-9d2f)';
+const EARLY = 'Written before Bob joined (early-secret-77aa)';
 
 describe('an encrypted direct message across two homeservers', () => {
   it('chat both ways, emoji verification, an encrypted image; servers hold only ciphertext', async () => {
@@ -119,6 +121,12 @@ describe('an encrypted direct message across two homeservers', () => {
       await alice.getByTestId('room-list-lock').first().waitFor();
       await alice.getByTestId('composer-encrypted').waitFor();
 
+      // Written while Bob is only invited: his device is not in the group yet, so it must never
+      // read this one (MLS: a device reads what is sent after it joined).
+      await sendMessage(alice, EARLY);
+      await messageWith(alice, EARLY).waitFor({ timeout: 30_000 });
+      await expect.poll(() => alice.getByTestId('send-status').count(), { timeout: 30_000 }).toBe(0);
+
       // Bob accepts the invite; the room is encrypted for him too.
       const invite = bob.getByTestId('invite').filter({ hasText: roomId });
       await invite.waitFor({ timeout: 30_000 });
@@ -139,7 +147,18 @@ describe('an encrypted direct message across two homeservers', () => {
       await expect.poll(() => alice.getByTestId('send-status').count(), { timeout: 30_000 }).toBe(0);
       await expect.poll(() => bob.getByTestId('send-status').count(), { timeout: 30_000 }).toBe(0);
       expect(await alice.getByTestId('undecryptable').count()).toBe(0);
-      expect(await bob.getByTestId('undecryptable').count()).toBe(0);
+      // Bob's only unreadable message is the one from before he joined, and it says why in
+      // words, with the action that may help.
+      const early = bob.getByTestId('undecryptable');
+      await expect.poll(() => early.count(), { timeout: 30_000 }).toBe(1);
+      const reason = (await early.getAttribute('data-reason')) ?? '';
+      expect(Object.keys(FAILURE_TEXT)).toContain(reason);
+      expect(await early.textContent()).toContain(FAILURE_TEXT[reason as keyof typeof FAILURE_TEXT].title);
+      await early.scrollIntoViewIfNeeded();
+      await shot(bob, 'e2e-03a-bob-message-from-before-he-joined');
+      await early.getByTestId('undecryptable-retry').click();
+      await expect.poll(() => early.getByTestId('undecryptable-retry').isEnabled(), { timeout: 30_000 }).toBe(true);
+      expect(await bob.getByText(EARLY).count()).toBe(0);
       // A reply and an edit travel encrypted too; each side applies them to what it decrypted.
       const hello = messageWith(bob, SECRET_A);
       await hello.hover();
@@ -149,6 +168,8 @@ describe('an encrypted direct message across two homeservers', () => {
       const reply = messageWith(alice, 'Replying in secret');
       await reply.waitFor({ timeout: 60_000 });
       expect(await reply.getByTestId('reply-quote').textContent()).toContain('Meet at the blue door');
+      // ↑ edits the newest confirmed message of one's own: wait for the reply's confirmation.
+      await expect.poll(() => bob.getByTestId('send-status').count(), { timeout: 30_000 }).toBe(0);
       await bob.getByTestId('composer').click();
       await bob.getByTestId('composer').press('ArrowUp');
       await bob.getByTestId('edit-bar').waitFor();
@@ -264,7 +285,16 @@ describe('an encrypted direct message across two homeservers', () => {
         const rows = await hs.running.services.db('events').where({ room_id: roomId }).select('event');
         expect(rows.length).toBeGreaterThan(0);
         const dump = JSON.stringify(rows);
-        for (const secret of [SECRET_A, SECRET_B, 'blue door', 'alice-secret-5c1e', 'bob-secret-9d2f', 'harbour.png', 'Replying in secret'])
+        for (const secret of [
+          SECRET_A,
+          SECRET_B,
+          'blue door',
+          'alice-secret-5c1e',
+          'bob-secret-9d2f',
+          'harbour.png',
+          'Replying in secret',
+          'early-secret-77aa',
+        ])
           expect(dump).not.toContain(secret);
         expect(dump).toContain('room.encrypted');
       }
