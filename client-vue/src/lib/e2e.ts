@@ -31,8 +31,8 @@ export const FAILURE_TEXT: Readonly<Record<DecryptFailureReason, FailureText>> =
     action: 'Retry',
   },
   missing_welcome: {
-    title: 'This device has not been let into the conversation yet.',
-    hint: 'Its invitation to the encrypted group has not arrived. Requesting again asks to join the group from the latest state.',
+    title: 'This device holds no keys for this message.',
+    hint: 'It was sent before this device joined the conversation, or the device’s invitation to the encrypted group has not arrived. Requesting again asks to join the group from its latest state.',
     action: 'Request again',
   },
   not_member: {
