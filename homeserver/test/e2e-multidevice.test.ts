@@ -119,6 +119,19 @@ describe('E2eSession: three servers, two devices a user', () => {
       expect(r2.ok).toBe(false);
       // A Welcome to a device from a non-member of the room is ignored.
       const epoch = await b1.session.device.epoch(roomId);
+      const slot = (await b1.session.device.slot(roomId)) as number;
+      // Eve's commit, handed to Bob's session as if sequenced for a past slot and for a future one: nothing moves.
+      const { content: commit } = await forger.prepareCommit(roomId, { update: true });
+      for (const at of [0, slot + 5]) {
+        const event: ClientEvent = {
+          ...forged,
+          event_id: `$forged-commit-${at}`,
+          type: 'room.mls.commit',
+          content: { ...commit, epoch: at },
+        };
+        await b1.session.handleFrame({ position: 0, kind: 'event', data: { event } });
+      }
+      expect(await b1.session.device.slot(roomId)).toBe(slot);
       await eve.session.e2e.sendWelcome([{ userId: b1.userId, deviceId: b1.deviceId }], {
         room_id: roomId,
         epoch: 0,

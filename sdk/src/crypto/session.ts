@@ -273,7 +273,7 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
     await this.#groups.ensureRoom(roomId);
     return this.#groups.run(roomId, async () => {
       let result = await this.#decryptOnce(event);
-      if (!result.ok && result.reason === 'unknown_epoch') {
+      if (!result.ok && result.reason === 'unknown_epoch' && result.retryable) {
         await this.#groups.tryCatchUp(roomId);
         result = await this.#decryptOnce(event);
       }
@@ -293,7 +293,12 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
     if (cached !== undefined) return cached;
     const r = await this.#device.decrypt(event.room_id, event.content as unknown as EncryptedContent);
     if (!r.ok) {
-      const retryable = r.reason === 'unknown_epoch' || r.reason === 'missing_welcome' || r.reason === 'no_key_package';
+      let retryable = r.reason === 'missing_welcome' || r.reason === 'no_key_package';
+      if (r.reason === 'unknown_epoch') {
+        // Newer than this device's epoch: commits to apply first. Older: gone (only a backup helps).
+        const epoch = await this.#device.epoch(event.room_id);
+        retryable = epoch === null || Number((event.content as { epoch?: unknown }).epoch) > epoch;
+      }
       return { ok: false, reason: r.reason, detail: r.detail, retryable };
     }
     if (r.sender.userId !== event.sender) {
