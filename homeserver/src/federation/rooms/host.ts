@@ -1,4 +1,4 @@
-import { eventId as computeEventId, verifyEvent } from '@parley/federation/events';
+import { verifyEvent } from '@parley/federation/events';
 import type { MembershipChange } from '@parley/federation/room';
 import { check, type RoomEvent, RoomEvent as RoomEventSchema } from '@parley/schemas';
 import type { Db } from '../../db/database.js';
@@ -72,11 +72,11 @@ export class HostRooms {
 
   /** A participant's server asks to join one of its users (POST rooms/:id/join). */
   async hostJoin(origin: string, roomId: string, raw: unknown): Promise<{ entries: Entry[]; snapshot?: Snapshot }> {
-    const event = this.checkIncoming(origin, roomId, raw);
+    const { event, eventId } = this.checkIncoming(origin, roomId, raw);
     if (event.type !== 'room.member' || event.content.membership !== 'join' || event.state_key !== event.sender) {
       throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'a join must be the sender’s own room.member join');
     }
-    await this.hostSequence(roomId, event);
+    await this.hostSequence(roomId, event, eventId);
     const room = (await this.rooms.find(roomId)) as RoomRow;
     if (room.current_seq <= this.fed.config.join_full_chain_max) {
       const entries = await this.chain(roomId, 1, MAX_JOIN_ENTRIES, origin);
@@ -103,8 +103,8 @@ export class HostRooms {
     const valid: Array<{ i: number; event: RoomEvent; id: string }> = [];
     raws.forEach((raw, i) => {
       try {
-        const event = this.checkIncoming(origin, roomId, raw);
-        valid.push({ i, event, id: computeEventId(event) });
+        const { event, eventId } = this.checkIncoming(origin, roomId, raw);
+        valid.push({ i, event, id: eventId });
       } catch (err) {
         results[i] = resultOfError(err);
       }
@@ -142,11 +142,12 @@ export class HostRooms {
 
   /** A participant's server submits an origin-signed event for sequencing (POST rooms/:id/submit). */
   async hostSubmit(origin: string, roomId: string, raw: unknown): Promise<{ event_id: string; seq: number }> {
-    const event = this.checkIncoming(origin, roomId, raw);
-    return this.hostSequence(roomId, event);
+    const { event, eventId } = this.checkIncoming(origin, roomId, raw);
+    return this.hostSequence(roomId, event, eventId);
   }
 
-  private checkIncoming(origin: string, roomId: string, raw: unknown): RoomEvent {
+  /** The event and its ID (derived once, by the signature check). */
+  private checkIncoming(origin: string, roomId: string, raw: unknown): { event: RoomEvent; eventId: string } {
     if (!check(RoomEventSchema, raw).ok) throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'event is malformed', { field: 'event' });
     const event = raw as RoomEvent;
     if (event.room_id !== roomId)
@@ -154,11 +155,10 @@ export class HostRooms {
     if (event.origin !== origin || serverOf(event.sender) !== origin) throw forbidden('a server may only submit events of its own users');
     const verdict = verifyEvent(event, this.keyRing(), { allowRedacted: false });
     if (!verdict.ok) throw new ParleyError(401, 'PARLEY_FED_BAD_SIGNATURE', `event: ${verdict.reason}`);
-    return event;
+    return { event, eventId: verdict.eventId };
   }
 
-  private async hostSequence(roomId: string, event: RoomEvent): Promise<{ event_id: string; seq: number }> {
-    const id = computeEventId(event);
+  private async hostSequence(roomId: string, event: RoomEvent, id: string): Promise<{ event_id: string; seq: number }> {
     const existing = await this.events.find(id);
     if (existing) return { event_id: id, seq: existing.seq }; // a retried submit
     return this.db.transaction(async (trx) => {
