@@ -39,7 +39,8 @@ export function relayFor(fed: FederationContext, destination: string): string | 
   const fixed = fed.config.static_servers[destination];
   if (fixed?.startsWith('relay:')) return fixed.slice('relay:'.length);
   // The last relay the server's own document named, even past `until`: it has no other address,
-  // and a relay it left answers 503 (retried) until a fresh document names the new one.
+  // and a relay it left answers 503 (then it is tried directly, see relayRoute) until a fresh
+  // document names the new one.
   return fed.keyStore.cachedDocument(destination)?.relay?.via;
 }
 
@@ -115,15 +116,25 @@ export function relayRoute(options: RelayRouteOptions): (request: FederationRequ
       body,
     });
     if (local) return asResponse(request, await local(envelope));
-    const response = await fed.client.requestDirect({
-      destination: via,
-      method: 'POST',
-      path: relayForwardPath(request.destination),
-      body: envelope,
-      raw: request.raw,
-      maxBytes: request.maxBytes,
-      timeoutMs: request.timeoutMs,
-    });
+    let response: FederationResponse;
+    try {
+      response = await fed.client.requestDirect({
+        destination: via,
+        method: 'POST',
+        path: relayForwardPath(request.destination),
+        body: envelope,
+        raw: request.raw,
+        maxBytes: request.maxBytes,
+        timeoutMs: request.timeoutMs,
+      });
+    } catch (err) {
+      // The relay no longer holds a reservation its document advertised (past `until`): the
+      // server may have an inbound port of its own now, so try it directly once.
+      const advertised = fed.keyStore.cachedDocument(request.destination)?.relay;
+      const gone = isFederationError(err) && (err.body as { error?: { code?: unknown } })?.error?.code === 'PARLEY_RELAY_NOT_CONNECTED';
+      if (gone && advertised && advertised.until < fed.clock.now()) return fed.client.requestDirect(request);
+      throw err;
+    }
     if (hinted && (response.body as { relay?: { via?: unknown } } | undefined)?.relay?.via !== via) {
       throw new FederationError('http', request.destination, `its key document, fetched through ${via}, does not name that relay`);
     }
