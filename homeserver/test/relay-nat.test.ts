@@ -91,6 +91,16 @@ describe('anchor relay: a server behind NAT federates through a relay', () => {
     expect(await bodies(alice.rooms, roomId)).toEqual(['bob on p', 'alice behind NAT']);
   }, 120_000);
 
+  it("the relay's own users talk with n.test too, over the reservation itself", async () => {
+    const dave = await r.user('dave');
+    const { room_id: roomId } = await alice.rooms.create({ visibility: 'public', name: 'With the relay' });
+    await dave.rooms.join(roomId);
+    await dave.rooms.sendText(roomId, 'dave on the relay');
+    await alice.rooms.sendText(roomId, 'alice behind NAT');
+    await converged([alice, dave], roomId);
+    expect(await bodies(dave.rooms, roomId)).toEqual(['dave on the relay', 'alice behind NAT']);
+  }, 60_000);
+
   it('media uploaded behind NAT is downloaded on the other servers, and the other way round', async () => {
     const fromN = new TextEncoder().encode(`attachment on n ${opaque(64)}`);
     const up = await uploadMedia(alice.client, fromN, { contentType: 'application/octet-stream', filename: 'n.bin' });
