@@ -147,4 +147,27 @@ describe('E2eSession: recovery, offline devices and servers', () => {
     const reply = await a1.session.send(quiet, { type: 'room.message', body: 'yes' });
     await expectReads(erin, quiet, reply.eventId, 'yes');
   }, 180_000);
+  it("without a recovery key, a new device asks the user's other device, which approves it; it then reads the room", async () => {
+    const hs2 = fed.servers[1] as FedServer;
+    const f1 = await openDevice(hs2, 'frank', { name: 'frank1' });
+    extra.push(f1);
+    const f2 = await openDevice(hs2, 'frank', { login: true, name: 'frank2' });
+    extra.push(f2);
+    expect(f2.session.needsRecovery).toBe(true);
+    expect(await f2.session.hasRecovery()).toBe(false);
+    const asked: string[] = [];
+    f1.session.on('approval', (e) => asked.push(e.deviceId));
+    await f2.session.requestApproval();
+    await until(() => asked.includes(f2.deviceId), 30_000);
+    expect(f1.session.approvalRequests()).toEqual([f2.deviceId]);
+    await expect(f1.session.approveDevice('NOSUCHDEVICE')).rejects.toThrow(/no approval request/);
+    await f1.session.approveDevice(f2.deviceId);
+    await until(() => !f2.session.needsRecovery, 30_000);
+    expect(f2.session.device.certified).toBe(true);
+    const { room_id: own } = await f1.rooms.create({ visibility: 'private', name: 'frank alone' });
+    await f1.session.enableEncryption(own);
+    await groupIs([f1, f2], own, [f1, f2]);
+    const { eventId } = await f1.session.send(own, { type: 'room.message', body: 'note to self' });
+    await expectReads(f2, own, eventId, 'note to self');
+  }, 120_000);
 });

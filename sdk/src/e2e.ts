@@ -98,6 +98,12 @@ export class E2eApi {
     }
   }
 
+  /** Any to-device message: `messages[user][device or "*"] = content`. */
+  // PUT /api/v1/send_to_device/:type/:txnId
+  async sendToDevice(type: string, messages: Record<string, Record<string, Record<string, unknown>>>): Promise<void> {
+    await this.client.request('PUT', `/api/v1/send_to_device/${enc(type)}/${enc(newTxnId())}`, { messages });
+  }
+
   /** Makes a room encrypted (irreversible): `room.encryption` state. */
   // PUT /api/v1/rooms/:roomId/state/room.encryption
   enableEncryption(roomId: string): Promise<SendResponse> {

@@ -9,7 +9,7 @@ import { fromUtf8, utf8 } from './encoding.js';
 import { CryptoFailureError, type DecryptFailureReason } from './failures.js';
 import { safetyEmoji, safetyNumber } from './safety.js';
 import { GroupDriver } from './session-groups.js';
-import { OwnKeys } from './session-keys.js';
+import { DEVICE_APPROVAL_TYPE, OwnKeys } from './session-keys.js';
 import { TrustBook, type UserTrust } from './session-trust.js';
 import type { CryptoStore } from './store.js';
 
@@ -45,6 +45,8 @@ export interface E2eSessionEvents {
   decrypted: { roomId: string; eventId: string };
   trust: { userId: string; trust: UserTrust };
   failure: { roomId: string; eventId: string; reason: DecryptFailureReason };
+  /** Another device of this user asks to be approved (`approveDevice` once the user confirms). */
+  approval: { deviceId: string };
 }
 
 /** The room events the session acts on; others cost nothing. */
@@ -137,6 +139,8 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
     session = new E2eSession(options, device, owns);
     await session.#trust.load();
     session.#needsRecovery = await session.#keys.bootstrap();
+    // Approved by another device while this one was away?
+    if (session.#needsRecovery && (await session.#keys.checkApproval().catch(() => false))) session.#needsRecovery = false;
     // Rooms this device holds a group for are encrypted: know them before their first frame.
     for (const key of await options.store.list('group/'))
       void session.#groups.ensureRoom(key.slice('group/'.length)).catch(() => undefined);
@@ -164,8 +168,12 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
       const { type, sender, content } = frame.data;
       if (type === MLS_WELCOME) await this.#groups.handleWelcome(sender, content as unknown as MlsWelcomeContent);
       else if (type === KEY_PACKAGES_LOW_TYPE && sender === this.userId) await this.#keys.refillKeyPackages();
+      else if (type === DEVICE_APPROVAL_TYPE && this.#keys.noteRequest(sender, content)) {
+        this.emit('approval', { deviceId: String(content.device_id) });
+      }
     } else if (frame.kind === 'device_list') {
       const userId = frame.data.user_id;
+      if (userId === this.userId && this.#needsRecovery && (await this.#keys.checkApproval())) await this.#certified();
       await this.#trust.lists([userId], true);
       if (userId === this.userId && this.#device.userSigningKey !== null) await this.#keys.publishDeviceList();
       for (const [roomId, room] of this.#groups.rooms) if (room.membership.has(userId)) this.#groups.schedule(roomId);
@@ -446,6 +454,30 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
       await this.#groups.ensureRoom(roomId);
       this.#groups.schedule(roomId);
     }
+    for (const roomId of this.#groups.rooms.keys()) this.#groups.schedule(roomId);
+  }
+
+  /**
+   * Without the recovery key: asks the user's other devices to approve this one. Once one does
+   * (`approveDevice` there), the device-list frame certifies this device (`needsRecovery` false).
+   */
+  async requestApproval(): Promise<void> {
+    await this.#keys.requestApproval();
+  }
+
+  /** Devices of this user waiting for approval (see the `approval` event). */
+  approvalRequests(): string[] {
+    return [...this.#keys.requests.keys()];
+  }
+
+  /** Certifies a device of this user that asked (after the user confirmed it is theirs) and publishes it. */
+  async approveDevice(deviceId: string): Promise<void> {
+    this.#assertReady();
+    await this.#keys.approveDevice(deviceId);
+  }
+
+  async #certified(): Promise<void> {
+    this.#needsRecovery = false;
     for (const roomId of this.#groups.rooms.keys()) this.#groups.schedule(roomId);
   }
 
