@@ -24,7 +24,7 @@ const MAX_BODY = 65_536;
 async function reserve(
   relayPort: number,
   name: string,
-  options: { localAddress?: string; key?: SigningKey; silent?: boolean; seen?: string[] } = {},
+  options: { localAddress?: string; key?: SigningKey; silent?: boolean; seen?: string[]; frames?: RelayFrame[] } = {},
 ): Promise<{ status: number; code?: string; ws?: WebSocket; reserved: Promise<RelayFrame> }> {
   const key = options.key ?? generateSigningKey();
   const authorization = signRequest({ method: 'GET', uri: RELAY_CONNECT_PATH, origin: name, destination: 'r.test' }, key);
@@ -41,6 +41,7 @@ async function reserve(
     const frame = parseRelayFrame(String(data), MAX_BODY);
     if (!frame.ok) return;
     const f = frame.value;
+    options.frames?.push(f);
     if (f.type === 'request') options.seen?.push(`${f.request.method} ${f.request.uri}`);
     if (f.type === 'request' && f.request.uri === '/federation/v1/keys' && !options.silent) {
       const doc = buildKeyDocument({ serverName: name, current: key, validForMs: 3_600_000, now: Date.now() });
@@ -245,6 +246,33 @@ describe('anchor relay: limits and a hostile relay', () => {
       status: 503,
       body: { error: { code: 'PARLEY_RELAY_NOT_CONNECTED' } },
     });
+  });
+
+  it('a reservation is renewed over the same connection and shows in the admin view', async () => {
+    const frames: RelayFrame[] = [];
+    const held = await reserve(relayPort, 'w1.test', { frames });
+    const first = await held.reserved;
+    expect(first).toMatchObject({ type: 'reserved', reservation: { server: 'w1.test' } });
+    const firstExpiry = first.type === 'reserved' ? first.reservation.expires_at : 0;
+    held.ws?.send(JSON.stringify({ type: 'renew' }));
+    await until(() => frames.filter((f) => f.type === 'reserved').length === 2, 10_000);
+    const renewed = frames.filter((f) => f.type === 'reserved')[1];
+    expect(renewed?.type === 'reserved' && renewed.reservation.expires_at).toBeGreaterThanOrEqual(firstExpiry);
+    await r.running.services.accounts.createUser('root', 'root password', true);
+    const root = r.client();
+    await root.login({ username: 'root', password: 'root password' });
+    const view = await root.request<{ relay: { reservations: Array<{ server: string; expires_at: number }> } }>(
+      'GET',
+      '/api/v1/admin/relay',
+    );
+    expect(view.relay.reservations.map((x) => x.server).sort()).toEqual(['n.test', 'w1.test']);
+    // A frame a reserving server never sends ends the connection.
+    held.ws?.send(JSON.stringify({ type: 'reserved', reservation: {} }));
+    await until(() => held.ws?.readyState === WebSocket.CLOSED, 10_000);
+    await until(async () => {
+      const again = await root.request<{ relay: { reservations: Array<{ server: string }> } }>('GET', '/api/v1/admin/relay');
+      return again.relay.reservations.length === 1;
+    }, 10_000);
   });
 
   it('a connection still proving its key carries none of the traffic for the server it claims to be', async () => {
