@@ -6,8 +6,8 @@ import { type Federation, type FedServer, startFederation } from '../../homeserv
 import { FAILURE_TEXT } from '../src/lib/e2e.js';
 import {
   axe,
+  collectFailures,
   ensureClientBuilt,
-  isNoneYet,
   launch,
   makePng,
   messageWith,
@@ -66,13 +66,8 @@ describe('an encrypted direct message across two homeservers', () => {
     await a.context.grantPermissions(['clipboard-read', 'clipboard-write']);
     const alice = a.page;
     const bob = b.page;
-    // Requests answered with an error, for the failure report.
-    const failed: string[] = [];
-    for (const page of [alice, bob]) {
-      page.on('response', (r) => {
-        if (r.status() >= 400) failed.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
-      });
-    }
+    // Requests answered with an error (E2E "none yet" answers left out).
+    const failed = collectFailures([alice, bob]);
     try {
       await signUpInBrowser(alice, 'alice', hs1.url);
       await signUpInBrowser(bob, 'bob', hs2.url);
@@ -309,7 +304,7 @@ describe('an encrypted direct message across two homeservers', () => {
       }
 
       // The only error answers are the E2E API's "none yet" 404s (support.ts, E2E_NONE_YET).
-      expect(failed.filter((f) => !isNoneYet(f))).toEqual([]);
+      expect(failed).toEqual([]);
       expect(unexpectedConsole(a.errors)).toEqual([]);
       expect(unexpectedConsole(b.errors)).toEqual([]);
     } catch (err) {

@@ -1,7 +1,17 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Federation, type FedServer, startFederation } from '../../homeserver/test/support/federation.js';
-import { ensureClientBuilt, isNoneYet, launch, makePng, messageWith, openPage, sendMessage, shot, signUpInBrowser } from './support.js';
+import {
+  collectFailures,
+  ensureClientBuilt,
+  launch,
+  makePng,
+  messageWith,
+  openPage,
+  sendMessage,
+  shot,
+  signUpInBrowser,
+} from './support.js';
 
 // Alice on hs1 and Bob on hs2, each using the client served by their own homeserver; the two
 // servers federate over TLS on loopback (as in homeserver/test/federation-rooms.test.ts).
@@ -30,13 +40,7 @@ describe('two people on two homeservers chat in the browser', () => {
     const alice = a.page;
     const bob = b.page;
     // Requests that failed (none may).
-    const failed: string[] = [];
-    for (const page of [alice, bob]) {
-      page.on('response', (r) => {
-        if (r.status() >= 400 && !isNoneYet(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`))
-          failed.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
-      });
-    }
+    const failed = collectFailures([alice, bob]);
     try {
       await signUpInBrowser(alice, 'alice', hs1.url);
       await signUpInBrowser(bob, 'bob', hs2.url);

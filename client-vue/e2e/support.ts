@@ -47,6 +47,18 @@ export function isNoneYet(failure: string): boolean {
   return m !== null && E2E_NONE_YET.test(m[1] as string);
 }
 
+/** Collects the pages' requests answered with an error as `status METHOD /path`, E2E "none yet" answers left out. */
+export function collectFailures(pages: Page[]): string[] {
+  const failed: string[] = [];
+  for (const page of pages) {
+    page.on('response', (r) => {
+      const line = `${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`;
+      if (r.status() >= 400 && !isNoneYet(line)) failed.push(line);
+    });
+  }
+  return failed;
+}
+
 /** A browser context with a page whose console errors and page errors are collected. */
 export async function openPage(browser: Browser, opts: { width?: number; height?: number } = {}) {
   const context: BrowserContext = await browser.newContext({
