@@ -105,6 +105,7 @@ describe('anchor relay: limits and a hostile relay', () => {
               reservations_per_ip: 3,
               reservations_per_network: 4,
               reservation_requests_per_second: 5,
+              reservation_bytes_per_second: 65_536,
               max_body_bytes: MAX_BODY,
             },
           };
@@ -291,6 +292,26 @@ describe('anchor relay: limits and a hostile relay', () => {
     // Only the relay's own fetch of the key it needs to check the handshake reached it.
     expect(seen).toEqual(['GET /federation/v1/keys']);
     pending.ws?.close();
+  });
+
+  it('bytes per second to one reservation are capped (429)', async () => {
+    const one = (i: number) => {
+      const uri = `/federation/v1/send/bytes${i}-${Date.now()}`;
+      const content = { events: [], edus: [], pad: 'x'.repeat(60_000) };
+      const authorization = signRequest({ method: 'PUT', uri, origin: 'p.test', destination: 'n.test', content }, pKey);
+      const envelope = buildRequestEnvelope({
+        destination: 'n.test',
+        method: 'PUT',
+        uri,
+        authorization,
+        body: Buffer.from(JSON.stringify(content)),
+      });
+      return post(relayPort, relayForwardPath('n.test'), envelope);
+    };
+    const answers = await Promise.all([0, 1, 2, 3].map(one));
+    expect(answers.filter((a) => a.body.error?.code === 'PARLEY_RELAY_BYTE_LIMITED').length).toBeGreaterThan(0);
+    // What was carried got n.test's own answer.
+    expect(answers.some((a) => a.body.error?.code !== 'PARLEY_RELAY_BYTE_LIMITED')).toBe(true);
   });
 
   it('requests per second to one reservation are capped (429), and the reservation carries on afterwards', async () => {
