@@ -106,6 +106,7 @@ describe('anchor relay: limits and a hostile relay', () => {
               reservations_per_network: 4,
               reservation_requests_per_second: 5,
               reservation_bytes_per_second: 65_536,
+              request_timeout_ms: 3000,
               max_body_bytes: MAX_BODY,
             },
           };
@@ -274,6 +275,22 @@ describe('anchor relay: limits and a hostile relay', () => {
       const again = await root.request<{ relay: { reservations: Array<{ server: string }> } }>('GET', '/api/v1/admin/relay');
       return again.relay.reservations.length === 1;
     }, 10_000);
+  });
+
+  it('a reserved server that does not answer costs the caller a 504 after the relay deadline, not a hung request', async () => {
+    const seen: string[] = [];
+    const mute = await reserve(relayPort, 't1.test', { seen });
+    expect(await mute.reserved).toMatchObject({ type: 'reserved' });
+    const uri = '/federation/v1/query/profile?user_id=%40someone%3At1.test';
+    const authorization = signRequest({ method: 'GET', uri, origin: 'p.test', destination: 't1.test' }, pKey);
+    const answer = await post(
+      relayPort,
+      relayForwardPath('t1.test'),
+      buildRequestEnvelope({ destination: 't1.test', method: 'GET', uri, authorization }),
+    );
+    expect(answer).toMatchObject({ status: 504, body: { error: { code: 'PARLEY_RELAY_TIMEOUT' } } });
+    expect(seen).toContain(`GET ${uri}`);
+    mute.ws?.close();
   });
 
   it('a connection still proving its key carries none of the traffic for the server it claims to be', async () => {
