@@ -206,6 +206,8 @@ describe('the admin console', () => {
       ['federation', '/admin/federation', 'Federation'],
       ['bootstrap', '/admin/bootstrap', 'Bootstrap list'],
       ['updates', '/admin/updates', 'Updates'],
+      ['mailbox', '/admin/mailbox', 'Mailbox'],
+      ['relay', '/admin/relay', 'Relay'],
       ['settings', '/admin/settings', 'Settings'],
       ['audit', '/admin/audit', 'Audit log'],
     ];
