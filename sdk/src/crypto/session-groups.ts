@@ -70,6 +70,11 @@ export class GroupDriver {
     this.#timers.clear();
   }
 
+  /** Resolves once the work queued now for every room has finished. */
+  async idle(): Promise<void> {
+    await Promise.all([...this.#queues.values()]);
+  }
+
   /** Runs `fn` after everything queued for `roomId`. */
   run<T>(roomId: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.#queues.get(roomId) ?? Promise.resolve();

@@ -508,9 +508,10 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
     if (this.#needsRecovery) throw new TypeError('E2eSession: this device needs the recovery key first (restore)');
   }
 
-  /** Stops timers; queued work finishes. The store stays as it is (open again to resume). */
+  /** Stops timers and waits for queued work to finish, so a session opened next on the store is alone on it. */
   async close(): Promise<void> {
     this.#closed = true;
     this.#groups.close();
+    await this.#groups.idle();
   }
 }
