@@ -20,7 +20,9 @@ const SWITCH_CAP_MS = 90_000;
 const WARMUP_S = 3;
 const WARMUP_SETTLE_MS = 5000;
 
-type Mode = 'direct' | 'relayed';
+type Mode = 'direct' | 'relayed' | 'direct_again';
+const TAGS: Record<Mode, 'd' | 'r' | 'e'> = { direct: 'd', relayed: 'r', direct_again: 'e' };
+const HEAL_CAP_MS = 90_000;
 
 interface Receiver {
   side: 'A' | 'B';
@@ -42,7 +44,7 @@ async function waitUntil(cond: () => boolean, capMs: number): Promise<boolean> {
 }
 
 /** `<tag>|<seq>|<send time>|` padded to exactly 200 bytes (tag: d direct, r relayed, w warm-up). */
-function body(tag: 'd' | 'r' | 'w', seq: number): string {
+function body(tag: 'd' | 'r' | 'e' | 'w', seq: number): string {
   const text = `${tag}|${seq}|${performance.now().toFixed(3)}|`.padEnd(BODY_BYTES, '.');
   if (Buffer.byteLength(text) !== BODY_BYTES) throw new Error('relay: body is not 200 bytes');
   return text;
@@ -82,9 +84,10 @@ class Gate {
 
 /**
  * bench/README.md relay: fed-fanout's phase 2 (a steady rate for some seconds, then a drain
- * window) run twice in one run on the same servers and room, first with A reaching B directly,
+ * window) run three times in one run on the same servers and room: with A reaching B directly,
  * then with A's path to B closed so A's transactions reach B through the anchor relay R
- * (store-and-forward). Deliveries/s and send → stream latency, by receivers on A and on B.
+ * (store-and-forward), then direct again once the path is open and A has noticed.
+ * Deliveries/s and send → stream latency, by receivers on A and on B.
  */
 export async function relayBench(o: RelayBenchOptions): Promise<Record<string, unknown>> {
   const redis = await benchRedis();
@@ -135,6 +138,7 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
     const phase: Record<Mode, { firstSend: number; lastDelivery: number }> = {
       direct: { firstSend: 0, lastDelivery: 0 },
       relayed: { firstSend: 0, lastDelivery: 0 },
+      direct_again: { firstSend: 0, lastDelivery: 0 },
     };
     const joins: Array<Set<string>> = specs.map(() => new Set());
     const receivers: Receiver[] = [];
@@ -145,9 +149,13 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
       const rec: Receiver | null = s.side
         ? {
             side: s.side,
-            latency: { direct: new Float64Array(total).fill(Number.NaN), relayed: new Float64Array(total).fill(Number.NaN) },
-            count: { direct: 0, relayed: 0 },
-            duplicates: { direct: 0, relayed: 0 },
+            latency: {
+              direct: new Float64Array(total).fill(Number.NaN),
+              relayed: new Float64Array(total).fill(Number.NaN),
+              direct_again: new Float64Array(total).fill(Number.NaN),
+            },
+            count: { direct: 0, relayed: 0, direct_again: 0 },
+            duplicates: { direct: 0, relayed: 0, direct_again: 0 },
             sawWarmup: false,
           }
         : null;
@@ -167,7 +175,7 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
           rec.sawWarmup = true;
           return;
         }
-        const mode: Mode | null = tag === 'd' ? 'direct' : tag === 'r' ? 'relayed' : null;
+        const mode = (Object.keys(TAGS) as Mode[]).find((m) => TAGS[m] === tag) ?? null;
         const seq = Number(seqText);
         if (!mode || !Number.isInteger(seq) || seq < 0 || seq >= total) return;
         if (!Number.isNaN(rec.latency[mode][seq]!)) {
@@ -202,7 +210,7 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
 
     const sender = members.at(-1)!;
     let sendFailures = 0;
-    const send = (tag: 'd' | 'r' | 'w', seq: number) =>
+    const send = (tag: 'd' | 'r' | 'e' | 'w', seq: number) =>
       sender.rooms.sendText(roomId, body(tag, seq)).then(
         () => undefined,
         () => {
@@ -219,7 +227,7 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
       for (let i = 0; i < total; i++) {
         const wait = t0 + i * interval - performance.now();
         if (wait > 0) await sleep(wait);
-        inflight.push(send(mode === 'direct' ? 'd' : 'r', i));
+        inflight.push(send(TAGS[mode], i));
       }
       const sentAt = performance.now();
       await Promise.race([Promise.all(inflight), sleep(o.drainS * 1000)]);
@@ -254,6 +262,20 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
     await sleep(QUIET_MS);
     const relayed = await run('relayed');
     const carried = await relayCarried(r);
+    // Open the path again: with traffic flowing, A goes back to direct at its next direct try
+    // (within fallback_direct_retry_max_ms), which its database shows as B being up.
+    await gate.open();
+    const openedAt = performance.now();
+    const probe = () => {
+      void send('w', w++);
+      return destinationUp(a, b.serverName);
+    };
+    if (!(await waitFor(probe, HEAL_CAP_MS))) throw new Error(`relay: A did not go back to direct within ${HEAL_CAP_MS / 1000} s`);
+    const healS = (performance.now() - openedAt) / 1000;
+    await sleep(QUIET_MS);
+    const beforeAgain = await relayCarried(r);
+    const directAgain = await run('direct_again');
+    const carriedAfter = await relayCarried(r);
     return {
       scenario: 'relay',
       delivery: redis ? 'bullmq (Redis)' : 'in-process outbox poller',
@@ -265,9 +287,12 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
       drain_cap_s: o.drainS,
       setup_s: Math.round(setupS * 10) / 10,
       switch_to_relay_s: Math.round(switchS * 10) / 10,
+      back_to_direct_s: Math.round(healS * 10) / 10,
       direct,
       relayed,
+      direct_again: directAgain,
       relay_carried: carried,
+      relay_carried_while_direct_again: beforeAgain && carriedAfter ? carriedAfter.transactions - beforeAgain.transactions : null,
     };
   } finally {
     for (const ws of sockets) ws.close();
@@ -276,8 +301,30 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
   }
 }
 
+async function waitFor(cond: () => Promise<boolean>, capMs: number): Promise<boolean> {
+  const end = performance.now() + capMs;
+  while (!(await cond())) {
+    if (performance.now() > end) return false;
+    await sleep(500);
+  }
+  return true;
+}
+
+/** Whether `server`'s delivery state says `destination` is up (a direct delivery succeeded). */
+async function destinationUp(server: BenchServer, destination: string): Promise<boolean> {
+  if (!server.databaseUrl) return true;
+  const c = new pg.Client({ connectionString: server.databaseUrl });
+  await c.connect();
+  try {
+    const { rows } = await c.query('select state from destinations where name = $1', [destination]);
+    return (rows[0] as { state?: string } | undefined)?.state === 'up';
+  } finally {
+    await c.end();
+  }
+}
+
 /** Transactions the relay delivered for others (store-and-forward), from its database. */
-async function relayCarried(r: BenchServer): Promise<Record<string, number> | null> {
+async function relayCarried(r: BenchServer): Promise<{ transactions: number; bytes: number; undelivered: number } | null> {
   if (!r.databaseUrl) return null;
   const c = new pg.Client({ connectionString: r.databaseUrl });
   await c.connect();
