@@ -49,7 +49,12 @@ export const useLiveStore = defineStore('live', () => {
         for (const ev of events) {
           if (ev.state_key !== undefined) rooms.noteStateEvent(ev);
           // An encrypted message notifies with what it says once decrypted (never with ciphertext).
-          else if (ev.type === 'room.encrypted') void e2e.readable(ev).then((d) => notifications.consider(d, openRoom.value));
+          else if (ev.type === 'room.encrypted')
+            void e2e.readable(ev).then((d) => {
+              // Decrypted: mentions of me in it count like any other.
+              if (d !== ev) rooms.noteEvent(d, unread);
+              notifications.consider(d, openRoom.value);
+            });
           else notifications.consider(ev, openRoom.value);
         }
         // Membership, names and new rooms change the sidebar: re-read the list (coalesced).
