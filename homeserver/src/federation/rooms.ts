@@ -41,7 +41,21 @@ export class FederatedRooms {
     writer: StreamWriter,
   ) {
     this.host = new HostRooms(db, rooms, events, outbox, log, fed, identity, clock, notify, ttlMs);
-    this.participant = new ParticipantRooms(db, rooms, events, outbox, log, fed, identity, clock, logger, notify, ttlMs, invites, writer);
+    this.participant = new ParticipantRooms({
+      db,
+      rooms,
+      events,
+      outbox,
+      log,
+      fed,
+      identity,
+      clock,
+      logger,
+      notify,
+      ttlMs,
+      invites,
+      writer,
+    });
   }
 
   // ---- host side ------------------------------------------------------------------------

@@ -1,16 +1,6 @@
 import { signEvent } from '@parley/federation/events';
 import type { RoomEvent } from '@parley/schemas';
-import type { Db } from '../../db/database.js';
 import { ParleyError } from '../../errors.js';
-import type { Logger } from '../../logger.js';
-import type { EventRepository } from '../../repositories/events.js';
-import type { OutboxRepository } from '../../repositories/outbox.js';
-import type { RemoteInviteRepository } from '../../repositories/room-extras.js';
-import type { RoomRepository } from '../../repositories/rooms.js';
-import type { Clock } from '../../services/clock.js';
-import type { RoomLog, SigningIdentity } from '../../services/room-log.js';
-import type { StreamWriter } from '../../services/stream-bus.js';
-import type { FederationContext } from '../setup.js';
 import { EntryChecks, type ParticipantDeps } from './participant-checks.js';
 import { RemoteJoins } from './participant-join.js';
 import { PushedEntries } from './participant-receive.js';
@@ -26,7 +16,6 @@ import { SubmitLanes } from './participant-submit.js';
 // Its parts: participant-checks.ts (verification), participant-submit.ts (our events to the
 // host), participant-join.ts (joins, older history), participant-receive.ts (pushed entries).
 export class ParticipantRooms {
-  private readonly d: ParticipantDeps;
   private readonly checks: EntryChecks;
   /** Our users' events on their way to hosts (submit, deliverSubmits). */
   readonly submits: SubmitLanes;
@@ -35,22 +24,7 @@ export class ParticipantRooms {
   /** Entries hosts push to us (receive, receiveMany). */
   readonly pushed: PushedEntries;
 
-  constructor(
-    db: Db,
-    rooms: RoomRepository,
-    events: EventRepository,
-    outbox: OutboxRepository,
-    log: RoomLog,
-    fed: FederationContext,
-    identity: SigningIdentity,
-    clock: Clock,
-    logger: Logger,
-    notify: (servers: Iterable<string>) => void,
-    ttlMs: number,
-    invites: RemoteInviteRepository,
-    writer: StreamWriter,
-  ) {
-    this.d = { db, rooms, events, outbox, log, fed, identity, clock, logger, notify, ttlMs, invites, writer };
+  constructor(private readonly d: ParticipantDeps) {
     const checks = new EntryChecks(this.d);
     this.checks = checks;
     this.submits = new SubmitLanes(this.d);
