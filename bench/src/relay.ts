@@ -17,8 +17,8 @@ const BODY_BYTES = 200;
 const QUIET_MS = 2000;
 const SETTLE_CAP_MS = 120_000;
 const SWITCH_CAP_MS = 90_000;
-const WARMUP_S = 3;
-const WARMUP_SETTLE_MS = 5000;
+const WARMUP_S = 10;
+const WARMUP_CAP_MS = 90_000;
 
 type Mode = 'direct' | 'relayed' | 'direct_again';
 const TAGS: Record<Mode, 'd' | 'r' | 'e'> = { direct: 'd', relayed: 'r', direct_again: 'e' };
@@ -30,6 +30,7 @@ interface Receiver {
   count: Record<Mode, number>;
   duplicates: Record<Mode, number>;
   sawWarmup: boolean;
+  warmups: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -157,6 +158,7 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
             count: { direct: 0, relayed: 0, direct_again: 0 },
             duplicates: { direct: 0, relayed: 0, direct_again: 0 },
             sawWarmup: false,
+            warmups: 0,
           }
         : null;
       if (rec) receivers.push(rec);
@@ -173,6 +175,7 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
         const [tag, seqText, sentText] = text.split('|', 3);
         if (tag === 'w') {
           rec.sawWarmup = true;
+          rec.warmups++;
           return;
         }
         const mode = (Object.keys(TAGS) as Mode[]).find((m) => TAGS[m] === tag) ?? null;
@@ -238,20 +241,23 @@ export async function relayBench(o: RelayBenchOptions): Promise<Record<string, u
       });
     };
 
+    const warmupCount = o.rate * Math.min(WARMUP_S, 2 * o.seconds);
     // Warm-up at the same rate, not measured: a fresh process's first seconds (JIT, pools,
     // caches) would otherwise count against whichever mode runs first.
-    for (let i = 0; i < o.rate * WARMUP_S; i++) {
+    for (let i = 0; i < warmupCount; i++) {
       void send('w', i);
       await sleep(1000 / o.rate);
     }
-    await sleep(WARMUP_SETTLE_MS);
+    // …until every receiver has all of it: the servers have caught up before anything is measured.
+    await waitUntil(() => receivers.every((rc) => rc.warmups >= warmupCount), WARMUP_CAP_MS);
+    await sleep(QUIET_MS);
     const direct = await run('direct');
     await sleep(QUIET_MS);
     // Close A's path to B, then warm up until B's receivers get messages through R.
     for (const rc of receivers) rc.sawWarmup = false;
     await gate.close();
     const closedAt = performance.now();
-    let w = o.rate * WARMUP_S;
+    let w = warmupCount;
     const bReceivers = receivers.filter((rc) => rc.side === 'B');
     while (!bReceivers.every((rc) => rc.sawWarmup) && performance.now() - closedAt < SWITCH_CAP_MS) {
       await send('w', w++);
