@@ -101,6 +101,24 @@ export type KeyClaimResponse = Static<typeof KeyClaimResponse>;
 
 // ---- signed device lists -----------------------------------------------------------------------
 
+/**
+ * A device's mailbox queue (docs/protocol.md "Mailbox delivery of Welcomes"): where senders
+ * deposit Welcomes for it when its homeserver cannot be reached. Covered by the device list's
+ * signature, so a homeserver cannot redirect it.
+ */
+export const DeviceMailbox = Type.Object(
+  {
+    /** Base URL of the mailbox server (its client API). */
+    url: Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$', minLength: 8, maxLength: 256 }),
+    /** The queue's send ID (the receive ID and queue key stay on the device). */
+    send_id: Type.String({ pattern: '^[A-Za-z0-9_-]{32}$' }),
+    /** X25519 public key deposits are sealed to, so the mailbox server sees only opaque blocks. */
+    seal_key: Type.String({ pattern: '^[A-Za-z0-9_-]{43}$' }),
+  },
+  { additionalProperties: false },
+);
+export type DeviceMailbox = Static<typeof DeviceMailbox>;
+
 export const SignedDevice = Type.Object(
   {
     device_id: DeviceId,
@@ -108,6 +126,8 @@ export const SignedDevice = Type.Object(
     signature_key: Ed25519PublicKey,
     /** The user signing key's signature over this device's credential (format: sdk crypto). */
     credential_signature: Ed25519Signature,
+    /** Optional: the device's mailbox queue (absent in lists written before it existed). */
+    mailbox: Type.Optional(DeviceMailbox),
   },
   { additionalProperties: false },
 );

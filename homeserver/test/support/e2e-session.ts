@@ -1,6 +1,6 @@
 import type { ClientEvent, SyncResponse } from '@parley/schemas';
 import { type ParleyClient, RoomsApi, SyncPoller } from '@parley/sdk';
-import { type CryptoStore, type DecryptedEvent, E2eSession, MemoryCryptoStore } from '@parley/sdk/crypto';
+import { type CryptoStore, type DecryptedEvent, E2eSession, type E2eSessionOptions, MemoryCryptoStore } from '@parley/sdk/crypto';
 import type { FedServer } from './federation.js';
 import { until } from './net.js';
 
@@ -23,6 +23,8 @@ export interface SessionDevice {
   errors: unknown[];
   /** The session's diagnostics (never plaintext). */
   logs: string[];
+  /** Extra session options (e.g. `mailbox`) used each time the session opens. */
+  sessionOptions?: Partial<E2eSessionOptions>;
 }
 
 export const SESSION_TIMINGS = { fallbackMs: 4000, welcomeWaitMs: 6000 };
@@ -40,10 +42,12 @@ async function livePosition(client: ParleyClient): Promise<number> {
 export async function openDevice(
   server: FedServer,
   username: string,
-  opts: { login?: boolean; name?: string } = {},
+  opts: { login?: boolean; name?: string; client?: ParleyClient; session?: Partial<E2eSessionOptions> } = {},
 ): Promise<SessionDevice> {
   let client: ParleyClient;
-  if (opts.login) {
+  if (opts.client) {
+    client = opts.client;
+  } else if (opts.login) {
     client = server.client();
     await client.login({ username, password: `${username} password`, device_name: opts.name ?? 'device' });
   } else {
@@ -62,6 +66,7 @@ export async function openDevice(
     chain: Promise.resolve(),
     errors: [],
     logs: [],
+    ...(opts.session ? { sessionOptions: opts.session } : {}),
   };
   await comeBack(d);
   return d;
@@ -92,6 +97,7 @@ export async function comeBack(d: SessionDevice): Promise<void> {
     deviceId: d.deviceId,
     ...SESSION_TIMINGS,
     log: (m) => logTo(d, m),
+    ...d.sessionOptions,
   });
   startFeed(d);
 }

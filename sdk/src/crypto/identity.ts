@@ -1,4 +1,4 @@
-import type { SignedDevice, SignedDeviceList } from '@parley/schemas';
+import type { DeviceMailbox, SignedDevice, SignedDeviceList } from '@parley/schemas';
 import canonicalize from 'canonicalize';
 import type { AuthenticationService, Credential } from 'ts-mls';
 import { fromB64u, fromUtf8, toB64u, utf8 } from './encoding.js';
@@ -74,8 +74,12 @@ export interface VerifiedDeviceList {
   userId: string;
   userSigningKey: Uint8Array;
   version: number;
-  /** Devices whose credential the user key signed; the only ones to add to groups. */
-  devices: { deviceId: string; signatureKey: Uint8Array }[];
+  /**
+   * Devices whose credential the user key signed; the only ones to add to groups. `mailbox`
+   * is the device's mailbox queue when its entry names a well-formed one (the list signature
+   * covers it: a homeserver that alters it breaks the signature and the whole list is refused).
+   */
+  devices: { deviceId: string; signatureKey: Uint8Array; mailbox?: DeviceMailbox }[];
   /** Entries refused, each with why. */
   refused: { deviceId: string; reason: string }[];
 }
@@ -118,8 +122,10 @@ export async function verifyDeviceList(
   const refused: VerifiedDeviceList['refused'] = [];
   for (const device of Array.isArray(list.devices) ? list.devices : []) {
     const why = await checkDevice(p, userId, userKey, device);
-    if (why === null) devices.push({ deviceId: device.device_id, signatureKey: fromB64u(device.signature_key) });
-    else refused.push({ deviceId: String(device?.device_id), reason: why });
+    if (why === null) {
+      const mailbox = checkMailbox(device.mailbox);
+      devices.push({ deviceId: device.device_id, signatureKey: fromB64u(device.signature_key), ...(mailbox ? { mailbox } : {}) });
+    } else refused.push({ deviceId: String(device?.device_id), reason: why });
   }
   return { ok: true, list: { userId, userSigningKey: userKey, version: list.version, devices, refused } };
 }
@@ -134,6 +140,21 @@ async function checkDevice(p: Primitives, userId: string, userKey: Uint8Array, d
   } catch (err) {
     return (err as Error).message;
   }
+}
+
+const MAILBOX_URL_RE = /^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/;
+const QUEUE_ID_RE = /^[A-Za-z0-9_-]{32}$/;
+const KEY_RE = /^[A-Za-z0-9_-]{43}$/;
+
+/** A device entry's `mailbox` when well-formed (same rules as the schema); anything else is ignored. */
+export function checkMailbox(m: unknown): DeviceMailbox | undefined {
+  if (typeof m !== 'object' || m === null) return undefined;
+  const { url, send_id, seal_key, ...rest } = m as Record<string, unknown>;
+  if (Object.keys(rest).length > 0) return undefined;
+  if (typeof url !== 'string' || url.length > 256 || !MAILBOX_URL_RE.test(url)) return undefined;
+  if (typeof send_id !== 'string' || !QUEUE_ID_RE.test(send_id)) return undefined;
+  if (typeof seal_key !== 'string' || !KEY_RE.test(seal_key)) return undefined;
+  return { url, send_id, seal_key };
 }
 
 /** The MLS basic credential of a device: its identity, with the user key's signature. */

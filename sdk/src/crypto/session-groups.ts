@@ -60,6 +60,8 @@ export class GroupDriver {
       changed: (roomId: string) => Promise<void>;
       /** After this device's commit was sequenced (backup, etc.). */
       committed: (roomId: string) => Promise<void>;
+      /** After Welcomes went to-device: also deposit them in the added devices' mailboxes. */
+      deposit?: (devices: { userId: string; deviceId: string }[], content: MlsWelcomeContent) => Promise<void>;
       log: Log;
     },
   ) {}
@@ -227,16 +229,22 @@ export class GroupDriver {
 
   // ---- joining ---------------------------------------------------------------------------------------
 
-  /** An `mls.welcome` to-device message (durable: it waits on the stream while the device is away). */
-  async handleWelcome(sender: string, content: MlsWelcomeContent): Promise<void> {
+  /**
+   * An `mls.welcome` to-device message (durable: it waits on the stream while the device is
+   * away) or one read from this device's mailbox. 'joined' when this device joined from it,
+   * 'unavailable' when the room's state could not be had to check the sender (try again
+   * later), 'refused' otherwise.
+   */
+  async handleWelcome(sender: string, content: MlsWelcomeContent): Promise<'joined' | 'refused' | 'unavailable'> {
     const roomId = content.room_id;
-    if (typeof roomId !== 'string' || typeof content.welcome !== 'string') return; // welcome_ref: not fetched here
-    await this.run(roomId, async () => {
+    if (typeof roomId !== 'string' || typeof content.welcome !== 'string') return 'refused'; // welcome_ref: not fetched here
+    const outcome = await this.run(roomId, async () => {
       const room = await this.ensureRoom(roomId);
+      if (!this.rooms.has(roomId)) return 'unavailable' as const;
       // Only a member of the room may bring this device into its group.
       if (room.membership.get(sender) !== 'join') {
         this.hooks.log(`Welcome for ${roomId} from ${sender}, not a member: ignored`);
-        return;
+        return 'refused' as const;
       }
       await this.trust.lists(this.joined(room));
       let r = await this.device().joinFromWelcome(roomId, content.welcome as string, content.epoch);
@@ -249,12 +257,15 @@ export class GroupDriver {
         const known = await this.trust.lists(joined);
         const missing = joined.filter((u) => !known.has(u));
         this.hooks.log(`Welcome for ${roomId}: ${r.reason} (${r.detail}); joined ${joined.join(' ')}; no list for ${missing.join(' ')}`);
-        return;
+        // Users whose lists could not be had (their server away): worth another try later.
+        return missing.length > 0 ? ('unavailable' as const) : ('refused' as const);
       }
       await this.tryCatchUp(roomId);
       await this.hooks.changed(roomId);
+      return 'joined' as const;
     });
     this.schedule(roomId);
+    return outcome;
   }
 
   /** Joins by external commit from the latest GroupInfo; true when this device is in the group after. */
@@ -488,5 +499,7 @@ export class GroupDriver {
     } catch (err) {
       this.hooks.log(`sending Welcomes for ${roomId}: ${(err as Error).message}`);
     }
+    // In the background: a slow mailbox server must not hold the room's queue.
+    void this.hooks.deposit?.(prepared.welcomeFor, content).catch((err) => this.hooks.log(`mailbox deposit: ${(err as Error).message}`));
   }
 }

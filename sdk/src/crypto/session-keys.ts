@@ -1,4 +1,4 @@
-import type { SignedDevice } from '@parley/schemas';
+import type { DeviceMailbox, SignedDevice } from '@parley/schemas';
 import type { E2eApi } from '../e2e.js';
 import { isParleyApiError } from '../errors.js';
 import { BACKUP_ALGORITHM, BackupError, formatRecoveryKey, newRecoveryKey, parseRecoveryKey } from './backup.js';
@@ -29,6 +29,8 @@ export class OwnKeys {
     private readonly store: CryptoStore,
     private readonly e2e: E2eApi,
     private readonly trust: TrustBook,
+    /** This device's published mailbox queue, if it has one. */
+    private readonly mailbox: () => DeviceMailbox | undefined = () => undefined,
   ) {}
 
   /** Makes sure the device is certified (or says it needs the recovery key); returns `needsRecovery`. */
@@ -65,11 +67,14 @@ export class OwnKeys {
           );
         }
       }
-      const own = device.ownSignedDevice();
+      const mailbox = this.mailbox();
+      const own: SignedDevice = { ...device.ownSignedDevice(), ...(mailbox ? { mailbox } : {}) };
+      const sameMailbox = (d: SignedDevice) =>
+        d.mailbox?.url === own.mailbox?.url && d.mailbox?.send_id === own.mailbox?.send_id && d.mailbox?.seal_key === own.mailbox?.seal_key;
       const unchanged =
         current !== null &&
         current.user_signing_key === toB64u(device.userSigningKey) &&
-        current.devices.some((d) => d.device_id === own.device_id && d.signature_key === own.signature_key) &&
+        current.devices.some((d) => d.device_id === own.device_id && d.signature_key === own.signature_key && sameMailbox(d)) &&
         extra.length === 0 &&
         current.devices.length === entries.length + 1;
       if (unchanged) return;

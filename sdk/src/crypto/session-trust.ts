@@ -1,4 +1,4 @@
-import type { DeviceListAnswer } from '@parley/schemas';
+import type { DeviceListAnswer, DeviceMailbox } from '@parley/schemas';
 import type { E2eApi } from '../e2e.js';
 import type { CryptoDevice } from './device.js';
 import { equalBytes, fromB64u, fromUtf8, toB64u, utf8 } from './encoding.js';
@@ -16,6 +16,8 @@ export interface TrustedDevices {
   /** The server's signed-in devices (some maybe not in the signed list yet). */
   signedIn: string[];
   version: number;
+  /** Mailbox queues the signed list names, by device ID (verified with the list's signature). */
+  mailboxes: Map<string, DeviceMailbox>;
   /** The list the server gave us (for republishing our own). */
   answer: DeviceListAnswer;
 }
@@ -103,7 +105,7 @@ export class TrustBook {
     if (answer.user_id !== userId) return null;
     const list = answer.device_list;
     if (list === null) {
-      const none: TrustedDevices = { userId, devices: [], listed: [], signedIn: answer.devices, version: 0, answer };
+      const none: TrustedDevices = { userId, devices: [], listed: [], signedIn: answer.devices, version: 0, mailboxes: new Map(), answer };
       this.#cache.set(userId, none);
       return none;
     }
@@ -122,6 +124,7 @@ export class TrustBook {
       listed,
       signedIn: answer.devices,
       version: check.list.version,
+      mailboxes: new Map(check.list.devices.flatMap((d) => (d.mailbox ? [[d.deviceId, d.mailbox] as const] : []))),
       answer,
     };
     this.#cache.set(userId, trusted);

@@ -1,4 +1,5 @@
 import type { ClientEvent, EncryptedContent, Frame, MlsCommitContent, MlsWelcomeContent } from '@parley/schemas';
+import { MAX_WELCOME_B64 } from '@parley/schemas';
 import type { ParleyClient } from '../client.js';
 import { E2eApi } from '../e2e.js';
 import { Emitter } from '../emitter.js';
@@ -10,6 +11,7 @@ import { CryptoFailureError, type DecryptFailureReason } from './failures.js';
 import { safetyEmoji, safetyNumber } from './safety.js';
 import { GroupDriver } from './session-groups.js';
 import { DEVICE_APPROVAL_TYPE, OwnKeys } from './session-keys.js';
+import { type EnvelopeOutcome, SessionMailbox } from './session-mailbox.js';
 import { TrustBook, type UserTrust } from './session-trust.js';
 import type { CryptoStore } from './store.js';
 
@@ -33,6 +35,14 @@ export interface E2eSessionOptions {
   keepDecrypted?: boolean;
   /** Diagnostics (never plaintext or keys). */
   log?: (message: string) => void;
+  /**
+   * This device's mailbox queue (docs/protocol.md "Mailbox delivery of Welcomes"): created once
+   * on the mailbox server at `url` (default: the homeserver) when it offers mailboxes, and
+   * published in the signed device list. `false`: none.
+   */
+  mailbox?: { url?: string } | false;
+  /** How often the queue is read while the session is open (default 60000 ms; it is also read on open and on `retry`). */
+  mailboxPollMs?: number;
   /** Passed on when the session opens the device itself. */
   deviceOptions?: Partial<Pick<CryptoDeviceOptions, 'signer' | 'keyRetention' | 'now'>>;
 }
@@ -79,6 +89,8 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
   readonly #cache = new Map<string, DecryptedEvent>();
   readonly #pending = new Map<string, RoomEvent>();
   readonly #log: (message: string) => void;
+  readonly #mailbox: SessionMailbox;
+  #mailboxTimer: ReturnType<typeof setInterval> | undefined;
   #needsRecovery = false;
   #closed = false;
 
@@ -99,7 +111,18 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
       this.e2e,
       (userId, trust) => this.emit('trust', { userId, trust }),
     );
-    this.#keys = new OwnKeys(() => this.#device, options.store, this.e2e, this.#trust);
+    const mailbox = options.mailbox;
+    this.#mailbox = new SessionMailbox(options.store, {
+      url: mailbox === false ? false : (mailbox?.url ?? options.client.baseUrl),
+      log: this.#log,
+    });
+    this.#keys = new OwnKeys(
+      () => this.#device,
+      options.store,
+      this.e2e,
+      this.#trust,
+      () => this.#mailbox.published,
+    );
     this.#groups = new GroupDriver(
       { userId: this.userId, deviceId: this.deviceId },
       () => this.#device,
@@ -112,6 +135,7 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
         committed: async () => {
           await this.#keys.uploadBackup().catch((err) => this.#log(`backup after commit: ${(err as Error).message}`));
         },
+        deposit: (devices, content) => this.#deposit(devices, content),
         log: this.#log,
       },
     );
@@ -138,12 +162,18 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
     }
     session = new E2eSession(options, device, owns);
     await session.#trust.load();
+    await session.#mailbox.setup();
     session.#needsRecovery = await session.#keys.bootstrap();
     // Approved by another device while this one was away?
     if (session.#needsRecovery && (await session.#keys.checkApproval().catch(() => false))) session.#needsRecovery = false;
     // Rooms this device holds a group for are encrypted: know them before their first frame.
     for (const key of await options.store.list('group/'))
       void session.#groups.ensureRoom(key.slice('group/'.length)).catch(() => undefined);
+    // What waited in the mailbox while away, then every minute (bounded reads, one at a time).
+    void session.checkMailbox();
+    const every = Math.max(1000, options.mailboxPollMs ?? 60_000);
+    session.#mailboxTimer = setInterval(() => void session.checkMailbox(), every);
+    (session.#mailboxTimer as { unref?: () => void }).unref?.();
     return session;
   }
 
@@ -166,7 +196,7 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
       await this.#handleEvent(frame.data.event);
     } else if (frame.kind === 'to_device') {
       const { type, sender, content } = frame.data;
-      if (type === MLS_WELCOME) await this.#groups.handleWelcome(sender, content as unknown as MlsWelcomeContent);
+      if (type === MLS_WELCOME) await this.#welcome(sender, content as unknown as MlsWelcomeContent, 'to-device');
       else if (type === KEY_PACKAGES_LOW_TYPE && sender === this.userId) await this.#keys.refillKeyPackages();
       else if (type === DEVICE_APPROVAL_TYPE && this.#keys.noteRequest(sender, content)) {
         this.emit('approval', { deviceId: String(content.device_id) });
@@ -344,6 +374,7 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
   /** Re-runs catch-up for the room (missing commits; external join when no Welcome came), then re-decrypts. */
   async retry(roomId: string, eventId: string): Promise<void> {
     this.#assertReady();
+    await this.checkMailbox();
     await this.#groups.run(roomId, async () => {
       await this.#groups.tryCatchUp(roomId);
       const room = await this.#groups.ensureRoom(roomId);
@@ -355,6 +386,48 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
     if (event !== undefined) {
       const r = await this.decrypt(event);
       if (r.ok) this.emit('decrypted', { roomId, eventId });
+    }
+  }
+
+  // ---- Welcomes by either path, and the mailbox ---------------------------------------------------
+
+  /** Applies a Welcome once, whichever path (to-device, mailbox) brings it first. */
+  async #welcome(sender: string, content: MlsWelcomeContent, via: 'to-device' | 'mailbox'): Promise<EnvelopeOutcome> {
+    if (typeof content?.welcome !== 'string' || content.welcome.length > MAX_WELCOME_B64) return 'done';
+    if (typeof content.room_id !== 'string' || content.room_id.length > 255 || !Number.isSafeInteger(content.epoch)) return 'done';
+    if (await this.#mailbox.seen(content.welcome)) {
+      this.#log(`Welcome for ${content.room_id} (${via}): applied already`);
+      return 'done';
+    }
+    const r = await this.#groups.handleWelcome(sender, content);
+    if (r === 'joined') {
+      await this.#mailbox.markSeen(content.welcome);
+      this.#log(`Welcome for ${content.room_id} (${via}): applied`);
+    }
+    return r === 'unavailable' ? 'later' : 'done';
+  }
+
+  /**
+   * Reads this device's mailbox queue now and applies the Welcomes found there (each once);
+   * acknowledges what it handled, leaves what cannot be checked yet. Returns how many it handled.
+   */
+  async checkMailbox(): Promise<number> {
+    if (this.#closed) return 0;
+    return this.#mailbox.poll(async (envelope) =>
+      envelope.type === MLS_WELCOME ? this.#welcome(envelope.sender, envelope.content as unknown as MlsWelcomeContent, 'mailbox') : 'done',
+    );
+  }
+
+  /** Deposit-always: a Welcome for a device of another server also goes to the mailbox its signed list names. */
+  async #deposit(devices: { userId: string; deviceId: string }[], content: MlsWelcomeContent): Promise<void> {
+    const serverOf = (userId: string) => userId.slice(userId.indexOf(':') + 1);
+    for (const d of devices) {
+      if (serverOf(d.userId) === serverOf(this.userId)) continue;
+      const list = this.#trust.cached(d.userId) ?? (await this.#trust.lists([d.userId])).get(d.userId);
+      const target = list?.mailboxes.get(d.deviceId);
+      if (target === undefined) continue;
+      const ok = await this.#mailbox.deposit(target, { type: MLS_WELCOME, sender: this.userId, content: { ...content } });
+      this.#log(`Welcome for ${content.room_id} deposited in a mailbox: ${ok}`);
     }
   }
 
@@ -511,6 +584,7 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
   /** Stops timers and waits for queued work to finish, so a session opened next on the store is alone on it. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#mailboxTimer);
     this.#groups.close();
     await this.#groups.idle();
   }
