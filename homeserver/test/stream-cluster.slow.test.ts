@@ -166,4 +166,29 @@ describe('several processes, one server', () => {
     expect((await s.closed).code).toBe(4002);
     expect((await poll).status).toBe(401);
   }, 60_000);
+
+  it('security: a token cached on one process is refused there on the very next request after a revocation on another', async () => {
+    const [, B] = urls as [string, string];
+    const port = await freePort();
+    await start(port);
+    const C = `http://127.0.0.1:${port}`;
+    const whoami = async (token: string) =>
+      (await fetch(`${B}/api/v1/account/whoami`, { headers: { authorization: `Bearer ${token}` } })).status;
+    const c = new ParleyClient({ baseUrl: B });
+    await c.register({ username: 'cached', password: 'cached password' });
+    // Two requests on B: the second is answered from B's token cache.
+    const first = c.session?.access_token as string;
+    expect(await whoami(first)).toBe(200);
+    expect(await whoami(first)).toBe(200);
+    const onC = new ParleyClient({ baseUrl: C, session: c.session });
+    await onC.refresh();
+    expect(await whoami(first)).toBe(401);
+
+    const second = onC.session?.access_token as string;
+    expect(second).not.toBe(first);
+    expect(await whoami(second)).toBe(200);
+    expect(await whoami(second)).toBe(200);
+    await onC.logout();
+    expect(await whoami(second)).toBe(401);
+  }, 60_000);
 });

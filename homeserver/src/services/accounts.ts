@@ -121,7 +121,7 @@ export class AccountService {
       return this.deps.sessions.session(device, await this.deps.sessions.issue(device, trx));
     });
     // A re-login on a known device also replaces its tokens: close its old streams too.
-    if (req.device_id) this.deps.changes.revoked(session.user_id, session.device_id);
+    if (req.device_id) await this.deps.changes.revoked(session.user_id, session.device_id);
     else this.deps.changes.added(session.user_id);
     return session;
   }
@@ -137,7 +137,7 @@ export class AccountService {
       await this.deps.users.setPasswordHash(auth.userId, hash, trx);
       if (req.logout_other_devices !== false) await this.deps.devices.deleteAllExcept(auth.userId, auth.devicePk, trx);
     });
-    if (req.logout_other_devices !== false) this.deps.changes.revokedAll(auth.userId, auth.deviceId);
+    if (req.logout_other_devices !== false) await this.deps.changes.revokedAll(auth.userId, auth.deviceId);
   }
 
   private deviceRow(userId: string, deviceId: string, name: string | null): Omit<DeviceRow, 'id'> {

@@ -1,7 +1,8 @@
 import type { Db } from '../db/database.js';
 import type { Logger } from '../logger.js';
 import type { RoomRepository } from '../repositories/rooms.js';
-import type { StreamBus, StreamWriter } from './stream-bus.js';
+import type { ControlMessage, StreamBus, StreamWriter } from './stream-bus.js';
+import type { AccessTokenCache } from './token-cache.js';
 
 /**
  * What follows a change to a user's devices: open streams of revoked devices close at once
@@ -15,11 +16,23 @@ export class DeviceChanges {
     private readonly writer: StreamWriter,
     private readonly bus: StreamBus,
     private readonly log: Logger,
+    /** This process's cache of signed-in tokens: emptied for the user before anyone is told. */
+    private readonly tokenCache: AccessTokenCache | null = null,
   ) {}
 
-  revoked(userId: string, deviceId: string): void {
-    this.bus.control({ type: 'revoke_device', user_id: userId, device_id: deviceId });
+  /**
+   * Resolves once the other processes have been sent the revocation (await it before
+   * answering, so the revoked token is refused on the very next request wherever it lands).
+   */
+  revoked(userId: string, deviceId: string): Promise<void> {
+    const sent = this.send({ type: 'revoke_device', user_id: userId, device_id: deviceId });
     this.changed(userId);
+    return sent;
+  }
+
+  /** The account's flags (admin, deactivated) changed: no process keeps the old ones. */
+  authChanged(userId: string): Promise<void> {
+    return this.send({ type: 'auth_changed', user_id: userId });
   }
 
   /**
@@ -29,18 +42,25 @@ export class DeviceChanges {
   onChange: ((userId: string) => Promise<void>) | null = null;
 
   /** Every device of the user except `exceptDeviceId` (all when omitted). */
-  revokedAll(userId: string, exceptDeviceId?: string): void {
-    this.bus.control(
+  revokedAll(userId: string, exceptDeviceId?: string): Promise<void> {
+    const sent = this.send(
       exceptDeviceId
         ? { type: 'revoke_user', user_id: userId, except_device_id: exceptDeviceId }
         : { type: 'revoke_user', user_id: userId },
     );
     this.changed(userId);
+    return sent;
   }
 
   /** Access tokens replaced by a refresh: streams opened with them end (the device stays). */
-  tokensReplaced(userId: string, tokenIds: string[]): void {
-    if (tokenIds.length > 0) this.bus.control({ type: 'revoke_tokens', user_id: userId, token_ids: tokenIds });
+  tokensReplaced(userId: string, tokenIds: string[]): Promise<void> {
+    if (tokenIds.length === 0) return Promise.resolve();
+    return this.send({ type: 'revoke_tokens', user_id: userId, token_ids: tokenIds });
+  }
+
+  private send(msg: ControlMessage): Promise<void> {
+    this.tokenCache?.onControl(msg);
+    return this.bus.control(msg);
   }
 
   added(userId: string): void {

@@ -34,6 +34,6 @@ export class DeviceService {
   /** Deleting a device revokes all its tokens in the same statement (cascade). */
   async delete(auth: AuthContext, deviceId: string): Promise<void> {
     if (!(await this.devices.delete(auth.userId, deviceId))) throw notFound(`no device ${deviceId} on this account`);
-    this.changes.revoked(auth.userId, deviceId);
+    await this.changes.revoked(auth.userId, deviceId);
   }
 }

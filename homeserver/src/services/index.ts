@@ -41,6 +41,7 @@ import { StreamRetention } from './stream-retention.js';
 import { SyncService } from './sync.js';
 import { TimelineService } from './timeline.js';
 import { ToDeviceService } from './to-device.js';
+import { AccessTokenCache } from './token-cache.js';
 import { TypingService } from './typing.js';
 
 /** Everything handlers call, wired once per server. */
@@ -112,7 +113,11 @@ export function createServices(
 
   const bus = new StreamBus(streamRepo, eventRepo, redis, log);
   const writer = new StreamWriter(streamRepo, bus, clock);
-  const changes = new DeviceChanges(db, roomRepo, writer, bus, log);
+  // Signed-in tokens, trusted for 30 s unless revoked: revocations from any process empty it.
+  const tokenCache = new AccessTokenCache(clock, undefined, () => bus.controlLive());
+  bus.onControl((msg) => tokenCache.onControl(msg));
+  bus.onControlGap(() => tokenCache.clear());
+  const changes = new DeviceChanges(db, roomRepo, writer, bus, log, tokenCache);
   const joinedRooms = async (userId: string) =>
     (await roomRepo.roomsOf(userId)).filter((m) => m.membership === 'join').map((m) => m.room_id);
 
@@ -124,6 +129,7 @@ export function createServices(
     { accessTokenTtlMs: config.auth.access_token_ttl_ms, refreshTokenTtlMs: config.auth.refresh_token_ttl_ms },
     log,
     changes,
+    tokenCache,
   );
   const accounts = new AccountService({
     db,

@@ -6,6 +6,7 @@ import type { DeviceRepository, DeviceRow } from '../repositories/devices.js';
 import type { TokenRepository } from '../repositories/tokens.js';
 import type { Clock } from './clock.js';
 import type { DeviceChanges } from './device-changes.js';
+import type { AccessTokenCache } from './token-cache.js';
 import { mintToken, parseToken, secretMatches } from './tokens.js';
 
 /** Who is calling, established once per request by the auth middleware. */
@@ -36,6 +37,8 @@ export class SessionService {
     private readonly settings: SessionSettings,
     private readonly log: Logger,
     private readonly changes: DeviceChanges,
+    /** Recently authenticated tokens (revocations empty it through `changes`); none: always read. */
+    private readonly cache: AccessTokenCache | null = null,
   ) {}
 
   /** Issues a fresh access/refresh pair for a device (inside the caller's transaction). */
@@ -75,7 +78,12 @@ export class SessionService {
   async authenticate(accessToken: string, ip: string): Promise<AuthContext> {
     const parsed = parseToken(accessToken, 'pat');
     if (!parsed) throw unauthorized('PARLEY_UNKNOWN_TOKEN', 'access token is malformed or unknown');
-    const row = await this.tokens.findAccess(parsed.id);
+    let row = this.cache?.get(parsed.id);
+    if (!row) {
+      const epoch = this.cache?.epoch() ?? 0;
+      row = await this.tokens.findAccess(parsed.id);
+      if (row && !row.deactivated && secretMatches(parsed.secret, row.secret_hash)) this.cache?.put(row, epoch);
+    }
     if (!row || !secretMatches(parsed.secret, row.secret_hash)) {
       throw unauthorized('PARLEY_UNKNOWN_TOKEN', 'access token is unknown or was revoked');
     }
@@ -83,6 +91,8 @@ export class SessionService {
     const now = this.clock.now();
     if (row.expires_ts <= now) throw unauthorized('PARLEY_TOKEN_EXPIRED', 'access token has expired; use the refresh token');
     if (row.last_seen_ts === null || now - row.last_seen_ts > TOUCH_INTERVAL_MS) {
+      // The cached row remembers the touch, so a cached token is not touched on every request.
+      row.last_seen_ts = now;
       this.devices.touch(row.device_pk, now, ip).catch((err) => this.log.warn({ err }, 'could not record device last-seen'));
     }
     return {
@@ -122,11 +132,11 @@ export class SessionService {
     });
     switch (outcome.kind) {
       case 'ok':
-        this.changes.tokensReplaced(outcome.userId, outcome.replaced);
+        await this.changes.tokensReplaced(outcome.userId, outcome.replaced);
         return outcome.pair;
       case 'reused':
         this.log.warn({ device_pk: outcome.devicePk }, 'refresh token reused; device signed out');
-        if (outcome.userId && outcome.deviceId) this.changes.revoked(outcome.userId, outcome.deviceId);
+        if (outcome.userId && outcome.deviceId) await this.changes.revoked(outcome.userId, outcome.deviceId);
         throw unauthorized('PARLEY_UNKNOWN_TOKEN', 'refresh token was already used; the device has been signed out');
       case 'expired':
         throw unauthorized('PARLEY_UNKNOWN_TOKEN', 'refresh token has expired; sign in again');
@@ -138,12 +148,17 @@ export class SessionService {
   /** Signs out the calling device: the device and all its tokens are gone at once. */
   async logout(auth: AuthContext): Promise<void> {
     await this.devices.deleteByPk(auth.devicePk);
-    this.changes.revoked(auth.userId, auth.deviceId);
+    await this.changes.revoked(auth.userId, auth.deviceId);
   }
 
   async logoutAll(userId: string): Promise<void> {
     await this.devices.deleteAllExcept(userId, null);
-    this.changes.revokedAll(userId);
+    await this.changes.revokedAll(userId);
+  }
+
+  /** The account's admin or deactivated flag changed: sign-ins cached anywhere are dropped. */
+  async accountChanged(userId: string): Promise<void> {
+    await this.changes.authChanged(userId);
   }
 
   /** The sessions clock (token expiry is judged by it). */

@@ -13,7 +13,9 @@ export type ControlMessage =
   | { type: 'revoke_device'; user_id: string; device_id: string }
   | { type: 'revoke_user'; user_id: string; except_device_id?: string }
   /** Access tokens replaced by a refresh: the device lives on, streams opened with these end. */
-  | { type: 'revoke_tokens'; user_id: string; token_ids: string[] };
+  | { type: 'revoke_tokens'; user_id: string; token_ids: string[] }
+  /** The account's flags changed (admin, deactivated): cached sign-ins of the user are dropped. */
+  | { type: 'auth_changed'; user_id: string };
 
 /**
  * Whether a control message ends a stream opened with this token: 'revoked' when the device
@@ -81,6 +83,9 @@ export class StreamBus {
     this.subscriber = this.redis.duplicate();
     this.subscriber.on('error', (err) => this.log.warn({ err: err.message }, 'stream subscriber error'));
     this.subscriber.on('message', (channel: string, message: string) => this.onMessage(channel, message));
+    // Control messages sent while the subscriber was away are lost: say so on both edges.
+    this.subscriber.on('close', () => this.emitter.emit('control-gap'));
+    this.subscriber.on('ready', () => this.emitter.emit('control-gap'));
     await this.subscriber.subscribe(this.channel, this.controlChannel);
     // Anything committed between reading the max and subscribing is found by gap filling.
     this.next = Math.min(this.next, (await this.repo.maxPosition()) + 1);
@@ -104,6 +109,21 @@ export class StreamBus {
     return () => this.emitter.off('control', listener);
   }
 
+  /** Called when control messages may have been missed (the Redis subscriber dropped). */
+  onControlGap(listener: () => void): () => void {
+    this.emitter.on('control-gap', listener);
+    return () => this.emitter.off('control-gap', listener);
+  }
+
+  /**
+   * Whether every control message sent from now on reaches this process: always without
+   * Redis; with it, only while the subscriber is connected and subscribed.
+   */
+  controlLive(): boolean {
+    if (!this.redis) return true;
+    return this.subscriber !== null && this.subscriber.status === 'ready';
+  }
+
   /** Announces committed notes (already hydrated for live delivery). */
   publish(notes: StreamNote[]): void {
     if (notes.length === 0) return;
@@ -114,14 +134,19 @@ export class StreamBus {
     }
   }
 
-  control(msg: ControlMessage): void {
+  /**
+   * Sends a control message to every process. Resolves (never rejects) once Redis has handed
+   * it to the subscribers, so a revocation can be answered after the other processes have it.
+   */
+  control(msg: ControlMessage): Promise<void> {
     if (this.redis) {
-      this.redis
+      return this.redis
         .publish(this.controlChannel, JSON.stringify(msg))
+        .then(() => undefined)
         .catch((err) => this.log.warn({ err: err.message }, 'control publish failed'));
-    } else {
-      setImmediate(() => this.emitter.emit('control', msg));
     }
+    setImmediate(() => this.emitter.emit('control', msg));
+    return Promise.resolve();
   }
 
   /** Asks for the database to be checked now (e.g. before a long-poll answers). */

@@ -92,6 +92,7 @@ export class AdminUsers {
     await this.local(userId);
     await this.d.directory.setDeactivated(userId, true);
     await this.d.sessions.logoutAll(userId);
+    await this.d.sessions.accountChanged(userId);
     if (!leaveRooms) return { job: null };
     const job = await this.d.jobs.start('user.leave_rooms', userId, by, { userId });
     return { job };
@@ -100,6 +101,7 @@ export class AdminUsers {
   async reactivate(userId: string): Promise<void> {
     await this.local(userId);
     await this.d.directory.setDeactivated(userId, false);
+    await this.d.sessions.accountChanged(userId);
   }
 
   async resetPassword(userId: string, password: string | undefined, logoutDevices: boolean): Promise<{ password?: string }> {
@@ -115,6 +117,7 @@ export class AdminUsers {
       throw badRequest('PARLEY_INVALID_PARAM', 'admin: you cannot remove your own admin flag (ask another admin)', 'admin');
     await this.local(userId);
     await this.d.users.setAdmin(userId, admin);
+    await this.d.sessions.accountChanged(userId);
   }
 
   async endSessions(userId: string): Promise<void> {
