@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeAll, expectReads, openDevice, type SessionDevice } from './support/e2e-session.js';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
 import { until } from './support/net.js';
+import { adminQuery } from './support/postgres.js';
 
 // Issue 14, mailbox (a): a device publishes a mailbox queue in its signed device record and a
 // sender deposits the Welcome there too (docs/protocol.md "Mailbox delivery of Welcomes").
@@ -15,6 +16,16 @@ import { until } from './support/net.js';
 // decrypts what was sent after she was added, and the to-device copy of the Welcome is not
 // applied a second time.
 const run = promisify(execFile);
+
+/** Blocks waiting in carol's queue on the mailbox server (read from its database). */
+async function waiting(mailboxServer: FedServer, sendId: string): Promise<number> {
+  const r = await adminQuery(
+    mailboxServer.database.name,
+    'SELECT count(*)::int AS n FROM mailbox_messages m JOIN mailbox_queues q ON q.id = m.queue_id WHERE q.send_id = $1',
+    [sendId],
+  );
+  return Number(r.rows[0]?.n ?? 0);
+}
 
 describe('E2eSession: the Welcome of a device whose homeserver is down waits in its mailbox', () => {
   let fed: Federation;
@@ -97,6 +108,9 @@ describe('E2eSession: the Welcome of a device whose homeserver is down waits in 
       await until(async () => (await alice.session.device.members(roomId)).some((m) => m.userId === carol.userId), 60_000);
       expect(hs3.isRunning()).toBe(false);
       const after = await alice.session.send(roomId, { type: 'room.message', body: 'sent after carol was added' });
+      // The Welcome waits in carol's queue on hs2 (one sealed block).
+      const sendId = entry?.mailbox?.send_id as string;
+      await until(async () => (await waiting(hs2, sendId)) === 1, 30_000);
 
       // Carol reads her mailbox on hs2 (her homeserver still down) and joins from the Welcome.
       await until(async () => {
@@ -105,6 +119,7 @@ describe('E2eSession: the Welcome of a device whose homeserver is down waits in 
       }, 60_000);
       expect(hs3.isRunning()).toBe(false);
       expect(carol.logs.filter((l) => l.includes('(mailbox): applied'))).toHaveLength(1);
+      expect(await waiting(hs2, sendId)).toBe(0); // acknowledged once applied
       const epoch = await carol.session.device.epoch(roomId);
       expect(epoch).toBe(await alice.session.device.epoch(roomId));
 
