@@ -48,6 +48,8 @@ describe('federation: a room shared by two servers', () => {
     await stream.waitFor((f) => bodyOf(f) === 'hello from hs1', 20_000);
     const sent = await bob.sendText(roomId, 'hello from hs2', 'b-1');
     expect(sent.seq).toBeGreaterThan(0);
+    // A retry of the txn on the participant answers the same event and sends nothing new.
+    expect((await bob.sendText(roomId, 'hello from hs2', 'b-1')).event_id).toBe(sent.event_id);
     // Answered once the host's fan-out brought it back: readable on hs2 at once.
     expect((await bob.event(roomId, sent.event_id)).seq).toBe(sent.seq);
     await until(async () => (await alice.messages(roomId, { limit: 5 })).chunk.some((e) => e.content.body === 'hello from hs2'));

@@ -93,6 +93,13 @@ describe('rooms: create, membership, messages, relations, redaction', () => {
     expect((await alice.rooms.messages(roomId, { limit: 1 })).chunk[0]?.unsigned?.txn_id).toBeUndefined();
     expect(page.chunk[0]).toMatchObject({ room_id: roomId, type: 'room.message', sender: bob.id });
     expect(page.chunk[0]?.seq).toBe((page.chunk[1]?.seq ?? 0) + 1);
+    // The txn and the room are read together: a txnId used in another room is a 409, a room
+    // this server does not know is a 404 (and neither stores anything).
+    const { room_id: other } = await alice.rooms.create({ visibility: 'private', name: 'Other' });
+    await expect(alice.rooms.sendText(other, 'hello bob', 'txn-1')).rejects.toMatchObject({ status: 409 });
+    const unknown = `!${'x'.repeat(24)}:hs1.test`;
+    await expect(alice.rooms.sendText(unknown, 'anyone?', 'txn-unknown')).rejects.toMatchObject({ status: 404 });
+    await expect(alice.rooms.sendText(unknown, 'anyone?', 'txn-unknown')).rejects.toMatchObject({ status: 404 });
   });
 
   it('edits show the latest version and keep the history', async () => {

@@ -13,6 +13,30 @@ export class TxnRepository {
     return trx('txn_ids').where({ user_id: userId, device_id: deviceId, txn_id: txnId }).first('room_id', 'event_id');
   }
 
+  /**
+   * A send's two first questions in one round trip: was this txn already used (its room and
+   * event), and which server hosts the room (null when this server does not know the room).
+   */
+  async findWithRoomHost(
+    userId: string,
+    deviceId: string,
+    txnId: string,
+    roomId: string,
+  ): Promise<{ txn: { room_id: string; event_id: string } | undefined; host: string | null }> {
+    const result = await this.db.raw<{
+      rows: Array<{ room_id: string | null; event_id: string | null; room_host: string | null }>;
+    }>(
+      `select t.room_id, t.event_id, r.host as room_host
+         from (select 1) as one
+         left join txn_ids t on t.user_id = ? and t.device_id = ? and t.txn_id = ?
+         left join rooms r on r.room_id = ?`,
+      [userId, deviceId, txnId, roomId],
+    );
+    const row = result.rows[0];
+    const txn = row?.room_id != null && row.event_id != null ? { room_id: row.room_id, event_id: row.event_id } : undefined;
+    return { txn, host: row?.room_host ?? null };
+  }
+
   /** txn_id of each event the given device sent, so it can reconcile its pending messages. */
   async forEvents(userId: string, deviceId: string, eventIds: string[]): Promise<Map<string, string>> {
     if (eventIds.length === 0) return new Map();

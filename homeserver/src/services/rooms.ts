@@ -400,10 +400,10 @@ export class RoomService {
     remoteDraft: Draft,
     handedOver: () => void,
   ): Promise<SendResponse> {
-    const existing = await this.d.txns.find(auth.userId, auth.deviceId, txnId);
+    // One round trip: the txn (a retry answers with its event) and the room's host.
+    const { txn: existing, host } = await this.d.txns.findWithRoomHost(auth.userId, auth.deviceId, txnId, roomId);
     if (existing) return this.answerFor(existing.event_id, existing.room_id, roomId);
-    const known = await this.d.rooms.find(roomId);
-    if (known && known.host !== this.d.serverName) {
+    if (host !== null && host !== this.d.serverName) {
       // The next send of this device may follow once this one has its place in the room's submit line.
       const sent = await this.remoteWrite({ ...remoteDraft, room_id: roomId } as Draft, handedOver);
       // No transaction around it, and one INSERT with the other sends answered in the same turn.
