@@ -140,6 +140,26 @@ describe('E2eSession: the Welcome of a device whose homeserver is down waits in 
     expect(carol.errors).toEqual([]);
   }, 300_000);
 
+  it('a mailbox field rewritten by the homeserver in the stored record is refused by the signature check', async () => {
+    const db = hs3.database.name;
+    const before = await adminQuery(db, 'SELECT signed::text AS s FROM device_lists WHERE user_id = $1', [carol.userId]);
+    const redirect = { url: hs1.url.replace(/\/+$/, ''), send_id: 'R'.repeat(32), seal_key: 'S'.repeat(43) };
+    await adminQuery(db, `UPDATE device_lists SET signed = jsonb_set(signed::jsonb, '{devices,0,mailbox}', $2::jsonb) WHERE user_id = $1`, [
+      carol.userId,
+      JSON.stringify(redirect),
+    ]);
+    try {
+      // hs3 now serves the redirected record (it passes the schema)...
+      const served = (await carol.session.e2e.deviceList(carol.userId)).device_list as SignedDeviceList;
+      expect(served.devices[0]?.mailbox).toEqual(redirect);
+      // ...and a client refuses it: the user key did not sign that mailbox.
+      const check = await alice.session.device.trustDeviceList(served, carol.userId);
+      expect(check).toMatchObject({ ok: false, reason: 'device list: bad signature' });
+    } finally {
+      await adminQuery(db, 'UPDATE device_lists SET signed = $2::jsonb WHERE user_id = $1', [carol.userId, before.rows[0]?.s]);
+    }
+  });
+
   it("the mailbox server's database dump names none of the users, devices or rooms", async () => {
     const queue = JSON.parse(new TextDecoder().decode((await carol.store.get('mailbox/queue')) as Uint8Array)) as { sendId: string };
     const { stdout } = await run('pg_dump', ['--no-owner', '--data-only', '--inserts', hs2.database.url], {
