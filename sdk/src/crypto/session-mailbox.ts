@@ -126,6 +126,7 @@ export class SessionMailbox {
         return false;
       }
       await this.#client.send(target.url, target.send_id, sealed);
+      this.options.log(`mailbox deposit: ${sealed.length} bytes sealed, one ${block_bytes}-byte block`);
       return true;
     } catch (err) {
       this.options.log(`mailbox deposit failed: ${(err as Error).message}`);
@@ -173,6 +174,11 @@ export class SessionMailbox {
       this.options.log(`mailbox read failed: ${(err as Error).message}`);
     }
     return handled;
+  }
+
+  /** Resolves once a read in progress (if any) has finished. */
+  async idle(): Promise<void> {
+    await this.#polling?.catch(() => undefined);
   }
 
   /** Whether a Welcome with this text was applied already (by either path). */

@@ -586,6 +586,7 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
     this.#closed = true;
     clearInterval(this.#mailboxTimer);
     this.#groups.close();
+    await this.#mailbox.idle();
     await this.#groups.idle();
   }
 }
