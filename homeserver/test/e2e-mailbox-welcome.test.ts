@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { SignedDeviceList } from '@parley/schemas';
 import { ParleyClient } from '@parley/sdk';
+import { MAX_PARTS, MemoryCryptoStore, SessionMailbox, toB64u } from '@parley/sdk/crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeAll, expectReads, openDevice, type SessionDevice } from './support/e2e-session.js';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
@@ -158,6 +159,32 @@ describe('E2eSession: the Welcome of a device whose homeserver is down waits in 
     } finally {
       await adminQuery(db, 'UPDATE device_lists SET signed = $2::jsonb WHERE user_id = $1', [carol.userId, before.rows[0]?.s]);
     }
+  });
+
+  it('a deposit larger than one block travels in parts and is reassembled; one beyond the cap is not deposited', async () => {
+    const log: string[] = [];
+    const receiver = new SessionMailbox(new MemoryCryptoStore(), { url: hs2.url, log: (m) => log.push(m) });
+    await receiver.setup();
+    const target = receiver.published;
+    if (target === undefined) throw new Error(`no queue: ${log.join(' | ')}`);
+    const sender = new SessionMailbox(new MemoryCryptoStore(), { url: false, log: (m) => log.push(m) });
+    const welcome = toB64u(crypto.getRandomValues(new Uint8Array(30_000)));
+    const envelope = { type: 'mls.welcome', sender: alice.userId, content: { room_id: '!big:hs1.test', epoch: 3, welcome } };
+    expect(await sender.deposit(target, envelope)).toBe(true);
+    expect(await waiting(hs2, target.send_id)).toBe(3);
+    const got: unknown[] = [];
+    const collect = async (e: unknown) => {
+      got.push(e);
+      return 'done' as const;
+    };
+    expect(await receiver.poll(collect)).toBe(1);
+    expect(got).toEqual([envelope]);
+    expect(await waiting(hs2, target.send_id)).toBe(0);
+    // More than MAX_PARTS blocks: not deposited at all.
+    const huge = { ...envelope, content: { ...envelope.content, welcome: 'A'.repeat(MAX_PARTS * 16 * 1024) } };
+    expect(await sender.deposit(target, huge)).toBe(false);
+    expect(await waiting(hs2, target.send_id)).toBe(0);
+    expect(log.some((l) => /need more than 4 /.test(l))).toBe(true);
   });
 
   it("the mailbox server's database dump names none of the users, devices or rooms", async () => {

@@ -54,6 +54,7 @@ export {
   type RoomEvent,
   type UserTrust,
 } from './session.js';
+export { type EnvelopeOutcome, MAX_PARTS, type MailboxEnvelope, SessionMailbox } from './session-mailbox.js';
 export type { TrustedDevices } from './session-trust.js';
 export { type CryptoStore, MemoryCryptoStore } from './store.js';
 export { IndexedDbCryptoStore } from './store-indexeddb.js';

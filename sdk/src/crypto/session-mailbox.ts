@@ -24,6 +24,15 @@ const MAX_BATCHES_PER_POLL = 4;
 /** Welcomes remembered as applied (by hash) so a second copy is not applied again. */
 const MAX_SEEN = 500;
 const REQUEST_TIMEOUT_MS = 10_000;
+/** A deposit is `message ID (16) ‖ part (1) ‖ count (1) ‖ chunk of the sealed envelope`. */
+const PART_ID_BYTES = 16;
+const PART_HEADER_BYTES = PART_ID_BYTES + 2;
+/** Blocks one deposit may take (4 × 16 KiB holds the largest inline Welcome, 40 KiB of base64url). */
+export const MAX_PARTS = 4;
+/** Incomplete multi-part deposits tracked in one read. */
+const MAX_PARTIAL = 16;
+/** How long the parts of an incomplete deposit wait for the rest before they are dropped. */
+const PART_WAIT_MS = 3_600_000;
 /** Envelope fields a deposit may carry. */
 const MAX_TYPE_LENGTH = 64;
 
@@ -113,20 +122,27 @@ export class SessionMailbox {
   }
 
   /**
-   * Seals `envelope` to the device's `seal_key` and deposits it in one block of its queue.
-   * False (logged) when it does not fit one block or the mailbox server refuses it.
+   * Seals `envelope` to the device's `seal_key` and deposits it in its queue: one block, or up
+   * to MAX_PARTS blocks that share a random message ID. False (logged) when it needs more or
+   * the mailbox server refuses it.
    */
   async deposit(target: DeviceMailbox, envelope: MailboxEnvelope): Promise<boolean> {
     try {
       const plain = utf8(JSON.stringify({ v: ENVELOPE_VERSION, ...envelope }));
       const sealed = seal(fromB64u(target.seal_key), plain);
       const { block_bytes } = await this.#client.limits(target.url);
-      if (sealed.length > mailboxMaxBlobBytes(block_bytes)) {
-        this.options.log(`mailbox deposit skipped: ${sealed.length} bytes do not fit one ${block_bytes}-byte block`);
+      const room = mailboxMaxBlobBytes(block_bytes) - PART_HEADER_BYTES;
+      const count = Math.ceil(sealed.length / room);
+      if (room <= 0 || count > MAX_PARTS) {
+        this.options.log(`mailbox deposit skipped: ${sealed.length} bytes need more than ${MAX_PARTS} ${block_bytes}-byte blocks`);
         return false;
       }
-      await this.#client.send(target.url, target.send_id, sealed);
-      this.options.log(`mailbox deposit: ${sealed.length} bytes sealed, one ${block_bytes}-byte block`);
+      const id = globalThis.crypto.getRandomValues(new Uint8Array(PART_ID_BYTES));
+      for (let part = 0; part < count; part++) {
+        const chunk = sealed.subarray(part * room, (part + 1) * room);
+        await this.#client.send(target.url, target.send_id, concatBytes(id, Uint8Array.of(part, count), chunk));
+      }
+      this.options.log(`mailbox deposit: ${sealed.length} bytes sealed, ${count} ${block_bytes}-byte block(s)`);
       return true;
     } catch (err) {
       this.options.log(`mailbox deposit failed: ${(err as Error).message}`);
@@ -135,9 +151,9 @@ export class SessionMailbox {
   }
 
   /**
-   * Reads this device's queue (at most a few batches) and hands each envelope to `handle`;
-   * acknowledges what was handled and what cannot be opened. Concurrent calls share one read.
-   * Returns the number of envelopes handled.
+   * Reads this device's queue (at most a few batches), reassembles deposits that came in parts,
+   * and hands each envelope to `handle`; acknowledges what was handled and what cannot be
+   * opened. Concurrent calls share one read. Returns the number of envelopes handled.
    */
   poll(handle: (envelope: MailboxEnvelope) => Promise<EnvelopeOutcome>): Promise<number> {
     if (this.#queue === null) return Promise.resolve(0);
@@ -150,6 +166,22 @@ export class SessionMailbox {
   async #poll(queue: MailboxQueue & { sealSecret: Uint8Array }, handle: (e: MailboxEnvelope) => Promise<EnvelopeOutcome>): Promise<number> {
     let handled = 0;
     const left = new Set<string>();
+    const partial = new Map<string, { count: number; chunks: Map<number, Uint8Array>; msgIds: string[]; oldest: number }>();
+    const drop = async (msgIds: string[], why: string) => {
+      for (const id of msgIds) await this.#client.ack(queue, id);
+      this.options.log(`mailbox: ${msgIds.length} block(s) dropped (${why})`);
+    };
+    const deliver = async (sealed: Uint8Array, msgIds: string[]) => {
+      const envelope = open(queue.sealSecret, sealed);
+      if (envelope === null) return drop(msgIds, 'does not open');
+      const outcome = await handle(envelope).catch(() => 'later' as const);
+      if (outcome === 'later') {
+        for (const id of msgIds) left.add(id);
+        return;
+      }
+      for (const id of msgIds) await this.#client.ack(queue, id);
+      handled++;
+    };
     try {
       for (let batch = 0; batch < MAX_BATCHES_PER_POLL; batch++) {
         const { blobs, refused, more } = await this.#client.receive(queue);
@@ -158,17 +190,40 @@ export class SessionMailbox {
         for (const blob of blobs) {
           if (left.has(blob.msgId)) continue;
           fresh++;
-          const envelope = open(queue.sealSecret, blob.data);
-          const outcome = envelope === null ? 'done' : await handle(envelope).catch(() => 'later' as const);
-          if (envelope === null) this.options.log('mailbox: a block that does not open was dropped');
-          if (outcome === 'done') {
-            await this.#client.ack(queue, blob.msgId);
-            if (envelope !== null) handled++;
+          const frame = parsePart(blob.data);
+          if (frame === null) {
+            await drop([blob.msgId], 'malformed');
+          } else if (frame.count === 1) {
+            await deliver(frame.chunk, [blob.msgId]);
           } else {
-            left.add(blob.msgId);
+            left.add(blob.msgId); // held until its message is complete
+            let entry = partial.get(frame.id);
+            if (entry === undefined) {
+              if (partial.size >= MAX_PARTIAL) continue; // read again next time
+              entry = { count: frame.count, chunks: new Map(), msgIds: [], oldest: blob.ts };
+              partial.set(frame.id, entry);
+            }
+            entry.msgIds.push(blob.msgId);
+            entry.oldest = Math.min(entry.oldest, blob.ts);
+            if (entry.count !== frame.count || entry.chunks.has(frame.part)) {
+              partial.delete(frame.id);
+              await drop(entry.msgIds, 'inconsistent parts');
+              continue;
+            }
+            entry.chunks.set(frame.part, frame.chunk);
+            if (entry.chunks.size === entry.count) {
+              partial.delete(frame.id);
+              for (const id of entry.msgIds) left.delete(id);
+              const ordered = [...Array(entry.count).keys()].map((i) => entry.chunks.get(i) as Uint8Array);
+              await deliver(concatBytes(...ordered), entry.msgIds);
+            }
           }
         }
         if (!more || fresh === 0) break;
+      }
+      // Parts whose siblings never came (a sender that stopped midway): dropped after a while.
+      for (const entry of partial.values()) {
+        if (Date.now() - entry.oldest > PART_WAIT_MS) await drop(entry.msgIds, 'incomplete');
       }
     } catch (err) {
       this.options.log(`mailbox read failed: ${(err as Error).message}`);
@@ -191,6 +246,15 @@ export class SessionMailbox {
     if (keys.length >= MAX_SEEN) for (const k of keys.slice(0, keys.length - MAX_SEEN + 1)) await this.store.delete(k);
     await this.store.put(SEEN_PREFIX + toB64u(sha256(utf8(welcome))), Uint8Array.of(1));
   }
+}
+
+/** One block of a deposit; null when malformed. */
+function parsePart(block: Uint8Array): { id: string; part: number; count: number; chunk: Uint8Array } | null {
+  if (block.length <= PART_HEADER_BYTES) return null;
+  const part = block[PART_ID_BYTES] as number;
+  const count = block[PART_ID_BYTES + 1] as number;
+  if (count < 1 || count > MAX_PARTS || part >= count) return null;
+  return { id: toB64u(block.subarray(0, PART_ID_BYTES)), part, count, chunk: block.subarray(PART_HEADER_BYTES) };
 }
 
 /** Sealed box: ephemeral X25519 to `publicKey`, HKDF-SHA256, ChaCha20-Poly1305 (fresh key per deposit). */
