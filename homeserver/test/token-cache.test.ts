@@ -59,6 +59,26 @@ describe('AccessTokenCache', () => {
     expect(cache.get('other')).toBeUndefined();
   });
 
+  it('requests for one token while it is read share the read, unless a revocation came between', async () => {
+    const cache = new AccessTokenCache(new ManualClock());
+    const reads: Array<(r: AccessTokenLookup) => void> = [];
+    const read = () => new Promise<AccessTokenLookup | undefined>((resolve) => reads.push(resolve));
+    const first = cache.load('a', read);
+    const second = cache.load('a', read);
+    expect(second).toBe(first);
+    expect(reads).toHaveLength(1);
+    cache.onControl({ type: 'revoke_user', user_id: '@u:x' });
+    const third = cache.load('a', read);
+    expect(third).not.toBe(first);
+    expect(reads).toHaveLength(2);
+    reads[0]?.(row('a', '@u:x'));
+    reads[1]?.(row('a', '@u:x'));
+    await Promise.all([first.row, third.row]);
+    // Settled reads are forgotten: the next miss reads again.
+    cache.load('a', read);
+    expect(reads).toHaveLength(3);
+  });
+
   it('is bypassed while revocations from other processes may be missed', () => {
     let live = true;
     const cache = new AccessTokenCache(new ManualClock(), undefined, () => live);

@@ -80,9 +80,9 @@ export class SessionService {
     if (!parsed) throw unauthorized('PARLEY_UNKNOWN_TOKEN', 'access token is malformed or unknown');
     let row = this.cache?.get(parsed.id);
     if (!row) {
-      const epoch = this.cache?.epoch() ?? 0;
-      row = await this.tokens.findAccess(parsed.id);
-      if (row && !row.deactivated && secretMatches(parsed.secret, row.secret_hash)) this.cache?.put(row, epoch);
+      const read = this.cache?.load(parsed.id, (id) => this.tokens.findAccess(id));
+      row = read ? await read.row : await this.tokens.findAccess(parsed.id);
+      if (read && row && !row.deactivated && secretMatches(parsed.secret, row.secret_hash)) this.cache?.put(row, read.epoch);
     }
     if (!row || !secretMatches(parsed.secret, row.secret_hash)) {
       throw unauthorized('PARLEY_UNKNOWN_TOKEN', 'access token is unknown or was revoked');

@@ -31,6 +31,8 @@ interface Entry {
  */
 export class AccessTokenCache {
   private readonly entries = new Map<string, Entry>();
+  /** Database reads under way, shared by requests that carry the same token meanwhile. */
+  private readonly loading = new Map<string, { epoch: number; row: Promise<AccessTokenLookup | undefined> }>();
   private invalidations = 0;
 
   constructor(
@@ -61,6 +63,27 @@ export class AccessTokenCache {
     this.entries.delete(tokenId);
     this.entries.set(tokenId, entry);
     return entry.row;
+  }
+
+  /**
+   * Reads a token that is not cached, sharing one read among the requests that present the
+   * same token ID while it runs (a client's burst of sends starts cold). A read that began
+   * before an invalidation is not shared with requests that arrive after it. Pass `epoch`
+   * back to `put` once the caller has checked the secret.
+   */
+  load(
+    tokenId: string,
+    read: (tokenId: string) => Promise<AccessTokenLookup | undefined>,
+  ): { epoch: number; row: Promise<AccessTokenLookup | undefined> } {
+    const pending = this.loading.get(tokenId);
+    if (pending && pending.epoch === this.invalidations) return pending;
+    const started = { epoch: this.invalidations, row: read(tokenId) };
+    this.loading.set(tokenId, started);
+    const forget = () => {
+      if (this.loading.get(tokenId) === started) this.loading.delete(tokenId);
+    };
+    started.row.then(forget, forget);
+    return started;
   }
 
   /** Stores a row read from the database, unless something was invalidated since `epoch`. */
