@@ -38,6 +38,9 @@ export function revocationOf(
   }
 }
 
+// How long a revocation waits for Redis to take its control message before answering anyway.
+const CONTROL_PUBLISH_WAIT_MS = 2_000;
+
 // How long an out-of-order note waits for the positions before it to arrive by pub/sub
 // before they are read from the database instead.
 const GAP_WAIT_MS = 50;
@@ -140,10 +143,18 @@ export class StreamBus {
    */
   control(msg: ControlMessage): Promise<void> {
     if (this.redis) {
-      return this.redis
+      const published = this.redis
         .publish(this.controlChannel, JSON.stringify(msg))
         .then(() => undefined)
         .catch((err) => this.log.warn({ err: err.message }, 'control publish failed'));
+      // A Redis that does not answer must not hold a logout: the other processes' subscribers
+      // are then down too, and a process does not use its token cache while its subscriber is.
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, CONTROL_PUBLISH_WAIT_MS);
+        timer.unref();
+      });
+      return Promise.race([published, bound]).finally(() => clearTimeout(timer));
     }
     setImmediate(() => this.emitter.emit('control', msg));
     return Promise.resolve();
