@@ -1,5 +1,5 @@
 import type { Hpke, PrivateKey, PublicKey } from 'ts-mls';
-import { concatBytes, utf8 } from './encoding.js';
+import { concatBytes, equalBytes, utf8 } from './encoding.js';
 import type { Primitives } from './primitives.js';
 
 /**
@@ -56,16 +56,27 @@ export function nativeHpke(p: Primitives): Hpke {
     return extractAndExpand(p.x25519(skR, enc), concatBytes(enc, p.x25519PublicKey(skR)));
   };
 
-  // RFC 9180 §5.1: KeySchedule, mode_base, empty PSK.
+  // RFC 9180 §5.1: KeySchedule, mode_base, empty PSK. psk_id_hash is a constant, and a commit
+  // seals its path secrets to hundreds of leaves under one info (the same group context), so
+  // the last info's hash is kept: five HMACs a seal instead of eight.
+  const pskIdHash = labeledExtract(HPKE_SUITE, EMPTY, 'psk_id_hash', EMPTY);
+  let lastInfo: Uint8Array | undefined;
+  let lastInfoHash: Uint8Array = EMPTY;
+  const infoHashOf = (info: Uint8Array) => {
+    if (lastInfo === undefined || !equalBytes(lastInfo, info)) {
+      lastInfoHash = labeledExtract(HPKE_SUITE, EMPTY, 'info_hash', info);
+      lastInfo = info.slice();
+    }
+    return lastInfoHash;
+  };
   const keySchedule = (shared: Uint8Array, info: Uint8Array) => {
-    const pskIdHash = labeledExtract(HPKE_SUITE, EMPTY, 'psk_id_hash', EMPTY);
-    const infoHash = labeledExtract(HPKE_SUITE, EMPTY, 'info_hash', info);
-    const context = concatBytes(Uint8Array.of(0), pskIdHash, infoHash);
+    const context = concatBytes(Uint8Array.of(0), pskIdHash, infoHashOf(info));
     const secret = labeledExtract(HPKE_SUITE, shared, 'secret', EMPTY);
     return {
       key: labeledExpand(HPKE_SUITE, secret, 'key', context, NK),
       nonce: labeledExpand(HPKE_SUITE, secret, 'base_nonce', context, NN),
-      exporter: labeledExpand(HPKE_SUITE, secret, 'exp', context, NH),
+      // Only exportSecret/importSecret use the exporter secret.
+      exporter: () => labeledExpand(HPKE_SUITE, secret, 'exp', context, NH),
     };
   };
 
@@ -85,11 +96,11 @@ export function nativeHpke(p: Primitives): Hpke {
     async exportSecret(publicKey, exporterContext, length, info) {
       const { shared, enc } = encap(rawOf(publicKey, 'public'));
       const ks = keySchedule(shared, info);
-      return { enc, secret: labeledExpand(HPKE_SUITE, ks.exporter, 'sec', exporterContext, length) };
+      return { enc, secret: labeledExpand(HPKE_SUITE, ks.exporter(), 'sec', exporterContext, length) };
     },
     async importSecret(privateKey, exporterContext, kemOutput, length, info) {
       const ks = keySchedule(decap(kemOutput, rawOf(privateKey, 'private')), info);
-      return labeledExpand(HPKE_SUITE, ks.exporter, 'sec', exporterContext, length);
+      return labeledExpand(HPKE_SUITE, ks.exporter(), 'sec', exporterContext, length);
     },
     async importPrivateKey(k) {
       if (k.length !== 32) throw new Error('HPKE: X25519 private key must be 32 bytes');

@@ -7,6 +7,7 @@ import {
   createPublicKey,
   diffieHellman,
   generateKeyPairSync,
+  hash,
   type KeyObject,
   randomBytes,
   sign,
@@ -56,8 +57,8 @@ export function nodePrimitives(): Primitives {
       if (secretKey.length !== 32) throw new TypeError('X25519: secret key must be 32 bytes');
       return rawPublic(createPublicKey(xPrivateKey(secretKey)));
     },
-    sha256: (data) => new Uint8Array(createHash('sha256').update(data).digest()),
-    hmacSha256: (key, data) => new Uint8Array(createHmac('sha256', key).update(data).digest()),
+    sha256,
+    hmacSha256,
     chachaSeal(key, nonce, aad, plaintext) {
       const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
       c.setAAD(aad, { plaintextLength: plaintext.length });
@@ -94,6 +95,29 @@ export function nodePrimitives(): Primitives {
     },
     randomBytes: (n) => new Uint8Array(randomBytes(n)),
   };
+}
+
+// Node's one-shot `hash` (20.12+) skips the Hash object createHash builds: ≈ 2 µs instead of
+// 2–15 µs for the short inputs of tree hashing. HMAC (RFC 2104) is built on it for the same
+// reason: createHmac costs ≈ 10 µs a call, and HKDF/HPKE make thousands per large commit.
+const oneShot = typeof hash === 'function';
+const sha256 = (data: Uint8Array): Uint8Array =>
+  new Uint8Array(oneShot ? hash('sha256', data, 'buffer') : createHash('sha256').update(data).digest());
+
+const BLOCK = 64;
+function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
+  if (!oneShot) return new Uint8Array(createHmac('sha256', key).update(data).digest());
+  const k = key.length > BLOCK ? sha256(key) : key;
+  const inner = new Uint8Array(BLOCK + data.length);
+  const outer = new Uint8Array(BLOCK + 32);
+  for (let i = 0; i < BLOCK; i++) {
+    const b = i < k.length ? (k[i] as number) : 0;
+    inner[i] = b ^ 0x36;
+    outer[i] = b ^ 0x5c;
+  }
+  inner.set(data, BLOCK);
+  outer.set(hash('sha256', inner, 'buffer') as Buffer, BLOCK);
+  return new Uint8Array(hash('sha256', outer, 'buffer') as Buffer);
 }
 
 function rawPublic(key: KeyObject): Uint8Array {

@@ -1,5 +1,8 @@
+import { createHash, createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AttachmentError, decryptAttachment, encryptAttachment, loadSuite, safetyEmoji, safetyNumber } from '../../src/crypto/index.js';
+import { nodePrimitives } from '../../src/crypto/primitives-node.js';
+import { portablePrimitives } from '../../src/crypto/primitives-portable.js';
 import { claim, introduce, makeUser, TestHost, text, untext } from './support.js';
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
@@ -23,6 +26,37 @@ describe('suite primitives', () => {
     const tampered = s1.ct.slice();
     tampered[0]! ^= 1;
     await expect(ours.open(a.privateKey, s1.enc, tampered, info, aad)).rejects.toThrow();
+  });
+
+  it('SHA-256 and HMAC-SHA-256 of the node and portable primitives equal node:crypto’s for keys shorter than, equal to and longer than a block', async () => {
+    const node = nodePrimitives();
+    const portable = await portablePrimitives({ webcrypto: false });
+    // RFC 4231 test case 1.
+    const tc1 = node.hmacSha256(new Uint8Array(20).fill(0x0b), utf8('Hi There'));
+    expect(Buffer.from(tc1).toString('hex')).toBe('b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7');
+    for (const keyLength of [0, 20, 32, 63, 64, 65, 131]) {
+      for (const dataLength of [0, 1, 55, 64, 400]) {
+        const key = new Uint8Array(keyLength).map((_, i) => (i * 7 + keyLength) & 255);
+        const data = new Uint8Array(dataLength).map((_, i) => (i * 13 + dataLength) & 255);
+        const want = new Uint8Array(createHmac('sha256', key).update(data).digest());
+        expect(node.hmacSha256(key, data)).toEqual(want);
+        expect(portable.hmacSha256(key, data)).toEqual(want);
+        expect(node.sha256(data)).toEqual(new Uint8Array(createHash('sha256').update(data).digest()));
+      }
+    }
+  });
+
+  it('native HPKE seals under alternating infos that the reference opens (the info hash it keeps follows the info)', async () => {
+    const ours = (await loadSuite()).impl.hpke;
+    const ref = (await loadSuite({ hpke: 'reference' })).impl.hpke;
+    const pair = await ref.generateKeyPair();
+    const pub = await ours.importPublicKey(await ref.exportPublicKey(pair.publicKey));
+    const infos = [utf8('group context 1'), utf8('group context 2'), utf8('group context 1'), new Uint8Array(0)];
+    for (const info of infos) {
+      const sealed = await ours.seal(pub, utf8('path secret'), info, undefined);
+      expect(await ref.open(pair.privateKey, sealed.enc, sealed.ct, info, undefined)).toEqual(utf8('path secret'));
+      await expect(ref.open(pair.privateKey, sealed.enc, sealed.ct, utf8('another info'), undefined)).rejects.toThrow();
+    }
   });
 
   it('devices on node:crypto, WebCrypto and noble signers talk to each other', async () => {
