@@ -52,7 +52,8 @@ async function pinAll(devices: CryptoDevice[], into: CryptoDevice[]): Promise<vo
  *   the pair's rate, and each side's own rate (CPU time, so a loaded machine shows less);
  * - commit_ms: in a group of `members`, the time to prepare-and-confirm a commit adding one
  *   member and one removing one, how long another member takes to process each, and how
- *   long the added member takes to join from its Welcome.
+ *   long the added member takes to join from its Welcome, and how long an outsider takes to
+ *   join by external commit (and another member to apply it).
  */
 export async function e2eCrypto(o: E2eCryptoOptions): Promise<Record<string, unknown>> {
   const suite = await loadSuite({ signer: o.signer });
@@ -83,8 +84,10 @@ export async function e2eCrypto(o: E2eCryptoOptions): Promise<Record<string, unk
   for (let i = 0; i < o.members - 1; i++) others.push(await device(`@m${i}:b.bench`, o.signer));
   const fresh: CryptoDevice[] = [];
   for (let i = 0; i < o.commits; i++) fresh.push(await device(`@new${i}:c.bench`, o.signer));
+  const outsiders: CryptoDevice[] = [];
+  for (let i = 0; i < o.commits; i++) outsiders.push(await device(`@ext${i}:c.bench`, o.signer));
   const observer = others[0]!;
-  await pinAll([owner, ...others, ...fresh], [owner, observer, ...fresh]);
+  await pinAll([owner, ...others, ...fresh, ...outsiders], [owner, observer, ...fresh, ...outsiders]);
   await owner.createGroup(ROOM);
   const setup = await timed(async () => {
     const bulk = await owner.prepareCommit(ROOM, { add: await Promise.all(others.map(keyPackage)) });
@@ -99,6 +102,10 @@ export async function e2eCrypto(o: E2eCryptoOptions): Promise<Record<string, unk
   const processAddMs: number[] = [];
   const processRemoveMs: number[] = [];
   const welcomeJoinMs: number[] = [];
+  const welcomeJoinCpu: number[] = [];
+  const externalJoinMs: number[] = [];
+  const externalJoinCpu: number[] = [];
+  const processExternalMs: number[] = [];
   let commitBytes = 0;
   let welcomeBytes = 0;
   for (let i = 0; i < o.commits; i++) {
@@ -121,14 +128,12 @@ export async function e2eCrypto(o: E2eCryptoOptions): Promise<Record<string, unk
         })
       ).wall_ms,
     );
-    welcomeJoinMs.push(
-      (
-        await timed(async () => {
-          const r = await newcomer.joinFromWelcome(ROOM, prepared!.welcome!);
-          if (!r.ok) throw new Error(`newcomer join: ${r.reason} ${r.detail}`);
-        })
-      ).wall_ms,
-    );
+    const w = await timed(async () => {
+      const r = await newcomer.joinFromWelcome(ROOM, prepared!.welcome!);
+      if (!r.ok) throw new Error(`newcomer join: ${r.reason} ${r.detail}`);
+    });
+    welcomeJoinMs.push(w.wall_ms);
+    welcomeJoinCpu.push(w.cpu_ms);
     // Remove a member that is neither the owner nor the observer.
     const victim = others[others.length - 1 - i]!;
     const r = await timed(async () => {
@@ -145,6 +150,25 @@ export async function e2eCrypto(o: E2eCryptoOptions): Promise<Record<string, unk
         })
       ).wall_ms,
     );
+    // An outsider joins by external commit from the GroupInfo the owner publishes.
+    const groupInfo = await owner.exportGroupInfo(ROOM);
+    const outsider = outsiders[i]!;
+    const e = await timed(async () => {
+      prepared = await outsider.prepareExternalJoin(ROOM, groupInfo);
+      await outsider.confirmCommit(ROOM);
+    });
+    externalJoinMs.push(e.wall_ms);
+    externalJoinCpu.push(e.cpu_ms);
+    processExternalMs.push(
+      (
+        await timed(async () => {
+          const res = await observer.processCommit(ROOM, prepared!.content);
+          if (!res.ok) throw new Error(`process external join: ${res.reason}`);
+        })
+      ).wall_ms,
+    );
+    const own = await owner.processCommit(ROOM, prepared!.content);
+    if (!own.ok) throw new Error(`owner: process external join: ${own.reason}`);
   }
   return {
     scenario: 'e2e-crypto',
@@ -160,8 +184,11 @@ export async function e2eCrypto(o: E2eCryptoOptions): Promise<Record<string, unk
     group_setup_ms: setup.wall_ms,
     commit_ms: { add: median(addMs), remove: median(removeMs), add_all: addMs, remove_all: removeMs },
     commit_cpu_ms: { add: median(addCpu), remove: median(removeCpu) },
-    process_commit_ms: { add: median(processAddMs), remove: median(processRemoveMs) },
+    process_commit_ms: { add: median(processAddMs), remove: median(processRemoveMs), external: median(processExternalMs) },
     welcome_join_ms: median(welcomeJoinMs),
+    welcome_join_cpu_ms: median(welcomeJoinCpu),
+    external_join_ms: median(externalJoinMs),
+    external_join_cpu_ms: median(externalJoinCpu),
     commit_b64_bytes: commitBytes,
     welcome_b64_bytes: welcomeBytes,
   };

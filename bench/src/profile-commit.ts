@@ -1,7 +1,7 @@
 /**
  * Profiles commits in a large MLS group (bench/README.md e2e-crypto): builds a group of
- * `--members` devices, then times `--commits` remove (and add) commits, each the median of
- * many, with the V8 profiler on only around the timed commits when `--prof DIR` is given.
+ * `--members` devices, then times `--commits` rounds of add, Welcome join, remove and external
+ * join (medians), with the V8 profiler on only around the timed commits when `--prof DIR` is given.
  *
  *   node --import tsx bench/src/profile-commit.ts [--members 500] [--commits 9] [--prof /tmp/prof]
  */
@@ -40,8 +40,11 @@ const others: CryptoDevice[] = [];
 for (let i = 0; i < MEMBERS - 1; i++) others.push(await device(`@m${i}:b.bench`));
 const fresh: CryptoDevice[] = [];
 for (let i = 0; i < COMMITS; i++) fresh.push(await device(`@new${i}:c.bench`));
+const outsiders: CryptoDevice[] = [];
+for (let i = 0; i < COMMITS; i++) outsiders.push(await device(`@ext${i}:c.bench`));
 const observer = others[0]!;
-for (const d of [owner, observer, ...fresh]) for (const o of [owner, ...others, ...fresh]) await d.pinUserKey(o.userId, o.userSigningKey!);
+for (const d of [owner, observer, ...fresh, ...outsiders])
+  for (const o of [owner, ...others, ...fresh, ...outsiders]) await d.pinUserKey(o.userId, o.userSigningKey!);
 await owner.createGroup(ROOM);
 const bulk = await owner.prepareCommit(ROOM, { add: await Promise.all(others.map(keyPackage)) });
 await owner.confirmCommit(ROOM);
@@ -55,7 +58,19 @@ if (PROF !== '') {
   await session.post('Profiler.setSamplingInterval', { interval: 200 });
 }
 const profiles: object[] = [];
-const t: Record<string, number[]> = { add: [], add_cpu: [], remove: [], remove_cpu: [], process_add: [], process_remove: [], welcome: [] };
+const t: Record<string, number[]> = {
+  add: [],
+  add_cpu: [],
+  remove: [],
+  remove_cpu: [],
+  process_add: [],
+  process_remove: [],
+  welcome: [],
+  welcome_cpu: [],
+  external: [],
+  external_cpu: [],
+  process_external: [],
+};
 const time = async (key: string, fn: () => Promise<unknown>) => {
   const sample = PROF !== '' && (ONLY === 'all' || ONLY === key);
   if (sample) await session.post('Profiler.start');
@@ -92,6 +107,20 @@ for (let i = 0; i < COMMITS; i++) {
     const r = await observer.processCommit(ROOM, rm.content);
     if (!r.ok) throw new Error(r.reason);
   });
+  // An external join (RFC 9420 §12.4.3.2) from the GroupInfo the owner publishes.
+  const groupInfo = await owner.exportGroupInfo(ROOM);
+  const outsider = outsiders[i]!;
+  await time('external', async () => {
+    p = await outsider.prepareExternalJoin(ROOM, groupInfo);
+    await outsider.confirmCommit(ROOM);
+  });
+  const ext = p!;
+  await time('process_external', async () => {
+    const r = await observer.processCommit(ROOM, ext.content);
+    if (!r.ok) throw new Error(`${r.reason} ${r.detail}`);
+  });
+  const r = await owner.processCommit(ROOM, ext.content);
+  if (!r.ok) throw new Error(`${r.reason} ${r.detail}`);
 }
 for (const [i, profile] of profiles.entries()) writeFileSync(`${PROF}/${ONLY}-${i}.cpuprofile`, JSON.stringify(profile));
 if (profiles.length > 0) console.error(`profiles: ${PROF}/${ONLY}-*.cpuprofile`);
