@@ -30,13 +30,17 @@ const round = (n: number) => Math.round(n * 10) / 10;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
 /** A certified device of its own user; every device pins every user key it meets. */
-async function device(userId: string, signer: SignerKind | undefined, store: CryptoStore = new MemoryCryptoStore()): Promise<CryptoDevice> {
+export async function device(
+  userId: string,
+  signer: SignerKind | undefined,
+  store: CryptoStore = new MemoryCryptoStore(),
+): Promise<CryptoDevice> {
   const d = await CryptoDevice.open({ store, userId, deviceId: 'D', signer });
   await d.createUserSigningKey();
   return d;
 }
 
-async function keyPackage(d: CryptoDevice): Promise<string> {
+export async function keyPackage(d: CryptoDevice): Promise<string> {
   const upload = await d.keyPackages.refill({ one_time_remaining: 0, has_last_resort: true }, 1, 1);
   return upload!.key_packages![0]!;
 }

@@ -7,7 +7,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { CryptoDevice, MemoryCryptoStore } from '@parley/sdk/crypto';
+import type { CryptoDevice } from '@parley/sdk/crypto';
+import { device, keyPackage } from './e2e-crypto.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -20,28 +21,19 @@ const PROF = arg('prof', '');
 const ONLY = arg('only', 'remove');
 const ROOM = '!prof:a.bench';
 
-async function device(userId: string): Promise<CryptoDevice> {
-  const d = await CryptoDevice.open({ store: new MemoryCryptoStore(), userId, deviceId: 'D' });
-  await d.createUserSigningKey();
-  return d;
-}
-async function keyPackage(d: CryptoDevice): Promise<string> {
-  const upload = await d.keyPackages.refill({ one_time_remaining: 0, has_last_resort: true }, 1, 1);
-  return upload!.key_packages![0]!;
-}
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 const cpu = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 };
 
-const owner = await device('@owner:a.bench');
+const owner = await device('@owner:a.bench', undefined);
 const others: CryptoDevice[] = [];
-for (let i = 0; i < MEMBERS - 1; i++) others.push(await device(`@m${i}:b.bench`));
+for (let i = 0; i < MEMBERS - 1; i++) others.push(await device(`@m${i}:b.bench`, undefined));
 const fresh: CryptoDevice[] = [];
-for (let i = 0; i < COMMITS; i++) fresh.push(await device(`@new${i}:c.bench`));
+for (let i = 0; i < COMMITS; i++) fresh.push(await device(`@new${i}:c.bench`, undefined));
 const outsiders: CryptoDevice[] = [];
-for (let i = 0; i < COMMITS; i++) outsiders.push(await device(`@ext${i}:c.bench`));
+for (let i = 0; i < COMMITS; i++) outsiders.push(await device(`@ext${i}:c.bench`, undefined));
 const observer = others[0]!;
 for (const d of [owner, observer, ...fresh, ...outsiders])
   for (const o of [owner, ...others, ...fresh, ...outsiders]) await d.pinUserKey(o.userId, o.userSigningKey!);
