@@ -104,7 +104,7 @@ async function scenario(alice: Page, bob: Page, aliceErrors: string[], bobErrors
 
     // Alice creates a private room and invites Bob.
     await alice.getByRole('link', { name: '+ New room' }).click();
-    await alice.getByLabel('Name').fill('Project Falcon');
+    await alice.getByLabel('Name', { exact: true }).fill('Project Falcon');
     await alice.getByLabel(/^Topic/).fill('Where the falcon gets built');
     await alice.getByLabel(/^Invite/).fill('bob');
     // A room in the clear (private rooms are encrypted by default; see e2e/encrypted-dm.e2e.test.ts).
@@ -259,7 +259,7 @@ async function scenario(alice: Page, bob: Page, aliceErrors: string[], bobErrors
     // Directory: a public room shows up and Bob joins it from there.
     await alice.getByRole('link', { name: '+ New room' }).click();
     const form = alice.getByRole('form', { name: 'Create a room' });
-    await form.getByLabel('Name').fill('Town Square');
+    await form.getByLabel('Name', { exact: true }).fill('Town Square');
     await form.getByLabel(/Public: anyone/).check();
     await form.getByRole('button', { name: 'Create' }).click();
     await alice.waitForURL(/\/room\//);

@@ -109,7 +109,7 @@ async function scenario(alice: Page, bob: Page): Promise<void> {
 
   // A room with both; Bob joins and then looks elsewhere.
   await alice.getByRole('link', { name: '+ New room' }).click();
-  await alice.getByLabel('Name').fill('Ops');
+  await alice.getByLabel('Name', { exact: true }).fill('Ops');
   await alice.getByLabel(/^Invite/).fill('bob');
   // Mentions are counted from message text, which the client reads in a room in the clear.
   await alice.getByTestId('create-encrypted').uncheck();

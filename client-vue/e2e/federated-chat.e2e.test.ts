@@ -48,7 +48,7 @@ describe('two people on two homeservers chat in the browser', () => {
       // Alice creates a private room, inviting Bob by his full (remote) user ID.
       await alice.getByRole('link', { name: '+ New room' }).click();
       await alice.getByRole('heading', { name: 'Create a room' }).waitFor();
-      await alice.getByLabel('Name').fill('Across the wire');
+      await alice.getByLabel('Name', { exact: true }).fill('Across the wire');
       await alice.getByLabel(/^Invite/).fill('@bob:hs2.test');
       // A room in the clear: this test is about plain federation (the host stores the text);
       // encrypted rooms across servers are e2e/encrypted-dm.e2e.test.ts.

@@ -98,7 +98,7 @@ describe('first run of two people', () => {
     await watchFor(alice, 'sawLoadingOlder', '.history-edge', 'Loading older');
     await watchFor(alice, 'sawOpenBadge', 'a.router-link-active .badge');
     await alice.getByRole('link', { name: '+ New room' }).click();
-    await alice.getByLabel('Name').fill('Burrow');
+    await alice.getByLabel('Name', { exact: true }).fill('Burrow');
     await alice.getByLabel(/^Invite/).fill('bob');
     // A room in the clear (private rooms are encrypted by default; see e2e/encrypted-dm.e2e.test.ts).
     await alice.getByTestId('create-encrypted').uncheck();

@@ -44,7 +44,7 @@ async function scenario(page: Page): Promise<void> {
   const bob = new RoomsApi(bobClient);
 
   await page.getByRole('link', { name: '+ New room' }).click();
-  await page.getByLabel('Name').fill('Hangar');
+  await page.getByLabel('Name', { exact: true }).fill('Hangar');
   await page.getByLabel(/^Invite/).fill('bob');
   // A room in the clear: server search, threads and edit history read it (encrypted rooms: e2e/encrypted-dm.e2e.test.ts).
   await page.getByTestId('create-encrypted').uncheck();

@@ -56,7 +56,7 @@ async function scenario(page: Page): Promise<void> {
 
   await page.getByRole('link', { name: '+ New room' }).click();
   const form = page.getByRole('form', { name: 'Create a room' });
-  await form.getByLabel('Name').fill('Lounge');
+  await form.getByLabel('Name', { exact: true }).fill('Lounge');
   await form.getByLabel(/^Invite/).fill('bob');
   // A room in the clear (private rooms are encrypted by default; see e2e/encrypted-dm.e2e.test.ts).
   await form.getByTestId('create-encrypted').uncheck();

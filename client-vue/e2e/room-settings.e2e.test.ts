@@ -49,7 +49,7 @@ async function scenario(page: Page, errors: string[]): Promise<void> {
   const dan = await apiUser('dan');
 
   await page.getByRole('link', { name: '+ New room' }).click();
-  await page.getByLabel('Name').fill('Workshop');
+  await page.getByLabel('Name', { exact: true }).fill('Workshop');
   // A room in the clear (private rooms are encrypted by default; see e2e/encrypted-dm.e2e.test.ts).
   await page.getByTestId('create-encrypted').uncheck();
   await page.getByRole('button', { name: 'Create' }).click();
