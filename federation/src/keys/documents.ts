@@ -284,3 +284,16 @@ export function verifyNotarized(doc: unknown, notaryName: string, notaryKeyRing:
     return { ok: false, reason: `key document: ${describeError(err)}` };
   }
 }
+
+/**
+ * Two documents describing one key ID (the same public key: a different one is refused before
+ * this, see KeyStore). A retirement is kept once seen, the earliest one winning, since
+ * only the server (holding a current key) can sign one; otherwise the longer validity.
+ */
+export function mergeKey(known: VerifiedKey, incoming: VerifiedKey): VerifiedKey {
+  if (!known.publicKey.equals(incoming.publicKey)) return known;
+  if (known.expired && incoming.expired) return known.validUntil <= incoming.validUntil ? known : incoming;
+  if (known.expired) return known;
+  if (incoming.expired) return incoming;
+  return known.validUntil >= incoming.validUntil ? known : incoming;
+}

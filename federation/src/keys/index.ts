@@ -14,19 +14,19 @@ export {
 } from './documents.js';
 export { isEd25519Key, SIGNATURE_BYTES, signBytes, verifyBytes } from './ed25519.js';
 export { loadNewestKey, loadOrCreateSigningKey } from './key-file.js';
+export { KeyStore } from './key-store.js';
 export {
   type DirectKeyFetcher,
   type FetchAdmission,
   KEY_STORE_DEFAULTS,
   type KeyDocumentPersistence,
-  KeyStore,
   type KeyStoreEvent,
   type KeyStoreOptions,
   type LookupOptions,
   type NotaryKeyQuery,
   type StoredKeyDocument,
   type TrustedNotary,
-} from './key-store.js';
+} from './key-store-types.js';
 export {
   generateSigningKey,
   KEY_ID_PATTERN,
