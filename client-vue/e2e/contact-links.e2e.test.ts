@@ -1,28 +1,33 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Federation, type FedServer, startFederation } from '../../homeserver/test/support/federation.js';
-import { axe, ensureClientBuilt, launch, messageWith, openPage, sendMessage, shot, signUpInBrowser, unexpectedConsole } from './support.js';
+import type { FedServer } from '../../homeserver/test/support/federation.js';
+import {
+  axe,
+  messageWith,
+  openPage,
+  sendMessage,
+  shot,
+  signUpInBrowser,
+  startTwoServers,
+  stopTwoServers,
+  type TwoServers,
+  unexpectedConsole,
+} from './support.js';
 
 // Contact links (issue 14): Alice on hs1 makes a link that names a mailbox queue, not her;
 // Bob on hs2 opens it in the client of his own server and sends a request with a note; Alice's
 // client reads it from the queue, she accepts, and a direct message joins the two of them.
 
-let fed: Federation;
+let servers: TwoServers | undefined;
 let hs1: FedServer;
 let hs2: FedServer;
 let browser: Browser;
 
 beforeAll(async () => {
-  ensureClientBuilt();
-  fed = await startFederation(['hs1.test', 'hs2.test']);
-  [hs1, hs2] = fed.servers as [FedServer, FedServer];
-  browser = await launch();
+  servers = await startTwoServers();
+  ({ hs1, hs2, browser } = servers);
 });
-
-afterAll(async () => {
-  await browser?.close();
-  await fed?.close();
-});
+afterAll(() => stopTwoServers(servers));
 
 describe('contact links in the browser', () => {
   it('a user on another server sends a request through a link; the owner accepts and a DM exists', async () => {

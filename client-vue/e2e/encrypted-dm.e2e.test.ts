@@ -2,19 +2,20 @@ import { createHash } from 'node:crypto';
 import { formatRecoveryKey, newRecoveryKey } from '@parley/sdk/crypto';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Federation, type FedServer, startFederation } from '../../homeserver/test/support/federation.js';
+import type { FedServer } from '../../homeserver/test/support/federation.js';
 import { FAILURE_TEXT } from '../src/lib/e2e.js';
 import {
   axe,
   collectFailures,
-  ensureClientBuilt,
-  launch,
   makePng,
   messageWith,
   openPage,
   sendMessage,
   shot,
   signUpInBrowser,
+  startTwoServers,
+  stopTwoServers,
+  type TwoServers,
   unexpectedConsole,
 } from './support.js';
 
@@ -23,22 +24,16 @@ import {
 // comparing the 7 emoji, and Alice sends an image Bob sees decrypted. Neither server stores
 // the words or the picture. Screenshots: test-artifacts/screenshots/e2e-*.png.
 
-let fed: Federation;
+let servers: TwoServers | undefined;
 let hs1: FedServer;
 let hs2: FedServer;
 let browser: Browser;
 
 beforeAll(async () => {
-  ensureClientBuilt();
-  fed = await startFederation(['hs1.test', 'hs2.test']);
-  [hs1, hs2] = fed.servers as [FedServer, FedServer];
-  browser = await launch();
+  servers = await startTwoServers();
+  ({ hs1, hs2, browser } = servers);
 });
-
-afterAll(async () => {
-  await browser?.close();
-  await fed?.close();
-});
+afterAll(() => stopTwoServers(servers));
 
 /** The 7 emoji of the open verification dialog, as "emoji name" strings. */
 async function sasOf(page: Page): Promise<string[]> {

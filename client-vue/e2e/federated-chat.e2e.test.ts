@@ -1,37 +1,32 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Federation, type FedServer, startFederation } from '../../homeserver/test/support/federation.js';
+import type { FedServer } from '../../homeserver/test/support/federation.js';
 import {
   collectFailures,
-  ensureClientBuilt,
-  launch,
   makePng,
   messageWith,
   openPage,
   sendMessage,
   shot,
   signUpInBrowser,
+  startTwoServers,
+  stopTwoServers,
+  type TwoServers,
 } from './support.js';
 
 // Alice on hs1 and Bob on hs2, each using the client served by their own homeserver; the two
 // servers federate over TLS on loopback (as in homeserver/test/federation-rooms.test.ts).
 
-let fed: Federation;
+let servers: TwoServers | undefined;
 let hs1: FedServer;
 let hs2: FedServer;
 let browser: Browser;
 
 beforeAll(async () => {
-  ensureClientBuilt();
-  fed = await startFederation(['hs1.test', 'hs2.test']);
-  [hs1, hs2] = fed.servers as [FedServer, FedServer];
-  browser = await launch();
+  servers = await startTwoServers();
+  ({ hs1, hs2, browser } = servers);
 });
-
-afterAll(async () => {
-  await browser?.close();
-  await fed?.close();
-});
+afterAll(() => stopTwoServers(servers));
 
 describe('two people on two homeservers chat in the browser', () => {
   it('hs1 user creates a private room, invites an hs2 user, who accepts; both chat', async () => {

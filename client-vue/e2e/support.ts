@@ -5,6 +5,7 @@ import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import path from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import { type Browser, type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
+import { type Federation, type FedServer, startFederation } from '../../homeserver/test/support/federation.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 export const SHOTS = path.join(REPO, 'test-artifacts', 'screenshots');
@@ -13,6 +14,26 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** Builds client-vue/dist if it is missing or stale (the server under test serves it). */
 export function ensureClientBuilt(): void {
   execFileSync(process.execPath, [path.join(REPO, 'scripts', 'build-client.mjs')], { stdio: 'inherit' });
+}
+
+/** hs1.test and hs2.test federating over TLS on loopback, each serving the built client, and Chromium. */
+export interface TwoServers {
+  fed: Federation;
+  hs1: FedServer;
+  hs2: FedServer;
+  browser: Browser;
+}
+
+export async function startTwoServers(): Promise<TwoServers> {
+  ensureClientBuilt();
+  const fed = await startFederation(['hs1.test', 'hs2.test']);
+  const [hs1, hs2] = fed.servers as [FedServer, FedServer];
+  return { fed, hs1, hs2, browser: await launch() };
+}
+
+export async function stopTwoServers(servers: TwoServers | undefined): Promise<void> {
+  await servers?.browser.close();
+  await servers?.fed.close();
 }
 
 export async function launch(): Promise<Browser> {
