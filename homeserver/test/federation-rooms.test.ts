@@ -65,6 +65,17 @@ describe('federation: a room shared by two servers', () => {
     expect(onB).toEqual(onA);
   });
 
+  it('the same txn sent twice at once by a participant (a client retry racing the first) is one event', async () => {
+    const [first, second] = await Promise.all([
+      bob.sendText(roomId, 'sent twice at once', 'b-twice'),
+      bob.sendText(roomId, 'sent twice at once', 'b-twice'),
+    ]);
+    expect(second.event_id).toBe(first.event_id);
+    await until(async () => (await alice.messages(roomId, { limit: 5 })).chunk.some((e) => e.event_id === first.event_id));
+    const copies = (await alice.messages(roomId, { limit: 20 })).chunk.filter((e) => e.content.body === 'sent twice at once');
+    expect(copies).toHaveLength(1);
+  });
+
   it('edits, reactions and redactions cross too, and both copies of the chain verify', async () => {
     const { event_id } = await alice.sendText(roomId, 'typo hree');
     await alice.edit(roomId, event_id, 'typo here');

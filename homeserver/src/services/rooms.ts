@@ -90,6 +90,8 @@ export class RoomService {
 
   /** Per (user, device, room): the last send in line, so one device's sends reach the sequencer in the order they came in. */
   private readonly deviceLines = new Map<string, Promise<void>>();
+  /** Sends per (user, device, txnId) still running in this process, so a repeat waits for its first. */
+  private readonly txnsInFlight = new Map<string, Promise<SendResponse>>();
 
   constructor(private readonly d: RoomDeps) {}
 
@@ -362,8 +364,34 @@ export class RoomService {
     }
   }
 
-  /** Sends go through the room's sequencer (group commit); the txnId check runs under the lock. */
+  /**
+   * Sends go through the room's sequencer (group commit); the txnId check runs under the lock.
+   * A send repeating a txn still in flight here (a client retry racing its first try) waits for
+   * it and then answers from its txn row: in a room hosted elsewhere the txn row is written only
+   * once the host has sequenced the event, so without this wait both would be submitted.
+   */
   private async idempotent(
+    auth: AuthContext,
+    roomId: string,
+    txnId: string,
+    work: (trx: Db, room: RoomRow, batch: AppendBatch) => Promise<{ eventId: string; seq: number }>,
+    remoteDraft: Draft,
+  ): Promise<SendResponse> {
+    const txnKey = `${auth.userId}\u0000${auth.deviceId}\u0000${txnId}`;
+    const earlier = this.txnsInFlight.get(txnKey);
+    const run = (async () => {
+      if (earlier) await earlier.catch(() => undefined);
+      return this.inDeviceLine(auth, roomId, txnId, work, remoteDraft);
+    })();
+    this.txnsInFlight.set(txnKey, run);
+    try {
+      return await run;
+    } finally {
+      if (this.txnsInFlight.get(txnKey) === run) this.txnsInFlight.delete(txnKey);
+    }
+  }
+
+  private async inDeviceLine(
     auth: AuthContext,
     roomId: string,
     txnId: string,
