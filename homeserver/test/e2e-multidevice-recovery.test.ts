@@ -76,6 +76,20 @@ describe('E2eSession: recovery, offline devices and servers', () => {
     await expectReads(tablet, roomId, eventId, 'hello tablet');
   }, 180_000);
 
+  it('recovery set up after an encrypted room exists still covers what is sent from then on (the group re-keys)', async () => {
+    const e1 = await openDevice(hs1, 'erin', { name: 'erin1' });
+    extra.push(e1);
+    const erin: Person = { userId: e1.userId, devices: [e1], recoveryKey: '' };
+    const notes = await encryptedRoom(e1, [], erin.devices);
+    erin.recoveryKey = await e1.session.setupRecovery();
+    const { eventId } = await e1.session.send(notes, { type: 'room.message', body: 'written after recovery' });
+    expect(await e1.session.backupNow()).toBe(true);
+    const e2 = await openDevice(hs1, 'erin', { login: true, name: 'erin2' });
+    extra.push(e2);
+    await e2.session.restore(erin.recoveryKey);
+    await expectReads(e2, notes, eventId, 'written after recovery', e1);
+  }, 120_000);
+
   it('an offline device gets its Welcome and everything after it when it comes back', async () => {
     const a1 = alice.devices[0] as SessionDevice;
     const dave = await openDevice(hs3, 'dave');

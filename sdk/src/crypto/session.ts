@@ -500,11 +500,16 @@ export class E2eSession extends Emitter<E2eSessionEvents> {
 
   // ---- recovery -----------------------------------------------------------------------------------
 
-  /** Creates a recovery key, turns on history backup, uploads the first backup; returns the key (show once). */
+  /** Creates a recovery key, turns on history backup, uploads the first backup; returns the key (show
+   * once). Only epochs begun with history backup on are kept whole, so each group re-keys now. */
   async setupRecovery(): Promise<string> {
     this.#assertReady();
     const formatted = await this.#keys.setupRecovery();
     await this.#reopen();
+    for (const key of await this.#store.list('group/')) {
+      const roomId = key.slice('group/'.length);
+      await this.updateKeys(roomId).catch((err) => this.#log(`key update after recovery set-up in ${roomId}: ${(err as Error).message}`));
+    }
     await this.#keys.uploadBackup();
     return formatted;
   }
