@@ -103,15 +103,19 @@ const post: number[] = [];
 // Predecessors (reachable sources only), CSR.
 const predCount = new Uint32Array(N + 1);
 for (let v = 0; v < N; v++) {
-  if (order[v] < 0) continue;
-  for (let e = firstEdge[v] as number; e < (firstEdge[v + 1] as number); e += EF) if (strong(e)) predCount[target(e) + 1]++;
+  if ((order[v] as number) < 0) continue;
+  for (let e = firstEdge[v] as number; e < (firstEdge[v + 1] as number); e += EF) {
+    if (!strong(e)) continue;
+    const slot = target(e) + 1;
+    predCount[slot] = (predCount[slot] as number) + 1;
+  }
 }
 for (let i = 0; i < N; i++) predCount[i + 1] = (predCount[i + 1] as number) + (predCount[i] as number);
 const preds = new Uint32Array(predCount[N] as number);
 {
   const fill = predCount.slice();
   for (let v = 0; v < N; v++) {
-    if (order[v] < 0) continue;
+    if ((order[v] as number) < 0) continue;
     for (let e = firstEdge[v] as number; e < (firstEdge[v + 1] as number); e += EF)
       if (strong(e)) {
         const w = target(e);
