@@ -14,5 +14,15 @@ export DEBIAN_FRONTEND=noninteractive
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
 chmod +x /usr/sbin/policy-rc.d
 trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-apt-get update -qq
-apt-get install -y -qq nginx libnginx-mod-stream caddy >/dev/null
+# Another installer (e.g. ensure-chromium.sh from a test running at the same time) may hold
+# dpkg's lock: wait for it instead of failing.
+apt_get() {
+  for _ in $(seq 1 60); do
+    if apt-get -o DPkg::Lock::Timeout=600 "$@"; then return 0; fi
+    if ! fuser /var/lib/dpkg/lock-frontend /var/lib/apt/lists/lock >/dev/null 2>&1; then return 1; fi
+    sleep 5
+  done
+  return 1
+}
+apt_get update -qq
+apt_get install -y -qq nginx libnginx-mod-stream caddy >/dev/null
