@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 
-// The room log (DESIGN §4): events with their sequencing records, the current state, and the
+// The room log (docs/protocol.md, "Room events and sequencing records"): events with their sequencing records, the current state, and the
 // indexes that serve the hot paths (room log by (room_id, seq), memberships by user).
 export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('rooms', (t) => {

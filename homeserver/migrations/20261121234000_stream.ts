@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 
-// The stream (DESIGN §6): every frame a client can receive, at a position that only grows.
+// The stream (docs/architecture.md, "The path of a message"): every frame a client can receive, at a position that only grows.
 // Positions are allocated under a transaction-scoped advisory lock taken last in the writing
 // transaction, so positions become visible in commit order: once position q is visible,
 // every p < q is committed or gone for good.

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 
-// Durable federation delivery (DESIGN §5): the outbox is the truth, the queue a schedule.
+// Durable federation delivery (docs/architecture.md, "The path of a message"): the outbox is the truth, the queue a schedule.
 export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('outbox', (t) => {
     t.bigIncrements('id').primary();

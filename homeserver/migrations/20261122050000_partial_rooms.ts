@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 
-// Rooms joined from a state snapshot (DESIGN §5 remote join): the log is complete only from
+// Rooms joined from a state snapshot (docs/protocol.md, "Federation"): the log is complete only from
 // `history_from`; older entries are backfilled from the host when someone pages back.
 export async function up(knex: Knex): Promise<void> {
   await knex.schema.alterTable('rooms', (t) => {

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 
-// End-to-end encryption (DESIGN §7): the server keeps only opaque client material — MLS key
+// End-to-end encryption (docs/protocol.md, "End-to-end encryption (MLS)"): the server keeps only opaque client material — MLS key
 // packages (one-time ones are deleted as they are claimed), users' signed device lists (and a
 // cache of other servers' users' lists), encrypted key backups — and, per encrypted room it
 // hosts or follows, the MLS epoch the sequenced commits have reached (first commit wins).

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 
-// The admin console (DESIGN §13): an append-only audit log, user reports, domain policies
+// The admin console (admin/README.md): an append-only audit log, user reports, domain policies
 // (blocks and allows, by hand, imported or from a subscribed signed blocklist), blocked
 // rooms, quarantined media, long-running admin jobs and periodic dashboard samples.
 export async function up(knex: Knex): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 
-// Mailbox queues (DESIGN §8, issue 14). Deliberately no user, device or token column: the
+// Mailbox queues (docs/protocol.md, "Mailbox queues"). Deliberately no user, device or token column: the
 // queue key alone authenticates the receiver, so nothing here links a queue to an account.
 export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('mailbox_queues', (t) => {

@@ -2,7 +2,7 @@ import { type Static, Type } from '@sinclair/typebox';
 import { SERVER_NAME_PATTERN } from './ids.js';
 
 /**
- * Server key documents (docs/protocol.md, §5): `GET /federation/v1/keys` returns one, self-signed
+ * Server key documents (docs/protocol.md, "Federation"): `GET /federation/v1/keys` returns one, self-signed
  * by a current key; the notary endpoint `POST /federation/v1/keys/query` returns the ones it
  * fetched with its own signature added. Signed bytes: the canonical document without
  * `signatures` (and `unsigned`, which a key document never has).

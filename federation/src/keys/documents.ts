@@ -6,7 +6,7 @@ import { isEd25519Key } from './ed25519.js';
 import { KEY_ID_PATTERN, type KeyRing, publicKeyB64u, publicKeyFromB64u, type SigningKey } from './signing-key.js';
 
 /**
- * Server key documents (docs/protocol.md, §5), pure: building the one this server publishes at
+ * Server key documents (docs/protocol.md, "Federation"), pure: building the one this server publishes at
  * `GET /federation/v1/keys`, verifying one fetched from a peer or a notary, and the notary's
  * counter-signature. Fetching and caching live in key-store.ts.
  */

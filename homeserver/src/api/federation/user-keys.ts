@@ -23,7 +23,7 @@ function onlyOurs(users: Iterable<string>, serverName: string): void {
       throw badRequest('PARLEY_INVALID_PARAM', `${userId} is not a user of this server`, 'users');
 }
 
-/** `user/keys/claim` and `user/keys/query` (docs/protocol.md, §7): other servers asking for our users' E2E keys. */
+/** `user/keys/claim` and `user/keys/query` (docs/protocol.md, "End-to-end encryption (MLS)"): other servers asking for our users' E2E keys. */
 export function userKeyRoutes(
   fed: FederationContext,
   keys: { packages: KeyPackageService; deviceLists: DeviceListService },
