@@ -97,10 +97,10 @@ describe('pnpm start: start and stop lines', () => {
     expect(lastLine(output())).toBe('Parley stopped cleanly.');
   });
 
-  it('Ctrl-C (SIGINT to the whole process group) stops cleanly: no ELIFECYCLE, a clear last line', async () => {
+  it('Ctrl-C (SIGINT to the whole process group) exits 0: no ELIFECYCLE, a clear last line', async () => {
     const { child, output, exited, port } = await start();
     process.kill(-(child.pid as number), 'SIGINT');
-    await exited;
+    expect(await exited).toEqual({ code: 0, signal: null });
     expect(output()).not.toContain('ELIFECYCLE');
     expect(output()).not.toContain('Command failed');
     expect(lastLine(output())).toBe('Parley stopped cleanly.');
