@@ -36,7 +36,7 @@ export function adminFederationRoutes(s: Services): Router<AppState> {
   // POST /api/v1/admin/federation/destinations/:name/retry — forget the backoff; the next sweep (≤ 5 s) drains it.
   router.post('/destinations/:name/retry', admin, async (ctx: AppContext) => {
     const name = String(ctx.params.name ?? '');
-    if (!DESTINATION_NAME.test(name)) throw notFound(`no destination ${name.slice(0, 80)}`);
+    if (!DESTINATION_NAME.test(name)) throw badRequest('PARLEY_INVALID_PARAM', 'name in the path is not a server name', 'name');
     if (!(await outbox.resetState(name))) throw notFound(`no destination ${name}`);
     a.notifyDelivery([name]);
     await a.audit.record(actorOf(ctx), 'federation.retry', name);

@@ -6,7 +6,7 @@ import {
   AdminResetPasswordRequest,
   AdminSetAdminRequest,
 } from '@parley/schemas';
-import { notFound } from '../../errors.js';
+import { badRequest, notFound } from '../../errors.js';
 import type { AppContext, AppState } from '../../http/context.js';
 import { readBody } from '../../http/middleware/body.js';
 import { queryInt, queryString, userIdValue } from '../../http/params.js';
@@ -109,7 +109,7 @@ export function adminUserRoutes(s: Services): Router<AppState> {
   // DELETE /api/v1/admin/registration-tokens/:token
   router.delete('/registration-tokens/:token', admin, async (ctx: AppContext) => {
     const token = String(ctx.params.token ?? '');
-    if (!TOKEN_RE.test(token)) throw notFound('no such registration token');
+    if (!TOKEN_RE.test(token)) throw badRequest('PARLEY_INVALID_PARAM', 'token in the path is not a registration token', 'token');
     if (!(await s.registrationTokens.delete(token))) throw notFound('no such registration token');
     await a.audit.record(actorOf(ctx), 'registration_token.delete', `${token.slice(0, 4)}…`);
     ctx.body = {};
