@@ -1,27 +1,54 @@
+import { sign } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { buildDescriptor, verifyDescriptor } from '@parley/federation/bootstrap';
+import { canonicalJson } from '@parley/federation/canonical';
+import { keyRingOf, type SigningKey } from '@parley/federation/keys';
+import type { BootstrapDescriptor } from '@parley/schemas';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
 import { until } from './support/net.js';
 
 const NAMES = ['hs1.test', 'hs2.test', 'hs3.test', 'hs4.test', 'hs5.test'];
 const ANNOUNCING = new Set(['hs1.test', 'hs2.test', 'hs3.test']);
+const DAY = 86_400_000;
+const FALLBACK = path.join(tmpdir(), `parley-bootstrap-fallback-${process.pid}-${Date.now()}.json`);
+
+/** A descriptor body signed by `key` under the name it carries (whoever `key` belongs to). */
+function signAs(body: Omit<BootstrapDescriptor, 'signatures'>, key: SigningKey): BootstrapDescriptor {
+  const sig = sign(null, Buffer.from(canonicalJson(body, 'descriptor')), key.privateKey).toString('base64url');
+  return { ...body, signatures: { [body.server_name]: { [`ed25519:${key.keyId}`]: sig } } } as BootstrapDescriptor;
+}
 
 /**
- * Five real servers over TLS on loopback, three of which announce themselves. Every server
- * (announcing or not) ends up knowing exactly the three announcing ones, with verified
- * descriptors, and the two silent ones appear in no list anywhere although they gossip.
+ * Five real servers over TLS on loopback, three of which announce themselves. hs2–hs4 start
+ * from hs1 as their seed; hs5 has no seed at all and finds the network through the fallback
+ * list file. Every server (announcing or not) ends up knowing exactly the three announcing
+ * ones, with descriptors that verify under each one's real key, and the two silent ones appear
+ * in no list anywhere although they gossip.
  */
 describe('bootstrap node lists across five servers', () => {
   let fed: Federation;
+  let firstStart = 0;
+  let lastStart = 0;
   const known = (s: FedServer) => (s.running.services.bootstrap?.known() ?? []).map((e) => e.serverName).sort();
   const expected = (self: string) => [...ANNOUNCING].filter((n) => n !== self).sort();
+  const book = (s: FedServer) => {
+    const b = s.running.services.bootstrap;
+    if (!b) throw new Error(`${s.name} has no bootstrap service`);
+    return b;
+  };
 
   beforeAll(async () => {
+    firstStart = Date.now();
     fed = await startFederation(NAMES, {
       overrides: (name) => ({
         bootstrap: {
           announce: ANNOUNCING.has(name),
-          // The first server to start has no seed; every later one starts from it.
-          seeds: name === 'hs1.test' ? [] : ['hs1.test'],
+          // The first server to start has no seed; hs5 has none either (it has the fallback list).
+          seeds: name === 'hs1.test' || name === 'hs5.test' ? [] : ['hs1.test'],
+          fallback_list: name === 'hs5.test' ? FALLBACK : null,
           pull_interval_ms: 1000,
           feeler_interval_ms: 1000,
         },
@@ -30,16 +57,34 @@ describe('bootstrap node lists across five servers', () => {
         federation: { remote_key_fetch: { failure_cache_ms: 1000 } },
       }),
     });
-  });
+    // The release's fallback list: hs1's descriptor, as a release manager would ship it. hs5
+    // started before it existed (and knows nobody); restarted, it starts from it.
+    const hs5 = fed.byName('hs5.test');
+    expect(known(hs5)).toEqual([]);
+    await writeFile(FALLBACK, JSON.stringify({ descriptors: [book(fed.byName('hs1.test')).ownDescriptor()] }));
+    await hs5.stop();
+    await hs5.start();
+    lastStart = Date.now();
+  }, 120_000);
   afterAll(async () => {
     await fed?.close();
   });
 
-  it('every server comes to know exactly the announcing servers', async () => {
-    const t0 = Date.now();
+  it('every server comes to know exactly the announcing servers, with descriptors signed by their keys', async () => {
     await until(() => fed.servers.every((s) => JSON.stringify(known(s)) === JSON.stringify(expected(s.name))), 45_000);
-    console.log(`bootstrap convergence, 5 servers (3 announcing): ${Date.now() - t0} ms after the last start`);
-    for (const s of fed.servers) expect(known(s)).toEqual(expected(s.name));
+    const t = Date.now();
+    console.log(
+      `bootstrap convergence, 5 servers (3 announcing, hs5 from the fallback list): ${t - lastStart} ms after the last start, ` +
+        `${t - firstStart} ms after the first (servers started one after another, hs5 twice)`,
+    );
+    const keys = Object.fromEntries(
+      fed.servers.map((s) => [s.name, { [s.running.services.identity.keyId]: s.running.services.identity.publicKey }]),
+    );
+    for (const s of fed.servers) {
+      expect(known(s)).toEqual(expected(s.name));
+      for (const e of book(s).known()) expect(verifyDescriptor(e.descriptor, keyRingOf(keys), Date.now())).toMatchObject({ ok: true });
+    }
+    expect(book(fed.byName('hs5.test')).book.get('hs1.test')?.source).toBe('fallback');
   }, 60_000);
 
   it('a silent server publishes no descriptor and is in no list, even after it gossiped', async () => {
@@ -55,25 +100,76 @@ describe('bootstrap node lists across five servers', () => {
         body: { descriptors: Array<{ server_name: string }> };
       };
       const listed = list.body.descriptors.map((d) => d.server_name);
+      expect(listed.filter((n) => !ANNOUNCING.has(n))).toEqual([]);
       expect(listed).not.toContain('hs4.test');
       expect(listed).not.toContain('hs5.test');
     }
   });
 
+  it('refuses forged, re-signed, expired and future descriptors and ignores replays pushed by a peer', async () => {
+    const hs1 = fed.byName('hs1.test');
+    const hs2 = fed.byName('hs2.test');
+    const hs4 = fed.byName('hs4.test');
+    const held = book(hs2).book.get('hs1.test')?.descriptor as BootstrapDescriptor;
+    const { signatures: _s, ...body } = held;
+    const now = Date.now();
+    const hs1Key = hs1.running.services.identity;
+    const client = hs4.running.federation?.context.client;
+    if (!client) throw new Error('hs4 has no federation client');
+    const announce = async (descriptors: unknown[]) => {
+      const res = await client.request({
+        destination: 'hs2.test',
+        method: 'POST',
+        path: '/federation/v1/bootstrap/announce',
+        body: { descriptors, hops: 0 },
+      });
+      return res.body as { accepted: number; refused: number };
+    };
+
+    // Each newer than the descriptor hs2 holds, so none is skipped as a replay before its check.
+    const forged = { ...held, issued_ts: now, endpoints: [{ host: '203.0.113.66', port: 8448 }] };
+    const resigned = buildDescriptor({
+      serverName: 'hs1.test',
+      key: hs4.running.services.identity,
+      endpoints: [{ host: '203.0.113.66', port: 8448 }],
+      tlsFingerprints: [],
+      capabilities: ['relay'],
+      now,
+      validForMs: DAY,
+    });
+    const expired = signAs({ ...body, issued_ts: now - 1000, valid_until_ts: now - 500 }, hs1Key);
+    const future = signAs({ ...body, issued_ts: now + 3_600_000, valid_until_ts: now + DAY }, hs1Key);
+    expect(await announce([forged, resigned, expired, future])).toEqual({ accepted: 0, refused: 4 });
+
+    // Replays: the very descriptor held, and an older one genuinely signed by hs1.
+    const older = signAs({ ...body, issued_ts: held.issued_ts - 60_000 }, hs1Key);
+    expect(await announce([held, older])).toEqual({ accepted: 0, refused: 0 });
+    expect(book(hs2).book.get('hs1.test')?.descriptor).toEqual(held);
+    // hs4 pushed descriptors: it is still in no list (it never signed one of its own).
+    expect(known(hs2)).not.toContain('hs4.test');
+  });
+
   it('a restarted server starts from its cache and anchors, without its seed', async () => {
     const hs1 = fed.byName('hs1.test');
     const hs3 = fed.byName('hs3.test');
+    // Both servers hs3 knows have answered it: they are its anchors.
+    await until(() => book(hs3).book.anchors().length === 2, 20_000);
+    const anchors = book(hs3).book.anchors().sort();
+    expect(anchors).toEqual(['hs1.test', 'hs2.test']);
     await hs1.stop(); // hs3's only seed
     await hs3.stop();
+    const restarted = Date.now();
     await hs3.start();
-    await until(() => known(hs3).includes('hs2.test'), 20_000);
-    const anchors = hs3.running.services.bootstrap?.book.anchors() ?? [];
-    expect(anchors.length).toBeGreaterThan(0);
-    expect(anchors.every((a) => ANNOUNCING.has(a))).toBe(true);
+    // From the cache: hs2 known again without asking anyone; the anchors are the same two.
+    await until(() => known(hs3).includes('hs2.test') && book(hs3).book.anchors().length === 2, 5_000);
+    expect(book(hs3).book.anchors().sort()).toEqual(anchors);
+    expect(book(hs3).book.get('hs2.test')?.table).toBe('tried');
+    // The anchor that is up answers hs3 after the restart.
+    await until(() => (book(hs3).book.get('hs2.test')?.lastSuccessTs ?? 0) >= restarted, 20_000);
     await hs1.start();
   }, 60_000);
 
-  it('admins see, pin and prune the list; others are refused', async () => {
+  it('admins see, pin and prune the list (a pruned entry stays out while gossip repeats it); others are refused', async () => {
     const hs2 = fed.byName('hs2.test');
     const { ParleyClient } = await import('@parley/sdk');
     // An admin made through the accounts service, as `parley user create --admin` does.
@@ -87,14 +183,29 @@ describe('bootstrap node lists across five servers', () => {
     expect(listing.announce).toBe(true);
     expect(listing.servers.map((s) => s.server_name).sort()).toEqual(['hs1.test', 'hs3.test']);
     await admin.request('PUT', '/api/v1/admin/bootstrap/hs3.test/pin', { pinned: true });
-    expect(hs2.running.services.bootstrap?.book.get('hs3.test')?.pinned).toBe(true);
+    expect(book(hs2).book.get('hs3.test')?.pinned).toBe(true);
     await admin.request('DELETE', '/api/v1/admin/bootstrap/hs1.test');
-    expect(hs2.running.services.bootstrap?.book.get('hs1.test')).toBeUndefined();
+    expect(book(hs2).book.get('hs1.test')).toBeUndefined();
+    // hs3's list still names hs1 (same descriptor) and hs2 pulls every second: hs1 stays out.
+    await until(
+      () =>
+        book(fed.byName('hs3.test'))
+          .list()
+          .some((d) => d.server_name === 'hs1.test'),
+      20_000,
+    );
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(book(hs2).book.get('hs1.test')).toBeUndefined();
+    await expect(admin.request('DELETE', '/api/v1/admin/bootstrap/hs1.test')).rejects.toMatchObject({ status: 404 });
     await expect(admin.request('PUT', '/api/v1/admin/bootstrap/hs3.test/pin', { pinned: 'yes' })).rejects.toMatchObject({ status: 400 });
 
     const user = await hs2.user('someone');
     await expect(user.client.request('GET', '/api/v1/admin/bootstrap')).rejects.toMatchObject({ status: 403 });
-    const servers = (await user.client.request('GET', '/api/v1/directory/servers')) as { servers: Array<{ server_name: string }> };
-    expect(servers.servers.map((s) => s.server_name)).toContain('hs3.test');
-  });
+    // What the web client's Explore page and capability lookups read.
+    const servers = (await user.client.request('GET', '/api/v1/directory/servers')) as {
+      servers: Array<{ server_name: string; capabilities: string[] }>;
+    };
+    expect(servers.servers.map((s) => s.server_name)).toEqual(['hs3.test']);
+    expect(servers.servers[0]?.capabilities).toContain('mailbox');
+  }, 60_000);
 });

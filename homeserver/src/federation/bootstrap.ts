@@ -11,7 +11,14 @@ import {
   verifyDescriptor,
 } from '@parley/federation/bootstrap';
 import { certificateHost } from '@parley/federation/tls';
-import { type BootstrapDescriptor, BootstrapFallbackList, BootstrapList, check, MAX_BOOTSTRAP_BATCH } from '@parley/schemas';
+import {
+  type BootstrapDescriptor,
+  BootstrapFallbackList,
+  BootstrapList,
+  check,
+  MAX_BOOTSTRAP_BATCH,
+  MAX_DESCRIPTOR_VALIDITY_MS,
+} from '@parley/schemas';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Clock } from '../services/clock.js';
@@ -60,6 +67,8 @@ export class BootstrapService {
   #stopped = false;
   /** Servers we pulled from successfully since start: anchor candidates. */
   #answered: string[] = [];
+  /** Entries an admin pruned → when: only a descriptor signed after that brings one back. */
+  #pruned = new Map<string, number>();
 
   constructor(d: BootstrapDeps, secret?: Buffer) {
     this.#d = d;
@@ -138,6 +147,10 @@ export class BootstrapService {
       const held = this.book.get(named.server);
       const issued = (raw as { issued_ts?: unknown }).issued_ts;
       if (held && typeof issued === 'number' && issued <= held.descriptor.issued_ts) continue; // a replay: nothing to fetch
+      if (this.#wasPruned(named.server, issued)) {
+        refused.push(`${named.server}: pruned by an admin; only a descriptor signed since comes back`);
+        continue;
+      }
       // The key of the server the descriptor names, fetched from that server (and pinned).
       await this.#d.fed.keyStore.prefetch(named.server, named.keyIds, { requester: `bootstrap:${source.name}` });
       const checked = verifyDescriptor(raw, this.#d.fed.keyStore.keyRing(), this.#d.clock.now());
@@ -145,12 +158,33 @@ export class BootstrapService {
         refused.push(checked.reason);
         continue;
       }
+      // An admin may have pruned it while its key was being fetched.
+      if (this.#wasPruned(named.server, checked.descriptor.issued_ts)) continue;
       const added = this.book.add(checked.descriptor, source, options);
       if ('entry' in added) fresh.push(checked.descriptor);
       else if (added.kind !== 'replay') refused.push(added.reason);
     }
     if (refused.length > 0) this.#d.log.debug({ source: source.name, refused: refused.slice(0, 10) }, 'bootstrap descriptors refused');
     return { fresh, refused };
+  }
+
+  #wasPruned(server: string, issued: unknown): boolean {
+    const at = this.#pruned.get(server);
+    return at !== undefined && (typeof issued !== 'number' || issued <= at);
+  }
+
+  /**
+   * An admin's prune: the entry goes, and the same (or an older) descriptor gossiped back by
+   * other servers is not taken again; a descriptor its server signs after the prune is (the
+   * server is alive and still announces). To keep a server out for good, block its domain.
+   */
+  async prune(server: string): Promise<boolean> {
+    const had = this.book.remove(server);
+    if (had) {
+      this.#pruned.set(server, this.#d.clock.now());
+      await this.saveCache();
+    }
+    return had;
   }
 
   /** What we answer to `GET /federation/v1/bootstrap/list`: ours (when announcing) and a sample of the book. */
@@ -255,12 +289,15 @@ export class BootstrapService {
   async #loadCache(): Promise<void> {
     if (!existsSync(this.#cacheFile)) return;
     try {
-      const saved = JSON.parse(await readFile(this.#cacheFile, 'utf8')) as { secret?: string; book?: unknown };
+      const saved = JSON.parse(await readFile(this.#cacheFile, 'utf8')) as { secret?: string; book?: unknown; pruned?: unknown };
       if (typeof saved.secret === 'string' && saved.secret.length >= 40) {
         this.#secret = Buffer.from(saved.secret, 'base64url');
         Object.assign(this, { book: this.#newBook() });
       }
       const loaded = this.book.load(saved.book, this.#cfg.cache_max_age_ms);
+      if (typeof saved.pruned === 'object' && saved.pruned !== null) {
+        for (const [name, at] of Object.entries(saved.pruned)) if (typeof at === 'number') this.#pruned.set(name, at);
+      }
       this.#d.log.info({ entries: this.book.size, anchors: this.book.anchors(), fresh: loaded }, 'bootstrap address book loaded');
     } catch (err) {
       this.#d.log.warn({ err: (err as Error).message }, 'bootstrap cache unreadable; starting empty');
@@ -269,7 +306,11 @@ export class BootstrapService {
 
   async saveCache(): Promise<void> {
     const tmp = `${this.#cacheFile}.tmp`;
-    await writeFile(tmp, JSON.stringify({ secret: this.#secret.toString('base64url'), book: this.book.toJSON() }), { mode: 0o600 });
+    // A prune older than the longest validity a descriptor may claim has nothing left to refuse.
+    const oldest = this.#d.clock.now() - MAX_DESCRIPTOR_VALIDITY_MS;
+    for (const [name, at] of this.#pruned) if (at < oldest) this.#pruned.delete(name);
+    const saved = { secret: this.#secret.toString('base64url'), book: this.book.toJSON(), pruned: Object.fromEntries(this.#pruned) };
+    await writeFile(tmp, JSON.stringify(saved), { mode: 0o600 });
     await rename(tmp, this.#cacheFile);
   }
 

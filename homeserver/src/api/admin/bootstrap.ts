@@ -55,11 +55,10 @@ export function adminBootstrapRoutes(s: Services): Router<AppState> {
     ctx.body = { server_name: server, pinned: body.pinned };
   });
 
-  // DELETE /api/v1/admin/bootstrap/:server — prune an entry (it may come back from a list).
+  // DELETE /api/v1/admin/bootstrap/:server — prune an entry (it comes back only with a descriptor signed after the prune).
   router.delete('/:server', admin, async (ctx: AppContext) => {
     const server = serverParam(ctx);
-    if (!service().book.remove(server)) throw notFound(`${server} is not in the bootstrap list`);
-    await service().saveCache();
+    if (!(await service().prune(server))) throw notFound(`${server} is not in the bootstrap list`);
     await s.admin.audit.record(actorOf(ctx), 'bootstrap.prune', server);
     ctx.body = { server_name: server, removed: true };
   });
