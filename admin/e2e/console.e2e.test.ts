@@ -248,6 +248,32 @@ describe('the admin console', () => {
     expect(adminErrors.filter((e) => !/401|403|Failed to load resource/.test(e))).toEqual([]);
   });
 
+  it('a user reports another user (the sender of a message) from the web client; the queue shows a user report', async () => {
+    const { page, context } = await openPage(browser);
+    await page.goto(`${server.url}/login`);
+    await page.getByLabel('Username').fill('alice');
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('link', { name: /Town square/ }).click();
+    const spam = page.getByTestId('message').filter({ hasText: 'BUY CHEAP PILLS' }).last();
+    await spam.hover();
+    await spam.getByTestId('report-open').click();
+    const dialog = page.getByTestId('report-dialog');
+    await dialog.getByTestId('report-kind-user').check();
+    await dialog.getByTestId('report-reason').fill('Sends spam to every room');
+    await shot(page, 'admin-client-report-user-dialog');
+    await dialog.getByTestId('report-send').click();
+    await dialog.getByTestId('report-sent').waitFor();
+    await context.close();
+
+    await admin.getByTestId('nav-reports').click();
+    const report = admin.getByTestId('report').filter({ hasText: 'Sends spam to every room' });
+    await report.waitFor();
+    expect(await report.textContent()).toMatch(/User/);
+    expect(await report.getByTestId('report-target').textContent()).toBe('@spammer:hs1.test');
+    expect(await report.getByTestId('report-message').count()).toBe(0);
+  });
+
   it('shuts down a room with progress', async () => {
     await admin.goto(`${server.url}/admin/rooms/${roomId}`);
     await admin.getByRole('heading', { level: 1, name: 'Town square' }).waitFor();
