@@ -341,6 +341,15 @@ describe('phone width', () => {
     await msg.getByTestId('message-body').dispatchEvent('pointerup', at);
     await actions.getByRole('button', { name: 'Reply', exact: true }).waitFor();
     await expect(actions.getByRole('button', { name: 'Reply', exact: true }).textContent()).resolves.toContain('Reply');
+    // Each label stands apart from its icon (not "☺React").
+    const gaps = await actions.getByRole('button').evaluateAll((buttons) =>
+      buttons.map((b) => {
+        const icon = b.querySelector('svg')?.getBoundingClientRect();
+        const text = b.querySelector('.menu-label')?.getBoundingClientRect();
+        return icon && text ? Math.round(text.left - icon.right) : -1;
+      }),
+    );
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(4);
     await shot(phone, 'issue11-phone-long-press');
     await actions.getByRole('button', { name: 'Reply', exact: true }).click();
     await actions.waitFor({ state: 'hidden' });
