@@ -227,7 +227,7 @@ export const ConfigSchema = Type.Object(
           description: 'base URLs of the repository (a release site or other mirrors), tried in order',
         }),
         trusted_root: Type.Union([Type.String(), Type.Null()], {
-          description: 'the root.json this server trusts first (shipped with the release)',
+          description: 'the root.json this server trusts first (shipped with the release); set, the server checks for releases',
         }),
         check_interval_ms: Type.Integer({ minimum: 60_000 }),
         max_metadata_bytes: Type.Integer({ minimum: 4096 }),

@@ -1,8 +1,6 @@
-import { createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { createHash, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ParleyClient } from '@parley/sdk';
@@ -12,39 +10,27 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyServerUpdate, SERVER_TARGET } from '../src/updates/apply.js';
 import { fetchVerifiedTarget } from '../src/updates/mirror.js';
 import { ReleaseRepository, tufKey } from '../src/updates/release.js';
-import { runRelease } from '../src/updates/release-cli.js';
 import { until } from './support/net.js';
 import { startTestServer, type TestServer } from './support/server.js';
+import { serveDir } from './support/static-dir.js';
 
 const key = (): KeyObject => generateKeyPairSync('ed25519').privateKey;
 const DAY = 86_400_000;
 const TARGET = 'client/parley-client.tgz';
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+/** tuf-js's refusal of a file whose bytes are not the signed ones, as our fetcher reports it. */
+const hashRefusal = (expected: Buffer, got: Buffer) =>
+  `LengthOrHashMismatchError: Expected hash ${sha256(expected)} but got ${sha256(got)}`;
 
-/** A plain file server for a repository directory; `override` answers some paths itself. */
-async function serveDir(
-  dir: () => string,
-  override?: (urlPath: string, res: http.ServerResponse) => boolean,
-): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http.createServer(async (req, res) => {
-    const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
-    if (override?.(urlPath, res)) return;
-    const file = path.join(dir(), urlPath);
-    if (!file.startsWith(dir()) || !existsSync(file) || !(await stat(file)).isFile()) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'application/octet-stream' });
-    createReadStream(file).pipe(res);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
+/** A gzipped tar of a built web client (dist/index.html, dist/assets/…) saying `title`. */
+async function webBundle(work: string, title: string): Promise<Buffer> {
+  const src = await mkdtemp(path.join(work, 'bundle-'));
+  await mkdir(path.join(src, 'dist', 'assets'), { recursive: true });
+  await writeFile(path.join(src, 'dist', 'index.html'), `<!doctype html><title>${title}</title>`);
+  await writeFile(path.join(src, 'dist', 'assets', 'app-1234.js'), `console.log(${JSON.stringify(title)})`);
+  const tgz = path.join(src, 'web.tgz');
+  await createTar({ gzip: true, file: tgz, cwd: src }, ['dist']);
+  return readFile(tgz);
 }
 
 /**
@@ -62,6 +48,8 @@ describe('signed update mirrors (TUF)', () => {
   let upstream: Awaited<ReturnType<typeof serveDir>>;
   let hs1: TestServer;
   let hs2: TestServer;
+  /** Not a mirror: checks releases (through the hostile mirror first, then hs2) for itself. */
+  let hs3: TestServer;
   let trustedRoot: Buffer;
   let hostileDir = '';
   let hostileOverride: ((p: string, res: http.ServerResponse) => boolean) | undefined;
@@ -76,6 +64,7 @@ describe('signed update mirrors (TUF)', () => {
   const syncMirrors = async () => {
     expect(await hs1.services.updates.check()).toBe(true);
     expect(await hs2.services.updates.check()).toBe(true);
+    expect(await hs3.services.updates.check()).toBe(true);
   };
   const honest = () => `${hs2.url}/updates`;
   /** A hostile mirror serving a copy of the real repository, changed by `mutate`. */
@@ -117,8 +106,14 @@ describe('signed update mirrors (TUF)', () => {
     // The second mirror lists the hostile one first: it must still end up with the real release.
     hs2 = await startTestServer({ server_name: 'hs2.test', ...updates([hostile.url, `${hs1.url}/updates`]) });
     await until(() => hs2.services.updates.mirror.lastSync !== null);
+    hs3 = await startTestServer({
+      server_name: 'hs3.test',
+      updates: { mirror: false, upstreams: [hostile.url, `${hs2.url}/updates`], trusted_root: path.join(work, 'root.json') },
+    });
+    await until(() => hs3.services.updates.mirror.lastSync !== null);
   });
   afterAll(async () => {
+    await hs3?.close();
     await hs2?.close();
     await hs1?.close();
     await upstream?.close();
@@ -129,7 +124,8 @@ describe('signed update mirrors (TUF)', () => {
   it('a 2-of-3 signed release flows upstream → mirror → mirror → client; a new release replaces it', async () => {
     expect(repo.signatureCount('root')).toEqual({ valid: 2, threshold: 2 });
     expect(hs2.services.updates.mirror.lastSync?.source).toBe(`${hs1.url}/updates`);
-    expect(hs2.services.updates.mirror.lastFailures).toEqual([{ source: hostile.url, error: expect.stringMatching(/hash|length/i) }]);
+    const swapped = Buffer.from(release1).fill(65, 0, 8);
+    expect(hs2.services.updates.mirror.lastFailures).toEqual([{ source: hostile.url, error: hashRefusal(release1, swapped) }]);
     const dir = await freshClientDir();
     const got = await client(dir, [honest()]);
     expect(await readFile(got.file)).toEqual(release1);
@@ -147,35 +143,54 @@ describe('signed update mirrors (TUF)', () => {
     expect((await fetch(`${honest()}/metadata/..%2Froot.json`)).status).toBe(404);
   });
 
-  it('an admin switches the served web client to a verified release bundle and back, without a restart', async () => {
-    const src = await mkdtemp(path.join(work, 'bundle-'));
-    await mkdir(path.join(src, 'dist', 'assets'), { recursive: true });
-    await writeFile(path.join(src, 'dist', 'index.html'), '<!doctype html><title>Parley 0.3.0 from the mirror</title>');
-    await writeFile(path.join(src, 'dist', 'assets', 'app-1234.js'), 'console.log(1)');
-    const tgz = path.join(work, 'web.tgz');
-    await createTar({ gzip: true, file: tgz, cwd: src }, ['dist']);
-    await repo.addTarget('client/web.tgz', await readFile(tgz), roles, Date.now(), { version: '0.3.0', kind: 'web-client' });
+  it('a server that is not a mirror installs the web client bundle of a verified release, a new release replaces it, and back — no restart', async () => {
+    const v3 = await webBundle(work, 'Parley 0.3.0 from the mirrors');
+    await repo.addTarget('client/web.tgz', v3, roles, Date.now(), { version: '0.3.0', kind: 'web-client', notes: 'Bundle one' });
     await syncMirrors();
+    // hs3 got the release past the hostile mirror (listed first) from hs2, and serves no /updates/ itself.
+    expect(hs3.services.updates.mirror.lastSync?.source).toBe(`${hs2.url}/updates`);
+    // (The hostile mirror's copy is of release 1: older than what hs3 already trusts.)
+    expect(hs3.services.updates.mirror.lastFailures).toEqual([
+      {
+        source: hostile.url,
+        error: expect.stringMatching(/^BadVersionError: New timestamp version \d+ is less than current version \d+$/),
+      },
+    ]);
+    expect((await fetch(`${hs3.url}/updates/metadata/timestamp.json`)).status).toBe(404);
 
-    await hs2.services.accounts.createUser('root', 'root password', true);
-    const admin = new ParleyClient({ baseUrl: hs2.url });
+    await hs3.services.accounts.createUser('root', 'root password', true);
+    const admin = new ParleyClient({ baseUrl: hs3.url });
     await admin.login({ username: 'root', password: 'root password' });
-    const before = await (await fetch(`${hs2.url}/`)).text();
-    expect(before).not.toContain('from the mirror');
+    const offered = (await admin.request('GET', '/api/v1/admin/updates')) as { release: Array<Record<string, unknown>> };
+    expect(offered.release).toContainEqual(expect.objectContaining({ path: 'client/web.tgz', version: '0.3.0', notes: 'Bundle one' }));
+    const builtin = await (await fetch(`${hs3.url}/`)).text();
+    expect(builtin).not.toContain('from the mirrors');
     await admin.request('PUT', '/api/v1/admin/updates/client', { path: 'client/web.tgz' });
-    expect(await (await fetch(`${hs2.url}/`)).text()).toContain('Parley 0.3.0 from the mirror');
-    expect(await (await fetch(`${hs2.url}/assets/app-1234.js`)).text()).toBe('console.log(1)');
+    expect(await (await fetch(`${hs3.url}/`)).text()).toContain('Parley 0.3.0 from the mirrors');
+    expect(await (await fetch(`${hs3.url}/assets/app-1234.js`)).text()).toBe('console.log("Parley 0.3.0 from the mirrors")');
     await expect(admin.request('PUT', '/api/v1/admin/updates/client', { path: TARGET })).rejects.toMatchObject({ status: 400 });
     await expect(admin.request('PUT', '/api/v1/admin/updates/client', { path: '../etc/passwd' })).rejects.toMatchObject({ status: 400 });
+
+    // The next release's bundle replaces it when the admin switches to it.
+    const v4 = await webBundle(work, 'Parley 0.4.0 from the mirrors');
+    await repo.addTarget('client/web.tgz', v4, roles, Date.now(), { version: '0.4.0', kind: 'web-client', notes: 'Bundle two' });
+    await syncMirrors();
     // A file changed on disk after verification is refused at switch time.
-    const held = path.join(hs2.config.data_dir, 'updates', 'targets', 'client', 'web.tgz');
-    const original = await readFile(held);
-    await writeFile(held, Buffer.concat([original, Buffer.from('x')]));
+    const held = path.join(hs3.config.data_dir, 'updates', 'targets', 'client', 'web.tgz');
+    await writeFile(held, Buffer.concat([v4, Buffer.from('x')]));
     await expect(admin.request('PUT', '/api/v1/admin/updates/client', { path: 'client/web.tgz' })).rejects.toMatchObject({ status: 400 });
-    await writeFile(held, original);
+    expect(await (await fetch(`${hs3.url}/`)).text()).toContain('Parley 0.3.0 from the mirrors');
+    await writeFile(held, v4);
+    expect(await admin.request('PUT', '/api/v1/admin/updates/client', { path: 'client/web.tgz' })).toEqual({
+      path: 'client/web.tgz',
+      sha256: sha256(v4),
+    });
+    expect(await (await fetch(`${hs3.url}/`)).text()).toContain('Parley 0.4.0 from the mirrors');
+    expect(await (await fetch(`${hs3.url}/assets/app-1234.js`)).text()).toBe('console.log("Parley 0.4.0 from the mirrors")');
+
     await admin.request('DELETE', '/api/v1/admin/updates/client');
-    expect(await (await fetch(`${hs2.url}/`)).text()).not.toContain('from the mirror');
-    const user = hs2.client();
+    expect(await (await fetch(`${hs3.url}/`)).text()).toBe(builtin);
+    const user = hs3.client();
     await user.register({ username: 'plain', password: 'plain password' });
     await expect(user.request('PUT', '/api/v1/admin/updates/client', { path: 'client/web.tgz' })).rejects.toMatchObject({ status: 403 });
   });
@@ -194,7 +209,9 @@ describe('signed update mirrors (TUF)', () => {
     });
     const applied = await applyServerUpdate(hs2.config, { mirrors: [hostile.url, honest()] });
     expect(applied.mirror).toBe(honest());
-    expect(applied.failures[0]?.error).toMatch(/hash|length/i);
+    expect(applied.failures).toEqual([
+      { source: hostile.url, error: hashRefusal(await readFile(tgz), Buffer.alloc((await stat(tgz)).size, 7)) },
+    ]);
     expect(await readFile(path.join(applied.dir, 'homeserver', 'dist', 'parley.mjs'), 'utf8')).toBe('// parley 0.3.0');
     // Only the hostile mirror: nothing is unpacked.
     await expect(applyServerUpdate(hs2.config, { mirrors: [hostile.url] })).rejects.toThrow(/no mirror served a verified/);
@@ -207,7 +224,12 @@ describe('signed update mirrors (TUF)', () => {
     hostileOverride = undefined;
     const got = await client(dir, [hostile.url, honest()]);
     expect(await readFile(got.file)).toEqual(release2);
-    expect(got.failures[0]?.error).toMatch(/BadVersionError|version/i);
+    const refusal = /^BadVersionError: New timestamp version \d+ is less than current version \d+$/;
+    expect(got.failures).toEqual([{ source: hostile.url, error: expect.stringMatching(refusal) }]);
+    // A mirror offered the older release (intact, validly signed, not expired) keeps the newer one.
+    await expect(hs2.services.updates.mirror.sync([hostile.url])).rejects.toThrow(/BadVersionError: New timestamp version/);
+    expect(hs2.services.updates.mirror.lastFailures).toEqual([{ source: hostile.url, error: expect.stringMatching(refusal) }]);
+    expect(Buffer.from(await (await fetch(`${honest()}/targets/${TARGET}`)).arrayBuffer())).toEqual(release2);
   });
 
   it('freeze: an expired timestamp replayed is refused', async () => {
@@ -217,7 +239,7 @@ describe('signed update mirrors (TUF)', () => {
     });
     const got = await client(await freshClientDir(), [hostile.url, honest()]);
     expect(await readFile(got.file)).toEqual(release2);
-    expect(got.failures[0]?.error).toMatch(/timestamp\.json is expired/);
+    expect(got.failures).toEqual([{ source: hostile.url, error: 'ExpiredMetadataError: Final timestamp.json is expired' }]);
   });
 
   it('mix-and-match: a snapshot from another release is refused', async () => {
@@ -226,41 +248,68 @@ describe('signed update mirrors (TUF)', () => {
     });
     const got = await client(await freshClientDir(), [hostile.url, honest()]);
     expect(await readFile(got.file)).toEqual(release2);
-    expect(got.failures[0]?.error).toMatch(/BadVersionError|version/i);
+    expect(got.failures).toEqual([
+      {
+        source: hostile.url,
+        error: "RuntimeError: Unable to load snapshot metadata error Error: Snapshot version doesn't match timestamp",
+      },
+    ]);
   });
 
-  it('endless data: an oversized metadata file is cut off and refused', async () => {
-    let sent = 0;
+  /** The hostile mirror serves the real repository but answers `suffix` with 200 MiB of spaces; answers the bytes it got out. */
+  const endless = (suffix: string) => {
+    const counter = { sent: 0 };
     hostileDir = repoDir;
     hostileOverride = (p, res) => {
-      if (!p.endsWith('/timestamp.json')) return false;
-      res.writeHead(200, { 'content-type': 'application/json' });
+      if (!p.endsWith(suffix)) return false;
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
       const chunk = Buffer.alloc(64 * 1024, 32);
       const pump = () => {
-        while (sent < 200 * 1024 * 1024 && res.write(chunk)) sent += chunk.length;
-        if (sent >= 200 * 1024 * 1024) res.end();
+        while (counter.sent < 200 * 1024 * 1024 && res.write(chunk)) counter.sent += chunk.length;
+        if (counter.sent >= 200 * 1024 * 1024) res.end();
       };
       res.on('drain', pump);
       res.on('close', () => res.off('drain', pump));
       pump();
       return true;
     };
+    return counter;
+  };
+
+  it('endless data: an oversized metadata file is cut off and refused', async () => {
+    const counter = endless('/timestamp.json');
     const got = await client(await freshClientDir(), [hostile.url, honest()]);
     expect(await readFile(got.file)).toEqual(release2);
-    expect(got.failures[0]?.error).toMatch(/DownloadLengthMismatchError|exceed|length/i);
-    expect(sent).toBeLessThan(50 * 1024 * 1024);
+    expect(got.failures).toEqual([{ source: hostile.url, error: 'DownloadLengthMismatchError: Max length reached' }]);
+    expect(counter.sent).toBeLessThan(50 * 1024 * 1024);
+    hostileOverride = undefined;
+  });
+
+  it('endless data: a target longer than its signed length is cut off and refused', async () => {
+    const counter = endless(`/targets/${TARGET}`);
+    const got = await client(await freshClientDir(), [hostile.url, honest()]);
+    expect(await readFile(got.file)).toEqual(release2);
+    expect(got.failures).toEqual([{ source: hostile.url, error: 'DownloadLengthMismatchError: Max length reached' }]);
+    expect(counter.sent).toBeLessThan(50 * 1024 * 1024);
+    // A mirror fetching from it is cut off the same way and keeps serving the verified release.
+    const before = hs1.services.updates.mirror.lastSync;
+    await expect(hs1.services.updates.mirror.sync([hostile.url])).rejects.toThrow(
+      `no source passed verification: ${hostile.url}: DownloadLengthMismatchError: Max length reached`,
+    );
+    expect(hs1.services.updates.mirror.lastSync).toBe(before);
+    expect(Buffer.from(await (await fetch(`${hs1.url}/updates/targets/${TARGET}`)).arrayBuffer())).toEqual(release2);
     hostileOverride = undefined;
   });
 
   it('arbitrary software: changed target bytes are refused', async () => {
+    const evil = Buffer.from(release2);
+    evil.write('EVIL', 0);
     await hostileCopy(async (d) => {
-      const evil = Buffer.from(release2);
-      evil.write('EVIL', 0);
       await writeFile(path.join(d, 'targets', TARGET), evil);
     });
     const got = await client(await freshClientDir(), [hostile.url, honest()]);
     expect(await readFile(got.file)).toEqual(release2);
-    expect(got.failures[0]?.error).toMatch(/hash|digest|length/i);
+    expect(got.failures).toEqual([{ source: hostile.url, error: hashRefusal(release2, evil) }]);
   });
 
   it('below threshold: a new root signed by one of three root keys is refused', async () => {
@@ -272,7 +321,7 @@ describe('signed update mirrors (TUF)', () => {
     });
     const got = await client(await freshClientDir(), [hostile.url, honest()]);
     expect(await readFile(got.file)).toEqual(release2);
-    expect(got.failures[0]?.error).toMatch(/root was signed by 1\/2 keys/);
+    expect(got.failures).toEqual([{ source: hostile.url, error: 'UnsignedMetadataError: root was signed by 1/2 keys' }]);
   });
 
   it('a compromised timestamp key, rotated out through root, signs nothing clients accept', async () => {
@@ -298,7 +347,7 @@ describe('signed update mirrors (TUF)', () => {
     });
     const got = await client(dir, [hostile.url, honest()]);
     expect(await readFile(got.file)).toEqual(release2);
-    expect(got.failures[0]?.error).toMatch(/timestamp was signed by 0\/1 keys/);
+    expect(got.failures).toEqual([{ source: hostile.url, error: 'UnsignedMetadataError: timestamp was signed by 0/1 keys' }]);
   });
 
   it('root rotation: clients follow the chain, and the old root keys alone can no longer sign', async () => {
@@ -327,7 +376,7 @@ describe('signed update mirrors (TUF)', () => {
     });
     const attacked = await client(dir, [hostile.url, honest()]);
     expect(await readFile(attacked.file)).toEqual(release2);
-    expect(attacked.failures[0]?.error).toMatch(/root was signed by 0\/2 keys/);
+    expect(attacked.failures).toEqual([{ source: hostile.url, error: 'UnsignedMetadataError: root was signed by 0/2 keys' }]);
   });
 });
 
@@ -339,104 +388,3 @@ function signerOf(k: KeyObject) {
 function rolesOf(r: { targets: KeyObject; snapshot: KeyObject; timestamp: KeyObject }) {
   return { targetsKey: createPublicKey(r.targets), snapshotKey: createPublicKey(r.snapshot), timestampKey: createPublicKey(r.timestamp) };
 }
-
-describe('parley release: the release manager’s commands', () => {
-  it('keys, a 2-of-3 root signed by two holders, a release, a timestamp, a root rotation — and a client installs it', async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'parley-release-cli-'));
-    try {
-      const lines: string[] = [];
-      const run = (...args: string[]) => runRelease(args, (s) => lines.push(s));
-      const k = (name: string) => path.join(dir, `${name}.pem`);
-      for (const name of ['r1', 'r2', 'r3', 'r4', 'targets', 'snapshot', 'timestamp']) expect(await run('keygen', k(name))).toBe(0);
-      expect((await stat(k('r1'))).mode & 0o777).toBe(0o600);
-      await expect(run('keygen', k('r1'))).rejects.toThrow(/EEXIST/); // never overwrites a key
-      const repo = path.join(dir, 'repo');
-      const roleKeys = ['--targets-key', k('targets'), '--snapshot-key', k('snapshot'), '--timestamp-key', k('timestamp')];
-      expect(
-        await run('init', repo, '--root-key', k('r1'), '--root-key', k('r2'), '--root-key', k('r3'), '--threshold', '2', ...roleKeys),
-      ).toBe(0);
-      expect(await run('sign', repo, 'root', '--key', k('r1'))).toBe(0);
-      lines.length = 0;
-      await run('status', repo);
-      expect(lines.join('')).toMatch(/^root +v1 .* signatures 1\/2 {2}NOT ENOUGH$/m);
-      expect(await run('sign', repo, 'root', '--key', k('r2'))).toBe(0);
-      await expect(run('sign', repo, 'root', '--key', k('targets'))).rejects.toThrow(/not a root key/);
-      const bundle = path.join(dir, 'client.tgz');
-      await writeFile(bundle, 'the web client, release 1');
-      expect(await run('add', repo, bundle, '--path', 'client.tgz', '--release-version', '1.0.0', '--notes', 'First', ...roleKeys)).toBe(0);
-      expect(await run('timestamp', repo, '--key', k('timestamp'))).toBe(0);
-      // Rotate to r2, r3, r4 with threshold 2: the old holders r1+r2 and the new r3+r4 sign.
-      expect(await run('rotate-root', repo, '--root-key', k('r2'), '--root-key', k('r3'), '--root-key', k('r4'), '--threshold', '2')).toBe(
-        0,
-      );
-      for (const holder of ['r1', 'r2', 'r3', 'r4']) expect(await run('sign', repo, 'root', '--key', k(holder))).toBe(0);
-      lines.length = 0;
-      await run('status', repo);
-      expect(lines.join('')).not.toMatch(/NOT ENOUGH/);
-      expect(lines.join('')).toMatch(/^root +v2 /m);
-      expect(lines.join('')).toMatch(/target client\.tgz .*"version":"1\.0\.0"/);
-
-      const site = await serveDir(() => repo);
-      try {
-        const clientDir = path.join(dir, 'client-metadata');
-        const got = await fetchVerifiedTarget({
-          metadataDir: clientDir,
-          trustedRoot: await readFile(path.join(repo, 'metadata', '1.root.json')),
-          mirrors: [site.url],
-          target: 'client.tgz',
-          into: path.join(dir, 'installed.tgz'),
-        });
-        expect(await readFile(got.file, 'utf8')).toBe('the web client, release 1');
-        expect(JSON.parse(await readFile(path.join(clientDir, 'root.json'), 'utf8')).signed.version).toBe(2);
-      } finally {
-        await site.close();
-      }
-      expect(await run('frobnicate')).toBe(2);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-});
-
-describe('mirrors found through bootstrap lists', () => {
-  it('a server with no upstream syncs from a mirror it learned of in the bootstrap list, over federation', async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'parley-updates-bootstrap-'));
-    const keys = { root: key(), targets: key(), snapshot: key(), timestamp: key() };
-    const repo = await ReleaseRepository.init(path.join(dir, 'repo'), {
-      rootKeys: [keys.root],
-      threshold: 1,
-      targetsKey: keys.targets,
-      snapshotKey: keys.snapshot,
-      timestampKey: keys.timestamp,
-      now: Date.now(),
-    });
-    repo.sign('root', keys.root);
-    await repo.save();
-    await repo.addTarget(TARGET, Buffer.from('bundle via bootstrap'), keys, Date.now());
-    await writeFile(path.join(dir, 'root.json'), await readFile(path.join(dir, 'repo', 'metadata', '1.root.json')));
-    const site = await serveDir(() => path.join(dir, 'repo'));
-    const { startFederation } = await import('./support/federation.js');
-    const fed = await startFederation(['m1.test', 'm2.test'], {
-      overrides: (name) => ({
-        updates: { mirror: true, upstreams: name === 'm1.test' ? [site.url] : [], trusted_root: path.join(dir, 'root.json') },
-        bootstrap:
-          name === 'm1.test'
-            ? { announce: true, capabilities: ['mirror'], pull_interval_ms: 1000 }
-            : { seeds: ['m1.test'], pull_interval_ms: 1000 },
-      }),
-    });
-    try {
-      const [m1, m2] = fed.servers as [(typeof fed.servers)[0], (typeof fed.servers)[0]];
-      await until(() => m1.running.services.updates.mirror.lastSync !== null);
-      await until(() => m2.running.services.updates.sources().includes('parley-fed://m1.test/updates'), 20_000);
-      expect(await m2.running.services.updates.check()).toBe(true);
-      expect(m2.running.services.updates.mirror.lastSync?.source).toBe('parley-fed://m1.test/updates');
-      const served = await fetch(`${m2.url}/updates/targets/${TARGET}`);
-      expect(await served.text()).toBe('bundle via bootstrap');
-    } finally {
-      await fed.close();
-      await site.close();
-      await rm(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
-});

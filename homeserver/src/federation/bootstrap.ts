@@ -23,6 +23,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Clock } from '../services/clock.js';
 import type { SigningIdentity } from '../services/room-log.js';
+import { deliveredFallbackList } from '../updates/mirror.js';
 import type { FederationContext } from './setup.js';
 
 const CACHE_FILE = 'bootstrap.json';
@@ -315,7 +316,8 @@ export class BootstrapService {
   }
 
   async #loadFallback(): Promise<void> {
-    const file = this.#cfg.fallback_list;
+    // The configured file, else the one the newest verified release delivered (update mirrors).
+    const file = this.#cfg.fallback_list ?? deliveredFallbackList(this.#d.config.data_dir);
     if (!file) return;
     try {
       const parsed = check(BootstrapFallbackList, JSON.parse(await readFile(file, 'utf8')));
@@ -329,6 +331,8 @@ export class BootstrapService {
 
   /** One round of upkeep: pull from a few servers, feel one unproven entry, settle collisions, expire, save. */
   async tick(): Promise<void> {
+    // Nothing known yet (a first start before the release's fallback list arrived): try it again.
+    if (this.book.size === 0) await this.#loadFallback();
     // A few known servers; and the seeds again while we know too few (a seed that was down at
     // our start is asked until it answers).
     const few = this.book.size < this.#cfg.fanout || this.#answered.length === 0;

@@ -7,6 +7,15 @@ import type { TargetFile } from '@tufjs/models';
 /** Sources named `parley-fed://<server>/updates` are mirrors reached over federation. */
 export const FEDERATION_SCHEME = 'parley-fed:';
 
+/** The release file holding the bootstrap fallback list (`{descriptors: [...]}`, docs/protocol.md). */
+export const FALLBACK_LIST_TARGET = 'bootstrap/fallback-list.json';
+
+/** The fallback list of the newest verified release this server holds, or null before one named it. */
+export function deliveredFallbackList(dataDir: string): string | null {
+  const file = path.join(dataDir, 'updates', 'targets', FALLBACK_LIST_TARGET);
+  return existsSync(file) ? file : null;
+}
+
 /**
  * Fetching and verifying Parley's release repository (docs/protocol.md) with tuf-js.
  *
@@ -52,9 +61,11 @@ function updaterConfig(limits: UpdateLimits) {
   };
 }
 
+/** `<class>: <message>`: tuf-js's error classes (BadVersionError, …) keep the name `Error`. */
 function describe(err: unknown): string {
   const e = err as Error;
-  return `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`;
+  const name = e?.name && e.name !== 'Error' ? e.name : (e?.constructor?.name ?? 'Error');
+  return `${name}: ${e?.message ?? String(err)}`;
 }
 
 /**
@@ -82,10 +93,20 @@ export class UpdateMirror {
     return path.join(this.dir, 'targets');
   }
 
-  /** The root to start from: the newest verified one held, else the installed one. */
-  private async startRoot(): Promise<Buffer> {
-    const held = path.join(this.metadataDir, 'root.json');
-    return existsSync(held) ? readFile(held) : this.trustedRoot();
+  /**
+   * What a sync starts from: the verified metadata held (root, and the timestamp, snapshot and
+   * targets tuf-js then checks newer ones against: an older release is a rollback), else the
+   * installed root alone.
+   */
+  private async seed(metadataDir: string): Promise<void> {
+    if (!existsSync(path.join(this.metadataDir, 'root.json'))) {
+      await writeFile(path.join(metadataDir, 'root.json'), await this.trustedRoot());
+      return;
+    }
+    for (const role of ['root', 'timestamp', 'snapshot', 'targets']) {
+      const held = path.join(this.metadataDir, `${role}.json`);
+      if (existsSync(held)) await cp(held, path.join(metadataDir, `${role}.json`));
+    }
   }
 
   /** Syncs from the first source that passes every check. Throws when none does. */
@@ -99,8 +120,7 @@ export class UpdateMirror {
         const targetsDir = path.join(work, 'targets');
         await mkdir(metadataDir, { recursive: true });
         await mkdir(targetsDir, { recursive: true });
-        const start = await this.startRoot();
-        await writeFile(path.join(metadataDir, 'root.json'), start);
+        await this.seed(metadataDir);
         // tuf-js (and its HTTP stack) is loaded on the first sync, not with the server.
         const { RecordingFetcher, Updater } = await import('./tuf-client.js');
         const fetcher = new RecordingFetcher(this.limits.fetchTimeoutMs, this.federation, this.limits.maxTargetBytes);

@@ -8,10 +8,12 @@ import type { Clock } from '../services/clock.js';
 import { UpdateMirror } from './mirror.js';
 
 /**
- * The homeserver's side of signed update mirrors: with `updates.mirror`, it syncs the release
- * repository from `updates.upstreams` (each verified with tuf-js from `updates.trusted_root`
- * on) every `check_interval_ms`, keeps the verified copy in data_dir/updates, serves it under
- * /updates/ to anyone, and tells admins what the newest verified release offers.
+ * The homeserver's side of signed update mirrors: with `updates.mirror` or a
+ * `updates.trusted_root`, it syncs the release repository from `updates.upstreams` and the
+ * mirrors the bootstrap list names (each verified with tuf-js from the trusted root on) every
+ * `check_interval_ms`, keeps the verified copy in data_dir/updates and tells admins what the
+ * newest verified release offers. Only with `updates.mirror` does it serve that copy under
+ * /updates/ to anyone.
  */
 export class UpdateService {
   readonly mirror: UpdateMirror;
@@ -36,8 +38,14 @@ export class UpdateService {
   /** Set when federation runs: other mirrors from the bootstrap list (`mirror` capability). */
   discover: () => string[] = () => [];
 
+  /** Serves the verified copy under /updates/. */
   get enabled(): boolean {
     return this.config.updates.mirror;
+  }
+
+  /** Checks for releases: a mirror, or a server given a root to verify them with. */
+  get checks(): boolean {
+    return this.config.updates.mirror || this.config.updates.trusted_root !== null;
   }
 
   /** Configured upstreams first, then mirrors the bootstrap list names. */
@@ -60,7 +68,7 @@ export class UpdateService {
   }
 
   start(): void {
-    if (!this.enabled) return;
+    if (!this.checks) return;
     this.check().catch(() => {});
     this.#timer = setInterval(() => this.check().catch(() => {}), this.config.updates.check_interval_ms);
     this.#timer.unref();
@@ -162,6 +170,7 @@ export class UpdateService {
     return {
       client_bundle: this.activeClientDir() ? JSON.parse(readFileSync(this.#clientState, 'utf8')) : null,
       mirror: this.config.updates.mirror,
+      checks: this.checks,
       upstreams: this.config.updates.upstreams,
       last_sync: this.mirror.lastSync,
       failures: this.mirror.lastFailures,

@@ -19,7 +19,7 @@ export function adminUpdateRoutes(s: Services): Router<AppState> {
 
   // POST /api/v1/admin/updates/check — sync from the upstreams now.
   router.post('/check', admin, async (ctx: AppContext) => {
-    const ok = s.updates?.enabled ? await s.updates.check() : false;
+    const ok = s.updates?.checks ? await s.updates.check() : false;
     await s.admin.audit.record(actorOf(ctx), 'updates.check', null, { ok });
     ctx.body = s.updates ? { ok, ...(await s.updates.status()) } : { ok: false, mirror: false, release: null };
   });
