@@ -5,21 +5,23 @@ import { until } from '../../homeserver/test/support/net.js';
 import { ensureClientBuilt, launch, openPage, shot, signUpInBrowser, unexpectedConsole } from './support.js';
 
 // The Explore page lists servers known from bootstrap lists (only those that announce
-// themselves) and shows each one's public rooms, fetched over federation.
+// themselves: hs3 reads the lists but does not announce, so it is never shown) and shows each
+// one's public rooms, fetched over federation.
 
 let fed: Federation;
 let hs1: FedServer;
 let hs2: FedServer;
+let hs3: FedServer;
 let browser: Browser;
 
 beforeAll(async () => {
   ensureClientBuilt();
-  fed = await startFederation(['hs1.test', 'hs2.test'], {
+  fed = await startFederation(['hs1.test', 'hs2.test', 'hs3.test'], {
     overrides: (name) => ({
-      bootstrap: { announce: true, seeds: name === 'hs1.test' ? [] : ['hs1.test'], pull_interval_ms: 1000 },
+      bootstrap: { announce: name !== 'hs3.test', seeds: name === 'hs1.test' ? [] : ['hs1.test'], pull_interval_ms: 1000 },
     }),
   });
-  [hs1, hs2] = fed.servers as [FedServer, FedServer];
+  [hs1, hs2, hs3] = fed.servers as [FedServer, FedServer, FedServer];
   browser = await launch();
 });
 
@@ -33,6 +35,8 @@ describe('Explore: servers from the bootstrap list and their public rooms', () =
     const carol = await hs2.user('carol');
     await carol.rooms.create({ visibility: 'public', name: 'Gardening on hs2', topic: 'Tomatoes and more' });
     await until(() => (hs1.running.services.bootstrap?.known() ?? []).some((e) => e.serverName === 'hs2.test'), 30_000);
+    // hs3 has gossiped (pulled lists from hs1 and hs2) by the time hs1 is looked at.
+    await until(() => (hs3.running.services.bootstrap?.known() ?? []).length === 2, 30_000);
 
     // Console errors as openPage collects them (the E2E API's "none yet" 404s are expected).
     const { page, errors } = await openPage(browser);
@@ -40,6 +44,7 @@ describe('Explore: servers from the bootstrap list and their public rooms', () =
     await page.getByRole('link', { name: 'Explore' }).first().click();
     const servers = page.getByRole('navigation', { name: 'Servers' });
     await servers.getByRole('button', { name: 'hs2.test' }).click();
+    expect((await servers.getByRole('button').allTextContents()).map((t) => t.trim()).sort()).toEqual(['hs1.test', 'hs2.test']);
     await page.getByText('Gardening on hs2').waitFor({ timeout: 20_000 });
     await expect(page.getByText('Tomatoes and more').isVisible()).resolves.toBe(true);
     expect(await servers.getByRole('button', { name: 'hs2.test' }).getAttribute('aria-pressed')).toBe('true');
