@@ -341,6 +341,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
       heartbeatMs: config.stream.heartbeat_ms,
       identifyTimeoutMs: config.stream.identify_timeout_ms,
       maxBufferedBytes: config.stream.max_buffered_bytes,
+      clientIp: { trustProxy: config.http.trust_proxy, proxyHops: config.http.trusted_proxy_hops },
     },
   });
   server.on('upgrade', (req, socket, head) => gateway.handleUpgrade(req, socket, head));

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config, DeepPartial } from '../src/config.js';
+import { until } from './support/net.js';
 import { ManualClock, startTestServer, type TestServer } from './support/server.js';
+import { openStream } from './support/stream-client.js';
 
 // Issue 10: HTTP-level findings.
 describe('security: client IP behind a trusted proxy', () => {
@@ -48,6 +50,26 @@ describe('security: client IP behind a trusted proxy', () => {
       body: JSON.stringify({ username: 'other', password: 'other password' }),
     });
     expect(res.status).toBe(201);
+  });
+
+  it('security: L3 sweep — a stream connection takes the address the trusted proxy appended, not the forged one', async () => {
+    // The WebSocket upgrade never reaches Koa: it recorded the socket's peer (the proxy) as the
+    // device's last-seen address, whatever client was behind it.
+    const server = await start({ trust_proxy: true });
+    const res = await fetch(`${server.url}/api/v1/auth/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '198.51.100.7' },
+      body: JSON.stringify({ username: 'streamer', password: 'streamer password' }),
+    });
+    expect(res.status).toBe(201);
+    const { access_token: token, device_id: deviceId } = (await res.json()) as { access_token: string; device_id: string };
+    const lastSeenIp = async () => (await server.services.db('devices').where({ device_id: deviceId }).first())?.last_seen_ip ?? null;
+    expect(await lastSeenIp()).toBeNull();
+    const s = openStream(server.url, token, undefined, { 'x-forwarded-for': '192.0.2.66, 198.51.100.7' });
+    await s.ready;
+    await until(async () => (await lastSeenIp()) !== null);
+    s.close();
+    expect(await lastSeenIp()).toBe('198.51.100.7');
   });
 });
 

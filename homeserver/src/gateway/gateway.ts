@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { ClientMessage, check, MAX_CLIENT_MESSAGE_BYTES, StreamCloseCode } from '@parley/schemas';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import { ParleyError } from '../errors.js';
+import { type ClientIpSettings, clientIp } from '../http/client-ip.js';
 import type { Logger } from '../logger.js';
 import type { EventRepository } from '../repositories/events.js';
 import type { ReadMarkerRepository } from '../repositories/room-extras.js';
@@ -21,6 +22,8 @@ export interface GatewaySettings {
   heartbeatMs: number;
   identifyTimeoutMs: number;
   maxBufferedBytes: number;
+  /** Which address is the client's (a device's last-seen IP): the HTTP API's rule. */
+  clientIp?: ClientIpSettings;
 }
 
 export interface GatewayDeps {
@@ -68,7 +71,8 @@ export class StreamGateway {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req.socket.remoteAddress ?? ''));
+    const ip = clientIp(req, this.d.settings.clientIp ?? { trustProxy: false, proxyHops: 1 });
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, ip));
   }
 
   private onConnection(ws: WebSocket, ip: string): void {

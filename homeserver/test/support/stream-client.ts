@@ -15,8 +15,8 @@ export interface TestStream {
 }
 
 /** A raw protocol client for tests: real WebSocket, no reconnect logic of its own. */
-export function openStream(baseUrl: string, token: string | null, since?: number): TestStream {
-  const ws = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}/api/v1/stream`);
+export function openStream(baseUrl: string, token: string | null, since?: number, headers?: Record<string, string>): TestStream {
+  const ws = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}/api/v1/stream`, { headers });
   const frames: Frame[] = [];
   const messages: Array<Record<string, unknown>> = [];
   const waiters: Array<{ pred: (f: Frame) => boolean; resolve: (f: Frame) => void }> = [];
