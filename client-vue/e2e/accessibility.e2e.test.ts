@@ -1,4 +1,12 @@
-import { ParleyClient, RoomsApi } from '@parley/sdk';
+import {
+  contactLinkFromText,
+  contactLinkUrl,
+  createContactLink,
+  MailboxClient,
+  ParleyClient,
+  RoomsApi,
+  sendContactRequest,
+} from '@parley/sdk';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../../homeserver/test/support/server.js';
@@ -13,6 +21,8 @@ let browser: Browser;
 let alice: Page;
 let roomId: string;
 let bobClient: ParleyClient;
+/** A contact link of someone else's (Bob's), for the page that sends a request through it. */
+let bobsLink: string;
 const closers: Array<() => Promise<void>> = [];
 
 beforeAll(async () => {
@@ -58,6 +68,7 @@ beforeAll(async () => {
   await messageWith(alice, 'Thanks').waitFor();
   // An invitation waiting in the sidebar.
   await bob.create({ visibility: 'private', name: 'Shed', invite: ['@alice:hs1.test'] });
+  bobsLink = contactLinkUrl(server.url, (await createContactLink(new MailboxClient(), server.url, 'for the accessibility test')).link);
 });
 
 afterAll(async () => {
@@ -211,6 +222,29 @@ const visits: Visit[] = [
     open: async (p) => {
       await p.goto(`${server.url}/dm`);
       await p.getByRole('heading', { name: 'Start a direct message', exact: true }).waitFor();
+    },
+  },
+  {
+    name: 'contacts',
+    open: async (p) => {
+      await p.goto(`${server.url}/contacts`);
+      await p.getByRole('heading', { level: 1, name: 'Contacts' }).waitFor();
+      if ((await p.getByTestId('contact-link').count()) === 0) {
+        // A link of Alice's, and a request through it waiting for her (sent as the sdk sends it).
+        await p.getByLabel('Label (only you see it)').fill('Conference badge');
+        await p.getByTestId('make-contact-link').click();
+        const link = contactLinkFromText(await p.getByTestId('contact-link-url').inputValue());
+        await sendContactRequest(new MailboxClient(), link, { userId: '@bob:hs1.test', note: 'We met at the talk' });
+        await p.getByTestId('contacts-check').click();
+      }
+      await p.getByTestId('contact-request').waitFor();
+    },
+  },
+  {
+    name: 'contact-request',
+    open: async (p) => {
+      await p.goto(bobsLink);
+      await p.getByTestId('contact-note').waitFor();
     },
   },
   {
