@@ -272,6 +272,7 @@ describe('the admin console', () => {
     expect(await report.textContent()).toMatch(/User/);
     expect(await report.getByTestId('report-target').textContent()).toBe('@spammer:hs1.test');
     expect(await report.getByTestId('report-message').count()).toBe(0);
+    await shot(admin, 'admin-reports-open-desktop');
   });
 
   it('shuts down a room with progress', async () => {
@@ -302,6 +303,7 @@ describe('the admin console', () => {
         const link = page.getByTestId('admin-console-link');
         await link.waitFor();
         expect(await link.getAttribute('href')).toBe(`${server.url}/admin/`);
+        await link.scrollIntoViewIfNeeded();
         await shot(page, 'admin-client-settings-link');
       } else {
         // whoami answered (the Account card renders after it): still no link.
