@@ -1,19 +1,20 @@
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ParleyClient, RoomsApi } from '@parley/sdk';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import WebSocket from 'ws';
 import { freePort, until } from './support/net.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
+import { ensureProxies, makeTestCa, type ProxySetup, startCaddy, startNginx, type TestCa } from './support/proxies.js';
 import { createTestRedis, type TestRedis } from './support/redis.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = path.join(ROOT, 'homeserver/bin/parley.mjs');
-const DEPLOY = path.join(ROOT, 'deploy');
 
 /** A stream reader that reconnects (through the proxy) from the last position it saw. */
 class ResumingStream {
@@ -77,6 +78,7 @@ describe.each(['nginx', 'caddy'] as const)('scale-out: two processes behind %s',
   let proxyProcess: ChildProcess | null = null;
   let ports: { h1: number; h2: number; f1: number; f2: number; https: number; http: number; fed: number };
   let ca: string;
+  let tls: TestCa;
   let agent: Agent;
   let base: string;
 
@@ -95,7 +97,9 @@ describe.each(['nginx', 'caddy'] as const)('scale-out: two processes behind %s',
       REDIS_URL: redis.url,
       PARLEY_REDIS_PREFIX: redis.prefix,
     };
-    const child = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    // stderr to a file, never an unread pipe (a full pipe would block the process's writes).
+    const log = openSync(path.join(dir, `serve-${httpPort}.log`), 'a');
+    const child = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', log, log] });
     procs.push(child);
     return child;
   }
@@ -107,113 +111,11 @@ describe.each(['nginx', 'caddy'] as const)('scale-out: two processes behind %s',
     }
   };
 
-  /** deploy/'s nginx files, with this machine's ports and certificate put in. */
-  async function startNginx(): Promise<ChildProcess> {
-    const prefix = path.join(dir, 'nginx');
-    await mkdir(path.join(prefix, 'tmp'), { recursive: true });
-    await chmod(path.join(prefix, 'tmp'), 0o777);
-    const site = (await readFile(path.join(DEPLOY, 'nginx/parley.conf'), 'utf8'))
-      .replace(/^\s*listen \[::\]:\d+( ssl)?;\n/gm, '')
-      .replace('listen 80;', `listen 127.0.0.1:${ports.http};`)
-      .replace('listen 443 ssl;', `listen 127.0.0.1:${ports.https} ssl;`)
-      .replace('server 127.0.0.1:8008', `server 127.0.0.1:${ports.h1}`)
-      .replace('server 127.0.0.1:8009', `server 127.0.0.1:${ports.h2}`)
-      .replace('/etc/letsencrypt/live/chat.example.org/fullchain.pem', path.join(dir, 'site.crt'))
-      .replace('/etc/letsencrypt/live/chat.example.org/privkey.pem', path.join(dir, 'site.key'));
-    const fed = (await readFile(path.join(DEPLOY, 'nginx/parley-federation.conf'), 'utf8'))
-      .replace(/^\s*listen \[::\]:\d+;\n/gm, '')
-      .replace('server 127.0.0.1:8448', `server 127.0.0.1:${ports.f1}`)
-      .replace('server 127.0.0.1:8449', `server 127.0.0.1:${ports.f2}`)
-      .replace('listen 8448;', `listen 127.0.0.1:${ports.fed};`);
-    expect(site).toContain(`127.0.0.1:${ports.h2}`);
-    expect(fed).toContain(`127.0.0.1:${ports.fed}`);
-    await writeFile(path.join(prefix, 'parley.conf'), site);
-    await writeFile(path.join(prefix, 'parley-federation.conf'), fed);
-    const tmp = path.join(prefix, 'tmp');
-    await writeFile(
-      path.join(prefix, 'nginx.conf'),
-      [
-        'load_module /usr/lib/nginx/modules/ngx_stream_module.so;',
-        'worker_processes 1;',
-        `pid ${prefix}/nginx.pid;`,
-        `error_log ${prefix}/error.log warn;`,
-        'events { worker_connections 1024; }',
-        'http {',
-        '  access_log off;',
-        ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${tmp}/${t};`),
-        `  include ${prefix}/parley.conf;`,
-        '}',
-        `include ${prefix}/parley-federation.conf;`,
-        '',
-      ].join('\n'),
-    );
-    return spawn(
-      '/usr/sbin/nginx',
-      ['-c', path.join(prefix, 'nginx.conf'), '-p', prefix, '-e', path.join(prefix, 'error.log'), '-g', 'daemon off;'],
-      {
-        stdio: 'ignore',
-      },
-    );
-  }
-
-  /** deploy/'s Caddyfile, with this machine's ports and the test CA's certificate put in. */
-  async function startCaddy(): Promise<ChildProcess> {
-    const site = (await readFile(path.join(DEPLOY, 'caddy/Caddyfile'), 'utf8'))
-      .replace(
-        'chat.example.org {',
-        `https://127.0.0.1:${ports.https} {\n\ttls ${path.join(dir, 'site.crt')} ${path.join(dir, 'site.key')}`,
-      )
-      .replace('reverse_proxy 127.0.0.1:8008 127.0.0.1:8009 {', `reverse_proxy 127.0.0.1:${ports.h1} 127.0.0.1:${ports.h2} {`);
-    expect(site).toContain(`127.0.0.1:${ports.h2}`);
-    const globals = `{\n\tadmin off\n\thttp_port ${ports.http}\n\thttps_port ${ports.https}\n\tstorage file_system ${path.join(dir, 'caddy-data')}\n}\n\n`;
-    await writeFile(path.join(dir, 'Caddyfile'), globals + site);
-    return spawn('/usr/bin/caddy', ['run', '--config', path.join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], {
-      stdio: 'ignore',
-      env: { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir },
-    });
-  }
-
   beforeAll(async () => {
-    const ensure = spawnSync('bash', [path.join(ROOT, 'scripts/ensure-proxies.sh')], { stdio: 'inherit' });
-    if (ensure.status !== 0) throw new Error('nginx and Caddy are not installed and could not be installed');
+    ensureProxies();
     dir = await mkdtemp(path.join(tmpdir(), 'parley-scale-'));
-    // A test CA and a certificate for 127.0.0.1/localhost signed by it.
-    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-    ssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.crt',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=Parley test CA',
-    );
-    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'site.key', '-out', 'site.csr', '-subj', '/CN=localhost');
-    await writeFile(path.join(dir, 'san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      'site.csr',
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      'site.crt',
-      '-days',
-      '2',
-      '-extfile',
-      'san.ext',
-    );
-    ca = await readFile(path.join(dir, 'ca.crt'), 'utf8');
+    tls = await makeTestCa(dir);
+    ca = tls.ca;
     agent = new Agent({ connect: { ca } });
 
     db = await createTestDatabase();
@@ -246,7 +148,15 @@ describe.each(['nginx', 'caddy'] as const)('scale-out: two processes behind %s',
     await until(healthy(`http://127.0.0.1:${ports.h2}/health`), 60_000);
 
     base = `https://127.0.0.1:${ports.https}`;
-    proxyProcess = proxy === 'nginx' ? await startNginx() : await startCaddy();
+    const setup: ProxySetup = {
+      dir,
+      tls,
+      https: ports.https,
+      http: ports.http,
+      upstreams: [ports.h1, ports.h2],
+      federation: { port: ports.fed, upstreams: [ports.f1, ports.f2] },
+    };
+    proxyProcess = proxy === 'nginx' ? await startNginx(setup) : await startCaddy(setup);
     await until(healthy(`${base}/health`), 30_000);
   }, 240_000);
 
@@ -279,6 +189,11 @@ describe.each(['nginx', 'caddy'] as const)('scale-out: two processes behind %s',
   });
 
   it('kill -9 of one process mid-traffic: every accepted message is delivered exactly once, streams resume', async () => {
+    // On a failure, the proxy's and the processes' logs say which side answered what.
+    onTestFailed(() => {
+      const logs = [...readdirSync(dir).filter((f) => f.endsWith('.log')), 'nginx/error.log'].map((f) => path.join(dir, f));
+      for (const f of logs.filter((l) => existsSync(l))) console.log(`--- ${f}\n${readFileSync(f, 'utf8').slice(-6000)}`);
+    });
     const alice = new ParleyClient({ baseUrl: base, fetch: fetchVia });
     const bob = new ParleyClient({ baseUrl: base, fetch: fetchVia });
     await alice.register({ username: 'alice', password: 'alice password' });
