@@ -105,5 +105,10 @@ describe('deploy/ files', () => {
     const caddy = read('deploy/caddy/Caddyfile');
     expect(caddy).toContain(`127.0.0.1:${production.http.port}`);
     expect(caddy).toContain(`:${production.federation.port}"}`);
+    // Caddy leaves a dead process out by active health checks only: its passive ones
+    // (fail_duration) also marked the surviving process down after a kill -9, and every PUT
+    // and POST got 503 for seconds (scale-out.slow.test.ts caught it).
+    expect(caddy).toMatch(/^\s*health_uri \/health$/m);
+    expect(caddy).not.toMatch(/^\s*fail_duration/m);
   });
 });
