@@ -143,6 +143,48 @@ describe('address book (addrman rules)', () => {
     );
   });
 
+  it('eclipse from one /16: 5,000 servers in it, announced from it, reach at most 16 new and 4 tried buckets', () => {
+    const b = book(11);
+    const honest: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      const name = `honest${i}.example`;
+      const out = b.add(descriptor(name, `${11 + (i % 180)}.${i % 256}.1.1`, key), {
+        name: `peer${i % 40}.example`,
+        host: `172.${16 + (i % 16)}.${i % 200}.1`,
+      });
+      if (out.kind === 'added') honest.push(name);
+    }
+    for (const name of honest.slice(0, 60)) b.good(name);
+    for (const c of b.collisions()) b.resolveCollision(c.newcomer, true);
+    const honestTried = honest.filter((n) => b.get(n)?.table === 'tried');
+    const honestNew = honest.filter((n) => b.get(n)?.table === 'new');
+
+    // Every attacker address and every announcing peer in 203.0.0.0/16; all of them answer.
+    for (let i = 0; i < 5000; i++) {
+      const d = descriptor(`evil${i}.attacker.test`, `203.0.${i % 256}.${1 + (i >> 8)}`, key);
+      b.add(d, { name: `evil-peer${i % 50}.attacker.test`, host: `203.0.${i % 256}.1` });
+    }
+    const evil = () => b.entries().filter((e) => e.serverName.endsWith('.attacker.test'));
+    const newBuckets = new Set(evil().map((e) => e.bucket));
+    expect(newBuckets.size).toBeLessThanOrEqual(b.newBucketsPerSourceGroup);
+    expect(evil().length).toBeLessThanOrEqual(b.newBucketsPerSourceGroup * b.bucketSize);
+    for (const e of evil()) b.good(e.serverName);
+    for (const c of b.collisions()) b.resolveCollision(c.newcomer, !c.incumbent.includes('attacker'));
+    const evilTried = evil().filter((e) => e.table === 'tried');
+    expect(new Set(evilTried.map((e) => e.bucket)).size).toBeLessThanOrEqual(b.triedBucketsPerGroup);
+    expect(evilTried.length).toBeLessThanOrEqual(b.triedBucketsPerGroup * b.bucketSize);
+    expect(honest.filter((n) => b.get(n)?.table === 'tried')).toEqual(honestTried);
+    expect(honest.filter((n) => b.get(n)?.table === 'new' || b.get(n)?.table === 'tried').length).toBe(honest.length);
+    const total = b.size;
+    console.log(
+      `eclipse figures (one /16 announcing 5,000 of its own): ${newBuckets.size} new bucket(s) reached, ` +
+        `${evil().length - evilTried.length}/${b.newBuckets * b.bucketSize} new slots left after promotion, ` +
+        `${evilTried.length}/${b.triedBuckets * b.bucketSize} tried slots (${((100 * evilTried.length) / (b.triedBuckets * b.bucketSize)).toFixed(1)} %); ` +
+        `${evil().length} of the ${total} entries held (${((100 * evil().length) / total).toFixed(1)} %); ` +
+        `honest kept: ${honestNew.length} new, ${honestTried.length} tried, none evicted`,
+    );
+  });
+
   it('a terrible occupant (failing for a week) gives up its slot; an answering one does not', () => {
     const clock = { t: NOW };
     const b = new AddressBook({
