@@ -15,6 +15,19 @@ import { startTestServer, type TestServer, testConfig } from './support/server.j
 
 const REDIS_BIN = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((b) => existsSync(b));
 
+async function redisAnswers(port: number): Promise<boolean> {
+  const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
+  r.on('error', () => {});
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
 /** `parley doctor` finds each misconfiguration it claims to find, and passes a good set-up. */
 describe('parley doctor', () => {
   let server: TestServer;
@@ -79,6 +92,28 @@ describe('parley doctor', () => {
     expect(f.detail).toMatch(/writable by other users/);
   });
 
+  it('a data directory other users may read warns, a file in its place fails, a missing one is named', async () => {
+    const readable = path.join(dir, 'readable');
+    await mkdir(readable);
+    await chmod(readable, 0o755);
+    const r = byCheck(await doctor(config({}, readable)), 'data_dir');
+    expect(r).toMatchObject({ status: 'warn' });
+    expect(r.detail).toMatch(/readable by other users \(mode 755\)/);
+    const file = path.join(dir, 'a-file');
+    await writeFile(file, '');
+    expect(byCheck(await doctor(config({}, file)), 'data_dir')).toMatchObject({ status: 'fail', detail: `${file} is not a directory` });
+    const missing = byCheck(await doctor(config({}, path.join(dir, 'not-yet'))), 'data_dir');
+    expect(missing).toMatchObject({ status: 'warn' });
+    expect(missing.detail).toMatch(/does not exist yet/);
+  });
+
+  it('a Node past its end of life warns', async () => {
+    const old = byCheck(await doctor(config(), { nodeVersion: '20.19.0' }), 'node');
+    expect(old).toMatchObject({ status: 'warn' });
+    expect(old.detail).toMatch(/20\.19\.0 is past its end of life/);
+    expect(byCheck(await doctor(config(), { nodeVersion: '24.1.0' }), 'node')).toMatchObject({ status: 'ok' });
+  });
+
   it('too little free disk fails', async () => {
     const f = byCheck(await doctor(config(), { minFreeBytes: Number.MAX_SAFE_INTEGER }), 'disk');
     expect(f).toMatchObject({ status: 'fail' });
@@ -102,21 +137,44 @@ describe('parley doctor', () => {
       { stdio: 'ignore' },
     );
     try {
-      await until(async () => {
-        const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-        r.on('error', () => {});
-        try {
-          await r.connect();
-          return (await r.ping()) === 'PONG';
-        } catch {
-          return false;
-        } finally {
-          r.disconnect();
-        }
-      });
+      await until(() => redisAnswers(port));
       const f = byCheck(await doctor(config({ redis: { url: `redis://127.0.0.1:${port}`, key_prefix: 'd:' } })), 'redis');
       expect(f).toMatchObject({ status: 'fail' });
       expect(f.detail).toMatch(/allkeys-lru.*noeviction/);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('a Redis nobody answers on fails and names redis.url', async () => {
+    const port = await freePort();
+    const f = byCheck(await doctor(config({ redis: { url: `redis://127.0.0.1:${port}`, key_prefix: 'd:' } })), 'redis');
+    expect(f).toMatchObject({ status: 'fail' });
+    expect(f.detail).toMatch(/cannot connect to redis\.url/);
+  });
+
+  it.runIf(REDIS_BIN)('a Redis that refuses CONFIG GET warns that the policy could not be checked', async () => {
+    const port = await freePort();
+    // An ACL user that may do everything but CONFIG (as managed Redis services often are).
+    const child = spawn(
+      REDIS_BIN as string,
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'].concat([
+        '--user',
+        'default',
+        'on',
+        'nopass',
+        '~*',
+        '&*',
+        '+@all',
+        '-config',
+      ]),
+      { stdio: 'ignore' },
+    );
+    try {
+      await until(() => redisAnswers(port));
+      const f = byCheck(await doctor(config({ redis: { url: `redis://127.0.0.1:${port}`, key_prefix: 'd:' } })), 'redis');
+      expect(f).toMatchObject({ status: 'warn' });
+      expect(f.detail).toMatch(/CONFIG GET is refused/);
     } finally {
       child.kill('SIGKILL');
     }
@@ -150,6 +208,24 @@ describe('parley doctor', () => {
       const f = await tlsOf({ federation: { tls_cert_file: certFile, tls_key_file: keyFile } }, { now: Date.now() + 40 * 86_400_000 });
       expect(f).toMatchObject({ status: 'fail' });
       expect(f.detail).toMatch(/expired/);
+    });
+    it('a certificate not valid yet fails', async () => {
+      const f = await tlsOf({ federation: { tls_cert_file: certFile, tls_key_file: keyFile } }, { now: Date.now() - 3 * 86_400_000 });
+      expect(f).toMatchObject({ status: 'fail' });
+      expect(f.detail).toMatch(/is not valid before/);
+    });
+    it('a configured certificate file that is missing or not PEM, or an unreadable key, fails', async () => {
+      const missing = await tlsOf({ federation: { tls_cert_file: path.join(dir, 'nope.crt'), tls_key_file: keyFile } });
+      expect(missing).toMatchObject({ status: 'fail' });
+      expect(missing.detail).toMatch(/tls_cert_file .*nope\.crt does not exist/);
+      const garbage = path.join(dir, 'garbage.crt');
+      await writeFile(garbage, 'not a certificate\n');
+      const notPem = await tlsOf({ federation: { tls_cert_file: garbage, tls_key_file: keyFile } });
+      expect(notPem).toMatchObject({ status: 'fail' });
+      expect(notPem.detail).toMatch(/is not a PEM certificate/);
+      const noKey = await tlsOf({ federation: { tls_cert_file: certFile, tls_key_file: path.join(dir, 'nope.key') } });
+      expect(noKey).toMatchObject({ status: 'fail' });
+      expect(noKey.detail).toMatch(/cannot read the TLS key/);
     });
     it('a certificate for another name fails', async () => {
       const f = await tlsOf({ server_name: 'other.example.org', federation: { tls_cert_file: certFile, tls_key_file: keyFile } });

@@ -32,6 +32,8 @@ export interface DoctorOptions {
   /** Certificates expiring sooner than this warn (default 14 days). */
   certWarnMs?: number;
   now?: number;
+  /** The Node version judged (default the running one's, process.versions.node). */
+  nodeVersion?: string;
   /** Deadline for each network probe (default 3 s). */
   timeoutMs?: number;
   /**
@@ -48,10 +50,10 @@ function finding(check: string, status: Status, detail: string): Finding {
   return { check, status, detail };
 }
 
-function nodeVersion(): Finding {
-  const major = Number(process.versions.node.split('.')[0]);
-  if (major < 22) return finding('node', 'warn', `Node ${process.versions.node} is past its end of life: run Node 24 LTS`);
-  return finding('node', 'ok', `Node ${process.versions.node}`);
+function nodeVersion(version: string): Finding {
+  const major = Number(version.split('.')[0]);
+  if (major < 22) return finding('node', 'warn', `Node ${version} is past its end of life: run Node 24 LTS`);
+  return finding('node', 'ok', `Node ${version}`);
 }
 
 async function nearestExisting(dir: string): Promise<string> {
@@ -292,7 +294,7 @@ export async function doctor(config: Config, options: DoctorOptions = {}): Promi
   const fedHost = config.federation.host || '0.0.0.0';
   const fedProbeHost = fedHost === '0.0.0.0' || fedHost === '::' ? '127.0.0.1' : fedHost;
   const checks: Array<Promise<Finding> | Finding> = [
-    nodeVersion(),
+    nodeVersion(options.nodeVersion ?? process.versions.node),
     dataDir(config),
     disk(config, options.minFreeBytes ?? GiB),
     port(
