@@ -70,7 +70,7 @@ const NO_BODY = new Set([
   'POST /api/v1/admin/updates/check',
 ]);
 
-// Changes tested for their audit entry in another file (they need a verified release).
+// Changes whose audit entries another file checks (they need a verified release).
 const AUDITED_ELSEWHERE: Record<string, string> = {
   'PUT /api/v1/admin/updates/client': 'homeserver/test/updates.test.ts',
 };

@@ -190,6 +190,15 @@ describe('signed update mirrors (TUF)', () => {
 
     await admin.request('DELETE', '/api/v1/admin/updates/client');
     expect(await (await fetch(`${hs3.url}/`)).text()).toBe(builtin);
+    // Each switch that happened (not the refused ones) and the way back are in the audit log.
+    const audit = (await admin.request('GET', '/api/v1/admin/audit?action=updates.client')) as {
+      entries: Array<{ action: string; target: string | null; details: Record<string, unknown> }>;
+    };
+    expect(audit.entries.map((e) => [e.action, e.target, e.details.sha256 ?? null])).toEqual([
+      ['updates.client_builtin', null, null],
+      ['updates.client_switch', 'client/web.tgz', sha256(v4)],
+      ['updates.client_switch', 'client/web.tgz', expect.any(String)],
+    ]);
     const user = hs3.client();
     await user.register({ username: 'plain', password: 'plain password' });
     await expect(user.request('PUT', '/api/v1/admin/updates/client', { path: 'client/web.tgz' })).rejects.toMatchObject({ status: 403 });
