@@ -206,6 +206,22 @@ describe('federation: a room shared by two servers', () => {
     expect(onHost).toHaveLength(120);
   });
 
+  it("one device's sends to a room hosted elsewhere, all in flight at once, are sequenced by the host in the order they reached its server", async () => {
+    const auth = await b.services.sessions.authenticate(bobClient.session?.access_token as string, '127.0.0.1');
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        b.services.rooms.send(auth, roomId, 'room.message', `kept-${i}`, { msgtype: 'text', body: `kept ${i}` }),
+      ),
+    );
+    const seqs = answers.map((x) => x.seq as number);
+    expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+    const onHost = (await alice.messages(roomId, { dir: 'b', limit: 100 })).chunk
+      .map((e) => String(e.content.body))
+      .filter((body) => body.startsWith('kept '))
+      .reverse();
+    expect(onHost).toEqual(Array.from({ length: 40 }, (_, i) => `kept ${i}`));
+  });
+
   it('a batched submit is answered per event: valid ones sequenced, bad ones refused with their reason', async () => {
     const identity = b.services.identity;
     const sign = (sender: string, body: string) =>
