@@ -4,18 +4,43 @@
 //   parley-admin.tgz   the admin console (admin/dist under dist/)
 //   parley-server.tgz  the server: every tracked file of the checkout plus the built bundle and
 //                      the built apps, under parley/ (run `pnpm install --frozen-lockfile` in it)
+//   bootstrap-fallback-list.json  with --fallback-list FILE: the bootstrap fallback list
+//                      ({descriptors: [...]}, each signed by the server it names), checked and copied
 //   SHA256SUMS
+// Usage: node scripts/build-release.mjs [out] [--fallback-list FILE]
 // The release manager then signs them into the TUF repository:
 //   parley release add <repo> release-artifacts/parley-client.tgz --path client/parley-client.tgz …
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import { create } from 'tar';
 
 const root = path.resolve(import.meta.dirname, '..');
-const out = path.resolve(process.argv[2] ?? path.join(root, 'release-artifacts'));
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { 'fallback-list': { type: 'string' } } });
+const out = path.resolve(positionals[0] ?? path.join(root, 'release-artifacts'));
 mkdirSync(out, { recursive: true });
+
+// The fallback list is checked before anything is built: {descriptors: [...]} (at most 1,024), as
+// homeservers read it (bootstrap.fallback_list, or the release's bootstrap/fallback-list.json).
+if (values['fallback-list']) {
+  const file = values['fallback-list'];
+  let list;
+  try {
+    list = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    console.error(`build-release: ${file}: ${err.message}`);
+    process.exit(2);
+  }
+  const keys = list && typeof list === 'object' && !Array.isArray(list) ? Object.keys(list) : [];
+  const descriptors = list?.descriptors;
+  if (keys.join() !== 'descriptors' || !Array.isArray(descriptors) || descriptors.length === 0 || descriptors.length > 1024) {
+    console.error(`build-release: ${file} must be {"descriptors": [...]} with 1 to 1024 signed descriptors`);
+    process.exit(2);
+  }
+  writeFileSync(path.join(out, 'bootstrap-fallback-list.json'), `${JSON.stringify({ descriptors })}\n`);
+} else rmSync(path.join(out, 'bootstrap-fallback-list.json'), { force: true }); // not a stale one from an earlier run
 
 for (const script of ['build-client.mjs', 'build-server.mjs']) {
   const run = spawnSync(process.execPath, [path.join(root, 'scripts', script), '--force'], { cwd: root, stdio: 'inherit' });
@@ -31,7 +56,7 @@ const tracked = execFileSync('git', ['ls-files', '-z'], { cwd: root, encoding: '
 const built = ['homeserver/dist', 'client-vue/dist', 'admin/dist'].filter((p) => existsSync(path.join(root, p)));
 await tgz('parley-server.tgz', root, [...tracked.filter((f) => existsSync(path.join(root, f))), ...built], 'parley');
 
-const sums = ['parley-client.tgz', 'parley-admin.tgz', 'parley-server.tgz']
+const sums = ['parley-client.tgz', 'parley-admin.tgz', 'parley-server.tgz', 'bootstrap-fallback-list.json']
   .filter((f) => existsSync(path.join(out, f)))
   .map(
     (f) =>
