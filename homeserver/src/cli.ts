@@ -25,8 +25,8 @@ commands:
   registration-token list
   registration-token delete <token>
   backup <dir>                            back up the database (one consistent snapshot,
-                                          also while serving), keys, TLS certificate and
-                                          media into a new directory
+                                          also while serving), keys, TLS certificate, media
+                                          and the config file into a new directory
   restore <dir>                           restore a backup onto a fresh data directory and
                                           empty database (same server_name)
   doctor [--peer <server>]                check the configuration, ports, database, Redis,
@@ -119,13 +119,25 @@ async function withServices<T>(config: Config, log: Logger, work: (s: ReturnType
   }
 }
 
-async function backupOrRestore(command: 'backup' | 'restore', config: Config, log: Logger, dir: string): Promise<number> {
+/** The configuration file loadConfig read (the same rule), or null when there is none. */
+function configFileOf(flag: string | undefined): string | null {
+  const file = flag ?? process.env.PARLEY_CONFIG ?? (existsSync('parley.yaml') ? 'parley.yaml' : undefined);
+  return file ? path.resolve(file) : null;
+}
+
+async function backupOrRestore(
+  command: 'backup' | 'restore',
+  config: Config,
+  log: Logger,
+  dir: string,
+  configFile: string | null,
+): Promise<number> {
   const started = Date.now();
   const { backup, isOpsError, restore } = await import('./ops/backup.js');
   const { db, embedded } = await openDatabase(config, log, { adopt: false, migrate: command === 'backup' });
   try {
     if (command === 'backup') {
-      const s = await backup(config, db, path.resolve(dir));
+      const s = await backup(config, db, path.resolve(dir), { configFile });
       const mb = (s.bytes / 1024 / 1024).toFixed(1);
       process.stdout.write(
         `backed up ${s.rows} rows of ${s.tables} tables and ${s.files} files (${mb} MiB) to ${s.dir} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
@@ -134,7 +146,8 @@ async function backupOrRestore(command: 'backup' | 'restore', config: Config, lo
       const s = await restore(config, db, path.resolve(dir));
       await migrateLatest(db);
       process.stdout.write(
-        `restored ${s.rows} rows of ${s.tables} tables and ${s.files} files into ${config.data_dir} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+        `restored ${s.rows} rows of ${s.tables} tables and ${s.files} files into ${config.data_dir} in ${((Date.now() - started) / 1000).toFixed(1)} s\n` +
+          (s.configFile ? `the configuration file it was taken with is ${s.configFile} (not copied anywhere)\n` : ''),
       );
     }
     return 0;
@@ -233,7 +246,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'backup':
       case 'restore':
         if (!sub) break;
-        return await backupOrRestore(command, config, log, sub);
+        return await backupOrRestore(command, config, log, sub, configFileOf(values.config as string | undefined));
       case 'update': {
         if (sub !== 'apply') break;
         const { applyServerUpdate } = await import('./updates/apply.js');

@@ -10,6 +10,7 @@ import { createLogger } from '../src/logger.js';
 import { backup, readBackup, restore } from '../src/ops/backup.js';
 import { type RunningHomeserver, startHomeserver } from '../src/server.js';
 import { RoomVerifier } from '../src/services/room-verify.js';
+import { opaque } from './support/e2e.js';
 import { freePort, until } from './support/net.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
 import { startTestServer, type TestServer, testConfig } from './support/server.js';
@@ -46,6 +47,10 @@ describe('backup and restore', () => {
   const image = new Uint8Array(Array.from({ length: 5000 }, (_, i) => (i * 31) % 256));
   let ackedBeforeBackup: string[] = [];
   let statics: Record<string, string>;
+  const keyBackup = opaque(2000);
+  // The file an operator's server would run with (the test server's config is built in memory).
+  const configText = 'server_name: hs1.test\nregistration: { mode: token }\n';
+  let configFile: string;
 
   beforeAll(async () => {
     const [p1, p2] = [await freePort(), await freePort()];
@@ -63,9 +68,14 @@ describe('backup and restore', () => {
     await bob.sendText(roomId, 'bob was here');
     mediaUri = (await uploadMedia(aliceClient, image, { filename: 'pattern.bin', contentType: 'application/octet-stream' })).content_uri;
     for (let i = 0; i < 20; i++) await alice.sendText(roomId, `before ${i}`);
+    // Users' E2E key material: this device's key packages and the account's key backup.
+    await aliceClient.request('POST', '/api/v1/keys/upload', { key_packages: [opaque(), opaque()], last_resort: opaque() });
+    await aliceClient.request('PUT', '/api/v1/keys/backup', { ciphertext: keyBackup, algorithm: 'test.v1', expected_version: null });
     backupDir = path.join(await mkdtemp(path.join(tmpdir(), 'parley-backup-')), 'snapshot');
     restoredDir = await mkdtemp(path.join(tmpdir(), 'parley-restored-'));
     restoredDb = await createTestDatabase();
+    configFile = path.join(path.dirname(backupDir), 'parley.yaml');
+    await writeFile(configFile, configText);
   });
   afterAll(async () => {
     await restored?.stop();
@@ -85,7 +95,7 @@ describe('backup and restore', () => {
       while (sending && sent < 200) await alice.sendText(roomId, `during ${sent++}`);
     })();
     const t0 = performance.now();
-    const summary = await backup(hs1.config, hs1.services.db, backupDir);
+    const summary = await backup(hs1.config, hs1.services.db, backupDir, { configFile });
     const backupMs = performance.now() - t0;
     sending = false;
     await traffic;
@@ -93,7 +103,8 @@ describe('backup and restore', () => {
     expect(summary.rows).toBeGreaterThan(ackedBeforeBackup.length);
     const manifest = await readBackup(backupDir);
     expect(manifest.server_name).toBe('hs1.test');
-    expect(manifest.files.map((f) => f.path.split('/')[0]).sort()).toEqual(expect.arrayContaining(['keys', 'media', 'tls']));
+    expect(manifest.files.map((f) => f.path.split('/')[0]).sort()).toEqual(expect.arrayContaining(['config', 'keys', 'media', 'tls']));
+    expect(await readFile(path.join(backupDir, 'config/parley.yaml'), 'utf8')).toBe(configText);
     expect(JSON.stringify(manifest)).not.toContain('alice password');
     console.log(
       `backup figures: ${summary.rows} rows, ${summary.files} files, ${(summary.bytes / 1024).toFixed(0)} KiB in ${backupMs.toFixed(0)} ms while serving`,
@@ -139,6 +150,9 @@ describe('backup and restore', () => {
       const t0 = performance.now();
       const summary = await restore(config, db, backupDir);
       expect(summary.rows).toBeGreaterThan(0);
+      // The configuration file stays in the backup for the operator; nothing writes it elsewhere.
+      expect(summary.configFile).toBe(path.join(backupDir, 'config/parley.yaml'));
+      expect(existsSync(path.join(restoredDir, 'config'))).toBe(false);
       console.log(`restore figures: ${summary.rows} rows, ${summary.files} files in ${(performance.now() - t0).toFixed(0)} ms`);
       await migrateLatest(db);
     } finally {
@@ -159,6 +173,16 @@ describe('backup and restore', () => {
     expect(after.slice(0, ackedBeforeBackup.length)).toEqual(ackedBeforeBackup);
     const during = after.slice(ackedBeforeBackup.length);
     expect(during).toEqual(during.map((_, i) => `during ${i}`));
+
+    // The device's session and its E2E keys: the old access token works, its key packages
+    // and the account's key backup are there.
+    const sameDevice = new ParleyClient({ baseUrl: restored.url, session: aliceClient.session });
+    expect(await sameDevice.request('GET', '/api/v1/keys/count')).toMatchObject({ one_time_remaining: 2, has_last_resort: true });
+    expect(await sameDevice.request('GET', '/api/v1/keys/backup')).toMatchObject({
+      version: 1,
+      ciphertext: keyBackup,
+      algorithm: 'test.v1',
+    });
 
     // Media bytes.
     const media = await downloadMedia(again, mediaUri);

@@ -18,7 +18,7 @@ import { VERSION } from '../version.js';
  * consistent snapshot while the server keeps serving; each table is streamed out with
  * `COPY … TO STDOUT` and gzipped. (The embedded Postgres ships no `pg_dump`, and a system
  * `pg_dump` older than the server refuses to run, so the backup speaks COPY itself.) The
- * signing keys, the TLS certificate and the media store are copied after the snapshot:
+ * signing keys, the TLS certificate, the media store and the configuration file are copied after the snapshot:
  * media files are written before their rows are committed and never rewritten, so every
  * file a dumped row names is there. `manifest.json` is written last and holds a SHA-256 of
  * every file, so a backup without it is incomplete and a damaged one is refused at restore.
@@ -27,6 +27,8 @@ import { VERSION } from '../version.js';
 export const BACKUP_FORMAT = 'parley-backup/1';
 // Files the server keeps in its data directory that make up its identity and its media.
 const DATA_SUBDIRS = ['keys', 'tls', 'media'] as const;
+// The configuration file's place in a backup; restore does not write it anywhere.
+export const CONFIG_DIR = 'config';
 // Bookkeeping that migrations write themselves.
 const SKIPPED_TABLES = new Set([migrationConfig.tableName, `${migrationConfig.tableName}_lock`]);
 
@@ -113,7 +115,17 @@ async function tableColumns(conn: pg.Client): Promise<Map<string, string[]>> {
   return out;
 }
 
-export async function backup(config: Config, db: Db, outDir: string, now = new Date()): Promise<BackupSummary> {
+export interface BackupOptions {
+  now?: Date;
+  /**
+   * The configuration file the server runs with, copied as `config/<its name>` (listed and
+   * hashed like every file). `restore` leaves it in the backup: the operator puts it back.
+   */
+  configFile?: string | null;
+}
+
+export async function backup(config: Config, db: Db, outDir: string, options: BackupOptions = {}): Promise<BackupSummary> {
+  const now = options.now ?? new Date();
   if (existsSync(outDir) && (await readdir(outDir)).length > 0) throw new OpsError(`${outDir} exists and is not empty`);
   await mkdir(path.join(outDir, 'db'), { recursive: true, mode: 0o700 });
   await chmod(outDir, 0o700);
@@ -157,6 +169,15 @@ export async function backup(config: Config, db: Db, outDir: string, now = new D
       const { size } = await stat(to);
       manifest.files.push({ path: `${sub}/${rel}`, bytes: size, sha256: await sha256File(to) });
     }
+  }
+
+  if (options.configFile) {
+    const rel = `${CONFIG_DIR}/${path.basename(options.configFile)}`;
+    await mkdir(path.join(outDir, CONFIG_DIR), { recursive: true, mode: 0o700 });
+    await copyFile(options.configFile, path.join(outDir, rel));
+    await chmod(path.join(outDir, rel), 0o600);
+    const { size } = await stat(path.join(outDir, rel));
+    manifest.files.push({ path: rel, bytes: size, sha256: await sha256File(path.join(outDir, rel)) });
   }
 
   await writeFile(path.join(outDir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
@@ -221,6 +242,8 @@ export interface RestoreSummary {
   tables: number;
   rows: number;
   files: number;
+  /** The backed-up configuration file, inside the backup (not restored anywhere). */
+  configFile: string | null;
 }
 
 /**
@@ -295,10 +318,17 @@ export async function restore(config: Config, db: Db, dir: string): Promise<Rest
   });
 
   for (const f of manifest.files) {
+    if (f.path.startsWith(`${CONFIG_DIR}/`)) continue;
     const to = path.join(config.data_dir, f.path);
     await mkdir(path.dirname(to), { recursive: true, mode: 0o700 });
     await copyFile(path.join(dir, f.path), to);
     await chmod(to, 0o600);
   }
-  return { tables: manifest.tables.length, rows, files: manifest.files.length };
+  const configEntry = manifest.files.find((f) => f.path.startsWith(`${CONFIG_DIR}/`));
+  return {
+    tables: manifest.tables.length,
+    rows,
+    files: manifest.files.length - (configEntry ? 1 : 0),
+    configFile: configEntry ? path.join(dir, configEntry.path) : null,
+  };
 }
