@@ -286,6 +286,21 @@ describe('the admin console', () => {
     expect(await server.services.roomRepo.membership(roomId, '@alice:hs1.test')).toBe('leave');
     await shot(admin, 'admin-room-shutdown-desktop');
   });
+  it('imports a blocklist as a job with progress, then undoes the whole import in one step', async () => {
+    await admin.goto(`${server.url}/admin/federation`);
+    await admin.getByRole('heading', { level: 1, name: 'Federation' }).waitFor();
+    await admin.getByTestId('import-data').fill('domain,kind,reason\na.example,block,spam\nb.example,block,\nc.example,suspend,');
+    await admin.getByTestId('import').click();
+    await admin.getByTestId('job-done').filter({ hasText: 'Importing domain policies' }).getByRole('progressbar').waitFor();
+    await expect.poll(() => admin.getByTestId('policy-row').count()).toBe(3);
+    expect(server.services.admin.domains.refusal('chat.b.example')).toMatch(/blocked/);
+    await shot(admin, 'admin-federation-import-desktop');
+    await admin.getByTestId('undo-last').click();
+    await admin.getByTestId('status').filter({ hasText: 'Undone' }).waitFor();
+    await expect.poll(() => admin.getByTestId('policy-row').count()).toBe(0);
+    for (const d of ['a.example', 'b.example', 'c.example']) expect(server.services.admin.domains.refusal(d)).toBeUndefined();
+  });
+
   it('the web client shows admins (only) a link to the console in Settings', async () => {
     for (const [user, expected] of [
       ['root', 1],
