@@ -29,18 +29,43 @@ describe('parley release: the release manager’s commands', () => {
       await expect(run('sign', repo, 'root', '--key', k('targets'))).rejects.toThrow(/not a root key/);
       const bundle = path.join(dir, 'client.tgz');
       await writeFile(bundle, 'the web client, release 1');
-      expect(await run('add', repo, bundle, '--path', 'client.tgz', '--release-version', '1.0.0', '--notes', 'First', ...roleKeys)).toBe(0);
+      await expect(run('add', repo, bundle, '--path', 'client.tgz', '--kind', 'game', ...roleKeys)).rejects.toThrow(
+        /--kind must be one of/,
+      );
+      expect(
+        await run(
+          'add',
+          repo,
+          bundle,
+          '--path',
+          'client.tgz',
+          '--release-version',
+          '1.0.0',
+          '--notes',
+          'First',
+          '--kind',
+          'web-client',
+          ...roleKeys,
+        ),
+      ).toBe(0);
       expect(await run('timestamp', repo, '--key', k('timestamp'))).toBe(0);
-      // Rotate to r2, r3, r4 with threshold 2: the old holders r1+r2 and the new r3+r4 sign.
+      // Rotate to r2, r3, r4 with threshold 2: two old holders (r1, r3) and two new ones (r3, r4) sign.
       expect(await run('rotate-root', repo, '--root-key', k('r2'), '--root-key', k('r3'), '--root-key', k('r4'), '--threshold', '2')).toBe(
         0,
       );
-      for (const holder of ['r1', 'r2', 'r3', 'r4']) expect(await run('sign', repo, 'root', '--key', k(holder))).toBe(0);
+      // The new holders alone are not enough (r3 is also an old one): the previous root's threshold must sign too.
+      for (const holder of ['r3', 'r4']) expect(await run('sign', repo, 'root', '--key', k(holder))).toBe(0);
+      expect(lines.at(-1)).toMatch(/: 2 of 2 needed; previous root's keys: 1 of 2 needed\n$/);
+      lines.length = 0;
+      await run('status', repo);
+      expect(lines.join('')).toMatch(/^root +v2 .* signatures 2\/2 {2}previous root 1\/2 {2}NOT ENOUGH$/m);
+      expect(await run('sign', repo, 'root', '--key', k('r1'))).toBe(0);
       lines.length = 0;
       await run('status', repo);
       expect(lines.join('')).not.toMatch(/NOT ENOUGH/);
       expect(lines.join('')).toMatch(/^root +v2 /m);
-      expect(lines.join('')).toMatch(/target client\.tgz .*"version":"1\.0\.0"/);
+      expect(lines.join('')).toMatch(/^root +v2 .* signatures 2\/2 {2}previous root 2\/2$/m);
+      expect(lines.join('')).toMatch(/target client\.tgz .*"version":"1\.0\.0".*"kind":"web-client"/);
 
       const site = await serveDir(() => repo);
       try {

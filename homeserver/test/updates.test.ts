@@ -224,6 +224,13 @@ describe('signed update mirrors (TUF)', () => {
     expect(await readFile(path.join(applied.dir, 'homeserver', 'dist', 'parley.mjs'), 'utf8')).toBe('// parley 0.3.0');
     // Only the hostile mirror: nothing is unpacked.
     await expect(applyServerUpdate(hs2.config, { mirrors: [hostile.url] })).rejects.toThrow(/no mirror served a verified/);
+    // Nor can an admin serve the server bundle as the web client.
+    const admin = new ParleyClient({ baseUrl: hs3.url });
+    await admin.login({ username: 'root', password: 'root password' });
+    await expect(admin.request('PUT', '/api/v1/admin/updates/client', { path: SERVER_TARGET })).rejects.toMatchObject({
+      status: 400,
+      message: `${SERVER_TARGET} is a release file of kind server, not a web client`,
+    });
   });
 
   it('rollback: a mirror serving an older release is refused', async () => {

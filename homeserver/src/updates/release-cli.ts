@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { Metadata, MetadataKind } from '@tufjs/models';
 import { generateReleaseKey, ReleaseError, ReleaseRepository, ROLES, type RoleName, readPrivateKey } from './release.js';
 
 export const RELEASE_USAGE = `usage: parley release <command> [options]
@@ -13,7 +14,7 @@ commands:
                                            root key holders run 'sign <repo> root'
   sign <repo> <role> --key F               add F's signature to root|targets|snapshot|timestamp
   add <repo> <file> --path P --targets-key F --snapshot-key F --timestamp-key F
-       [--release-version V] [--notes TEXT]
+       [--release-version V] [--notes TEXT] [--kind web-client|admin|server|bootstrap-fallback]
                                            add or replace a release file; re-signs targets,
                                            snapshot and timestamp
   timestamp <repo> --key F                 refresh the timestamp (expires after a day: cron it)
@@ -56,6 +57,7 @@ export async function runRelease(argv: string[], out: (s: string) => void = (s) 
       path: { type: 'string' },
       'release-version': { type: 'string' },
       notes: { type: 'string' },
+      kind: { type: 'string' },
     },
   });
   const [command, repoDir, arg] = positionals;
@@ -98,7 +100,9 @@ export async function runRelease(argv: string[], out: (s: string) => void = (s) 
       const keyId = repo.sign(role, key);
       await repo.save();
       const { valid, threshold: t } = repo.signatureCount(role);
-      out(`${role} signed by ${keyId.slice(0, 16)}…: ${valid} of ${t} needed\n`);
+      const previous = role === 'root' ? await previousRootCount(repo) : null;
+      const also = previous ? `; previous root's keys: ${previous.valid} of ${previous.threshold} needed` : '';
+      out(`${role} signed by ${keyId.slice(0, 16)}…: ${valid} of ${t} needed${also}\n`);
       return 0;
     }
     case 'add': {
@@ -107,6 +111,10 @@ export async function runRelease(argv: string[], out: (s: string) => void = (s) 
       const custom: Record<string, string> = {};
       if (values['release-version']) custom.version = values['release-version'];
       if (values.notes) custom.notes = values.notes;
+      if (values.kind) {
+        if (!KINDS.includes(values.kind)) throw new ReleaseError(`--kind must be one of ${KINDS.join(', ')}`);
+        custom.kind = values.kind;
+      }
       const info = await repo.addTarget(
         need(values.path, 'path'),
         bytes,
@@ -154,7 +162,13 @@ export async function runRelease(argv: string[], out: (s: string) => void = (s) 
       for (const role of ROLES) {
         const meta = repo[role].signed;
         const { valid, threshold: t } = repo.signatureCount(role);
-        out(`${role.padEnd(9)} v${meta.version}  expires ${meta.expires}  signatures ${valid}/${t}${valid >= t ? '' : '  NOT ENOUGH'}\n`);
+        // A rotated root also needs the previous root's threshold (clients check both).
+        const previous = role === 'root' ? await previousRootCount(repo) : null;
+        const enough = valid >= t && (!previous || previous.valid >= previous.threshold);
+        const also = previous ? `  previous root ${previous.valid}/${previous.threshold}` : '';
+        out(
+          `${role.padEnd(9)} v${meta.version}  expires ${meta.expires}  signatures ${valid}/${t}${also}${enough ? '' : '  NOT ENOUGH'}\n`,
+        );
       }
       for (const [p, t] of Object.entries(repo.targets.signed.targets))
         out(`target ${p}  ${t.length} bytes  ${JSON.stringify(t.custom)}\n`);
@@ -163,6 +177,27 @@ export async function runRelease(argv: string[], out: (s: string) => void = (s) 
   }
   out(RELEASE_USAGE);
   return 2;
+}
+
+/** What a release file is for: `web-client` bundles are the ones an admin may switch to. */
+const KINDS = ['web-client', 'admin', 'server', 'bootstrap-fallback'];
+
+/** Root v N (N > 1) against root v N−1's keys and threshold, which must also sign it. */
+async function previousRootCount(repo: ReleaseRepository): Promise<{ valid: number; threshold: number } | null> {
+  const v = repo.root.signed.version;
+  if (v <= 1) return null;
+  const prev = Metadata.fromJSON(MetadataKind.Root, JSON.parse(await readFile(`${repo.metadataDir}/${v - 1}.root.json`, 'utf8')));
+  const role = prev.signed.roles.root as { keyIDs: string[]; threshold: number };
+  let valid = 0;
+  for (const id of role.keyIDs) {
+    try {
+      prev.signed.keys[id]?.verifySignature(repo.root as never);
+      if (prev.signed.keys[id]) valid++;
+    } catch {
+      // not signed by this key
+    }
+  }
+  return { valid, threshold: role.threshold };
 }
 
 /** While signing root v N, the keys of root v N−1 also count (rotation needs both thresholds). */

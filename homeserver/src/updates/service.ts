@@ -107,6 +107,9 @@ export class UpdateService {
     const targets = await this.mirror.targets();
     const info = targets?.[targetPath];
     if (!info) throw new UpdateError(`the verified release has no file ${targetPath}`);
+    const kind = info.custom?.kind;
+    if (kind !== undefined && kind !== 'web-client')
+      throw new UpdateError(`${targetPath} is a release file of kind ${String(kind)}, not a web client`);
     const file = path.join(this.mirror.targetsDir, targetPath);
     const hash = createHash('sha256');
     let length = 0;
