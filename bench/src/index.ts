@@ -7,6 +7,7 @@ import { idleRss } from './idle-rss.js';
 import { joinLarge } from './join-large.js';
 import { localLatency } from './local-latency.js';
 import { relayBench } from './relay.js';
+import { scaleOut } from './scale-out.js';
 import { verifyBench } from './verify.js';
 
 /**
@@ -41,6 +42,12 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
     smoke
       ? relayBench({ membersPerServer: 3, rate: 20, seconds: 2, drainS: 15 })
       : relayBench({ membersPerServer: 25, rate: 200, seconds: 10, drainS: 15 }),
+  'scale-out': () => {
+    // PARLEY_BENCH_SCALE_OUT=<senders>x<seconds> runs another size (e.g. a reduced run).
+    const size = /^(\d+)x(\d+)$/.exec(process.env.PARLEY_BENCH_SCALE_OUT ?? '');
+    const [senders, seconds] = size ? [Number(size[1]), Number(size[2])] : smoke ? [2, 2] : [32, 30];
+    return scaleOut({ senders, seconds, readers: smoke ? 1 : 4, media: smoke ? 2 : 40 });
+  },
   'e2e-crypto': () =>
     smoke ? e2eCrypto({ messages: 200, members: 20, commits: 2 }) : e2eCrypto({ messages: 5000, members: 500, commits: 5 }),
 };

@@ -15,7 +15,10 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
  * sources through tsx instead (stack traces point at the sources; slower start, more memory).
  */
 export const fromSources = process.env.PARLEY_BENCH_SOURCES === '1';
-const BIN = path.join(ROOT, fromSources ? 'homeserver/bin/parley.mjs' : 'homeserver/dist/parley.mjs');
+// PARLEY_BENCH_BIN=<path> runs another build of the server (e.g. to compare two bundles).
+const BIN = process.env.PARLEY_BENCH_BIN
+  ? path.resolve(process.env.PARLEY_BENCH_BIN)
+  : path.join(ROOT, fromSources ? 'homeserver/bin/parley.mjs' : 'homeserver/dist/parley.mjs');
 
 /** Node flags of `pnpm start`, the systemd unit and the container (docs/operator-guide.md). */
 export const PRODUCTION_NODE_FLAGS = ['--max-semi-space-size=4'];
@@ -23,7 +26,7 @@ export const PRODUCTION_NODE_FLAGS = ['--max-semi-space-size=4'];
 let built: Promise<void> | null = null;
 /** Builds the server bundle once per bench run when it is missing or stale (no-op from sources). */
 export function ensureServerBuilt(): Promise<void> {
-  if (fromSources) return Promise.resolve();
+  if (fromSources || process.env.PARLEY_BENCH_BIN) return Promise.resolve();
   built ??= new Promise<void>((resolve, reject) => {
     execFile(process.execPath, [path.join(ROOT, 'scripts/build-server.mjs')], { cwd: ROOT }, (err, _stdout, stderr) =>
       err ? reject(new Error(`building the server bundle failed: ${stderr || err.message}`)) : resolve(),
@@ -284,7 +287,7 @@ export function redisPrefix(name: string): string {
   return `parley-bench-${name}-${randomBytes(4).toString('hex')}:`;
 }
 
-async function redisDeletePrefix(url: string, prefix: string): Promise<void> {
+export async function redisDeletePrefix(url: string, prefix: string): Promise<void> {
   const script = "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) n = n + 1 end return n";
   await redisCommand(url, ['EVAL', script, '0', `${prefix}*`]);
 }
