@@ -74,6 +74,11 @@ describe('deploy/ files', () => {
     expect(rootPkg.scripts.build).toContain('scripts/build-server.mjs');
     expect(existsSync(path.join(ROOT, 'scripts/build-server.mjs'))).toBe(true);
     expect(docker).toContain(`EXPOSE ${production.http.port} ${production.federation.port}`);
+    // Its build steps are the operator guide's install steps, word for word.
+    const guideSteps = /^npx -y pnpm@10 install --frozen-lockfile && npx -y pnpm@10 build/m.exec(read('docs/operator-guide.md'));
+    expect(guideSteps).not.toBeNull();
+    const dockerSteps = /^RUN (npx -y pnpm@10 install[^\n]*)\\\n\s*(&& npx -y pnpm@10 build)$/m.exec(docker);
+    expect(dockerSteps && `${dockerSteps[1]?.trim()} ${dockerSteps[2]}`).toBe(guideSteps?.[0]);
   });
 
   it('the systemd unit is hardened and starts the server from the install path', () => {
