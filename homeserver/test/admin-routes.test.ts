@@ -250,6 +250,13 @@ describe('every admin route', () => {
       'federation.retry',
       'b.test',
     );
+    // Retry forgets the backoff (the next sweep delivers); an unknown destination is a 404.
+    expect(await server.services.db('destinations').where({ name: 'b.test' }).first()).toMatchObject({
+      state: 'up',
+      failures: 0,
+      next_try_ts: null,
+    });
+    expect((await call('POST', `${F}/destinations/nowhere.test/retry`, adminToken)).status).toBe(404);
     const block = await step(
       'POST /api/v1/admin/federation/policies',
       `${F}/policies`,
