@@ -70,6 +70,7 @@ export class BootstrapService {
   #answered: string[] = [];
   /** Entries an admin pruned → when: only a descriptor signed after that brings one back. */
   #pruned = new Map<string, number>();
+  #saving: Promise<void> = Promise.resolve();
 
   constructor(d: BootstrapDeps, secret?: Buffer) {
     this.#d = d;
@@ -305,7 +306,18 @@ export class BootstrapService {
     }
   }
 
-  async saveCache(): Promise<void> {
+  /**
+   * Writes the cache (temporary file, then rename). Saves run one after another: the upkeep
+   * round and an admin's pin or prune may save at the same moment, and two writers of the one
+   * temporary file would make one rename fail.
+   */
+  saveCache(): Promise<void> {
+    const run = this.#saving.then(() => this.#writeCache());
+    this.#saving = run.catch(() => {});
+    return run;
+  }
+
+  async #writeCache(): Promise<void> {
     const tmp = `${this.#cacheFile}.tmp`;
     // A prune older than the longest validity a descriptor may claim has nothing left to refuse.
     const oldest = this.#d.clock.now() - MAX_DESCRIPTOR_VALIDITY_MS;
