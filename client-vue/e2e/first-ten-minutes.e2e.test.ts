@@ -254,6 +254,28 @@ describe('first run of two people', () => {
     await list.waitFor({ state: 'detached' });
   });
 
+  it('40 lines sent in one go (as when pasting them one after another) arrive in the order written', async () => {
+    const box = alice.getByTestId('composer');
+    // Faster than any typist: 40 Enters in one task, so all 40 sends exist before the first
+    // is answered (without the room's send line they race, and the server sees them in any order).
+    await box.evaluate((el) => {
+      const area = el as HTMLTextAreaElement;
+      for (let i = 0; i < 40; i++) {
+        area.value = `pasted ${i}`;
+        area.dispatchEvent(new Event('input', { bubbles: true }));
+        area.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true, cancelable: true }));
+      }
+    });
+    await messageWith(bob, 'pasted 39').waitFor({ timeout: 30_000 });
+    const rooms = await apiAs('bob');
+    const pasted = (await rooms.messages(roomId, { dir: 'b', limit: 100 })).chunk
+      .map((e) => String(e.content.body ?? ''))
+      .filter((b) => b.startsWith('pasted '))
+      .reverse();
+    expect(pasted).toEqual(Array.from({ length: 40 }, (_, i) => `pasted ${i}`));
+    expect(unexpectedConsole(errors.alice)).toEqual([]);
+  });
+
   it('images open in a viewer with name, size and download; emoji-only messages are large', async () => {
     await alice
       .getByTestId('file-input')
