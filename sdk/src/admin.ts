@@ -286,6 +286,14 @@ export class AdminApi {
   checkUpdates(): Promise<Record<string, unknown>> {
     return this.client.request('POST', '/api/v1/admin/updates/check', {});
   }
+  /** Serves the web client from a verified release file (kind web-client) from the next request on. */
+  switchClient(path: string): Promise<{ path: string; sha256: string }> {
+    return this.client.request('PUT', '/api/v1/admin/updates/client', { path });
+  }
+  /** Back to the web client built with the server. */
+  builtinClient(): Promise<{ client_bundle: null }> {
+    return this.client.request('DELETE', '/api/v1/admin/updates/client');
+  }
 
   // --- mailbox and relay (aggregates; shapes in schemas/src/mailbox.ts and homeserver/README.md) ---
   mailbox(): Promise<AdminMailboxView> {
