@@ -7,6 +7,8 @@ import { canonicalJson } from '@parley/federation/canonical';
 import { keyRingOf, type SigningKey } from '@parley/federation/keys';
 import type { BootstrapDescriptor } from '@parley/schemas';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../src/logger.js';
+import { RelayFallbackService } from '../src/relay/fallback.js';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
 import { until } from './support/net.js';
 
@@ -52,6 +54,8 @@ describe('bootstrap node lists across five servers', () => {
           pull_interval_ms: 1000,
           feeler_interval_ms: 1000,
         },
+        // hs3 is an anchor relay: its descriptor offers `relay` (all offer `mailbox`, on by default).
+        relay: { enabled: name === 'hs3.test' },
         // Servers start one after another: a seed not up yet must not stay refused for the
         // default five minutes of the key store's failure cache.
         federation: { remote_key_fetch: { failure_cache_ms: 1000 } },
@@ -113,7 +117,7 @@ describe('bootstrap node lists across five servers', () => {
     }
   });
 
-  it('refuses forged, re-signed, expired and future descriptors and ignores replays pushed by a peer', async () => {
+  it('pushed by a peer: forged, re-signed, expired and future refused, replays ignored, a renewal taken and passed on, a budget per peer', async () => {
     const hs1 = fed.byName('hs1.test');
     const hs2 = fed.byName('hs2.test');
     const hs4 = fed.byName('hs4.test');
@@ -121,16 +125,16 @@ describe('bootstrap node lists across five servers', () => {
     const { signatures: _s, ...body } = held;
     const now = Date.now();
     const hs1Key = hs1.running.services.identity;
-    const client = hs4.running.federation?.context.client;
-    if (!client) throw new Error('hs4 has no federation client');
-    const announce = async (descriptors: unknown[]) => {
+    const announce = async (descriptors: unknown[], hops = 0, from = hs4) => {
+      const client = from.running.federation?.context.client;
+      if (!client) throw new Error(`${from.name} has no federation client`);
       const res = await client.request({
         destination: 'hs2.test',
         method: 'POST',
         path: '/federation/v1/bootstrap/announce',
-        body: { descriptors, hops: 0 },
+        body: { descriptors, hops },
       });
-      return res.body as { accepted: number; refused: number };
+      return res.body as { accepted: number; refused: number; over_budget: number };
     };
 
     // Each newer than the descriptor hs2 holds, so none is skipped as a replay before its check.
@@ -146,14 +150,38 @@ describe('bootstrap node lists across five servers', () => {
     });
     const expired = signAs({ ...body, issued_ts: now - 1000, valid_until_ts: now - 500 }, hs1Key);
     const future = signAs({ ...body, issued_ts: now + 3_600_000, valid_until_ts: now + DAY }, hs1Key);
-    expect(await announce([forged, resigned, expired, future])).toEqual({ accepted: 0, refused: 4 });
+    expect(await announce([forged, resigned, expired, future])).toEqual({ accepted: 0, refused: 4, over_budget: 0 });
 
     // Replays: the very descriptor held, and an older one genuinely signed by hs1.
     const older = signAs({ ...body, issued_ts: held.issued_ts - 60_000 }, hs1Key);
-    expect(await announce([held, older])).toEqual({ accepted: 0, refused: 0 });
+    expect(await announce([held, older])).toEqual({ accepted: 0, refused: 0, over_budget: 0 });
     expect(book(hs2).book.get('hs1.test')?.descriptor).toEqual(held);
-    // hs4 pushed descriptors: it is still in no list (it never signed one of its own).
+
+    // A genuine newer descriptor (hs3 re-signed, as it does halfway through its validity),
+    // pushed with one hop left: taken, and passed on with none (hs1 gets it).
+    const hs3 = fed.byName('hs3.test');
+    const hs3Own = book(hs3).ownDescriptor();
+    if (!hs3Own) throw new Error('hs3 announces: it has a descriptor');
+    const { signatures: _s3, ...hs3Body } = hs3Own;
+    const renewed = signAs({ ...hs3Body, issued_ts: now, valid_until_ts: now + DAY }, hs3.running.services.identity);
+    expect(await announce([renewed], 1)).toEqual({ accepted: 1, refused: 0, over_budget: 0 });
+    expect(book(hs2).book.get('hs3.test')?.descriptor.issued_ts).toBe(now);
+    await until(() => book(hs1).book.get('hs3.test')?.descriptor.issued_ts === now, 10_000);
+
+    // Per-peer budget (announce_per_peer: burst 256, then 30 a minute; 64 looked at per
+    // message): hs4's junk is read until its budget is spent, then not even looked at, while
+    // hs5 still has its own.
+    const junk = Array.from({ length: 64 }, (_, i) => ({ junk: i }));
+    const answers = [];
+    for (let i = 0; i < 5; i++) answers.push(await announce(junk));
+    const read = answers.reduce((n, a) => n + a.refused, 0);
+    expect(answers.reduce((n, a) => n + a.over_budget, 0)).toBe(5 * 64 - read);
+    expect(read).toBeLessThanOrEqual(256);
+    expect(answers[4]?.over_budget).toBeGreaterThanOrEqual(60);
+    expect(await announce(junk, 0, fed.byName('hs5.test'))).toEqual({ accepted: 0, refused: 64, over_budget: 0 });
+    // hs4 and hs5 pushed descriptors: they are still in no list (neither signed one of its own).
     expect(known(hs2)).not.toContain('hs4.test');
+    expect(known(hs2)).not.toContain('hs5.test');
   });
 
   it('a restarted server starts from its cache and anchors, without its seed', async () => {
@@ -219,6 +247,19 @@ describe('bootstrap node lists across five servers', () => {
       servers: Array<{ server_name: string; capabilities: string[] }>;
     };
     expect(servers.servers.map((s) => s.server_name)).toEqual(['hs3.test']);
-    expect(servers.servers[0]?.capabilities).toContain('mailbox');
+    expect(servers.servers[0]?.capabilities.sort()).toEqual(['mailbox', 'relay']);
+    // Relays are found by capability from the list: hs2's relay choice for traffic to hs4
+    // (with no configured anchor and no minimum age) is hs3.
+    const fedCtx = hs2.running.federation?.context;
+    if (!fedCtx) throw new Error('hs2 has no federation');
+    const relays = new RelayFallbackService(
+      hs2.running.services.db,
+      fedCtx,
+      hs2.running.services.identity,
+      () => hs2.running.services.bootstrap,
+      { fallbackAfterMs: 0, directRetryMaxMs: 1000, pollMs: 100, anchors: [], minAgeMs: 0, epochMs: 86_400_000, tries: 2 },
+      createLogger('silent'),
+    );
+    expect(await relays.relaysFor('hs4.test')).toEqual(['hs3.test']);
   }, 60_000);
 });

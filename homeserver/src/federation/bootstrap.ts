@@ -121,20 +121,20 @@ export class BootstrapService {
 
   /**
    * Verifies descriptors heard from `source` and adds the good ones. Answers the ones that
-   * were new or newer (worth passing on) and the reasons for those refused.
+   * were new or newer (worth passing on), the reasons for those refused, and how many were
+   * not looked at (over the peer's budget).
    */
   async accept(
     raws: unknown[],
     source: { name: string; host: string },
     options: { pinned?: boolean } = {},
-  ): Promise<{ fresh: BootstrapDescriptor[]; refused: string[] }> {
+  ): Promise<{ fresh: BootstrapDescriptor[]; refused: string[]; overBudget: number }> {
     const fresh: BootstrapDescriptor[] = [];
     const refused: string[] = [];
     const budget =
       source.name === 'fallback' || source.name === 'seed'
         ? raws.length
         : this.#limiter.take(source.name, Math.min(raws.length, VERIFY_PER_BATCH));
-    if (budget < raws.length) refused.push(`${raws.length - budget} descriptors over ${source.name}'s budget were not looked at`);
     for (const raw of raws.slice(0, budget)) {
       const named = descriptorKeyIds(raw);
       if (!named) {
@@ -166,8 +166,11 @@ export class BootstrapService {
       if ('entry' in added) fresh.push(checked.descriptor);
       else if (added.kind !== 'replay') refused.push(added.reason);
     }
-    if (refused.length > 0) this.#d.log.debug({ source: source.name, refused: refused.slice(0, 10) }, 'bootstrap descriptors refused');
-    return { fresh, refused };
+    if (refused.length > 0 || budget < raws.length) {
+      const notRead = raws.length - budget;
+      this.#d.log.debug({ source: source.name, refused: refused.slice(0, 10), over_budget: notRead }, 'bootstrap descriptors refused');
+    }
+    return { fresh, refused, overBudget: raws.length - budget };
   }
 
   #wasPruned(server: string, issued: unknown): boolean {
@@ -279,13 +282,13 @@ export class BootstrapService {
   }
 
   /** An announcement from `origin`: accept what verifies, pass the new ones on with one hop less. */
-  async onAnnounce(origin: string, raws: unknown[], hops: number): Promise<{ accepted: number; refused: string[] }> {
-    const { fresh, refused } = await this.accept(raws, { name: origin, host: this.#hostOf(origin) });
+  async onAnnounce(origin: string, raws: unknown[], hops: number): Promise<{ accepted: number; refused: string[]; overBudget: number }> {
+    const { fresh, refused, overBudget } = await this.accept(raws, { name: origin, host: this.#hostOf(origin) });
     if (fresh.length > 0 && hops > 0 && !this.#stopped) {
       const next = Math.min(hops - 1, this.#cfg.hop_limit);
       this.push(fresh, next, new Set([origin])).catch(() => {});
     }
-    return { accepted: fresh.length, refused };
+    return { accepted: fresh.length, refused, overBudget };
   }
 
   async #loadCache(): Promise<void> {

@@ -33,7 +33,9 @@ export function bootstrapRoutes(
     const parsed = check(BootstrapAnnounce, body);
     if (!parsed.ok) throw badRequest(parsed.code, parsed.message, parsed.field);
     const result = await bootstrap.onAnnounce(origin, parsed.value.descriptors, parsed.value.hops);
-    ctx.body = { accepted: result.accepted, refused: result.refused.length };
+    // refused: descriptors looked at and refused; over_budget: not looked at, over this peer's
+    // budget (bootstrap.announce_per_peer, at most 64 per message). Replays count in neither.
+    ctx.body = { accepted: result.accepted, refused: result.refused.length, over_budget: result.overBudget };
   });
 
   return router;
