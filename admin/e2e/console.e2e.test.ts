@@ -250,7 +250,7 @@ describe('the admin console', () => {
     expect(adminErrors.filter((e) => !/401|403|Failed to load resource/.test(e))).toEqual([]);
   });
 
-  it('a user reports another user (the sender of a message) from the web client; the queue shows a user report', async () => {
+  it("a user reports other users from the web client (a message's sender, a room member); the queue shows user reports", async () => {
     const { page, context } = await openPage(browser);
     await page.goto(`${server.url}/login`);
     await page.getByLabel('Username').fill('alice');
@@ -266,6 +266,21 @@ describe('the admin console', () => {
     await shot(page, 'admin-client-report-user-dialog');
     await dialog.getByTestId('report-send').click();
     await dialog.getByTestId('report-sent').waitFor();
+    await dialog.getByRole('button', { name: 'Close' }).click();
+
+    // Someone who never wrote anything is reported from the room's members panel.
+    const lurker = server.client();
+    await lurker.login({ username: 'forgetful', password: 'a brand new password' });
+    await new RoomsApi(lurker).join(roomId);
+    await page.getByTestId('members-toggle').click();
+    const row = page.getByTestId('member-list').locator('li').filter({ hasText: '@forgetful:hs1.test' });
+    await row.getByRole('button', { name: 'Report @forgetful:hs1.test' }).click();
+    const open = page.locator('dialog[open][data-testid="report-dialog"]');
+    await open.getByTestId('report-reason').fill('Creepy display name');
+    expect(await open.getByTestId('report-kind-message').count()).toBe(0);
+    await shot(page, 'admin-client-report-member-dialog');
+    await open.getByTestId('report-send').click();
+    await open.getByTestId('report-sent').waitFor();
     await context.close();
 
     await admin.getByTestId('nav-reports').click();
@@ -274,6 +289,8 @@ describe('the admin console', () => {
     expect(await report.textContent()).toMatch(/User/);
     expect(await report.getByTestId('report-target').textContent()).toBe('@spammer:hs1.test');
     expect(await report.getByTestId('report-message').count()).toBe(0);
+    const member = admin.getByTestId('report').filter({ hasText: 'Creepy display name' });
+    expect(await member.getByTestId('report-target').textContent()).toBe('@forgetful:hs1.test');
     await shot(admin, 'admin-reports-open-desktop');
   });
 
