@@ -78,6 +78,17 @@ afterAll(async () => {
 });
 
 describe('first run of two people', () => {
+  it('sign-up says which user ID the name gives (the server name, which may differ from the address opened)', async () => {
+    const { page, context } = await openPage(browser);
+    closers.push(() => context.close());
+    await page.goto(`${server.url}/register`);
+    const preview = page.getByTestId('user-id-preview');
+    await preview.filter({ hasText: '@name:hs1.test' }).waitFor();
+    await page.getByLabel('Username').fill(' Dinah ');
+    await preview.filter({ hasText: '@dinah:hs1.test' }).waitFor();
+    await expect(page.getByTestId('server-label').textContent()).resolves.toBe(new URL(server.url).host);
+  });
+
   it('offers to set a display name instead of showing the raw user ID', async () => {
     const prompt = alice.getByTestId('name-prompt');
     await prompt.waitFor();
