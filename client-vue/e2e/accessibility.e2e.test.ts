@@ -308,11 +308,18 @@ describe('WCAG 2.1 AA at phone width', () => {
 
 describe('screenshots', () => {
   it('desktop and phone width, light and dark', async () => {
+    const signedOut = await openPage(browser);
+    closers.push(() => signedOut.context.close());
     for (const theme of ['light', 'dark'] as const) {
       for (const [width, height, label] of [
         [1280, 800, 'desktop'],
         [390, 844, 'phone'],
       ] as const) {
+        await signedOut.page.setViewportSize({ width, height });
+        await signedOut.page.emulateMedia({ colorScheme: theme });
+        await signedOut.page.goto(`${server.url}/login`);
+        await signedOut.page.getByRole('button', { name: 'Sign in' }).waitFor();
+        await shot(signedOut.page, `issue11-${label}-${theme}-sign-in`);
         await alice.setViewportSize({ width, height });
         await alice.emulateMedia({ colorScheme: theme });
         await alice.goto(server.url);
