@@ -290,7 +290,7 @@ describe('first run of two people', () => {
   it('images open in a viewer with name, size and download; emoji-only messages are large', async () => {
     await alice
       .getByTestId('file-input')
-      .setInputFiles({ name: 'tea-party.png', mimeType: 'image/png', buffer: makePng(320, 200, [200, 120, 60]) });
+      .setInputFiles({ name: 'tea-party.png', mimeType: 'image/png', buffer: makePng(900, 600, [200, 120, 60]) });
     const image = bob.getByTestId('message-image').last();
     await image.waitFor({ timeout: 20_000 });
     await image.click();
@@ -298,7 +298,12 @@ describe('first run of two people', () => {
     await viewer.waitFor();
     await viewer.getByText('tea-party.png').waitFor();
     await viewer.getByText(/\d+(\.\d)? (B|KB)/).waitFor();
-    await viewer.getByText('320×200').waitFor();
+    await viewer.getByText('900×600').waitFor();
+    // Enlarged: the timeline shows it at most 360 px wide, the viewer at its own size here.
+    const shown = (await image.boundingBox())?.width ?? 0;
+    const enlarged = (await viewer.getByRole('img').boundingBox())?.width ?? 0;
+    expect(shown).toBeLessThanOrEqual(360);
+    expect(enlarged).toBeGreaterThanOrEqual(2 * shown);
     await viewer.getByRole('button', { name: 'Download' }).waitFor();
     await shot(bob, 'issue11-image-viewer');
     await bob.keyboard.press('Escape');
