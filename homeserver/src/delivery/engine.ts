@@ -64,6 +64,10 @@ const MAX_EDU_BYTES = 1024 * 1024;
 const MAX_SUBMITS = 50;
 // Batches one drain may send before it yields its worker to other destinations.
 const BATCHES_PER_DRAIN = 10;
+/** How stale a destination's last_success_ts may get while it stays up (the admin view shows it). */
+const UP_REWRITE_MS = 5_000;
+/** How long a destination read as up answers an inbound request's "retry now?" without a read. */
+const INBOUND_UP_TTL_MS = 1_000;
 const QUEUE = 'federation-delivery';
 
 /**
@@ -94,6 +98,14 @@ export class DeliveryEngine {
   private readonly pinned = new Map<string, PinnedBatch>();
   /** Destinations a relay has carried traffic for since they went down (direct retries stay frequent). */
   private readonly carried = new Set<string>();
+  /**
+   * When this process last wrote a success for a destination (state up, last_success_ts). A
+   * destination that stays up is written again only every UP_REWRITE_MS, not after every batch
+   * (it was one upsert per delivered transaction); a failure here forgets the entry.
+   */
+  private readonly upWritten = new Map<string, number>();
+  /** When this process last read a destination as up, so inbound requests do not read it each time. */
+  private readonly upSeen = new Map<string, number>();
   private readonly relayedCounter: Counter<'outcome'>;
 
   constructor(
@@ -220,8 +232,14 @@ export class DeliveryEngine {
 
   /** A request arrived from `origin`: if we were backing off from it, retry now. */
   async inbound(origin: string): Promise<void> {
+    const now = this.clock.now();
+    if (now - (this.upSeen.get(origin) ?? Number.NEGATIVE_INFINITY) < INBOUND_UP_TTL_MS) return;
     const row = await this.repo.destination(origin);
-    if (!row || row.state === 'up') return;
+    if (!row || row.state === 'up') {
+      this.upSeen.set(origin, now);
+      return;
+    }
+    this.upSeen.delete(origin);
     await this.repo.saveState(origin, onInbound(stateOf(row), this.clock.now()), {});
     await this.schedule(origin, 0);
   }
@@ -321,10 +339,17 @@ export class DeliveryEngine {
         return { kind: 'again', delayMs: Math.max(0, due - now) };
       }
       const pin = this.pinned.get(destination);
-      const events = pin ? pin.events : await this.repo.pending(destination, 'event', MAX_EVENTS);
-      const pendingEdus = pin ? pin.edus : await this.repo.pending(destination, 'edu', MAX_EDUS, now);
+      const submitLimit = this.submitter && direct ? MAX_SUBMITS : 0;
+      // Unpinned, the batch's three kinds are one read.
+      const pending = pin
+        ? {
+            event: pin.events,
+            edu: pin.edus,
+            submit: submitLimit > 0 ? await this.repo.pending(destination, 'submit', submitLimit) : [],
+          }
+        : await this.repo.pendingBatch(destination, { event: MAX_EVENTS, edu: MAX_EDUS, submit: submitLimit }, now);
+      const { event: events, edu: pendingEdus, submit: submits } = pending;
       const edus = pin ? pin.edus : withinBytes(pendingEdus, MAX_EDU_BYTES);
-      const submits = this.submitter && direct ? await this.repo.pending(destination, 'submit', MAX_SUBMITS) : [];
       if (events.length === 0 && edus.length === 0 && submits.length === 0) return { kind: 'done' };
       const rows: OutboxRow[] = [...events, ...edus];
       const ids = rows.map((r) => r.id);
@@ -348,7 +373,11 @@ export class DeliveryEngine {
             carry = null;
           }
           await this.handOverSubmits(destination, submits);
-          await this.repo.saveState(destination, onSuccess(), { lastSuccessTs: this.clock.now(), lastError: null });
+          const at = this.clock.now();
+          if (state.kind !== 'up' || at - (this.upWritten.get(destination) ?? Number.NEGATIVE_INFINITY) >= UP_REWRITE_MS) {
+            await this.repo.saveState(destination, onSuccess(), { lastSuccessTs: at, lastError: null });
+            this.upWritten.set(destination, at);
+          }
           this.carried.delete(destination);
           if (state.kind !== 'up') this.log.info({ destination }, 'destination is up again');
           if (
@@ -413,6 +442,8 @@ export class DeliveryEngine {
     if (this.relay && this.carried.has(destination) && next.kind !== 'up')
       next = { ...next, nextTryTs: Math.min(next.nextTryTs, now + this.relay.directRetryMaxMs) };
     this.failures.inc({ destination });
+    this.upWritten.delete(destination);
+    this.upSeen.delete(destination);
     await this.repo.saveState(destination, next, { lastError: String((err as Error).message ?? err).slice(0, 500) });
     this.log.warn(
       {

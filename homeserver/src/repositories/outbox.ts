@@ -89,6 +89,25 @@ export class OutboxRepository {
     return q.orderBy('id', 'asc').limit(limit).select('id', 'destination', 'kind', 'payload', 'created_ts');
   }
 
+  /**
+   * What one delivery batch to `destination` takes, in one round trip: the oldest pending
+   * events, unexpired EDUs and submits, each up to its limit (0 leaves that kind out), each in
+   * outbox order.
+   */
+  async pendingBatch(destination: string, limits: Record<OutboxKind, number>, now: number): Promise<Record<OutboxKind, OutboxRow[]>> {
+    const cols = 'id, destination, kind, payload, created_ts';
+    const open = 'destination = ? and delivered_ts is null and expired_ts is null';
+    const { rows } = (await this.db.raw(
+      `(select ${cols} from outbox where ${open} and kind = 'event' order by id limit ?)
+       union all (select ${cols} from outbox where ${open} and kind = 'edu' and expires_ts > ? order by id limit ?)
+       union all (select ${cols} from outbox where ${open} and kind = 'submit' order by id limit ?)`,
+      [destination, limits.event, destination, now, limits.edu, destination, limits.submit],
+    )) as { rows: OutboxRow[] };
+    const out: Record<OutboxKind, OutboxRow[]> = { event: [], edu: [], submit: [] };
+    for (const row of rows.sort((x, y) => Number(x.id) - Number(y.id))) out[row.kind].push(row);
+    return out;
+  }
+
   /** Whether `destination` has undelivered rows of `kind` (queued submits keep their order). */
   async hasPending(destination: string, kind: OutboxKind, trx: Db = this.db): Promise<boolean> {
     const row = await trx('outbox').where({ destination, kind }).whereNull('delivered_ts').whereNull('expired_ts').first('id');
