@@ -48,6 +48,8 @@ export const ConfigSchema = Type.Object(
       {
         url: Type.Union([Type.String(), Type.Null()]),
         key_prefix: Type.String(),
+        /** `url` is one node of a Redis Cluster (the others are discovered). */
+        cluster: Type.Boolean(),
       },
       { additionalProperties: false },
     ),
@@ -263,7 +265,7 @@ export function defaultConfig(): Config {
       shutdown_grace_ms: 10_000,
     },
     database: { url: null, pool_max: 10, embedded_port: null },
-    redis: { url: null, key_prefix: 'parley:' },
+    redis: { url: null, key_prefix: 'parley:', cluster: false },
     registration: { mode: 'open' },
     auth: {
       access_token_ttl_ms: 15 * 60_000,
@@ -401,7 +403,11 @@ export function envOverrides(env: NodeJS.ProcessEnv): DeepPartial<Config> {
     data_dir: env.PARLEY_DATA_DIR ? path.resolve(env.PARLEY_DATA_DIR) : undefined,
     http: { port, host: env.PARLEY_HTTP_HOST || undefined },
     database: { url: env.DATABASE_URL || undefined },
-    redis: { url: env.REDIS_URL || undefined, key_prefix: env.PARLEY_REDIS_PREFIX || undefined },
+    redis: {
+      url: env.REDIS_URL || undefined,
+      key_prefix: env.PARLEY_REDIS_PREFIX || undefined,
+      cluster: envBool(env, 'PARLEY_REDIS_CLUSTER'),
+    },
     registration: { mode: (mode || undefined) as Config['registration']['mode'] | undefined },
     logging: { level: (env.PARLEY_LOG_LEVEL || undefined) as Config['logging']['level'] | undefined },
     relay: {

@@ -313,8 +313,14 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
   let redis: Redis | null = null;
   if (config.redis.url) {
     // ioredis (and BullMQ, which the delivery engine loads) only when Redis is configured.
-    const { Redis } = await import('ioredis');
-    redis = new Redis(config.redis.url, { keyPrefix: config.redis.key_prefix, maxRetriesPerRequest: 3, enableOfflineQueue: true });
+    if (config.redis.cluster) {
+      const { connectCluster } = await import('./redis-cluster.js');
+      // The cluster client answers the same commands; its duplicate() takes a single Redis's options.
+      redis = connectCluster(config.redis.url, { keyPrefix: config.redis.key_prefix, maxRetriesPerRequest: 3 }) as unknown as Redis;
+    } else {
+      const { Redis } = await import('ioredis');
+      redis = new Redis(config.redis.url, { keyPrefix: config.redis.key_prefix, maxRetriesPerRequest: 3, enableOfflineQueue: true });
+    }
     redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
   }
   const identity = await loadIdentity(config);

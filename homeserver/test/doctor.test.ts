@@ -59,7 +59,7 @@ describe('parley doctor', () => {
       ...c,
       http: { ...c.http, port: server.port },
       federation: { ...c.federation, port: server.federation?.port as number },
-      redis: { url: 'redis://127.0.0.1:6379', key_prefix: 'x:' },
+      redis: { url: 'redis://127.0.0.1:6379', key_prefix: 'x:', cluster: false },
     });
     // doctor.test is a test name that resolves nowhere; everything else must pass.
     expect(byCheck(findings, 'server_name')).toMatchObject({ status: 'fail' });
