@@ -160,6 +160,18 @@ export async function scaleOut(o: ScaleOutOptions): Promise<Record<string, unkno
       }),
     );
 
+    /** The proxy's CPU-s: its master and its workers (children, from /proc). */
+    const proxyCpu = () => {
+      const pid = proxy?.pid;
+      if (!pid) return 0;
+      let children: number[] = [];
+      try {
+        children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      } catch {
+        // gone
+      }
+      return [pid, ...children].reduce((n, p) => n + cpuSeconds(p), 0);
+    };
     const phase = async (name: string, base: string, doFetch: typeof fetch, ca?: string) => {
       const as = (i: number) => {
         return new RoomsApi(new ParleyClient({ baseUrl: base, fetch: doFetch, session: users[i]?.session ?? null }));
@@ -190,6 +202,8 @@ export async function scaleOut(o: ScaleOutOptions): Promise<Record<string, unkno
         ),
       );
       const cpu0 = procs.map((p) => cpuSeconds(p.pid));
+      const proxy0 = proxyCpu();
+      const bench0 = process.cpuUsage();
       const latencies: number[] = [];
       let failures = 0;
       const t0 = performance.now();
@@ -221,6 +235,9 @@ export async function scaleOut(o: ScaleOutOptions): Promise<Record<string, unkno
         missing_on_streams: seen.reduce((n, m) => n + latencies.length - m.size, 0),
         duplicates,
         server_cpu_s: procs.map((p, i) => Math.round((cpuSeconds(p.pid) - (cpu0[i] ?? 0)) * 100) / 100),
+        proxy_cpu_s: Math.round((proxyCpu() - proxy0) * 100) / 100,
+        // The bench process itself: clients, TLS, stream readers.
+        bench_cpu_s: Math.round(((process.cpuUsage(bench0).user + process.cpuUsage(bench0).system) / 1e6) * 100) / 100,
       };
     };
 
