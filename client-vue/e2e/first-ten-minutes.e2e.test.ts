@@ -17,8 +17,9 @@ import {
 // What a new user hits in the first ten minutes (issue 11), each reproduced in Chromium:
 // message order in a burst, typing notices within the rate limit, room-list previews,
 // flashes on a new room, the reaction picker, the invite bar, phone width (long-press
-// menu, placeholder, More menu), the member list, the image viewer, large emoji, the
-// display-name prompt. One server and two people for the whole file.
+// menu, placeholder, More menu), the member list and the header's live member count, the
+// image viewer, large emoji, the display-name prompt. One server and two people for the
+// whole file.
 
 let server: TestServer;
 let browser: Browser;
@@ -339,6 +340,63 @@ describe('first run of two people', () => {
     expect(ratio.opacity).toBe(1);
     expect(ratio.ratio).toBeGreaterThanOrEqual(4.5);
     await alice.emulateMedia({ colorScheme: 'light' });
+  });
+
+  it("the header's member count follows joins, leaves, kicks and bans live, as the members panel does", async () => {
+    const asAlice = await apiAs('alice');
+    const asBob = await apiAs('bob');
+    const { room_id: lobby } = await asAlice.create({ name: 'Lobby', visibility: 'public' });
+    // Opened from the sidebar (the stream brought the new room): the app is not reloaded.
+    await alice.getByRole('link', { name: /^Lobby/ }).click({ timeout: 15_000 });
+    await alice.getByRole('heading', { name: 'Lobby' }).waitFor();
+    const toggle = alice.getByTestId('members-toggle');
+    // What the header says: its subtitle, the members button's count and its label.
+    const shown = async () =>
+      `${await alice.locator('.page-header .sub').textContent()} / ${await toggle.locator('.count').textContent()} / ${await toggle.getAttribute('aria-label')}`;
+    const one = '1 member / 1 / Members: 1';
+    const two = '2 members / 2 / Members: 2';
+    await expect.poll(shown).toBe(one);
+    let loads = 0;
+    const onLoad = () => loads++;
+    alice.on('load', onLoad);
+    // Only the stream tells Alice: no reload, no click.
+    await asBob.join(lobby);
+    await expect.poll(shown, { timeout: 10_000 }).toBe(two);
+    await asBob.leave(lobby);
+    await expect.poll(shown, { timeout: 10_000 }).toBe(one);
+
+    // With the members panel open, the header never says otherwise than the panel, not even
+    // for a moment (a page-side observer sees every change of either).
+    await toggle.click();
+    const panel = alice.getByTestId('side-panel');
+    await panel.getByText('Joined — 1').waitFor();
+    await alice.evaluate(() => {
+      const w = window as unknown as { countMismatches: string[] };
+      w.countMismatches = [];
+      const check = () => {
+        const header = document.querySelector('[data-testid="members-toggle"] .count')?.textContent?.trim();
+        const heading = [...document.querySelectorAll('[data-testid="side-panel"] h3')].find((h) => h.textContent?.startsWith('Joined'));
+        const listed = /(\d+)/.exec(heading?.textContent ?? '')?.[1];
+        if (header !== undefined && listed !== undefined && header !== listed) w.countMismatches.push(`header ${header}, panel ${listed}`);
+      };
+      new MutationObserver(check).observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
+    const bobId = '@bob:hs1.test';
+    const steps: Array<[() => Promise<unknown>, string, string]> = [
+      [() => asBob.join(lobby), two, 'Joined — 2'],
+      [() => asAlice.kick(lobby, bobId, 'testing kicks'), one, 'Joined — 1'],
+      [() => asBob.join(lobby), two, 'Joined — 2'],
+      [() => asAlice.ban(lobby, bobId, 'testing bans'), one, 'Joined — 1'],
+    ];
+    for (const [act, header, listed] of steps) {
+      await act();
+      await expect.poll(shown, { timeout: 10_000 }).toBe(header);
+      await panel.getByText(listed).waitFor();
+    }
+    expect(await alice.evaluate(() => (window as unknown as { countMismatches: string[] }).countMismatches)).toEqual([]);
+    await toggle.click();
+    alice.off('load', onLoad);
+    expect(loads).toBe(0);
   });
 });
 

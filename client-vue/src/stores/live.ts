@@ -42,7 +42,13 @@ export const useLiveStore = defineStore('live', () => {
     source.value = createLiveSource(session.getClient(), {
       frame: (f) => e2e.frame(f),
       openRoom: () => openRoom.value,
-      refreshRooms: () => rooms.refresh(),
+      refreshRooms: async () => {
+        await rooms.refresh();
+        // Polling (or a stream that skipped frames) brings no membership events: the open
+        // room's member list, which its header counts, is read again with the room list.
+        const open = openRoom.value;
+        if (open && rooms.members.has(open)) void rooms.loadMembers(open).catch(() => {});
+      },
       catchUp: (roomId) => timeline.catchUp(roomId),
       events: (roomId, events, unread) => {
         timeline.ingestLive(roomId, events, unread);

@@ -1,10 +1,12 @@
-import type { ClientEvent, CreateRoomRequest, Member, RoomSummary } from '@parley/schemas';
+import type { ClientEvent, CreateRoomRequest, Member, Membership, RoomSummary } from '@parley/schemas';
 import { defineStore } from 'pinia';
 import { computed, reactive, ref, shallowRef } from 'vue';
 import { displayName } from '../lib/ids.js';
 import { mentionsMe } from '../lib/mentions.js';
 import { buildSidebar, directPartner, roomName } from '../lib/rooms.js';
 import { useSessionStore } from './session.js';
+
+const MEMBERSHIPS = new Set<string>(['join', 'invite', 'leave', 'ban', 'knock']);
 
 function isRelation(ev: ClientEvent): boolean {
   const rel = ev.content.relates_to as { type?: string } | undefined;
@@ -44,6 +46,15 @@ export const useRoomsStore = defineStore('rooms', () => {
 
   function nameOf(room: RoomSummary): string {
     return labels.value.get(room.room_id) ?? roomName(room);
+  }
+  /**
+   * How many people have joined: counted from the member list where it is loaded (the open
+   * room's always is, and the stream keeps it current event by event), so the header and the
+   * members panel always agree; else the room list's count.
+   */
+  function joinedCount(room: RoomSummary): number {
+    const found = members.get(room.room_id);
+    return found ? found.filter((m) => m.membership === 'join').length : room.joined_members;
   }
   const invites = computed(() => list.value.filter((r) => r.membership === 'invite'));
 
@@ -161,8 +172,15 @@ export const useRoomsStore = defineStore('rooms', () => {
     await session.api.invite(roomId, userId.trim());
   }
 
+  /** The latest member-list read asked for, by room: an answer to an earlier one is older than what the list shows. */
+  const memberReads = new Map<string, number>();
+  let memberReadSeq = 0;
+
   async function loadMembers(roomId: string): Promise<Member[]> {
+    const mine = ++memberReadSeq;
+    memberReads.set(roomId, mine);
     const found = await session.api.members(roomId);
+    if (memberReads.get(roomId) !== mine) return members.get(roomId) ?? found;
     members.set(roomId, found);
     for (const m of found) {
       if (m.displayname || !names.has(m.user_id)) names.set(m.user_id, m.displayname);
@@ -192,7 +210,30 @@ export const useRoomsStore = defineStore('rooms', () => {
       const kept = state.filter((e) => !(e.type === ev.type && e.state_key === ev.state_key));
       states.set(ev.room_id, [...kept, ev]);
     }
+    if (ev.type === 'room.member') applyMember(ev);
     if ((ev.type === 'room.member' || ev.type === 'room.roles') && members.has(ev.room_id)) void loadMembers(ev.room_id).catch(() => {});
+  }
+
+  /**
+   * A membership event says all there is to know of that person's membership: the loaded list
+   * takes it at once (join, leave, kick, ban, invite), in the same tick as the timeline shows
+   * it, rather than after the re-read that follows.
+   */
+  function applyMember(ev: ClientEvent): void {
+    const list = members.get(ev.room_id);
+    const userId = ev.state_key;
+    const membership = ev.content.membership;
+    if (!list || !userId || typeof membership !== 'string' || !MEMBERSHIPS.has(membership)) return;
+    const text = (key: string) => (typeof ev.content[key] === 'string' ? (ev.content[key] as string) : null);
+    const before = list.find((m) => m.user_id === userId);
+    const next: Member = {
+      user_id: userId,
+      membership: membership as Membership,
+      displayname: text('displayname'),
+      avatar_url: text('avatar_url'),
+      roles: before?.roles ?? [],
+    };
+    members.set(ev.room_id, before ? list.map((m) => (m.user_id === userId ? next : m)) : [...list, next]);
   }
 
   async function setState(roomId: string, type: string, content: Record<string, unknown>, stateKey = ''): Promise<void> {
@@ -212,6 +253,7 @@ export const useRoomsStore = defineStore('rooms', () => {
     loaded.value = false;
     names.clear();
     members.clear();
+    memberReads.clear();
     avatars.clear();
     states.clear();
     mentioned.clear();
@@ -229,6 +271,7 @@ export const useRoomsStore = defineStore('rooms', () => {
     byId,
     labels,
     nameOf,
+    joinedCount,
     sidebar,
     invites,
     refresh,
