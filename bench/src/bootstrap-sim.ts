@@ -14,20 +14,29 @@ export interface BootstrapSimOptions {
   maxRounds: number;
   /** The real pull interval a round stands for (bootstrap.pull_interval_ms). */
   roundMs: number;
+  /**
+   * New or newer descriptors of one list the receiver checks (the homeserver's 64 per
+   * message; replays of what it holds are free; its per-peer budget refills 30 a minute, so
+   * at a 30 min round it never binds below that).
+   */
+  verifyPerMessage?: number;
 }
 
 /**
  * Bootstrap-list convergence with in-process nodes: each node keeps a real AddressBook and,
  * every round (one `pull_interval_ms`), pulls the list of two servers it knows (and its seeds
  * while it knows fewer than three). A list holds the answering server's own descriptor when it
- * announces and a random sample of up to 255 entries of its book, as the homeserver answers;
- * at its start an announcing server pushes its descriptor to three servers (hop limit 3).
+ * announces and a random sample of up to 255 entries of its book, as the homeserver answers,
+ * of which the receiver checks at most `verifyPerMessage` new ones (64, as the homeserver does);
+ * at its start, and again each time it re-signs (every 12 h), an announcing server pushes its
+ * descriptor to three servers (hop limit 3).
  * Signatures are made once and not re-checked here (the homeserver verifies each against the
  * named server's key; that cost is in the `verify` scenario). Reports rounds and simulated time
  * until every node knows every announcing node, and the share known after each round.
  */
 export async function bootstrapSim(o: BootstrapSimOptions): Promise<Record<string, unknown>> {
   const started = performance.now();
+  const perMessage = o.verifyPerMessage ?? 64;
   let seed = 42;
   const random = () => {
     seed = (seed + 0x6d2b79f5) | 0;
@@ -40,19 +49,20 @@ export async function bootstrapSim(o: BootstrapSimOptions): Promise<Record<strin
   const names = Array.from({ length: o.nodes }, (_, i) => `n${i}.sim`);
   const hosts = names.map(() => `${11 + Math.floor(random() * 200)}.${Math.floor(random() * 256)}.${Math.floor(random() * 256)}.1`);
   const announces = names.map((_, i) => i < o.seeds || random() < o.announcing);
-  const descriptors: Array<BootstrapDescriptor | null> = names.map((serverName, i) =>
-    announces[i]
-      ? buildDescriptor({
-          serverName,
-          key,
-          endpoints: [{ host: hosts[i] as string, port: 8448 }],
-          tlsFingerprints: [],
-          capabilities: [],
-          now,
-          validForMs: 86_400_000,
-        })
-      : null,
-  );
+  const sign = (i: number, issued: number) =>
+    buildDescriptor({
+      serverName: names[i] as string,
+      key,
+      endpoints: [{ host: hosts[i] as string, port: 8448 }],
+      tlsFingerprints: [],
+      capabilities: [],
+      now: issued,
+      validForMs: 86_400_000,
+    });
+  const descriptors: Array<BootstrapDescriptor | null> = names.map((_, i) => (announces[i] ? sign(i, now) : null));
+  // The homeserver re-signs its descriptor halfway through its validity (12 h by default) and
+  // pushes the new one: a descriptor whose first pushes all fell on full slots gets out then.
+  const renewEvery = Math.max(1, Math.round(43_200_000 / o.roundMs));
   const books = names.map(() => new AddressBook({ secret: randomBytes(32), now: () => now, random }));
   const index = new Map(names.map((n, i) => [n, i]));
   const announcing = names.filter((_, i) => announces[i]);
@@ -99,13 +109,20 @@ export async function bootstrapSim(o: BootstrapSimOptions): Promise<Record<strin
       peers.delete(names[i] as string);
       for (const peer of peers) {
         const p = index.get(peer) as number;
-        for (const d of list(p)) if (d.server_name !== names[i]) b.add(d, { name: peer, host: hosts[p] as string });
+        let checked = 0;
+        for (const d of list(p)) {
+          if (d.server_name === names[i] || (b.get(d.server_name)?.descriptor.issued_ts ?? -1) >= d.issued_ts) continue;
+          if (checked++ >= perMessage) break;
+          b.add(d, { name: peer, host: hosts[p] as string });
+        }
         b.good(peer);
       }
       for (const c of b.collisions()) b.resolveCollision(c.newcomer, true);
       // At its start (the first round) an announcing server pushes its own descriptor.
-      const own = descriptors[i];
-      if (rounds === 1 && own) push(i, own, 3);
+      if (announces[i] && (rounds - 1) % renewEvery === 0) {
+        if (rounds > 1) descriptors[i] = sign(i, now + rounds);
+        push(i, descriptors[i] as BootstrapDescriptor, 3);
+      }
     }
     shares.push(knownShare());
     done = names.every((_, i) => complete(i));
@@ -119,6 +136,8 @@ export async function bootstrapSim(o: BootstrapSimOptions): Promise<Record<strin
     rounds,
     simulated_s: Math.round((rounds * o.roundMs) / 1000),
     round_ms_assumed: o.roundMs,
+    renew_every_rounds: renewEvery,
+    verify_per_message: perMessage,
     known_share_pct_by_round: shares,
     wall_s: Math.round((performance.now() - started) / 100) / 10,
   };

@@ -122,7 +122,10 @@ export class BootstrapService {
   /**
    * Verifies descriptors heard from `source` and adds the good ones. Answers the ones that
    * were new or newer (worth passing on), the reasons for those refused, and how many were
-   * not looked at (over the peer's budget).
+   * not looked at (over the peer's budget). What costs — fetching the named server's key and
+   * checking the signature — is bounded per message and per peer; what does not (junk, our
+   * own, blocked, pruned, and replays of what the book holds) is sorted out first and free,
+   * so a list mostly of known servers still brings in up to 64 new ones.
    */
   async accept(
     raws: unknown[],
@@ -131,11 +134,8 @@ export class BootstrapService {
   ): Promise<{ fresh: BootstrapDescriptor[]; refused: string[]; overBudget: number }> {
     const fresh: BootstrapDescriptor[] = [];
     const refused: string[] = [];
-    const budget =
-      source.name === 'fallback' || source.name === 'seed'
-        ? raws.length
-        : this.#limiter.take(source.name, Math.min(raws.length, VERIFY_PER_BATCH));
-    for (const raw of raws.slice(0, budget)) {
+    const toVerify: Array<{ raw: unknown; server: string; keyIds: string[] }> = [];
+    for (const raw of raws) {
       const named = descriptorKeyIds(raw);
       if (!named) {
         refused.push('not a descriptor');
@@ -153,24 +153,31 @@ export class BootstrapService {
         refused.push(`${named.server}: pruned by an admin; only a descriptor signed since comes back`);
         continue;
       }
+      toVerify.push({ raw, ...named });
+    }
+    const budget =
+      source.name === 'fallback' || source.name === 'seed'
+        ? toVerify.length
+        : this.#limiter.take(source.name, Math.min(toVerify.length, VERIFY_PER_BATCH));
+    for (const { raw, server, keyIds } of toVerify.slice(0, budget)) {
       // The key of the server the descriptor names, fetched from that server (and pinned).
-      await this.#d.fed.keyStore.prefetch(named.server, named.keyIds, { requester: `bootstrap:${source.name}` });
+      await this.#d.fed.keyStore.prefetch(server, keyIds, { requester: `bootstrap:${source.name}` });
       const checked = verifyDescriptor(raw, this.#d.fed.keyStore.keyRing(), this.#d.clock.now());
       if (!checked.ok) {
         refused.push(checked.reason);
         continue;
       }
       // An admin may have pruned it while its key was being fetched.
-      if (this.#wasPruned(named.server, checked.descriptor.issued_ts)) continue;
+      if (this.#wasPruned(server, checked.descriptor.issued_ts)) continue;
       const added = this.book.add(checked.descriptor, source, options);
       if ('entry' in added) fresh.push(checked.descriptor);
       else if (added.kind !== 'replay') refused.push(added.reason);
     }
-    if (refused.length > 0 || budget < raws.length) {
-      const notRead = raws.length - budget;
-      this.#d.log.debug({ source: source.name, refused: refused.slice(0, 10), over_budget: notRead }, 'bootstrap descriptors refused');
+    const overBudget = toVerify.length - budget;
+    if (refused.length > 0 || overBudget > 0) {
+      this.#d.log.debug({ source: source.name, refused: refused.slice(0, 10), over_budget: overBudget }, 'bootstrap descriptors refused');
     }
-    return { fresh, refused, overBudget: raws.length - budget };
+    return { fresh, refused, overBudget };
   }
 
   #wasPruned(server: string, issued: unknown): boolean {
