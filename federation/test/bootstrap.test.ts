@@ -240,6 +240,19 @@ describe('address book (addrman rules)', () => {
     expect(book(5, clock).load(saved, DAY)).toBe(false);
   });
 
+  it('feelers probe only unproven ("new") entries, and none once every entry answered', () => {
+    const b = book(8);
+    for (let i = 0; i < 6; i++) b.add(descriptor(`f${i}.example`, `198.${60 + i}.1.1`, key), { name: 'seed', host: '' });
+    b.good('f0.example');
+    b.good('f1.example');
+    const picked = new Set(Array.from({ length: 200 }, () => b.feeler()?.serverName));
+    expect([...picked].sort()).toEqual(['f2.example', 'f3.example', 'f4.example', 'f5.example']);
+    for (let i = 2; i < 6; i++) b.good(`f${i}.example`);
+    for (const c of b.collisions()) b.resolveCollision(c.newcomer, true);
+    expect(b.entries().filter((e) => e.table === 'new')).toEqual([]);
+    expect(b.feeler()).toBeNull();
+  });
+
   it('finds servers by capability', () => {
     const b = book(6);
     b.add(descriptor('relay.example', '198.51.1.1', key, NOW, { capabilities: ['relay'] }), { name: 'seed', host: '' });
