@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { formatRecoveryKey, newRecoveryKey } from '@parley/sdk/crypto';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FedServer } from '../../homeserver/test/support/federation.js';
 import { FAILURE_TEXT } from '../src/lib/e2e.js';
@@ -310,6 +310,104 @@ describe('an encrypted direct message across two homeservers', () => {
     } finally {
       await a.context.close();
       await b.context.close();
+    }
+  });
+});
+
+// A second device of an account that never set up a recovery key: it asks to be approved, the
+// first device (holding the user key) approves it after comparing 7 emoji, and from then on the
+// new device sends and reads in the encrypted room. Screenshots: e2e-approve-*.png.
+describe('approving a new device from another one (no recovery key)', () => {
+  it('device 2 asks, device 1 approves, device 2 sends and reads in the encrypted DM', async () => {
+    const a = await openPage(browser);
+    const b = await openPage(browser);
+    const c = await openPage(browser);
+    const carol = a.page;
+    const dave = b.page;
+    const carol2 = c.page;
+    const failed = collectFailures([carol, dave, carol2]);
+    try {
+      await signUpInBrowser(carol, 'carol', hs1.url);
+      await signUpInBrowser(dave, 'dave', hs2.url);
+      await carol.getByRole('link', { name: 'Start a direct message' }).click();
+      await carol.getByLabel('Who do you want to message?').fill('@dave:hs2.test');
+      await carol.getByRole('button', { name: 'Start chatting' }).click();
+      await carol.waitForURL(/\/room\//, { timeout: 30_000 });
+      const roomId = decodeURIComponent(new URL(carol.url()).pathname.split('/').pop() ?? '');
+      // No recovery key: Carol puts it off, so the account has no key backup.
+      await carol.getByTestId('recovery-banner').getByRole('button', { name: 'Not now' }).click({ timeout: 30_000 });
+      const invite = dave.getByTestId('invite').filter({ hasText: roomId });
+      await invite.waitFor({ timeout: 30_000 });
+      await invite.getByRole('button', { name: 'Accept' }).click();
+      await dave.waitForURL(/\/room\//);
+      await dave.getByTestId('recovery-banner').getByRole('button', { name: 'Not now' }).click({ timeout: 30_000 });
+      await sendMessage(carol, 'Hello from the laptop (carol-1)');
+      await messageWith(dave, 'Hello from the laptop').waitFor({ timeout: 60_000 });
+
+      // Device 2: no backup, so no recovery key is asked for; it offers approval from another device.
+      await carol2.goto(hs1.url);
+      await carol2.waitForURL(/\/login/);
+      await carol2.getByLabel('Username').fill('carol');
+      await carol2.getByLabel('Password').fill('correct horse battery');
+      await carol2.getByRole('button', { name: 'Sign in' }).click();
+      const banner2 = carol2.getByTestId('recovery-banner');
+      await banner2.getByRole('button', { name: 'Approve from another device' }).waitFor({ timeout: 30_000 });
+      expect(await banner2.textContent()).toContain('Approve it from another device');
+      expect(await banner2.getByRole('button', { name: 'Enter recovery key' }).count()).toBe(0);
+      await banner2.getByRole('button', { name: 'Approve from another device' }).click();
+      const asking = carol2.getByTestId('approval-request');
+      await asking.getByTestId('approval-waiting').waitFor({ timeout: 30_000 });
+      const deviceId2 = (await asking.getByTestId('approval-device-id').textContent())?.trim() ?? '';
+      expect(deviceId2).not.toBe('');
+      const emojiOf = (where: Locator) =>
+        where.getByTestId('approval-emoji-item').evaluateAll((els) => els.map((el) => (el.textContent ?? '').replace(/\s+/g, ' ').trim()));
+      const emoji2 = await emojiOf(asking);
+      expect(emoji2).toHaveLength(7);
+      await shot(carol2, 'e2e-approve-01-new-device-waiting');
+      expect(await axe(carol2)).toEqual([]);
+
+      // Device 1: "A new sign-in wants access", the same emoji; Settings → Sessions lists it with Approve.
+      const prompt = carol.getByTestId('approval-prompt');
+      await prompt.waitFor({ timeout: 30_000 });
+      expect(await prompt.textContent()).toContain(`A new sign-in wants access`);
+      expect(await prompt.textContent()).toContain(deviceId2);
+      expect(await emojiOf(prompt)).toEqual(emoji2);
+      await shot(carol, 'e2e-approve-02-first-device-prompt');
+      expect(await axe(carol)).toEqual([]);
+      // (The request lives in the open page, as the sdk keeps it: go there in the app, no reload.)
+      await carol.getByRole('link', { name: 'Settings' }).click();
+      const row = carol.getByTestId('device').filter({ hasText: deviceId2 });
+      await row.getByTestId('device-wants-access').waitFor({ timeout: 30_000 });
+      await row.getByTestId('device-approve').click();
+      await row.getByTestId('device-wants-access').waitFor({ state: 'detached', timeout: 30_000 });
+      await prompt.waitFor({ state: 'detached' });
+
+      // Device 2 is approved: the dialog and banner go; it sends, Dave reads; Dave replies, it reads.
+      await asking.waitFor({ state: 'detached', timeout: 30_000 });
+      await banner2.waitFor({ state: 'detached' });
+      await carol2.goto(`${hs1.url}/room/${encodeURIComponent(roomId)}`);
+      await carol2.getByTestId('composer-encrypted').waitFor({ timeout: 30_000 });
+      await sendMessage(carol2, 'Now from my phone (carol-2)');
+      await messageWith(dave, 'Now from my phone').waitFor({ timeout: 60_000 });
+      await expect.poll(() => carol2.getByTestId('send-status').count(), { timeout: 30_000 }).toBe(0);
+      await sendMessage(dave, 'Got it on your phone (dave-reply)');
+      await messageWith(carol2, 'Got it on your phone').waitFor({ timeout: 60_000 });
+      // Device 1 reads what device 2 sent, too.
+      await carol.goto(`${hs1.url}/room/${encodeURIComponent(roomId)}`);
+      await messageWith(carol, 'Now from my phone').waitFor({ timeout: 60_000 });
+      await shot(carol2, 'e2e-approve-03-new-device-chat');
+      await shot(dave, 'e2e-approve-04-dave-reads-new-device');
+
+      expect(failed).toEqual([]);
+      for (const p of [a, b, c]) expect(unexpectedConsole(p.errors)).toEqual([]);
+    } catch (err) {
+      await shot(carol, 'failure-e2e-approve-carol').catch(() => {});
+      await shot(carol2, 'failure-e2e-approve-carol2').catch(() => {});
+      await shot(dave, 'failure-e2e-approve-dave').catch(() => {});
+      console.error('carol:', a.errors, '\ncarol2:', c.errors, '\ndave:', b.errors, '\nfailed requests:', failed);
+      throw err;
+    } finally {
+      for (const p of [a, b, c]) await p.context.close();
     }
   });
 });

@@ -141,3 +141,30 @@ export function groupDigits(number: string, size = 5): string[] {
   for (let i = 0; i < digits.length; i += size) out.push(digits.slice(i, i + size));
   return out;
 }
+
+/** The to-device request a new device sends to the user's other devices (sdk: `requestApproval`). */
+export const APPROVAL_TYPE = 'parley.device_approval';
+
+/**
+ * The 7 emoji both devices show while one approves the other: SHA-256 over the user, the asking
+ * device's ID and its signing key (as its request carried it), read 6 bits an emoji from the
+ * 64 SAS pictures (`table`, the sdk's SAS_EMOJI). The same on both screens only if the request
+ * the approving device got carries the key the asking device holds.
+ */
+export async function approvalEmoji(
+  table: readonly (readonly [string, string])[],
+  userId: string,
+  deviceId: string,
+  signatureKey: string,
+): Promise<{ emoji: string; name: string }[]> {
+  const input = new TextEncoder().encode(`parley device approval v1\u0000${userId}\u0000${deviceId}\u0000${signatureKey}`);
+  const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', input));
+  let bits = 0n;
+  for (let i = 0; i < 6; i++) bits = (bits << 8n) | BigInt(hash[i] as number);
+  const out: { emoji: string; name: string }[] = [];
+  for (let i = 0; i < 7; i++) {
+    const [emoji, name] = table[Number((bits >> BigInt(42 - 6 * i)) & 63n)] ?? ['?', '?'];
+    out.push({ emoji, name });
+  }
+  return out;
+}

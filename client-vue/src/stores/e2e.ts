@@ -2,7 +2,7 @@ import type { ClientEvent, Frame } from '@parley/schemas';
 import type { AttachmentKey, DecryptFailureReason } from '@parley/sdk/crypto';
 import { defineStore } from 'pinia';
 import { computed, markRaw, reactive, ref, shallowReactive } from 'vue';
-import { type DecryptView, decryptedEvent } from '../lib/e2e.js';
+import { APPROVAL_TYPE, approvalEmoji, type DecryptView, decryptedEvent } from '../lib/e2e.js';
 import { useRoomsStore } from './rooms.js';
 import { useSessionStore } from './session.js';
 
@@ -15,6 +15,13 @@ export interface E2eDevice {
   displayName?: string;
   verified: boolean;
   current: boolean;
+}
+/** A device of this user asking to be approved (shown on devices holding the user key). */
+export interface ApprovalRequest {
+  deviceId: string;
+  displayName?: string;
+  /** The 7 emoji of the asking device's key, as it shows them too (missing if its key was not seen). */
+  emoji?: { emoji: string; name: string }[];
 }
 export interface SafetyInfo {
   emoji: { emoji: string; name: string }[];
@@ -39,11 +46,15 @@ export interface E2eSessionLike {
   setupRecovery(): Promise<string>;
   hasRecovery(): Promise<boolean>;
   restore(recoveryKey: string): Promise<void>;
+  requestApproval(): Promise<void>;
+  approveDevice(deviceId: string): Promise<void>;
+  readonly device: { readonly signatureKey: Uint8Array };
   encryptFile(bytes: Uint8Array): Promise<{ ciphertext: Uint8Array; info: AttachmentKey }>;
   decryptFile(ciphertext: Uint8Array, info: AttachmentKey): Promise<Uint8Array>;
   on(event: 'decrypted', cb: (e: { roomId: string; eventId: string }) => void): () => void;
   on(event: 'trust', cb: (e: { userId: string; trust: Trust }) => void): () => void;
   on(event: 'failure', cb: (e: { roomId: string; eventId: string; reason: DecryptFailureReason }) => void): () => void;
+  on(event: 'approval', cb: (e: { deviceId: string }) => void): () => void;
   close(): Promise<void>;
 }
 const DISMISSED_KEY = 'parley.e2e.recovery-dismissed';
@@ -65,7 +76,17 @@ export const useE2eStore = defineStore('e2e', () => {
    * It shows as a banner that never blocks the chat; its button opens `dialog`.
    */
   const prompt = ref<'setup' | 'restore' | null>(null);
-  const dialog = ref<'setup' | 'restore' | null>(null);
+  const dialog = ref<'setup' | 'restore' | 'approve' | null>(null);
+  /** Whether the account has a key backup (a new device is offered the recovery key only then). */
+  const backupExists = ref<boolean | null>(null);
+  /** New device: 'waiting' once it asked the user's other devices to approve it. */
+  const approval = ref<'idle' | 'asking' | 'waiting'>('idle');
+  /** New device: the emoji of its own key that the approving device shows too. */
+  const ownEmoji = ref<{ emoji: string; name: string }[]>([]);
+  /** Devices of this user asking to be approved by this one (it holds the user key). */
+  const approvals = ref<ApprovalRequest[]>([]);
+  /** The asking devices' keys as their requests carried them (for the emoji). */
+  const requestKeys = new Map<string, string>();
   /** The person whose safety emoji are on screen. */
   const verifying = ref<string | null>(null);
   const views = shallowReactive(new Map<string, DecryptView>());
@@ -114,11 +135,14 @@ export const useE2eStore = defineStore('e2e', () => {
           s.on('trust', (e) => {
             trust.set(e.userId, e.trust);
           }),
+          s.on('approval', (e) => void noteApproval(e.deviceId)),
         ];
         needsRecovery.value = s.needsRecovery;
         status.value = 'ready';
-        if (s.needsRecovery) prompt.value = 'restore';
-        else void considerRecoverySetup();
+        if (s.needsRecovery) {
+          prompt.value = 'restore';
+          backupExists.value = await s.hasRecovery().catch(() => null);
+        } else void considerRecoverySetup();
         return s;
       } catch (err) {
         status.value = 'failed';
@@ -139,6 +163,11 @@ export const useE2eStore = defineStore('e2e', () => {
     prompt.value = null;
     dialog.value = null;
     verifying.value = null;
+    approval.value = 'idle';
+    ownEmoji.value = [];
+    approvals.value = [];
+    requestKeys.clear();
+    backupExists.value = null;
     views.clear();
     trust.clear();
     encryptedRooms.clear();
@@ -169,7 +198,15 @@ export const useE2eStore = defineStore('e2e', () => {
   function frame(f: Frame): void {
     if (!opening) return;
     void inLine(async (s) => {
+      // The key the sdk will certify is the one in the user's own latest request: keep the same one for the emoji.
+      const c = f.kind === 'to_device' && f.data.type === APPROVAL_TYPE && f.data.sender === auth.userId ? f.data.content : null;
+      if (c && typeof c.signature_key === 'string' && typeof c.device_id === 'string') {
+        if (requestKeys.size >= 20 && !requestKeys.has(c.device_id)) requestKeys.delete(requestKeys.keys().next().value as string);
+        requestKeys.set(c.device_id, c.signature_key);
+      }
       await s.handleFrame(f);
+      // Approved by another device (its device-list frame certified this one)?
+      if (needsRecovery.value && !s.needsRecovery) certified();
       if (f.kind !== 'event') return;
       const ev = f.data.event;
       if (ev.type === 'room.encryption') encryptedRooms.add(ev.room_id);
@@ -283,6 +320,63 @@ export const useE2eStore = defineStore('e2e', () => {
     recoveryDone();
   }
 
+  /** This device became certified (by the recovery key or another device's approval). */
+  function certified(): void {
+    needsRecovery.value = false;
+    approval.value = 'idle';
+    if (prompt.value === 'restore') prompt.value = null;
+    if (dialog.value === 'restore' || dialog.value === 'approve') dialog.value = null;
+  }
+
+  /** New device: asks the user's other devices to approve it and waits (the device-list frame ends the wait). */
+  async function requestApproval(): Promise<void> {
+    const s = await whenReady();
+    if (!s.needsRecovery) return certified();
+    approval.value = 'asking';
+    try {
+      const { SAS_EMOJI, toB64u } = await import('@parley/sdk/crypto');
+      ownEmoji.value = await approvalEmoji(SAS_EMOJI, auth.userId, auth.session?.device_id ?? '', toB64u(s.device.signatureKey));
+      await s.requestApproval();
+      approval.value = 'waiting';
+    } catch (err) {
+      approval.value = 'idle';
+      throw err;
+    }
+  }
+
+  /** Stops waiting here (a request already shown on other devices stays there until they answer it). */
+  function cancelApproval(): void {
+    approval.value = 'idle';
+    if (dialog.value === 'approve') dialog.value = null;
+  }
+
+  async function noteApproval(deviceId: string): Promise<void> {
+    const key = requestKeys.get(deviceId);
+    const entry: ApprovalRequest = { deviceId };
+    if (key) {
+      const { SAS_EMOJI } = await import('@parley/sdk/crypto');
+      entry.emoji = await approvalEmoji(SAS_EMOJI, auth.userId, deviceId, key).catch(() => undefined);
+    }
+    const name = await auth
+      .getClient()
+      .listDevices()
+      .then((l) => l.devices.find((d) => d.device_id === deviceId)?.display_name ?? undefined)
+      .catch(() => undefined);
+    if (name) entry.displayName = name;
+    approvals.value = [...approvals.value.filter((a) => a.deviceId !== deviceId), entry];
+  }
+
+  /** Certifies a device that asked (the person confirmed it is theirs); the members then add it to encrypted rooms. */
+  async function approveDevice(deviceId: string): Promise<void> {
+    await inLine((s) => s.approveDevice(deviceId));
+    approvals.value = approvals.value.filter((a) => a.deviceId !== deviceId);
+  }
+
+  /** Not approved: the request goes from this device's list (the asking device stays unconfirmed). */
+  function rejectDevice(deviceId: string): void {
+    approvals.value = approvals.value.filter((a) => a.deviceId !== deviceId);
+  }
+
   return {
     status,
     error,
@@ -311,6 +405,14 @@ export const useE2eStore = defineStore('e2e', () => {
     dismissPrompt,
     recoveryDone,
     restore,
+    backupExists,
+    approval,
+    ownEmoji,
+    approvals,
+    requestApproval,
+    cancelApproval,
+    approveDevice,
+    rejectDevice,
     devices: (userId: string) => need().devices(userId),
     safety: (userId: string) => need().safety(userId),
     setupRecovery: () => need().setupRecovery(),
