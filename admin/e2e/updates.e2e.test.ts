@@ -1,12 +1,11 @@
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { create as createTar } from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ReleaseRepository } from '../../homeserver/src/updates/release.js';
 import { until } from '../../homeserver/test/support/net.js';
+import { createReleaseRepository } from '../../homeserver/test/support/release-repo.js';
 import { startTestServer, type TestServer } from '../../homeserver/test/support/server.js';
 import { serveDir } from '../../homeserver/test/support/static-dir.js';
 import { adminSignIn, axe, ensureAppsBuilt, launch, openPage, shot } from './support.js';
@@ -25,19 +24,8 @@ const sites: Array<{ close(): Promise<void> }> = [];
 beforeAll(async () => {
   ensureAppsBuilt();
   work = await mkdtemp(path.join(tmpdir(), 'parley-admin-updates-'));
-  const key = (): KeyObject => generateKeyPairSync('ed25519').privateKey;
-  const keys = { root: key(), targets: key(), snapshot: key(), timestamp: key() };
   const repoDir = path.join(work, 'repo');
-  const repo = await ReleaseRepository.init(repoDir, {
-    rootKeys: [keys.root],
-    threshold: 1,
-    targetsKey: keys.targets,
-    snapshotKey: keys.snapshot,
-    timestampKey: keys.timestamp,
-    now: Date.now(),
-  });
-  repo.sign('root', keys.root);
-  await repo.save();
+  const { repo, keys } = await createReleaseRepository(repoDir, { trustedRoot: path.join(work, 'root.json') });
   await mkdir(path.join(work, 'src', 'dist'), { recursive: true });
   await writeFile(path.join(work, 'src', 'dist', 'index.html'), `<!doctype html><html lang="en"><title>${TITLE}</title></html>`);
   await createTar({ gzip: true, file: path.join(work, 'web.tgz'), cwd: path.join(work, 'src') }, ['dist']);
@@ -48,7 +36,6 @@ beforeAll(async () => {
     kind: 'web-client',
   });
   await repo.addTarget('server/parley-server.tgz', Buffer.from('server'), keys, Date.now(), { version: '0.5.0', kind: 'server' });
-  await writeFile(path.join(work, 'root.json'), await readFile(path.join(repoDir, 'metadata', '1.root.json')));
   // The hostile mirror serves the same metadata with other bytes for the web client.
   const hostileDir = path.join(work, 'hostile');
   await mkdir(path.join(hostileDir, 'targets', 'client'), { recursive: true });

@@ -1,32 +1,19 @@
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FALLBACK_LIST_TARGET } from '../src/updates/mirror.js';
-import { ReleaseRepository } from '../src/updates/release.js';
 import { startFederation } from './support/federation.js';
 import { until } from './support/net.js';
+import { createReleaseRepository } from './support/release-repo.js';
 import { serveDir } from './support/static-dir.js';
 
-const key = (): KeyObject => generateKeyPairSync('ed25519').privateKey;
 const TARGET = 'client/parley-client.tgz';
 
 /** A 1-of-1 release repository in `dir`/repo with one file, and its root in `dir`/root.json. */
 async function oneKeyRepository(dir: string) {
-  const keys = { root: key(), targets: key(), snapshot: key(), timestamp: key() };
-  const repo = await ReleaseRepository.init(path.join(dir, 'repo'), {
-    rootKeys: [keys.root],
-    threshold: 1,
-    targetsKey: keys.targets,
-    snapshotKey: keys.snapshot,
-    timestampKey: keys.timestamp,
-    now: Date.now(),
-  });
-  repo.sign('root', keys.root);
-  await repo.save();
+  const { repo, keys } = await createReleaseRepository(path.join(dir, 'repo'), { trustedRoot: path.join(dir, 'root.json') });
   await repo.addTarget(TARGET, Buffer.from('bundle via bootstrap'), keys, Date.now());
-  await writeFile(path.join(dir, 'root.json'), await readFile(path.join(dir, 'repo', 'metadata', '1.root.json')));
   return { repo, keys };
 }
 

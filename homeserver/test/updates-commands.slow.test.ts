@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,27 +5,12 @@ import { fileURLToPath } from 'node:url';
 import { create as createTar } from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVER_TARGET } from '../src/updates/apply.js';
-import { ReleaseRepository } from '../src/updates/release.js';
+import { createReleaseRepository } from './support/release-repo.js';
+import { runNode } from './support/run-node.js';
 import { serveDir } from './support/static-dir.js';
 
 const BIN = fileURLToPath(new URL('../bin/parley.mjs', import.meta.url));
 const BUILD_RELEASE = fileURLToPath(new URL('../../scripts/build-release.mjs', import.meta.url));
-const key = (): KeyObject => generateKeyPairSync('ed25519').privateKey;
-
-function run(file: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** The operator's commands as processes: `parley update apply`, and build-release's fallback-list check. */
 describe('release commands as the operator runs them', () => {
@@ -43,18 +26,8 @@ describe('release commands as the operator runs them', () => {
   });
 
   it('parley update apply: verified through a hostile mirror listed first, then unpacked; from the hostile one alone, nothing', async () => {
-    const keys = { root: key(), targets: key(), snapshot: key(), timestamp: key() };
     const repoDir = path.join(work, 'repo');
-    const repo = await ReleaseRepository.init(repoDir, {
-      rootKeys: [keys.root],
-      threshold: 1,
-      targetsKey: keys.targets,
-      snapshotKey: keys.snapshot,
-      timestampKey: keys.timestamp,
-      now: Date.now(),
-    });
-    repo.sign('root', keys.root);
-    await repo.save();
+    const { repo, keys } = await createReleaseRepository(repoDir, { trustedRoot: path.join(work, 'root.json') });
     await mkdir(path.join(work, 'src', 'parley', 'homeserver', 'dist'), { recursive: true });
     await writeFile(path.join(work, 'src', 'parley', 'homeserver', 'dist', 'parley.mjs'), '// parley 9.9.9');
     await createTar({ gzip: true, file: path.join(work, 'server.tgz'), cwd: path.join(work, 'src') }, ['parley']);
@@ -66,7 +39,6 @@ describe('release commands as the operator runs them', () => {
     const site = await serveDir(() => repoDir);
     const hostile = await serveDir(() => hostileDir);
     sites.push(site, hostile);
-    await writeFile(path.join(work, 'root.json'), await readFile(path.join(repoDir, 'metadata', '1.root.json')));
     const config = async (name: string, upstreams: string[]) => {
       const file = path.join(work, `${name}.yaml`);
       const updates = { upstreams, trusted_root: path.join(work, 'root.json') };
@@ -74,13 +46,13 @@ describe('release commands as the operator runs them', () => {
       return file;
     };
 
-    const ok = await run(BIN, ['update', 'apply', '--config', await config('a', [hostile.url, site.url])]);
+    const ok = await runNode(BIN, ['update', 'apply', '--config', await config('a', [hostile.url, site.url])]);
     expect(ok.stderr).toContain(`parley: refused ${hostile.url}: LengthOrHashMismatchError: Expected hash `);
     const into = /verified and unpacked from (\S+) into (\S+)\n/.exec(ok.stdout);
     expect([ok.code, into?.[1]]).toEqual([0, site.url]);
     expect(await readFile(path.join(into?.[2] ?? '', 'homeserver', 'dist', 'parley.mjs'), 'utf8')).toBe('// parley 9.9.9');
 
-    const refused = await run(BIN, ['update', 'apply', '--config', await config('b', [hostile.url])]);
+    const refused = await runNode(BIN, ['update', 'apply', '--config', await config('b', [hostile.url])]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain(`no mirror served a verified ${SERVER_TARGET}: ${hostile.url}: LengthOrHashMismatchError`);
     await expect(readFile(path.join(work, 'b', 'releases', 'metadata', 'timestamp.json'))).rejects.toThrow(/ENOENT/);
@@ -94,7 +66,7 @@ describe('release commands as the operator runs them', () => {
     ] as const) {
       const file = path.join(work, `${name}.json`);
       await writeFile(file, body);
-      const r = await run(BUILD_RELEASE, [path.join(work, `out-${name}`), '--fallback-list', file]);
+      const r = await runNode(BUILD_RELEASE, [path.join(work, `out-${name}`), '--fallback-list', file]);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/^build-release: /);
       expect(r.stdout).not.toContain('building');

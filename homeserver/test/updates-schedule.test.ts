@@ -1,33 +1,19 @@
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type Config, defaultConfig, mergeConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { systemClock } from '../src/services/clock.js';
-import { ReleaseRepository } from '../src/updates/release.js';
 import { UpdateService } from '../src/updates/service.js';
 import { until } from './support/net.js';
+import { createReleaseRepository } from './support/release-repo.js';
 import { serveDir } from './support/static-dir.js';
-
-const key = (): KeyObject => generateKeyPairSync('ed25519').privateKey;
 
 /** A 1-of-1 release repository served over HTTP, and a server's config that checks it. */
 async function setup(updates: Partial<Config['updates']> = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'parley-updates-schedule-'));
-  const keys = { root: key(), targets: key(), snapshot: key(), timestamp: key() };
-  const repo = await ReleaseRepository.init(path.join(dir, 'repo'), {
-    rootKeys: [keys.root],
-    threshold: 1,
-    targetsKey: keys.targets,
-    snapshotKey: keys.snapshot,
-    timestampKey: keys.timestamp,
-    now: Date.now(),
-  });
-  repo.sign('root', keys.root);
-  await repo.save();
-  await writeFile(path.join(dir, 'root.json'), await readFile(path.join(dir, 'repo', 'metadata', '1.root.json')));
+  const { repo, keys } = await createReleaseRepository(path.join(dir, 'repo'), { trustedRoot: path.join(dir, 'root.json') });
   const site = await serveDir(() => path.join(dir, 'repo'));
   const config = mergeConfig(defaultConfig(), {
     data_dir: path.join(dir, 'data'),
