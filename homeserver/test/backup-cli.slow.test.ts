@@ -8,6 +8,7 @@ import { downloadMedia, ParleyClient, RoomsApi, uploadMedia } from '@parley/sdk'
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from './support/net.js';
+import { embeddedPostgresEnv, runNode } from './support/run-node.js';
 
 const BIN = fileURLToPath(new URL('../bin/parley.mjs', import.meta.url));
 
@@ -37,16 +38,15 @@ describe('parley backup and parley restore from the command line (embedded Postg
       path.join(root, 'parley.yaml'),
       'server_name: backup.test\nrate_limits: { enabled: false }\nauth: { argon2: { memory_kib: 8192, iterations: 1, parallelism: 1 } }\n',
     );
-    env = {
-      ...process.env,
-      PARLEY_CONFIG: path.join(root, 'parley.yaml'),
-      PARLEY_HTTP_PORT: String(port),
-      PARLEY_FEDERATION_PORT: String(fedPort),
-      PARLEY_LOG_LEVEL: 'warn',
-    };
-    delete env.DATABASE_URL;
-    delete env.REDIS_URL;
-    delete env.PARLEY_SERVER_NAME;
+    env = embeddedPostgresEnv(
+      {
+        PARLEY_CONFIG: path.join(root, 'parley.yaml'),
+        PARLEY_HTTP_PORT: String(port),
+        PARLEY_FEDERATION_PORT: String(fedPort),
+        PARLEY_LOG_LEVEL: 'warn',
+      },
+      ['PARLEY_SERVER_NAME'],
+    );
   });
   afterAll(async () => {
     for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
@@ -89,22 +89,7 @@ describe('parley backup and parley restore from the command line (embedded Postg
       child.once('exit', (code) => resolve(code));
       child.kill('SIGTERM');
     });
-  const cli = (dataDir: string, args: string[]) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [BIN, ...args], {
-        env: { ...env, PARLEY_DATA_DIR: dataDir },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => {
-        stdout += d;
-      });
-      child.stderr.on('data', (d) => {
-        stderr += d;
-      });
-      child.on('exit', (code) => resolve({ code, stdout, stderr }));
-    });
+  const cli = (dataDir: string, args: string[]) => runNode(BIN, args, { env: { ...env, PARLEY_DATA_DIR: dataDir } });
   const keyDocument = async () =>
     (await (
       await undiciFetch(`https://127.0.0.1:${fedPort}/federation/v1/keys`, {

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { ParleyClient } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from './support/net.js';
+import { embeddedPostgresEnv, runNode } from './support/run-node.js';
 
 const BIN = fileURLToPath(new URL('../bin/parley.mjs', import.meta.url));
 
@@ -23,17 +24,16 @@ describe('parley serve on the embedded Postgres', () => {
   beforeAll(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'parley-cli-'));
     port = await freePort();
-    env = {
-      ...process.env,
-      PARLEY_DATA_DIR: dataDir,
-      PARLEY_HTTP_PORT: String(port),
-      PARLEY_SERVER_NAME: 'cli.test',
-      PARLEY_LOG_LEVEL: 'info',
-      PARLEY_FEDERATION_PORT: '0',
-    };
-    delete env.DATABASE_URL;
-    delete env.REDIS_URL;
-    delete env.PARLEY_CONFIG;
+    env = embeddedPostgresEnv(
+      {
+        PARLEY_DATA_DIR: dataDir,
+        PARLEY_HTTP_PORT: String(port),
+        PARLEY_SERVER_NAME: 'cli.test',
+        PARLEY_LOG_LEVEL: 'info',
+        PARLEY_FEDERATION_PORT: '0',
+      },
+      ['PARLEY_CONFIG'],
+    );
   });
   afterAll(async () => {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
@@ -87,21 +87,7 @@ describe('parley serve on the embedded Postgres', () => {
     return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
   }
 
-  function cli(args: string[], stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => {
-        stdout += d;
-      });
-      child.stderr.on('data', (d) => {
-        stderr += d;
-      });
-      child.stdin.end(stdin ?? '');
-      child.on('exit', (code) => resolve({ code, stdout, stderr }));
-    });
-  }
+  const cli = (args: string[], stdin?: string) => runNode(BIN, args, { env, input: stdin ?? '' });
 
   const client = () => new ParleyClient({ baseUrl: `http://127.0.0.1:${port}` });
 

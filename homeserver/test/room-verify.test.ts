@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoomVerifier } from '../src/services/room-verify.js';
 import { adminQuery } from './support/postgres.js';
+import { type NodeRun, runNode } from './support/run-node.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
 const BIN = fileURLToPath(new URL('../bin/parley.mjs', import.meta.url));
@@ -26,25 +26,14 @@ describe('parley room verify', () => {
   });
   afterAll(() => server?.close());
 
-  function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  function cli(args: string[]): Promise<NodeRun> {
     const env = {
       ...process.env,
       DATABASE_URL: server.database.url,
       PARLEY_DATA_DIR: server.config.data_dir,
       PARLEY_SERVER_NAME: 'hs1.test',
     };
-    return new Promise((resolve) => {
-      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => {
-        stdout += d;
-      });
-      child.stderr.on('data', (d) => {
-        stderr += d;
-      });
-      child.on('exit', (code) => resolve({ code, stdout, stderr }));
-    });
+    return runNode(BIN, args, { env });
   }
 
   const verifier = () => new RoomVerifier(server.services.roomRepo, server.services.eventRepo, server.services.identity);
