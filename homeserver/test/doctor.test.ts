@@ -5,28 +5,15 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { generateSelfSignedCertificate } from '@parley/federation/tls';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config, DeepPartial } from '../src/config.js';
 import { doctor, type Finding } from '../src/ops/doctor.js';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
 import { freePort, until } from './support/net.js';
+import { redisAnswers } from './support/redis.js';
 import { startTestServer, type TestServer, testConfig } from './support/server.js';
 
 const REDIS_BIN = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((b) => existsSync(b));
-
-async function redisAnswers(port: number): Promise<boolean> {
-  const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-  r.on('error', () => {});
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
 
 /** `parley doctor` finds each misconfiguration it claims to find, and passes a good set-up. */
 describe('parley doctor', () => {
@@ -137,7 +124,7 @@ describe('parley doctor', () => {
       { stdio: 'ignore' },
     );
     try {
-      await until(() => redisAnswers(port));
+      await until(() => redisAnswers(`redis://127.0.0.1:${port}`));
       const f = byCheck(await doctor(config({ redis: { url: `redis://127.0.0.1:${port}`, key_prefix: 'd:' } })), 'redis');
       expect(f).toMatchObject({ status: 'fail' });
       expect(f.detail).toMatch(/allkeys-lru.*noeviction/);
@@ -171,7 +158,7 @@ describe('parley doctor', () => {
       { stdio: 'ignore' },
     );
     try {
-      await until(() => redisAnswers(port));
+      await until(() => redisAnswers(`redis://127.0.0.1:${port}`));
       const f = byCheck(await doctor(config({ redis: { url: `redis://127.0.0.1:${port}`, key_prefix: 'd:' } })), 'redis');
       expect(f).toMatchObject({ status: 'warn' });
       expect(f.detail).toMatch(/CONFIG GET is refused/);

@@ -4,12 +4,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ParleyClient, RoomsApi } from '@parley/sdk';
-import { Cluster, Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/logger.js';
 import { type RunningHomeserver, startHomeserver } from '../src/server.js';
 import { freePort, until } from './support/net.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
+import { redisAnswers } from './support/redis.js';
 import { testConfig } from './support/server.js';
 import { bodyOf, openStream } from './support/stream-client.js';
 
@@ -46,18 +47,7 @@ describe('Redis Cluster', () => {
       );
     }
     for (const port of ports) {
-      await until(async () => {
-        const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-        r.on('error', () => {});
-        try {
-          await r.connect();
-          return (await r.ping()) === 'PONG';
-        } catch {
-          return false;
-        } finally {
-          r.disconnect();
-        }
-      });
+      await until(() => redisAnswers(`redis://127.0.0.1:${port}`));
     }
     execFileSync(REDIS_CLI, ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], {
       stdio: 'ignore',

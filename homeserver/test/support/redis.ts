@@ -11,7 +11,8 @@ import { Redis } from 'ioredis';
 let resolved: Promise<string | null> | undefined;
 let child: ChildProcess | undefined;
 
-async function ping(url: string): Promise<boolean> {
+/** Whether a Redis at `url` answers PING (one try, no reconnecting). */
+export async function redisAnswers(url: string): Promise<boolean> {
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1500, retryStrategy: () => null });
   client.on('error', () => {});
   try {
@@ -35,7 +36,7 @@ async function freePort(): Promise<number> {
 
 async function resolveRedis(): Promise<string | null> {
   for (const url of [process.env.REDIS_URL, 'redis://127.0.0.1:6379'].filter(Boolean) as string[]) {
-    if (await ping(url)) return url;
+    if (await redisAnswers(url)) return url;
   }
   const bin = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((b) => existsSync(b));
   if (!bin) return null;
@@ -45,7 +46,7 @@ async function resolveRedis(): Promise<string | null> {
   process.once('exit', () => child?.kill());
   const url = `redis://127.0.0.1:${port}`;
   for (let i = 0; i < 50; i++) {
-    if (await ping(url)) return url;
+    if (await redisAnswers(url)) return url;
     await new Promise((r) => setTimeout(r, 100));
   }
   return null;
