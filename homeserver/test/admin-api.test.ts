@@ -1,6 +1,7 @@
 import { RoomsApi } from '@parley/sdk';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callApi } from './support/api-call.js';
 import { createTestRedis, type TestRedis } from './support/redis.js';
 import { ManualClock, startTestServer, type TestServer } from './support/server.js';
 import { openStream } from './support/stream-client.js';
@@ -14,20 +15,7 @@ describe('admin API', () => {
   let adminId: string;
   const clock = new ManualClock();
 
-  const call = async (method: string, path: string, token: string | null, body?: unknown) => {
-    const headers: Record<string, string> = {};
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(`${server.url}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
-    const text = await res.text();
-    let json: Record<string, unknown> = {};
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = { text };
-    }
-    return { status: res.status, body: json as Record<string, any> };
-  };
+  const call = (method: string, path: string, token: string | null, body?: unknown) => callApi(server.url, method, path, token, body);
   const audit = async (action: string) =>
     ((await call('GET', `/api/v1/admin/audit?action=${action}`, adminToken)).body.entries as Array<Record<string, unknown>>) ?? [];
 

@@ -8,6 +8,7 @@ import { RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../src/http/app.js';
 import { Metrics } from '../src/metrics.js';
+import { callApi } from './support/api-call.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
 // Issue 15: every route under /api/v1/admin — read from the app's own routers, not a list
@@ -82,20 +83,7 @@ describe('every admin route', () => {
   let adminId: string;
   let userToken: string;
 
-  const call = async (method: string, path: string, token: string | null, body?: unknown) => {
-    const headers: Record<string, string> = {};
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(`${server.url}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
-    const text = await res.text();
-    let json: Record<string, any>;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = { text };
-    }
-    return { status: res.status, body: json };
-  };
+  const call = (method: string, path: string, token: string | null, body?: unknown) => callApi(server.url, method, path, token, body);
 
   beforeAll(async () => {
     server = await startTestServer();
