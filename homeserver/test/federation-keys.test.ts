@@ -4,8 +4,8 @@ import { AddressPolicy, FederationClient, isFederationError, signRequest } from 
 import { ParleyClient } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboxRepository } from '../src/repositories/outbox.js';
-import { freePort } from './support/net.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { startFederatedPair } from './support/federated-pair.js';
+import type { TestServer } from './support/server.js';
 
 /** Two homeservers over real TLS on loopback: keys, signed requests, transactions. */
 describe('federation: server keys, signed HTTPS, transactions', () => {
@@ -14,11 +14,10 @@ describe('federation: server keys, signed HTTPS, transactions', () => {
   let portB: number;
 
   beforeAll(async () => {
-    const [pa, pb] = [await freePort(), await freePort()];
-    portB = pb;
-    const statics = { 'hs1.test': `127.0.0.1:${pa}`, 'hs2.test': `127.0.0.1:${pb}`, 'evil.test': `127.0.0.1:${pb}` };
-    a = await startTestServer({ server_name: 'hs1.test', federation: { port: pa, static_servers: statics } });
-    b = await startTestServer({ server_name: 'hs2.test', federation: { port: pb, static_servers: statics } });
+    // evil.test points at hs2's listener: the key document found there names hs2.test.
+    const pair = await startFederatedPair((ports) => ({ 'evil.test': `127.0.0.1:${ports.b}` }));
+    ({ a, b } = pair);
+    portB = pair.ports.b;
     const bob = new ParleyClient({ baseUrl: b.url });
     await bob.register({ username: 'bob', password: 'bob password' });
     await bob.updateProfile('@bob:hs2.test', { displayname: 'Bob of B' });

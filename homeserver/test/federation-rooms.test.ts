@@ -2,8 +2,9 @@ import { signEvent } from '@parley/federation/events';
 import { type ParleyClient, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoomVerifier } from '../src/services/room-verify.js';
-import { freePort, until } from './support/net.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { startFederatedPair } from './support/federated-pair.js';
+import { until } from './support/net.js';
+import type { TestServer } from './support/server.js';
 import { bodyOf, openStream } from './support/stream-client.js';
 
 /** A room hosted on hs1 with a member on hs2, over real TLS on loopback. */
@@ -16,10 +17,7 @@ describe('federation: a room shared by two servers', () => {
   let roomId: string;
 
   beforeAll(async () => {
-    const [pa, pb] = [await freePort(), await freePort()];
-    const statics = { 'hs1.test': `127.0.0.1:${pa}`, 'hs2.test': `127.0.0.1:${pb}` };
-    a = await startTestServer({ server_name: 'hs1.test', federation: { port: pa, static_servers: statics } });
-    b = await startTestServer({ server_name: 'hs2.test', federation: { port: pb, static_servers: statics } });
+    ({ a, b } = await startFederatedPair());
     const ac = a.client();
     await ac.register({ username: 'alice', password: 'alice password' });
     alice = new RoomsApi(ac);

@@ -1,7 +1,8 @@
 import { RoomsApi } from '@parley/sdk';
 import { afterAll, expect, it } from 'vitest';
-import { freePort, until } from './support/net.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { startFederatedPair } from './support/federated-pair.js';
+import { until } from './support/net.js';
+import type { TestServer } from './support/server.js';
 import { openStream } from './support/stream-client.js';
 
 let a: TestServer;
@@ -17,10 +18,7 @@ afterAll(async () => {
 // batch's three kinds in one statement and stopped rewriting a destination that stays up, the
 // host made 18.8 per send and the participant 15.5.
 it("a participant's send costs at most 16 queries on the host and 15.2 on the sender's server", async () => {
-  const [pa, pb] = [await freePort(), await freePort()];
-  const statics = { 'hs1.test': `127.0.0.1:${pa}`, 'hs2.test': `127.0.0.1:${pb}` };
-  a = await startTestServer({ server_name: 'hs1.test', federation: { port: pa, static_servers: statics } });
-  b = await startTestServer({ server_name: 'hs2.test', federation: { port: pb, static_servers: statics } });
+  ({ a, b } = await startFederatedPair());
   const ac = a.client();
   await ac.register({ username: 'alice', password: 'alice password' });
   const alice = new RoomsApi(ac);
