@@ -21,6 +21,25 @@ async function login(username: string, password = PASSWORD): Promise<number> {
   return res.status;
 }
 
+/** Signs `username` in to the web client through its login form. */
+async function clientSignIn(page: Page, username: string): Promise<void> {
+  await page.goto(`${server.url}/login`);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+/** alice, in the web client in a new browser context, opens the report dialog on the spammer's message. */
+async function aliceOpensSpamReport() {
+  const { page, context } = await openPage(browser);
+  await clientSignIn(page, 'alice');
+  await page.getByRole('link', { name: /Town square/ }).click();
+  const spam = page.getByTestId('message').filter({ hasText: 'BUY CHEAP PILLS' }).last();
+  await spam.hover();
+  await spam.getByTestId('report-open').click();
+  return { page, context, dialog: page.getByTestId('report-dialog') };
+}
+
 beforeAll(async () => {
   ensureAppsBuilt();
   server = await startTestServer();
@@ -55,16 +74,7 @@ describe('the admin console', () => {
   });
 
   it('a user reports a spam message from the web client', async () => {
-    const { page, context } = await openPage(browser);
-    await page.goto(`${server.url}/login`);
-    await page.getByLabel('Username').fill('alice');
-    await page.getByLabel('Password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('link', { name: /Town square/ }).click();
-    const spam = page.getByTestId('message').filter({ hasText: 'BUY CHEAP PILLS' }).last();
-    await spam.hover();
-    await spam.getByTestId('report-open').click();
-    const dialog = page.getByTestId('report-dialog');
+    const { page, context, dialog } = await aliceOpensSpamReport();
     await dialog.getByTestId('report-reason').fill('Spam: selling pills to everyone');
     await shot(page, 'admin-client-report-dialog');
     await dialog.getByTestId('report-send').click();
@@ -251,16 +261,7 @@ describe('the admin console', () => {
   });
 
   it("a user reports other users from the web client (a message's sender, a room member); the queue shows user reports", async () => {
-    const { page, context } = await openPage(browser);
-    await page.goto(`${server.url}/login`);
-    await page.getByLabel('Username').fill('alice');
-    await page.getByLabel('Password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('link', { name: /Town square/ }).click();
-    const spam = page.getByTestId('message').filter({ hasText: 'BUY CHEAP PILLS' }).last();
-    await spam.hover();
-    await spam.getByTestId('report-open').click();
-    const dialog = page.getByTestId('report-dialog');
+    const { page, context, dialog } = await aliceOpensSpamReport();
     await dialog.getByTestId('report-kind-user').check();
     await dialog.getByTestId('report-reason').fill('Sends spam to every room');
     await shot(page, 'admin-client-report-user-dialog');
@@ -326,10 +327,7 @@ describe('the admin console', () => {
       ['alice', 0],
     ] as const) {
       const { page, context } = await openPage(browser);
-      await page.goto(`${server.url}/login`);
-      await page.getByLabel('Username').fill(user);
-      await page.getByLabel('Password').fill(PASSWORD);
-      await page.getByRole('button', { name: 'Sign in' }).click();
+      await clientSignIn(page, user);
       await page.waitForURL((url) => !url.pathname.startsWith('/login'));
       await page.goto(`${server.url}/settings`);
       await page.getByRole('heading', { name: 'Sessions' }).waitFor();
