@@ -34,6 +34,7 @@
  * a real host (`request()`, `signFor()`), as the L7 test does. Used by
  * federation-hostile-host, federation-hostile-join and federation-server-visibility tests.
  */
+import type { ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { eventId as eventIdOf, recordHash, signEvent, signRecord } from '@parley/federation/events';
@@ -374,7 +375,7 @@ export async function startHostileServer(name = 'evil.test'): Promise<HostileSer
           while (left > 0 && !res.destroyed) {
             const piece = left >= CHUNK.length ? CHUNK : CHUNK.subarray(0, left);
             left -= piece.length;
-            if (!write(piece)) await new Promise<void>((r) => (res.destroyed ? r() : res.once('drain', r).once('close', r)));
+            if (!write(piece)) await drainOrClose(res);
           }
           if (!res.destroyed) res.end();
           return;
@@ -385,4 +386,17 @@ export async function startHostileServer(name = 'evil.test'): Promise<HostileSer
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', () => resolve()));
   server = new HostileServer(name, key, tls, http);
   return server;
+}
+
+/** Waits for `res` to drain or close, leaving no listener behind (one per full buffer adds up). */
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (res.destroyed) return resolve();
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done).once('close', done);
+  });
 }
