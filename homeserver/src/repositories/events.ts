@@ -20,7 +20,7 @@ export interface EventRow {
   rel_key: string | null;
 }
 
-const INSERT_SLICE = 1000;
+export const INSERT_SLICE = 1000;
 
 const COLUMNS = [
   'event_id',
@@ -45,6 +45,12 @@ export class EventRepository {
 
   async insert(row: EventRow, trx: Db): Promise<void> {
     await trx('events').insert({ ...row, event: JSON.stringify(row.event), record: JSON.stringify(row.record) });
+  }
+
+  /** The INSERT of `rows` (at most INSERT_SLICE), built but not run: a part of a larger statement. */
+  insertQuery(rows: EventRow[], trx: Db): Knex.QueryBuilder {
+    if (rows.length > INSERT_SLICE) throw new RangeError(`at most ${INSERT_SLICE} rows in one INSERT`);
+    return trx('events').insert(rows.map((row) => ({ ...row, event: JSON.stringify(row.event), record: JSON.stringify(row.record) })));
   }
 
   /** Inserts rows in one statement per slice (a duplicate fails, as with insert). */

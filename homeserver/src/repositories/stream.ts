@@ -16,18 +16,19 @@ export interface StreamNote {
 export type NewNote = Omit<StreamNote, 'position'>;
 
 // Any constant works; it only has to be the same in every process of one server.
-const POSITION_LOCK = 7_261_001;
+export const POSITION_LOCK = 7_261_001;
 
 export class StreamRepository {
   constructor(private readonly db: Db) {}
 
   /**
    * Appends notes and returns them with positions. Takes the position lock, held until the
-   * caller's transaction ends: call this as the last write of the transaction.
+   * caller's transaction ends: call this as the last write of the transaction. `lockHeld`:
+   * the caller's previous statement took it already (`RoomRepository.advanceWith`).
    */
-  async append(notes: NewNote[], ts: number, trx: Db): Promise<StreamNote[]> {
+  async append(notes: NewNote[], ts: number, trx: Db, lockHeld = false): Promise<StreamNote[]> {
     if (notes.length === 0) return [];
-    await trx.raw('SELECT pg_advisory_xact_lock(?)', [POSITION_LOCK]);
+    if (!lockHeld) await trx.raw('SELECT pg_advisory_xact_lock(?)', [POSITION_LOCK]);
     const rows = await trx('stream')
       .insert(notes.map((n) => ({ ...n, data: JSON.stringify(n.data), created_ts: ts })))
       .returning(['position', 'kind', 'room_id', 'private', 'user_id', 'device_id', 'room_ids', 'data']);

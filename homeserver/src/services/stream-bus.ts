@@ -250,11 +250,12 @@ export class StreamWriter {
   ) {}
 
   /** `live` adds fields to the published copy only (e.g. the rendered event). */
-  async write(trx: Db, notes: Array<NewNote & { live?: Record<string, unknown> }>): Promise<StreamNote[]> {
+  async write(trx: Db, notes: Array<NewNote & { live?: Record<string, unknown> }>, lockHeld = false): Promise<StreamNote[]> {
     const stored = await this.repo.append(
       notes.map(({ live: _live, ...note }) => note),
       this.clock.now(),
       trx,
+      lockHeld,
     );
     const published = stored.map((s, i) => ({ ...s, data: { ...s.data, ...(notes[i]?.live ?? {}) } }));
     const tx = trx as Knex.Transaction;
