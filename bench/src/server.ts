@@ -21,7 +21,7 @@ const BIN = process.env.PARLEY_BENCH_BIN
   : path.join(ROOT, fromSources ? 'homeserver/bin/parley.mjs' : 'homeserver/dist/parley.mjs');
 
 /** Node flags of `pnpm start`, the systemd unit and the container (docs/operator-guide.md). */
-export const PRODUCTION_NODE_FLAGS = ['--max-semi-space-size=4'];
+export const PRODUCTION_NODE_FLAGS = ['--max-semi-space-size=4', '--max-old-space-size=1024'];
 
 let built: Promise<void> | null = null;
 /** Builds the server bundle once per bench run when it is missing or stale (no-op from sources). */
