@@ -134,6 +134,15 @@ describe('E2E keys (issue 12)', () => {
   });
 
   describe('signed device lists', () => {
+    it('a burst of device sign-ins larger than the database pool completes (no read waits for a second connection inside its transaction)', async () => {
+      // Each sign-in or sign-out announces the device list in a transaction. Its reads went to
+      // the pool instead of the transaction, so a burst held every connection (5 in tests)
+      // while each waited for one more: all failed after the 10 s acquire timeout, and every
+      // other request answered 503 meanwhile (bench join-large's set-up).
+      const burst = Array.from({ length: 12 }, (_, i) => server.services.keys.deviceLists.devicesChanged(i % 2 ? aliceId : bobId));
+      await expect(Promise.all(burst)).resolves.toHaveLength(12);
+    });
+
     it('stores a signed list, only ever moving forward; a change reaches room peers as a device_list frame', async () => {
       const rooms = new RoomsApi(alice);
       const { room_id } = await rooms.create({ visibility: 'private', invite: [bobId] });

@@ -107,18 +107,18 @@ export class FederatedKeys implements RemoteKeyClaims, RemoteDeviceLists {
   }
 
   /** Every other server with a joined member in a room the user is joined to. */
-  private async serversSharingWith(userId: string): Promise<string[]> {
+  private async serversSharingWith(userId: string, trx: Db): Promise<string[]> {
     const servers = new Set<string>();
-    for (const m of await this.d.rooms.roomsOf(userId)) {
+    for (const m of await this.d.rooms.roomsOf(userId, trx)) {
       if (m.membership !== 'join') continue;
-      for (const s of await this.d.rooms.memberServers(m.room_id)) servers.add(s);
+      for (const s of await this.d.rooms.memberServers(m.room_id, trx)) servers.add(s);
     }
     servers.delete(this.d.fed.serverName);
     return [...servers];
   }
 
   async announce(answer: DeviceListAnswer, trx: Db): Promise<void> {
-    const servers = await this.serversSharingWith(answer.user_id);
+    const servers = await this.serversSharingWith(answer.user_id, trx);
     if (servers.length === 0) return;
     const edu: DeviceListEdu = { type: 'device_list', user_id: answer.user_id, answer };
     await this.d.lists.queueAnnouncement(servers, `device_list ${answer.user_id}`, edu, this.d.clock.now(), this.d.ttlMs, trx);

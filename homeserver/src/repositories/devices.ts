@@ -21,8 +21,8 @@ export class DeviceRepository {
     return trx<DeviceRow>('devices').where({ id: pk }).first();
   }
 
-  async listForUser(userId: string): Promise<DeviceRow[]> {
-    return this.db<DeviceRow>('devices').where({ user_id: userId }).orderBy('created_ts', 'asc');
+  async listForUser(userId: string, trx: Db = this.db): Promise<DeviceRow[]> {
+    return trx<DeviceRow>('devices').where({ user_id: userId }).orderBy('created_ts', 'asc');
   }
 
   /** Inserts a device; returns undefined if (user, device_id) already exists. */

@@ -172,11 +172,8 @@ export class RoomRepository {
   }
 
   /** Rooms where the user is joined, invited or knocking. */
-  async roomsOf(userId: string): Promise<Array<{ room_id: string; membership: Membership }>> {
-    return this.db('memberships')
-      .where({ user_id: userId })
-      .whereIn('membership', ['join', 'invite', 'knock'])
-      .select('room_id', 'membership');
+  async roomsOf(userId: string, trx: Db = this.db): Promise<Array<{ room_id: string; membership: Membership }>> {
+    return trx('memberships').where({ user_id: userId }).whereIn('membership', ['join', 'invite', 'knock']).select('room_id', 'membership');
   }
 
   async roomsByIds(roomIds: string[]): Promise<RoomRow[]> {

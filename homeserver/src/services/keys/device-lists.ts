@@ -88,15 +88,18 @@ export class DeviceListService {
     });
   }
 
+  // Every read here goes through `trx`: a read on the pool from inside a transaction needs a
+  // second connection, and a burst of sign-ins (each one here) then holds every connection
+  // while waiting for one (join-large's set-up answered 503 after the 10 s acquire timeout).
   private async changedIn(userId: string, list: SignedDeviceList | null, trx: Db): Promise<void> {
-    const devices = (await this.devices.listForUser(userId)).map((d) => d.device_id);
+    const devices = (await this.devices.listForUser(userId, trx)).map((d) => d.device_id);
     const answer: DeviceListAnswer = { user_id: userId, device_list: list, devices };
     await this.remote?.announce(answer, trx);
-    await this.writer.write(trx, [await this.frameNote(userId)]);
+    await this.writer.write(trx, [await this.frameNote(userId, trx)]);
   }
 
-  private async frameNote(userId: string): Promise<NewNote> {
-    const joined = (await this.rooms.roomsOf(userId)).filter((m) => m.membership === 'join').map((m) => m.room_id);
+  private async frameNote(userId: string, trx: Db): Promise<NewNote> {
+    const joined = (await this.rooms.roomsOf(userId, trx)).filter((m) => m.membership === 'join').map((m) => m.room_id);
     const local = parseUserId(userId)?.server === this.serverName;
     return {
       kind: 'device_list',
@@ -167,7 +170,7 @@ export class DeviceListService {
       return `the device list of ${answer.user_id} is not signed by its user_signing_key`;
     const shares = (await this.rooms.roomsOf(answer.user_id)).some((m) => m.membership === 'join');
     if (!shares) return `${answer.user_id} shares no room with this server`;
-    const note = await this.frameNote(answer.user_id);
+    const note = await this.frameNote(answer.user_id, this.db);
     // The cache and the frame together: a reader that sees the new list also gets the frame.
     const stored = await this.db.transaction(async (trx) => {
       if (!(await this.lists.putRemote(origin, answer, this.clock.now(), trx))) return false;
