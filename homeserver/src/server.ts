@@ -151,7 +151,7 @@ async function startFederation(
     new RemoteInviteRepository(services.db),
     services.writer,
   );
-  services.roomLog.fanout = (room, entries, trx) => rooms.fanout(room, entries, trx);
+  services.roomLog.fanout = (room, batch, trx) => rooms.fanout(room, batch, trx);
   delivery.submitter = (destination, payloads) => rooms.deliverSubmits(destination, payloads);
   services.timeline.olderHistory = async (roomId, fromSeq) => {
     try {

@@ -60,8 +60,8 @@ export class FederatedRooms {
 
   // ---- host side ------------------------------------------------------------------------
 
-  fanout(room: RoomRow, entries: AppendBatch['entries'], trx: Db): Promise<void> {
-    return this.host.fanout(room, entries, trx);
+  fanout(room: RoomRow, batch: AppendBatch, trx: Db): Promise<void> {
+    return this.host.fanout(room, batch, trx);
   }
   hostJoin(origin: string, roomId: string, raw: unknown): ReturnType<HostRooms['hostJoin']> {
     return this.host.hostJoin(origin, roomId, raw);

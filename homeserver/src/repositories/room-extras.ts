@@ -85,7 +85,7 @@ export class TxnRepository {
   }
 }
 
-type TxnRow = { user_id: string; device_id: string; txn_id: string; room_id: string; event_id: string; created_ts: number };
+export type TxnRow = { user_id: string; device_id: string; txn_id: string; room_id: string; event_id: string; created_ts: number };
 
 export class AliasRepository {
   constructor(private readonly db: Db) {}

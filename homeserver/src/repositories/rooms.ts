@@ -39,27 +39,9 @@ export class RoomRepository {
     await trx('rooms').where({ room_id: roomId }).update({ current_seq: seq, head_hash: headHash, lamport });
   }
 
-  /**
-   * `advance` in one round trip with what goes with it: `insert` (a built INSERT, e.g. of the
-   * events that advance the room) and the advisory lock `lock` (the stream's position lock,
-   * taken last). Same effects as running the three one after another.
-   */
-  async advanceWith(
-    roomId: string,
-    seq: number,
-    headHash: string,
-    lamport: number,
-    trx: Db,
-    insert: Knex.QueryBuilder | null,
-    lock: number,
-  ): Promise<void> {
-    const update = trx('rooms').where({ room_id: roomId }).update({ current_seq: seq, head_hash: headHash, lamport }).toSQL();
-    const before = insert?.toSQL();
-    await trx.raw(`${before ? `with inserted as (${before.sql}) ` : ''}${update.sql} returning pg_advisory_xact_lock(?)`, [
-      ...(before?.bindings ?? []),
-      ...update.bindings,
-      lock,
-    ]);
+  /** The UPDATE that `advance` runs, built but not run: a part of a larger statement. */
+  advanceQuery(roomId: string, seq: number, headHash: string, lamport: number, trx: Db): Knex.Sql {
+    return trx('rooms').where({ room_id: roomId }).update({ current_seq: seq, head_hash: headHash, lamport }).toSQL();
   }
 
   async setHistoryFrom(roomId: string, seq: number, trx: Db = this.db): Promise<void> {

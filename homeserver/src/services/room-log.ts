@@ -11,12 +11,14 @@ import {
   stateKey as stateMapKey,
 } from '@parley/federation/room';
 import type { Membership, RoomEvent, SeqRecord } from '@parley/schemas';
+import type { Knex } from 'knex';
 import type { Db } from '../db/database.js';
 import { ParleyError } from '../errors.js';
 import type { MlsEpochRepository } from '../repositories/e2e-keys.js';
 import { type EventRepository, type EventRow, INSERT_SLICE } from '../repositories/events.js';
+import type { TxnRow } from '../repositories/room-extras.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
-import { type NewNote, POSITION_LOCK } from '../repositories/stream.js';
+import type { NewNote } from '../repositories/stream.js';
 import { clientEventOf } from './client-event.js';
 import type { Clock } from './clock.js';
 import type { StreamWriter } from './stream-bus.js';
@@ -48,7 +50,26 @@ export interface AppendBatch {
    * of the batch between appends without calling `flush` first.
    */
   pendingRows?: EventRow[];
+  /** txn rows of the batch's sends (idempotency), written by `finish` with the events. */
+  txns: TxnRow[];
+  /**
+   * The servers with joined members (the host's fan-out reads it once per batch), when known:
+   * carried over from the room's previous batch like `authCache` (see RoomLog.begin).
+   */
+  servers: string[] | null;
 }
+
+/** What a room's batches reuse while its state has not changed (RoomLog.begin). */
+interface RoomMemo {
+  seq: number;
+  head: string | null;
+  authCache: Map<string, StateMap>;
+  servers: string[] | null;
+}
+
+// At most this many rooms remembered per process, and senders' auth states per room.
+const MEMO_ROOMS = 128;
+const MEMO_SENDERS = 16;
 
 export interface Appended {
   eventId: string;
@@ -74,13 +95,46 @@ export class RoomLog {
     private readonly stream: StreamWriter,
   ) {}
 
+  private readonly memos = new Map<string, RoomMemo>();
+
   /**
    * Starts a group of appends to one (locked) room in one transaction: the room row update
    * and the stream notes are written once, by `finish`, and message events from the same
    * sender reuse the auth state read for the first one until a state event changes it.
+   *
+   * Across batches too: what a batch read of the room's state (senders' auth state, the
+   * member servers) is remembered when it commits, tagged with the room's head then, and a
+   * later batch that finds the room (read under its lock) still at that head reuses it. Any
+   * append, by this process or another, moves the head; a state event in a batch drops the
+   * memo at once, and a batch that rolls back leaves the old one, still true of the old head.
    */
   begin(room: RoomRow, options: { deferInserts?: boolean } = {}): AppendBatch {
-    return { room, notes: [], authCache: new Map(), entries: [], ...(options.deferInserts ? { pendingRows: [] } : {}) };
+    const memo = this.memos.get(room.room_id);
+    const fresh = memo && memo.seq === room.current_seq && memo.head === room.head_hash ? memo : null;
+    return {
+      room,
+      notes: [],
+      authCache: fresh?.authCache ?? new Map(),
+      servers: fresh?.servers ?? null,
+      entries: [],
+      txns: [],
+      ...(options.deferInserts ? { pendingRows: [] } : {}),
+    };
+  }
+
+  /** After `batch` commits: its room's state as it read it holds at the room's new head. */
+  private remember(batch: AppendBatch, trx: Db): void {
+    const { room } = batch;
+    const memo: RoomMemo = { seq: room.current_seq, head: room.head_hash, authCache: batch.authCache, servers: batch.servers };
+    const keep = () => {
+      if (memo.authCache.size > MEMO_SENDERS) memo.authCache = new Map();
+      this.memos.delete(room.room_id);
+      this.memos.set(room.room_id, memo);
+      if (this.memos.size > MEMO_ROOMS) this.memos.delete(this.memos.keys().next().value as string);
+    };
+    const tx = trx as unknown as { executionPromise?: Promise<unknown> };
+    if (tx.executionPromise) void tx.executionPromise.then(keep, () => {});
+    else keep();
   }
 
   /** Writes the event rows a deferring batch holds (see AppendBatch.pendingRows). */
@@ -94,16 +148,25 @@ export class RoomLog {
   async finish(batch: AppendBatch, trx: Db): Promise<void> {
     const rows = batch.pendingRows ?? [];
     if (batch.notes.length === 0 || rows.length > INSERT_SLICE) await this.flush(batch, trx);
-    if (batch.notes.length === 0) return;
+    if (batch.notes.length === 0) {
+      if (batch.txns.length > 0) await trx('txn_ids').insert(batch.txns);
+      batch.txns = [];
+      return;
+    }
     const { room } = batch;
-    // The deferred event rows, the room's new head and the stream's position lock are one
-    // statement (database round trips are most of a send's cost: bench/README.md).
-    const insert = batch.pendingRows && batch.pendingRows.length > 0 ? this.events.insertQuery(batch.pendingRows, trx) : null;
+    // The deferred event rows, the sends' txn rows, the room's new head, the stream's position
+    // lock and the notes are one statement (database round trips are most of a send's cost:
+    // bench/README.md).
+    const writes: Knex.Sql[] = [];
+    if (batch.pendingRows && batch.pendingRows.length > 0) writes.push(this.events.insertQuery(batch.pendingRows, trx).toSQL());
     if (batch.pendingRows) batch.pendingRows = [];
-    await this.rooms.advanceWith(room.room_id, room.current_seq, room.head_hash as string, room.lamport, trx, insert, POSITION_LOCK);
-    await this.stream.write(trx, batch.notes, true);
+    if (batch.txns.length > 0) writes.push(trx('txn_ids').insert(batch.txns).toSQL());
+    batch.txns = [];
+    const gate = this.rooms.advanceQuery(room.room_id, room.current_seq, room.head_hash as string, room.lamport, trx);
+    await this.stream.writeAfter(trx, batch.notes, writes, gate);
     batch.notes = [];
-    if (this.fanout && room.host === this.identity.serverName) await this.fanout(room, batch.entries, trx);
+    if (this.fanout && room.host === this.identity.serverName) await this.fanout(room, batch, trx);
+    this.remember(batch, trx);
     const onJoins = this.onJoins;
     if (onJoins) {
       const joined = batch.entries
@@ -132,7 +195,7 @@ export class RoomLog {
   onJoins: ((roomId: string, userIds: string[]) => void) | null = null;
 
   /** Set when federation runs: queues sequenced entries for participant servers (outbox). */
-  fanout: ((room: RoomRow, entries: AppendBatch['entries'], trx: Db) => Promise<void>) | null = null;
+  fanout: ((room: RoomRow, batch: AppendBatch, trx: Db) => Promise<void>) | null = null;
 
   /** The slice of state the auth rules need for this draft. */
   async authState(room: RoomRow, draft: Draft, trx: Db): Promise<StateMap> {
@@ -303,7 +366,10 @@ export class RoomLog {
       if (event.type === 'room.member') {
         await this.rooms.putMembership(room.room_id, event.state_key, event.content.membership as Membership, record.seq, trx);
       }
-      own.authCache.clear();
+      // The room's state changes: nothing read of it before holds, here or in the memo.
+      own.authCache = new Map();
+      own.servers = null;
+      this.memos.delete(room.room_id);
     }
     // Membership events also reach their target, who may not be joined (invites, kicks).
     const target = event.type === 'room.member' ? (event.state_key ?? null) : null;

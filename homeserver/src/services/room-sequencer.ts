@@ -4,7 +4,12 @@ import type { Logger } from '../logger.js';
 import type { RoomRepository, RoomRow } from '../repositories/rooms.js';
 import type { AppendBatch, RoomLog } from './room-log.js';
 
-export type SequencedWork<T> = (trx: Db, room: RoomRow, batch: AppendBatch) => Promise<T>;
+/**
+ * One send's part of a group. `careful` is set when the send runs again alone after its group
+ * failed to commit (e.g. its txn row collided with one another process wrote meanwhile): it
+ * should then check under the lock what the group's first try took for granted.
+ */
+export type SequencedWork<T> = (trx: Db, room: RoomRow, batch: AppendBatch, careful: boolean) => Promise<T>;
 
 interface Job {
   work: SequencedWork<unknown>;
@@ -53,17 +58,19 @@ export class RoomSequencer {
     this.queues.delete(roomId);
   }
 
-  private async runGroup(roomId: string, jobs: Job[]): Promise<void> {
+  private async runGroup(roomId: string, jobs: Job[], careful = false): Promise<void> {
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = [];
     try {
       await this.db.transaction(async (trx) => {
         outcomes.length = 0;
         const room = await this.rooms.lock(roomId, trx);
         if (!room) throw notFound(`no room ${roomId} on this server`);
-        const batch = this.log.begin(room);
+        // Message events wait and go in with the room's new head in one statement (`finish`);
+        // work that reads events of the room calls `log.flush` first.
+        const batch = this.log.begin(room, { deferInserts: true });
         for (const job of jobs) {
           try {
-            outcomes.push({ ok: true, value: await job.work(trx, room, batch) });
+            outcomes.push({ ok: true, value: await job.work(trx, room, batch, careful) });
           } catch (err) {
             // Rule refusals happen before any write of that send: the transaction is intact.
             if (!(err instanceof ParleyError)) throw err;
@@ -73,11 +80,12 @@ export class RoomSequencer {
         await this.log.finish(batch, trx);
       });
     } catch (err) {
-      if (jobs.length > 1) {
-        this.logger.warn({ err: (err as Error).message, sends: jobs.length }, 'group send failed; retrying one by one');
-        for (const job of jobs) await this.runGroup(roomId, [job]);
-      } else {
+      if (careful) {
         jobs[0]?.reject(err);
+      } else {
+        if (jobs.length > 1)
+          this.logger.warn({ err: (err as Error).message, sends: jobs.length }, 'group send failed; retrying one by one');
+        for (const job of jobs) await this.runGroup(roomId, [job], true);
       }
       return;
     }

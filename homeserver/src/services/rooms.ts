@@ -318,6 +318,8 @@ export class RoomService {
       roomId,
       txnId,
       async (trx, room, batch) => {
+        // The group's earlier events go in first when this one reads events (its relation's target).
+        if ((content.relates_to as { event_id?: unknown } | undefined)?.event_id !== undefined) await this.d.log.flush(batch, trx);
         await this.checkRelation(room, auth.userId, content, trx);
         return this.d.log.append(room, { type, sender: auth.userId, content }, trx, { txn: { deviceId: auth.deviceId, txnId } }, batch);
       },
@@ -333,6 +335,7 @@ export class RoomService {
       roomId,
       txnId,
       async (trx, room, batch) => {
+        await this.d.log.flush(batch, trx);
         const target = await this.d.events.find(targetId, trx);
         if (!target || target.room_id !== roomId) throw notFound(`no event ${targetId} in this room`);
         const ctx = { redactedEventSender: target.sender, txn: { deviceId: auth.deviceId, txnId } };
@@ -452,22 +455,24 @@ export class RoomService {
       });
       return sent;
     }
-    const submitted = this.d.sequencer.submit(roomId, async (trx, room, batch) => {
-      // Under the room lock every earlier send of this txn has committed (or is in this group).
-      const again = await this.d.txns.find(auth.userId, auth.deviceId, txnId, trx);
-      if (again) return this.answerFor(again.event_id, again.room_id, roomId, trx);
+    const submitted = this.d.sequencer.submit(roomId, async (trx, room, batch, careful) => {
+      // The lookup above found no txn row, and a retry of this txn in this process waits for this
+      // send (idempotent). Another process may have sequenced the same txn since: then this
+      // group's txn row collides with its row on commit, and the sequencer runs each send again
+      // alone and `careful`, when the check under the room lock finds that row.
+      if (careful) {
+        const again = await this.d.txns.find(auth.userId, auth.deviceId, txnId, trx);
+        if (again) return this.answerFor(again.event_id, again.room_id, roomId, trx);
+      }
       const appended = await work(trx, room, batch);
-      await this.d.txns.insert(
-        {
-          user_id: auth.userId,
-          device_id: auth.deviceId,
-          txn_id: txnId,
-          room_id: roomId,
-          event_id: appended.eventId,
-          created_ts: this.d.clock.now(),
-        },
-        trx,
-      );
+      batch.txns.push({
+        user_id: auth.userId,
+        device_id: auth.deviceId,
+        txn_id: txnId,
+        room_id: roomId,
+        event_id: appended.eventId,
+        created_ts: this.d.clock.now(),
+      });
       return { event_id: appended.eventId, seq: appended.seq };
     });
     handedOver();

@@ -250,13 +250,37 @@ export class StreamWriter {
   ) {}
 
   /** `live` adds fields to the published copy only (e.g. the rendered event). */
-  async write(trx: Db, notes: Array<NewNote & { live?: Record<string, unknown> }>, lockHeld = false): Promise<StreamNote[]> {
+  async write(trx: Db, notes: Array<NewNote & { live?: Record<string, unknown> }>): Promise<StreamNote[]> {
     const stored = await this.repo.append(
       notes.map(({ live: _live, ...note }) => note),
       this.clock.now(),
       trx,
-      lockHeld,
     );
+    return this.publishOnCommit(trx, stored, notes);
+  }
+
+  /**
+   * `write` as the end of one statement that first runs `writes` and `gate`
+   * (StreamRepository.appendAfter): for a room's appends, whose events, txn rows and new head
+   * go in with their notes.
+   */
+  async writeAfter(
+    trx: Db,
+    notes: Array<NewNote & { live?: Record<string, unknown> }>,
+    writes: Knex.Sql[],
+    gate: Knex.Sql,
+  ): Promise<StreamNote[]> {
+    const stored = await this.repo.appendAfter(
+      notes.map(({ live: _live, ...note }) => note),
+      this.clock.now(),
+      trx,
+      writes,
+      gate,
+    );
+    return this.publishOnCommit(trx, stored, notes);
+  }
+
+  private publishOnCommit(trx: Db, stored: StreamNote[], notes: Array<{ live?: Record<string, unknown> }>): StreamNote[] {
     const published = stored.map((s, i) => ({ ...s, data: { ...s.data, ...(notes[i]?.live ?? {}) } }));
     const tx = trx as Knex.Transaction;
     if (tx.executionPromise) {

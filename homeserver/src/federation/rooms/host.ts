@@ -47,9 +47,12 @@ export class HostRooms {
   ) {}
 
   /** RoomLog.finish hook (host): queue every new entry for every participant server. */
-  async fanout(room: RoomRow, entries: AppendBatch['entries'], trx: Db): Promise<void> {
+  async fanout(room: RoomRow, batch: AppendBatch, trx: Db): Promise<void> {
+    const { entries } = batch;
     if (entries.length === 0) return;
-    const servers = new Set(await this.rooms.memberServers(room.room_id, trx));
+    // Read once per state of the room: the batch carries it over while no state event moves it.
+    batch.servers ??= await this.rooms.memberServers(room.room_id, trx);
+    const servers = new Set(batch.servers);
     for (const e of entries) if (e.target) servers.add(serverOf(e.target));
     servers.delete(this.identity.serverName);
     if (servers.size === 0) return;
@@ -168,7 +171,7 @@ export class HostRooms {
       if (event.type === 'room.redaction' && typeof event.content.redacts === 'string') {
         redactedEventSender = (await this.events.find(event.content.redacts, trx))?.sender;
       }
-      const batch = this.log.begin(room);
+      const batch = this.log.begin(room, { deferInserts: true });
       const appended = await this.log.sequence(room, event, id, trx, redactedEventSender ? { redactedEventSender } : {}, batch);
       await this.log.finish(batch, trx);
       return { event_id: id, seq: appended.seq };

@@ -198,7 +198,7 @@ export class PushedEntries {
         if (entry.record.seq !== room.current_seq + 1 || entry.record.prev !== room.head_hash) {
           throw new ParleyError(409, 'PARLEY_INVALID_PARAM', `seq ${entry.record.seq} does not follow ${room.current_seq} (prev mismatch)`);
         }
-        const batch = this.d.log.begin(room);
+        const batch = this.d.log.begin(room, { deferInserts: true });
         let redactedSender: string | undefined;
         if (entry.event.type === 'room.redaction' && typeof entry.event.content.redacts === 'string') {
           redactedSender = (await this.d.events.find(entry.event.content.redacts, trx))?.sender;
