@@ -342,11 +342,13 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
     stream: services.streamRepo,
     bus: services.bus,
     presence: services.presence,
+    roomService: services.rooms,
     log,
     settings: {
       heartbeatMs: config.stream.heartbeat_ms,
       identifyTimeoutMs: config.stream.identify_timeout_ms,
       maxBufferedBytes: config.stream.max_buffered_bytes,
+      maxSendBodyBytes: config.http.max_json_body_bytes,
       clientIp: { trustProxy: config.http.trust_proxy, proxyHops: config.http.trusted_proxy_hops },
     },
   });

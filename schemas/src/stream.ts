@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
-import { ClientEvent, EventId, RoomId } from './events.js';
+import { ClientEvent, EventId, EventType, RoomId } from './events.js';
 import { DeviceId, UserId } from './ids.js';
 
 /**
@@ -47,8 +47,39 @@ export const IdentifyMessage = Type.Object(
 export type IdentifyMessage = Static<typeof IdentifyMessage>;
 
 export const HeartbeatMessage = Type.Object({ op: Type.Literal('heartbeat') }, { additionalProperties: false });
-export const ClientMessage = Type.Union([IdentifyMessage, HeartbeatMessage]);
+
+/** A transaction ID: the same (device, txn_id) always answers the same event (HTTP send's `:txnId`). */
+export const TXN_ID_PATTERN = '^[A-Za-z0-9._~-]{1,64}$';
+export const TxnId = Type.String({ pattern: TXN_ID_PATTERN, maxLength: 64 });
+
+/**
+ * `PUT /api/v1/rooms/:roomId/send/:type/:txnId` over the stream socket (identified sockets only):
+ * answered by `sent` or `send_error` carrying the same `id`. Same semantics as the HTTP send.
+ */
+export const SendMessage = Type.Object(
+  {
+    op: Type.Literal('send'),
+    /** The client's correlation string, echoed in the answer. */
+    id: Type.String({ minLength: 1, maxLength: 64 }),
+    room_id: RoomId,
+    type: EventType,
+    txn_id: TxnId,
+    content: Type.Record(Type.String(), Type.Unknown()),
+  },
+  { additionalProperties: false },
+);
+export type SendMessage = Static<typeof SendMessage>;
+
+export const ClientMessage = Type.Union([IdentifyMessage, HeartbeatMessage, SendMessage]);
 export type ClientMessage = Static<typeof ClientMessage>;
+
+/**
+ * Bytes a `send` message may take beyond its content, written as compact UTF-8 JSON: keys and
+ * punctuation (67), the longest `id` (64 characters of up to 3 bytes), `room_id` (255 of up to
+ * 3), `type` (128 ASCII) and `txn_id` (64 ASCII). A server admits `send` messages up to its JSON
+ * body cap (the HTTP send's) plus this, and holds the content itself to the body cap.
+ */
+export const SEND_ENVELOPE_MAX_BYTES = 67 + 64 * 3 + 255 * 3 + 128 + 64;
 
 // ---- frame payloads ---------------------------------------------------------------------------
 
@@ -114,11 +145,36 @@ export const ReadyMessage = Type.Object({
 });
 export const FrameMessage = Type.Object({ op: Type.Literal('frame'), frame: Frame });
 export const HeartbeatAck = Type.Object({ op: Type.Literal('heartbeat_ack') });
+/** A `send` succeeded: what the HTTP send answers (`queued` when the room's host is unreachable: HTTP's 202). */
+export const SentMessage = Type.Object({
+  op: Type.Literal('sent'),
+  id: Type.String(),
+  event_id: EventId,
+  seq: Type.Optional(Type.Integer({ minimum: 1 })),
+  queued: Type.Optional(Type.Boolean()),
+});
+export type SentMessage = Static<typeof SentMessage>;
+/** A `send` failed: the status and error body the same HTTP send would have got. */
+export const SendErrorMessage = Type.Object({
+  op: Type.Literal('send_error'),
+  /** The `id` of the `send` (as the client wrote it, even when it was refused for its length). */
+  id: Type.String(),
+  status: Type.Integer({ minimum: 400, maximum: 599 }),
+  error: Type.Object({
+    code: Type.String({ pattern: '^PARLEY_[A-Z_]+$' }),
+    message: Type.String(),
+    field: Type.Optional(Type.String()),
+    retry_after_ms: Type.Optional(Type.Integer({ minimum: 0 })),
+  }),
+});
+export type SendErrorMessage = Static<typeof SendErrorMessage>;
 export type ServerMessage =
   | Static<typeof HelloMessage>
   | Static<typeof ReadyMessage>
   | Static<typeof FrameMessage>
-  | Static<typeof HeartbeatAck>;
+  | Static<typeof HeartbeatAck>
+  | SentMessage
+  | SendErrorMessage;
 
 // ---- REST around the stream -------------------------------------------------------------------
 

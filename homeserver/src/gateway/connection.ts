@@ -1,8 +1,9 @@
 import type { Duplex } from 'node:stream';
-import type { ServerMessage } from '@parley/schemas';
+import type { SendMessage, ServerMessage } from '@parley/schemas';
 import { StreamCloseCode } from '@parley/schemas';
 import type { WebSocket } from 'ws';
 import type { StreamNote } from '../repositories/stream.js';
+import type { AuthContext } from '../services/sessions.js';
 import { admits, type StreamViewer, track } from '../services/stream-view.js';
 import { countsAsUnread, frameMessageFor } from './frames.js';
 
@@ -28,6 +29,14 @@ export class StreamConnection {
   /** Rooms joined since identify (replay re-queries after each, with the wider room set). */
   joins = 0;
   lastSeen = Date.now();
+  /** Who identified (null until the token is authenticated): whom `send`s are written as. */
+  auth: AuthContext | null = null;
+  /** `send`s read but not yet handed to RoomService, in arrival order (gateway.ts, pumpSends). */
+  sendQueue: SendMessage[] = [];
+  /** `send`s handed to RoomService and not answered yet. */
+  sendsInFlight = 0;
+  /** Reading from the socket is paused (too many `send`s in flight). */
+  readPaused = false;
   private pending: StreamNote[] = [];
 
   constructor(
@@ -72,6 +81,13 @@ export class StreamConnection {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.pending = [];
+    // Sends not yet handed to RoomService die with the socket (a revoked token writes nothing more).
+    this.sendQueue = [];
+    // Read again, so the peer's closing handshake is heard (what else arrives is ignored).
+    if (this.readPaused) {
+      this.readPaused = false;
+      this.ws.resume();
+    }
     try {
       this.ws.close(code, reason);
     } catch {

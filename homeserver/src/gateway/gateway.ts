@@ -1,27 +1,48 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ClientMessage, check, MAX_CLIENT_MESSAGE_BYTES, StreamCloseCode } from '@parley/schemas';
+import {
+  check,
+  HeartbeatMessage,
+  IdentifyMessage,
+  MAX_CLIENT_MESSAGE_BYTES,
+  SEND_ENVELOPE_MAX_BYTES,
+  SendMessage,
+  type SendResponse,
+  StreamCloseCode,
+} from '@parley/schemas';
+import { Type } from '@sinclair/typebox';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import { ParleyError } from '../errors.js';
 import { type ClientIpSettings, clientIp } from '../http/client-ip.js';
+import { bodyTooLarge, toParleyError } from '../http/middleware/errors.js';
 import type { Logger } from '../logger.js';
 import type { EventRepository } from '../repositories/events.js';
 import type { ReadMarkerRepository } from '../repositories/room-extras.js';
 import type { RoomRepository } from '../repositories/rooms.js';
 import type { StreamNote, StreamRepository } from '../repositories/stream.js';
 import type { PresenceService } from '../services/presence.js';
-import type { SessionService } from '../services/sessions.js';
+import type { RoomService } from '../services/rooms.js';
+import type { AuthContext, SessionService } from '../services/sessions.js';
 import { type ControlMessage, hydrate, revocationOf, type StreamBus } from '../services/stream-bus.js';
 import { loadViewer } from '../services/stream-view.js';
-import { StreamConnection } from './connection.js';
+import { type ConnectionState, StreamConnection } from './connection.js';
 
 export const STREAM_PATH = '/api/v1/stream';
+/** The ops other than `send` (which is validated on its own, see onSend). */
+const SessionMessage = Type.Union([IdentifyMessage, HeartbeatMessage]);
 const REPLAY_BATCH = 500;
+/**
+ * `send`s of one socket being processed (handed to RoomService, not yet answered) at most; at
+ * this many the gateway stops reading the socket until one is answered (TCP back-pressure).
+ */
+export const MAX_SENDS_IN_FLIGHT = 256;
 
 export interface GatewaySettings {
   heartbeatMs: number;
   identifyTimeoutMs: number;
   maxBufferedBytes: number;
+  /** The HTTP API's JSON body cap (http.max_json_body_bytes): a `send`'s content is held to it. */
+  maxSendBodyBytes: number;
   /** Which address is the client's (a device's last-seen IP): the HTTP API's rule. */
   clientIp?: ClientIpSettings;
 }
@@ -34,6 +55,8 @@ export interface GatewayDeps {
   stream: StreamRepository;
   bus: StreamBus;
   presence: PresenceService;
+  /** Writes `send`s (the HTTP send's RoomService.send). */
+  roomService: Pick<RoomService, 'send'>;
   log: Logger;
   settings: GatewaySettings;
 }
@@ -51,9 +74,13 @@ export class StreamGateway {
   private readonly unsubscribe: Array<() => void> = [];
   private readonly heartbeat: NodeJS.Timeout;
   private auditing = false;
+  /** Times a socket's reading was paused because MAX_SENDS_IN_FLIGHT `send`s were being processed. */
+  private sendPauseCount = 0;
 
   constructor(private readonly d: GatewayDeps) {
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CLIENT_MESSAGE_BYTES, perMessageDeflate: false });
+    // The largest message is a `send` with the largest content the HTTP send admits.
+    const maxPayload = Math.max(MAX_CLIENT_MESSAGE_BYTES, d.settings.maxSendBodyBytes + SEND_ENVELOPE_MAX_BYTES);
+    this.wss = new WebSocketServer({ noServer: true, maxPayload, perMessageDeflate: false });
     this.unsubscribe.push(d.bus.onNote((note) => this.dispatch(note)));
     this.unsubscribe.push(d.bus.onControl((msg) => this.control(msg)));
     this.heartbeat = setInterval(() => this.checkHeartbeats(), Math.max(1000, Math.floor(d.settings.heartbeatMs / 2)));
@@ -62,6 +89,13 @@ export class StreamGateway {
 
   get connections(): number {
     return this.all.size;
+  }
+
+  /** `send` back-pressure so far: sockets paused (counted each time), and sends being processed now. */
+  get sendStats(): { pauses: number; inFlight: number } {
+    let inFlight = 0;
+    for (const c of this.all) inFlight += c.sendsInFlight;
+    return { pauses: this.sendPauseCount, inFlight };
   }
 
   /** For `server.on('upgrade')`: takes stream upgrades, refuses anything else. */
@@ -84,7 +118,7 @@ export class StreamGateway {
     identifyTimer.unref();
     ws.on('message', (raw, isBinary) => {
       conn.lastSeen = Date.now();
-      this.onMessage(conn, raw, isBinary).catch((err) => {
+      this.onMessage(conn, raw as Buffer, isBinary).catch((err) => {
         this.d.log.error({ err }, 'stream message handling failed');
         conn.close(1011, 'internal error');
       });
@@ -113,9 +147,13 @@ export class StreamGateway {
       return conn.close(StreamCloseCode.INVALID_JSON, 'message is not valid JSON');
     }
     const op = (parsed as { op?: unknown } | null)?.op;
+    // Handled before any await: sends reach RoomService in the order they arrived.
+    if (op === 'send') return this.onSend(conn, parsed, (raw as Buffer).length);
+    // Only `send` may be larger than MAX_CLIENT_MESSAGE_BYTES (the socket admits the largest send).
+    if ((raw as Buffer).length > MAX_CLIENT_MESSAGE_BYTES) return conn.close(StreamCloseCode.TOO_LARGE, 'message too large');
     if (op !== 'identify' && op !== 'heartbeat')
       return conn.close(StreamCloseCode.UNKNOWN_OP, `unknown op ${JSON.stringify(op)?.slice(0, 40)}`);
-    const result = check(ClientMessage, parsed);
+    const result = check(SessionMessage, parsed);
     if (!result.ok) return conn.close(StreamCloseCode.INVALID_MESSAGE, `${result.field || 'message'}: ${result.message}`.slice(0, 120));
     const message = result.value;
     if (message.op === 'heartbeat') {
@@ -129,8 +167,9 @@ export class StreamGateway {
 
   private async identify(conn: StreamConnection, token: string, since: number | undefined): Promise<void> {
     conn.state = 'replaying';
+    let auth: AuthContext;
     try {
-      const auth = await this.d.sessions.authenticate(token, conn.ip);
+      auth = await this.d.sessions.authenticate(token, conn.ip);
       conn.userId = auth.userId;
       conn.deviceId = auth.deviceId;
       conn.devicePk = auth.devicePk;
@@ -150,6 +189,11 @@ export class StreamGateway {
     const edge = this.d.bus.position;
     if (since !== undefined && since > edge)
       return conn.close(StreamCloseCode.INVALID_POSITION, `since ${since} is ahead of the stream (${edge})`);
+    // Revoked meanwhile?
+    if ((conn.state as ConnectionState) === 'closed') return;
+    // Sends that came with (or right after) identify waited for this; the replay need not finish.
+    conn.auth = auth;
+    this.pumpSends(conn);
     await this.loadUnread(conn);
     conn.position = since ?? edge;
     // A position older than the retained stream cannot be replayed exactly: start afresh.
@@ -163,6 +207,98 @@ export class StreamGateway {
     conn.send({ op: 'ready', user_id: conn.userId, device_id: conn.deviceId, position: conn.position, reset });
     conn.goLive();
     await this.d.presence.connected(conn.userId).catch((err) => this.d.log.warn({ err }, 'presence update failed'));
+  }
+
+  /**
+   * A `send` message: validated now, queued in arrival order, handed to RoomService by
+   * pumpSends. Refused (closed, like any op) before identify; answered `send_error` 400 naming
+   * the field when invalid but its `id` can be read (any non-empty string, echoed as sent).
+   */
+  private onSend(conn: StreamConnection, parsed: unknown, bytes: number): void {
+    if (conn.state === 'connected') {
+      conn.close(StreamCloseCode.NOT_IDENTIFIED, 'identify first');
+      return;
+    }
+    const result = check(SendMessage, parsed);
+    if (!result.ok) {
+      const id = (parsed as { id?: unknown }).id;
+      if (typeof id !== 'string' || id === '')
+        conn.close(StreamCloseCode.INVALID_MESSAGE, `${result.field || 'message'}: ${result.message}`.slice(0, 120));
+      else this.answerError(conn, id, new ParleyError(400, result.code, result.message, { field: result.field }));
+      return;
+    }
+    const message = result.value;
+    // The HTTP send holds its body (the content) to the JSON body cap; only a message larger than
+    // the cap can hold content larger than it.
+    const cap = this.d.settings.maxSendBodyBytes;
+    if (bytes > cap && Buffer.byteLength(JSON.stringify(message.content)) > cap) {
+      this.answerError(conn, message.id, bodyTooLarge());
+      return;
+    }
+    conn.sendQueue.push(message);
+    this.pumpSends(conn);
+  }
+
+  /**
+   * Hands queued sends to RoomService in order, at most MAX_SENDS_IN_FLIGHT at a time. At the
+   * limit the socket is not read any more (the client's writes back up in TCP) until an answer
+   * frees a place; nothing is dropped or refused. Sends wait while the token is authenticated.
+   */
+  private pumpSends(conn: StreamConnection): void {
+    const auth = conn.auth;
+    while (auth && conn.state !== 'closed' && conn.sendsInFlight < MAX_SENDS_IN_FLIGHT && conn.sendQueue.length > 0) {
+      const m = conn.sendQueue.shift() as SendMessage;
+      conn.sendsInFlight += 1;
+      let answer: Promise<SendResponse>;
+      try {
+        answer = this.d.roomService.send(auth, m.room_id, m.type, m.txn_id, m.content);
+      } catch (err) {
+        answer = Promise.reject(err);
+      }
+      answer
+        .then(
+          (sent) => this.answerSent(conn, m.id, sent),
+          (err) => this.answerError(conn, m.id, err),
+        )
+        .finally(() => {
+          conn.sendsInFlight -= 1;
+          // An answer proves the peer alive while its heartbeats wait unread behind a pause.
+          conn.lastSeen = Date.now();
+          this.pumpSends(conn);
+        });
+    }
+    if (conn.state === 'closed') return;
+    // Queued sends count too: before authentication nothing is handed over, and the queue is bounded the same way.
+    const full = conn.sendsInFlight + conn.sendQueue.length >= MAX_SENDS_IN_FLIGHT;
+    if (full && !conn.readPaused) {
+      conn.readPaused = true;
+      this.sendPauseCount += 1;
+      conn.ws.pause();
+    } else if (!full && conn.readPaused) {
+      conn.readPaused = false;
+      conn.ws.resume();
+    }
+  }
+
+  private answerSent(conn: StreamConnection, id: string, sent: SendResponse): void {
+    if (conn.state === 'closed') return;
+    this.holdWrites(conn);
+    conn.send({
+      op: 'sent',
+      id,
+      event_id: sent.event_id,
+      ...(sent.seq === undefined ? {} : { seq: sent.seq }),
+      ...(sent.queued === undefined ? {} : { queued: sent.queued }),
+    });
+  }
+
+  /** The status and body the HTTP send would answer with (the HTTP error mapping, shared). */
+  private answerError(conn: StreamConnection, id: string, err: unknown): void {
+    const error = toParleyError(err);
+    if (error.status >= 500) this.d.log.error({ err }, 'stream send failed');
+    if (conn.state === 'closed') return;
+    this.holdWrites(conn);
+    conn.send({ op: 'send_error', id, status: error.status, ...error.toBody() });
   }
 
   /**
@@ -294,6 +430,7 @@ export class StreamGateway {
     if (!this.all.delete(conn)) return;
     const wasIdentified = conn.userId !== '';
     conn.state = 'closed';
+    conn.sendQueue = [];
     this.reindex(conn, [], [...conn.rooms]);
     const mine = this.byUser.get(conn.userId);
     mine?.delete(conn);

@@ -20,12 +20,16 @@ export async function errorHandler(ctx: AppContext, next: Next): Promise<void> {
   }
 }
 
-function toParleyError(err: unknown): ParleyError {
+/** A body over its size cap (413), as the HTTP API answers it. */
+export const bodyTooLarge = () => new ParleyError(413, 'PARLEY_TOO_LARGE', 'request body exceeds the size cap');
+
+/** What a thrown error becomes for the client: the HTTP API's mapping, also used by the stream's `send`. */
+export function toParleyError(err: unknown): ParleyError {
   if (err instanceof ParleyError) return err;
   const e = err as { status?: number; statusCode?: number; expose?: boolean; type?: string; message?: string };
   const status = e?.status ?? e?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500 && e.expose !== false) {
-    if (status === 413) return new ParleyError(413, 'PARLEY_TOO_LARGE', 'request body exceeds the size cap');
+    if (status === 413) return bodyTooLarge();
     if (status === 415) return new ParleyError(415, 'PARLEY_UNSUPPORTED_MEDIA_TYPE', e.message ?? 'unsupported content type');
     if (status === 404) return new ParleyError(404, 'PARLEY_NOT_FOUND', 'no such resource');
     if (status === 405) return new ParleyError(405, 'PARLEY_METHOD_NOT_ALLOWED', 'method not allowed on this path');
