@@ -1,4 +1,5 @@
 import type { RoomEvent } from '@parley/schemas';
+import type { Knex } from 'knex';
 import type { Db } from '../db/database.js';
 import type { Logger } from '../logger.js';
 import type { EventRepository } from '../repositories/events.js';
@@ -60,7 +61,7 @@ export class FederatedRooms {
 
   // ---- host side ------------------------------------------------------------------------
 
-  fanout(room: RoomRow, batch: AppendBatch, trx: Db): Promise<void> {
+  fanout(room: RoomRow, batch: AppendBatch, trx: Db): Promise<Knex.Sql[]> {
     return this.host.fanout(room, batch, trx);
   }
   hostJoin(origin: string, roomId: string, raw: unknown): ReturnType<HostRooms['hostJoin']> {

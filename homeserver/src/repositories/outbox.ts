@@ -1,4 +1,5 @@
 import type { DestinationState } from '@parley/federation/delivery';
+import type { Knex } from 'knex';
 import type { Db } from '../db/database.js';
 
 /** 'event': entries we host, in order; 'edu': ephemeral data; 'submit': our events for a room another server hosts, queued while it was unreachable. */
@@ -74,12 +75,32 @@ export class OutboxRepository {
     ttlMs: number,
     trx: Db,
   ): Promise<void> {
-    if (destinations.length === 0 || payloads.length === 0) return;
+    for (const q of this.enqueueQueries(destinations, kind, payloads, now, ttlMs, trx))
+      await trx.raw(q.sql, q.bindings as Knex.RawBinding[]);
+  }
+
+  /** The INSERTs `enqueueMany` runs, built but not run: parts of a larger statement. */
+  enqueueQueries(
+    destinations: string[],
+    kind: OutboxKind,
+    payloads: Array<Record<string, unknown>>,
+    now: number,
+    ttlMs: number,
+    trx: Db,
+  ): Knex.Sql[] {
+    if (destinations.length === 0 || payloads.length === 0) return [];
     const rows = payloads.flatMap((payload) => {
       const json = JSON.stringify(payload);
       return destinations.map((destination) => ({ destination, kind, payload: json, created_ts: now, expires_ts: now + ttlMs }));
     });
-    for (let i = 0; i < rows.length; i += ENQUEUE_SLICE) await trx('outbox').insert(rows.slice(i, i + ENQUEUE_SLICE));
+    const out: Knex.Sql[] = [];
+    for (let i = 0; i < rows.length; i += ENQUEUE_SLICE)
+      out.push(
+        trx('outbox')
+          .insert(rows.slice(i, i + ENQUEUE_SLICE))
+          .toSQL(),
+      );
+    return out;
   }
 
   /** With `now`, rows past their TTL that the sweep has not marked yet are left out too. */

@@ -162,10 +162,10 @@ export class RoomLog {
     if (batch.pendingRows) batch.pendingRows = [];
     if (batch.txns.length > 0) writes.push(trx('txn_ids').insert(batch.txns).toSQL());
     batch.txns = [];
+    if (this.fanout && room.host === this.identity.serverName) writes.push(...(await this.fanout(room, batch, trx)));
     const gate = this.rooms.advanceQuery(room.room_id, room.current_seq, room.head_hash as string, room.lamport, trx);
     await this.stream.writeAfter(trx, batch.notes, writes, gate);
     batch.notes = [];
-    if (this.fanout && room.host === this.identity.serverName) await this.fanout(room, batch, trx);
     this.remember(batch, trx);
     const onJoins = this.onJoins;
     if (onJoins) {
@@ -194,8 +194,11 @@ export class RoomLog {
   /** Set when federation runs: told (after commit) who joined a room, here or elsewhere. */
   onJoins: ((roomId: string, userIds: string[]) => void) | null = null;
 
-  /** Set when federation runs: queues sequenced entries for participant servers (outbox). */
-  fanout: ((room: RoomRow, batch: AppendBatch, trx: Db) => Promise<void>) | null = null;
+  /**
+   * Set when federation runs: the outbox INSERTs that queue sequenced entries for participant
+   * servers (run by `finish` in its statement).
+   */
+  fanout: ((room: RoomRow, batch: AppendBatch, trx: Db) => Promise<Knex.Sql[]>) | null = null;
 
   /** The slice of state the auth rules need for this draft. */
   async authState(room: RoomRow, draft: Draft, trx: Db): Promise<StateMap> {

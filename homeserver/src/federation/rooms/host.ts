@@ -1,6 +1,7 @@
 import { verifyEvent } from '@parley/federation/events';
 import type { MembershipChange } from '@parley/federation/room';
 import { check, type RoomEvent, RoomEvent as RoomEventSchema } from '@parley/schemas';
+import type { Knex } from 'knex';
 import type { Db } from '../../db/database.js';
 import { forbidden, notFound, ParleyError } from '../../errors.js';
 import type { EventRepository, EventRow } from '../../repositories/events.js';
@@ -46,19 +47,23 @@ export class HostRooms {
     private readonly ttlMs: number,
   ) {}
 
-  /** RoomLog.finish hook (host): queue every new entry for every participant server. */
-  async fanout(room: RoomRow, batch: AppendBatch, trx: Db): Promise<void> {
+  /**
+   * RoomLog.finish hook (host): the outbox rows that queue every new entry for every
+   * participant server, as INSERTs for finish to run in its one statement; the destinations are
+   * told once the transaction commits.
+   */
+  async fanout(room: RoomRow, batch: AppendBatch, trx: Db): Promise<Knex.Sql[]> {
     const { entries } = batch;
-    if (entries.length === 0) return;
+    if (entries.length === 0) return [];
     // Read once per state of the room: the batch carries it over while no state event moves it.
     batch.servers ??= await this.rooms.memberServers(room.room_id, trx);
     const servers = new Set(batch.servers);
     for (const e of entries) if (e.target) servers.add(serverOf(e.target));
     servers.delete(this.identity.serverName);
-    if (servers.size === 0) return;
+    if (servers.size === 0) return [];
     const now = this.clock.now();
     // One statement for the batch, not one per entry.
-    await this.outbox.enqueueMany(
+    const writes = this.outbox.enqueueQueries(
       [...servers],
       'event',
       entries.map((e) => ({ event: e.event, record: e.record })),
@@ -71,6 +76,7 @@ export class HostRooms {
       () => this.notify(servers),
       () => {},
     );
+    return writes;
   }
 
   /** A participant's server asks to join one of its users (POST rooms/:id/join). */
