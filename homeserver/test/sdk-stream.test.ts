@@ -1,5 +1,5 @@
 import { StreamCloseCode } from '@parley/schemas';
-import { ParleyClient, ParleyStream, RoomsApi } from '@parley/sdk';
+import { ParleyApiError, ParleyClient, ParleyStream, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -65,6 +65,31 @@ describe('sdk ParleyStream against the homeserver', () => {
     const revoked = new Promise<void>((resolve) => r.stream.once('revoked', () => resolve()));
     await r.client.logout();
     await revoked;
+    r.stream.close();
+  });
+
+  it('send goes over the socket: the event reaches others, a repeat answers the same event, refusals are ParleyApiErrors', async () => {
+    const w = await receiver('writer');
+    const r = await receiver('watcher');
+    const sent = await w.stream.send(roomId, 'room.message', 'sdk-send-1', { msgtype: 'text', body: 'sdk over the socket' });
+    expect(sent.event_id).toMatch(/^\$/);
+    await until(() => r.bodies.includes('sdk over the socket'));
+    expect(r.bodies.filter((b) => b === 'sdk over the socket')).toHaveLength(1);
+    // The same txn over the socket and over HTTP: the same event.
+    expect((await w.stream.send(roomId, 'room.message', 'sdk-send-1', { msgtype: 'text', body: 'sdk over the socket' })).event_id).toBe(
+      sent.event_id,
+    );
+    expect((await new RoomsApi(w.client).send(roomId, 'room.message', { msgtype: 'text', body: 'x' }, 'sdk-send-1')).event_id).toBe(
+      sent.event_id,
+    );
+    const refused = await w.stream
+      .send('!nosuchroom:hs1.test', 'room.message', 'sdk-send-2', { msgtype: 'text', body: 'x' })
+      .catch((e) => e);
+    expect(refused).toBeInstanceOf(ParleyApiError);
+    expect(refused).toMatchObject({ status: 404, code: 'PARLEY_NOT_FOUND' });
+    const invalid = await w.stream.send(roomId, 'room.message', 'sdk-send-3', { msgtype: 'text' }).catch((e) => e);
+    expect(invalid).toMatchObject({ status: 400, field: 'content.body' });
+    w.stream.close();
     r.stream.close();
   });
 

@@ -1,4 +1,4 @@
-import { type ClientMessage, StreamCloseCode } from '@parley/schemas';
+import { type ClientMessage, type SendResponse, StreamCloseCode } from '@parley/schemas';
 import { assertBackoffOptions, type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 import type { ParleyClient } from './client.js';
 import { Emitter } from './emitter.js';
@@ -50,6 +50,12 @@ const FAILURES_BEFORE_LONG_POLL = 3;
 // Same margin as ParleyClient: identify with a token that outlives the handshake.
 const REFRESH_MARGIN_MS = 30_000;
 
+/** A `send` written on a socket and not answered yet. */
+interface PendingSend {
+  resolve: (sent: SendResponse) => void;
+  reject: (err: ParleyApiError) => void;
+}
+
 /** One socket and what it has said so far; callbacks from a replaced one are ignored. */
 interface Connection {
   ws: WebSocketLike;
@@ -58,6 +64,8 @@ interface Connection {
   intervalMs: number;
   heartbeat?: ReturnType<typeof setInterval>;
   watchdog?: ReturnType<typeof setTimeout>;
+  /** `send`s on this socket by correlation id; rejected when the socket goes. */
+  sends: Map<string, PendingSend>;
 }
 
 /**
@@ -87,6 +95,7 @@ export class ParleyStream extends Emitter<StreamEvents> {
   // AUTH_FAILED earns exactly one refresh until the next `ready`.
   #refreshBeforeNext = false;
   #refreshedForAuth = false;
+  #nextSendId = 0;
 
   constructor(options: ParleyStreamOptions) {
     super();
@@ -119,6 +128,43 @@ export class ParleyStream extends Emitter<StreamEvents> {
     return this.#feed.position;
   }
 
+  /**
+   * Sends an event over this stream's socket (docs/protocol.md, `send`): the same as
+   * `PUT /rooms/:roomId/send/:type/:txnId` (RoomsApi.send) without an HTTP request. Resolves
+   * with what that answers; rejects with the ParleyApiError it would (status, code, field,
+   * retryAfterMs). When there is no ready socket (connecting, long-polling, closed), or the
+   * socket drops before the answer, rejects with status 0 and code PARLEY_NETWORK: the event may
+   * or may not have been written, so retry with the same `txnId` (here or over HTTP), which
+   * answers the same event and never writes a second one.
+   */
+  send(roomId: string, type: string, txnId: string, content: Record<string, unknown>): Promise<SendResponse> {
+    for (const [name, value] of [
+      ['roomId', roomId],
+      ['type', type],
+      ['txnId', txnId],
+    ] as const) {
+      if (typeof value !== 'string' || value === '') return Promise.reject(new TypeError(`${name} must be a non-empty string`));
+    }
+    if (typeof content !== 'object' || content === null || Array.isArray(content)) {
+      return Promise.reject(new TypeError('content must be an object'));
+    }
+    const conn = this.#conn;
+    if (conn === null || !conn.ready || conn.ws.readyState !== OPEN) {
+      return Promise.reject(notSent('the stream socket is not connected; retry with the same txnId'));
+    }
+    this.#nextSendId += 1;
+    const id = `s${this.#nextSendId}`;
+    return new Promise<SendResponse>((resolve, reject) => {
+      conn.sends.set(id, { resolve, reject });
+      try {
+        conn.ws.send(JSON.stringify({ op: 'send', id, room_id: roomId, type, txn_id: txnId, content } satisfies ClientMessage));
+      } catch (err) {
+        conn.sends.delete(id);
+        reject(notSent(`the send could not be written: ${err instanceof Error ? err.message : String(err)}`));
+      }
+    });
+  }
+
   /** Connects. Separate from the constructor so listeners can be attached first. */
   start(): this {
     if (this.#state === 'closed') throw new Error('a closed ParleyStream cannot be restarted');
@@ -138,6 +184,7 @@ export class ParleyStream extends Emitter<StreamEvents> {
     this.#conn = null;
     if (conn !== null) {
       stopTimers(conn);
+      failSends(conn, 'the stream was closed before the send was answered');
       safeClose(conn.ws, 1000, 'closed by client');
     }
     this.#stopPoller();
@@ -165,7 +212,7 @@ export class ParleyStream extends Emitter<StreamEvents> {
       this.#ended(null, 1006, err instanceof Error ? err.message : String(err));
       return;
     }
-    const conn: Connection = { ws, hello: false, ready: false, intervalMs: this.#heartbeatMs ?? DEFAULT_HEARTBEAT_MS };
+    const conn: Connection = { ws, hello: false, ready: false, intervalMs: this.#heartbeatMs ?? DEFAULT_HEARTBEAT_MS, sends: new Map() };
     this.#conn = conn;
     ws.addEventListener('open', () => {
       if (this.#conn === conn && this.#poller === null) this.emit('connected', { transport: 'websocket' });
@@ -209,6 +256,8 @@ export class ParleyStream extends Emitter<StreamEvents> {
       else this.#abandon(conn, StreamCloseCode.INVALID_MESSAGE, 'malformed or early frame');
     } else if (m.op === 'ready') {
       this.#onReady(conn, m);
+    } else if (m.op === 'sent' || m.op === 'send_error') {
+      this.#onSendAnswer(conn, m);
     }
     // heartbeat_ack only feeds the watchdog; unknown ops are ignored so a newer server can add some.
   }
@@ -246,6 +295,37 @@ export class ParleyStream extends Emitter<StreamEvents> {
     this.emit('ready', { position, reset: m.reset, transport: 'websocket' });
   }
 
+  #onSendAnswer(conn: Connection, m: Record<string, unknown>): void {
+    const pending = typeof m.id === 'string' ? conn.sends.get(m.id) : undefined;
+    // An answer to nothing we sent (a newer server's, or a stray): ignored, like unknown ops.
+    if (pending === undefined) return;
+    conn.sends.delete(m.id as string);
+    if (m.op === 'sent') {
+      if (typeof m.event_id !== 'string' || (m.seq !== undefined && !isPosition(m.seq))) {
+        pending.reject(notSent('malformed answer to a send; retry with the same txnId'));
+        return;
+      }
+      pending.resolve({
+        event_id: m.event_id,
+        ...(m.seq === undefined ? {} : { seq: m.seq as number }),
+        ...(typeof m.queued === 'boolean' ? { queued: m.queued } : {}),
+      });
+      return;
+    }
+    const error = (typeof m.error === 'object' && m.error !== null ? m.error : {}) as Record<string, unknown>;
+    const status = typeof m.status === 'number' && Number.isInteger(m.status) ? m.status : 0;
+    const retry = error.retry_after_ms;
+    pending.reject(
+      new ParleyApiError({
+        status,
+        code: typeof error.code === 'string' ? error.code : 'PARLEY_INTERNAL',
+        message: typeof error.message === 'string' ? error.message : `send failed (${status})`,
+        field: typeof error.field === 'string' ? error.field : undefined,
+        retryAfterMs: typeof retry === 'number' && Number.isInteger(retry) && retry >= 0 ? retry : undefined,
+      }),
+    );
+  }
+
   #send(conn: Connection, msg: ClientMessage): void {
     if (conn.ws.readyState === OPEN) conn.ws.send(JSON.stringify(msg));
   }
@@ -264,6 +344,7 @@ export class ParleyStream extends Emitter<StreamEvents> {
     if (this.#conn !== conn) return;
     this.#conn = null;
     stopTimers(conn);
+    failSends(conn, `the stream socket was dropped (${reason}) before the send was answered; retry with the same txnId`);
     // 1006 cannot be sent (RFC 6455 §7.4.1); a dead peer gets no close frame at all.
     if (code === 1006) conn.ws.terminate?.();
     safeClose(conn.ws, code === 1006 ? 1000 : code, reason);
@@ -271,6 +352,8 @@ export class ParleyStream extends Emitter<StreamEvents> {
   }
 
   #onClose(conn: Connection, code: number, reason: string): void {
+    // Sends on a replaced socket fail too (they are never answered on another one).
+    failSends(conn, `the stream socket closed (${code}) before the send was answered; retry with the same txnId`);
     if (this.#conn !== conn) return;
     this.#conn = null;
     stopTimers(conn);
@@ -328,6 +411,7 @@ export class ParleyStream extends Emitter<StreamEvents> {
     if (conn !== null) {
       // A socket probe still under way while the long-poll learned the session is dead.
       stopTimers(conn);
+      failSends(conn, 'the session was revoked before the send was answered');
       safeClose(conn.ws, 1000, 'session revoked');
     }
     this.#stopPoller();
@@ -392,6 +476,18 @@ function parseServerMessage(data: unknown): Record<string, unknown> | number {
 function globalWebSocket(): WebSocketConstructor | undefined {
   const ctor = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   return typeof ctor === 'function' ? ctor : undefined;
+}
+
+/** The rejection of a send that may or may not have been written (no answer came). */
+function notSent(message: string): ParleyApiError {
+  return new ParleyApiError({ status: 0, code: 'PARLEY_NETWORK', message });
+}
+
+function failSends(conn: Connection, message: string): void {
+  if (conn.sends.size === 0) return;
+  const pending = [...conn.sends.values()];
+  conn.sends.clear();
+  for (const p of pending) p.reject(notSent(message));
 }
 
 function stopTimers(conn: Connection): void {
