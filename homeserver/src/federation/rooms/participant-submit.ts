@@ -39,6 +39,8 @@ function refusalMessage(err: unknown): string | undefined {
 }
 // How long a participant's answer to a submit waits for the host's fan-out to bring it back.
 const ARRIVAL_WAIT_MS = 2_000;
+// How long a submitted event's waiter waits for the host's copy before the database is asked.
+const ARRIVAL_CHECK_MS = 20;
 
 /** Submits to hosts: one ordered lane per room, batched, queued in the outbox while a host is away. */
 export class SubmitLanes {
@@ -178,13 +180,21 @@ export class SubmitLanes {
       waits.set(id, done);
     }
     if (wakes.size > 0) {
-      this.d.events.findMany([...wakes.keys()]).then(
-        (rows) => {
-          for (const row of rows) wakes.get(row.event_id)?.();
-        },
-        // Unreadable now: each waits for its arrival or the timeout.
-        (err) => this.d.logger.warn({ err: (err as Error).message }, 'arrival check failed'),
-      );
+      // The host's copy usually comes back within milliseconds and wakes its waiter: only the
+      // ones still waiting after ARRIVAL_CHECK_MS (it came before the wait was set up, or went
+      // to another process of this server) are looked up, in one read.
+      const check = setTimeout(() => {
+        const still = [...wakes.keys()].filter((id) => this.arrivals.get(id)?.includes(wakes.get(id) as () => void));
+        if (still.length === 0) return;
+        this.d.events.findMany(still).then(
+          (rows) => {
+            for (const row of rows) wakes.get(row.event_id)?.();
+          },
+          // Unreadable now: each waits for its arrival or the timeout.
+          (err) => this.d.logger.warn({ err: (err as Error).message }, 'arrival check failed'),
+        );
+      }, ARRIVAL_CHECK_MS);
+      check.unref();
     }
     return waits;
   }
