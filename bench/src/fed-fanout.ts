@@ -1,5 +1,5 @@
 import type WebSocket from 'ws';
-import { connectStream, type Member, pool, register } from './clients.js';
+import { connectStream, type Member, pool, register, sendVia, streamSender, type TextSender } from './clients.js';
 import { type BenchServer, benchRedis, startFederation } from './server.js';
 import { percentiles } from './stats.js';
 
@@ -61,6 +61,7 @@ async function waitUntil(cond: () => boolean, capMs: number): Promise<boolean> {
  * latency is send → stream frame on one process clock, over every message × receiver.
  */
 export async function fedFanout(o: FedFanoutOptions): Promise<Record<string, unknown>> {
+  const via = sendVia();
   const redis = await benchRedis();
   const [a, b] = (await startFederation(['a', 'b'], { redis })) as [BenchServer, BenchServer];
   const clients: Client[] = [];
@@ -165,10 +166,12 @@ export async function fedFanout(o: FedFanoutOptions): Promise<Record<string, unk
     const setupS = (performance.now() - setupStart) / 1000;
     await sleep(QUIET_MS);
 
-    const sender = clients.at(-1)!.member;
+    const senderClient = clients.at(-1)!;
+    // Over the sender's own stream socket (one connection, as Prosody's sender), or one HTTP PUT each.
+    const sender: TextSender = via === 'stream' ? streamSender(senderClient.socket!) : senderClient.member.rooms;
     const receivers = clients.flatMap((c) => (c.receiver ? [c.receiver] : []));
     const send = (phase: 1 | 2, seq: number) =>
-      sender.rooms.sendText(roomId, body(phase, seq)).then(
+      sender.sendText(roomId, body(phase, seq)).then(
         () => undefined,
         (err: Error) => {
           sendFailures++;
@@ -237,6 +240,7 @@ export async function fedFanout(o: FedFanoutOptions): Promise<Record<string, unk
       servers: { A: a.serverName, B: `${b.serverName} (room host)` },
       receivers: { A: o.membersPerServer, B: o.membersPerServer },
       sender: 'A',
+      send_via: via,
       body_bytes: BODY_BYTES,
       setup_s: Math.round(setupS * 10) / 10,
       phase1: { messages: o.burst, mode: 'back to back, unbounded in flight', cap_s: o.burstCapS, ...phase1 },

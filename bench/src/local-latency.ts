@@ -1,4 +1,4 @@
-import { connectStream, pool, register } from './clients.js';
+import { connectStream, pool, register, sendVia, streamSender, type TextSender } from './clients.js';
 import { startServer } from './server.js';
 import { percentiles } from './stats.js';
 
@@ -14,6 +14,7 @@ export interface LocalLatencyOptions {
  * measured on one process clock.
  */
 export async function localLatency(o: LocalLatencyOptions): Promise<Record<string, unknown>> {
+  const via = sendVia();
   const server = await startServer('local');
   try {
     const sender = await register(server.url, 'sender');
@@ -37,6 +38,13 @@ export async function localLatency(o: LocalLatencyOptions): Promise<Record<strin
         }),
       );
     });
+    // The sender has no stream of its own otherwise: over the stream, it opens one to send on.
+    let transport: TextSender = sender.rooms;
+    if (via === 'stream') {
+      const socket = await connectStream(server.url, sender.token);
+      sockets.push(socket);
+      transport = streamSender(socket);
+    }
     await new Promise((r) => setTimeout(r, 2000));
 
     const total = o.rate * o.seconds;
@@ -51,7 +59,7 @@ export async function localLatency(o: LocalLatencyOptions): Promise<Record<strin
       // Exactly 200 bytes: phase, sequence, send time, padding.
       const head = `lat|${i}|${performance.now().toFixed(3)}|`;
       const body = head.padEnd(200, '.');
-      inflight.push(sender.rooms.sendText(roomId, body).catch(() => failed++));
+      inflight.push(transport.sendText(roomId, body).catch(() => failed++));
     }
     await Promise.all(inflight);
     const drainUntil = performance.now() + 15_000;
@@ -64,6 +72,7 @@ export async function localLatency(o: LocalLatencyOptions): Promise<Record<strin
       members: o.members,
       rate_msg_s: o.rate,
       seconds: o.seconds,
+      send_via: via,
       sent: total - failed,
       send_failures: failed,
       delivered: latencies.length,
