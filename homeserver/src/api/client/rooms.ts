@@ -97,6 +97,8 @@ export function roomRoutes(s: Services): Router<AppState> {
   });
 
   // PUT /api/v1/rooms/:roomId/send/:type/:txnId
+  // The stream's `send` (gateway.ts, onSend) writes through the same RoomService.send with the
+  // same body cap: a check or rate limit added here belongs there too.
   router.put('/:roomId/send/:type/:txnId', auth, async (ctx: AppContext) => {
     const roomId = roomIdParam(ctx);
     const type = eventTypeParam(ctx);
