@@ -1,9 +1,10 @@
 import { check, SeqRecord } from '@parley/schemas';
 import { canonicalJson, sha256B64u } from '../canonical/index.js';
 import type { KeyRing, SigningKey } from '../keys/signing-key.js';
+import type { BytesVerifier } from '../keys/verify-pool.js';
 import { roomHost } from './ids.js';
-import { assertSigningKey, checkServerSignature, signatureEntry } from './signatures.js';
-import type { RecordFields } from './types.js';
+import { assertSigningKey, checkServerSignature, checkServerSignatureAsync, signatureEntry } from './signatures.js';
+import type { RecordFields, SeqRecord as SeqRecordType } from './types.js';
 
 /**
  * Sequencing records, the order layer (docs/protocol.md): the host signs `{ room_id, seq, event_id,
@@ -43,17 +44,45 @@ export type VerifyRecordResult = { ok: true; hash: string } | { ok: false; kind:
  */
 export function verifyRecord(record: unknown, hostName: string, keyRing: KeyRing): VerifyRecordResult {
   try {
-    const shape = check(SeqRecord, record);
-    if (!shape.ok) return { ok: false, kind: 'malformed', reason: `record: ${shape.message}` };
-    const host = roomHost(shape.value.room_id);
-    if (host === null) return { ok: false, kind: 'malformed', reason: 'record: room_id has no valid host' };
-    if (hostName !== host) return { ok: false, kind: 'signature', reason: `${String(hostName)} is not the host of ${shape.value.room_id}` };
-    if (typeof keyRing !== 'function') return { ok: false, kind: 'signature', reason: 'keyRing: expected a function' };
-    const payload = recordPayload(shape.value);
-    const signature = checkServerSignature(shape.value.signatures, host, Buffer.from(payload), keyRing);
+    const signed = signedRecord(record, hostName, keyRing);
+    if (!signed.ok) return signed;
+    const signature = checkServerSignature(signed.signatures, signed.host, signed.payload, keyRing);
     if (!signature.ok) return { ok: false, kind: 'signature', reason: signature.reason };
-    return { ok: true, hash: sha256B64u(payload) };
+    return { ok: true, hash: sha256B64u(signed.payload) };
   } catch (err) {
     return { ok: false, kind: 'malformed', reason: (err as Error).message };
   }
+}
+
+/** verifyRecord with the Ed25519 check done by `verifier` (checkServerSignatureAsync). Never rejects. */
+export async function verifyRecordAsync(
+  record: unknown,
+  hostName: string,
+  keyRing: KeyRing,
+  verifier?: BytesVerifier,
+): Promise<VerifyRecordResult> {
+  try {
+    const signed = signedRecord(record, hostName, keyRing);
+    if (!signed.ok) return signed;
+    const signature = await checkServerSignatureAsync(signed.signatures, signed.host, signed.payload, keyRing, verifier);
+    if (!signature.ok) return { ok: false, kind: 'signature', reason: signature.reason };
+    return { ok: true, hash: sha256B64u(signed.payload) };
+  } catch (err) {
+    return { ok: false, kind: 'malformed', reason: (err as Error).message };
+  }
+}
+
+/** Shape and host checks of a record, and the bytes its host signed. May throw (callers catch). */
+function signedRecord(
+  record: unknown,
+  hostName: string,
+  keyRing: KeyRing,
+): { ok: true; host: string; payload: Buffer; signatures: SeqRecordType['signatures'] } | Extract<VerifyRecordResult, { ok: false }> {
+  const shape = check(SeqRecord, record);
+  if (!shape.ok) return { ok: false, kind: 'malformed', reason: `record: ${shape.message}` };
+  const host = roomHost(shape.value.room_id);
+  if (host === null) return { ok: false, kind: 'malformed', reason: 'record: room_id has no valid host' };
+  if (hostName !== host) return { ok: false, kind: 'signature', reason: `${String(hostName)} is not the host of ${shape.value.room_id}` };
+  if (typeof keyRing !== 'function') return { ok: false, kind: 'signature', reason: 'keyRing: expected a function' };
+  return { ok: true, host, payload: Buffer.from(recordPayload(shape.value)), signatures: shape.value.signatures };
 }

@@ -1,10 +1,11 @@
 import { check, RoomEvent } from '@parley/schemas';
 import { sha256B64u } from '../canonical/index.js';
 import type { KeyRing } from '../keys/signing-key.js';
+import type { BytesVerifier } from '../keys/verify-pool.js';
 import { contentHash, signingPayload } from './hashes.js';
 import { userServer } from './ids.js';
 import { isRedacted } from './redact.js';
-import { checkServerSignature } from './signatures.js';
+import { checkServerSignature, checkServerSignatureAsync } from './signatures.js';
 import { checkEventSize } from './size.js';
 
 export type EventFailureKind = 'malformed' | 'size' | 'signature' | 'content_hash';
@@ -60,20 +61,57 @@ export function verifyPreparedEvent(
   options: VerifyEventOptions = {},
 ): VerifyEventResult {
   try {
-    // An origin may only vouch for its own users.
-    if (event.origin !== userServer(event.sender)) {
-      return { ok: false, kind: 'signature', reason: `origin ${event.origin} is not the server of sender ${event.sender}` };
-    }
+    const origin = originProblem(event);
+    if (origin) return origin;
     if (options.trusted?.has(prepared.eventId) !== true) {
       const signature = checkServerSignature(event.signatures, event.origin, prepared.payload, keyRing);
       if (!signature.ok) return { ok: false, kind: 'signature', reason: signature.reason };
     }
-    if (contentHash(event) === event.hashes.sha256) return { ok: true, eventId: prepared.eventId, redacted: false };
-    if (options.allowRedacted === true && isRedacted(event)) return { ok: true, eventId: prepared.eventId, redacted: true };
-    return { ok: false, kind: 'content_hash', reason: 'content hash mismatch' };
+    return contentVerdict(event, prepared, options);
   } catch (err) {
     return { ok: false, kind: 'malformed', reason: (err as Error).message };
   }
+}
+
+/**
+ * verifyPreparedEvent with the origin's signature checked by `verifier`
+ * (checkServerSignatureAsync): same checks, same verdicts. Never rejects.
+ */
+export async function verifyPreparedEventAsync(
+  event: RoomEvent,
+  prepared: PreparedEvent,
+  keyRing: KeyRing,
+  options: VerifyEventOptions = {},
+  verifier?: BytesVerifier,
+): Promise<VerifyEventResult> {
+  try {
+    const origin = originProblem(event);
+    if (origin) return origin;
+    // Judged before the signature is (the loop's work while the pool checks it), reported after it.
+    const content = contentVerdict(event, prepared, options);
+    if (options.trusted?.has(prepared.eventId) !== true) {
+      const signature = await checkServerSignatureAsync(event.signatures, event.origin, prepared.payload, keyRing, verifier);
+      if (!signature.ok) return { ok: false, kind: 'signature', reason: signature.reason };
+    }
+    return content;
+  } catch (err) {
+    return { ok: false, kind: 'malformed', reason: (err as Error).message };
+  }
+}
+
+/** An origin may only vouch for its own users. */
+function originProblem(event: RoomEvent): VerifyEventResult | null {
+  if (event.origin !== userServer(event.sender)) {
+    return { ok: false, kind: 'signature', reason: `origin ${event.origin} is not the server of sender ${event.sender}` };
+  }
+  return null;
+}
+
+/** The content hash matches, or the event is a redacted copy and the caller allows those. May throw. */
+function contentVerdict(event: RoomEvent, prepared: PreparedEvent, options: VerifyEventOptions): VerifyEventResult {
+  if (contentHash(event) === event.hashes.sha256) return { ok: true, eventId: prepared.eventId, redacted: false };
+  if (options.allowRedacted === true && isRedacted(event)) return { ok: true, eventId: prepared.eventId, redacted: true };
+  return { ok: false, kind: 'content_hash', reason: 'content hash mismatch' };
 }
 
 /** Verifies an event received from anywhere. Returns a failure object, never throws. */
@@ -82,4 +120,12 @@ export function verifyEvent(event: unknown, keyRing: KeyRing, options: VerifyEve
   if (!prepared.ok) return prepared;
   if (typeof keyRing !== 'function') return { ok: false, kind: 'signature', reason: 'keyRing: expected a function' };
   return verifyPreparedEvent(prepared.event, prepared.prepared, keyRing, options ?? {});
+}
+
+/** verifyEvent with the origin's signature checked on libuv's thread pool (verifyPreparedEventAsync). Never rejects. */
+export async function verifyEventAsync(event: unknown, keyRing: KeyRing, options: VerifyEventOptions = {}): Promise<VerifyEventResult> {
+  const prepared = prepareEvent(event);
+  if (!prepared.ok) return prepared;
+  if (typeof keyRing !== 'function') return { ok: false, kind: 'signature', reason: 'keyRing: expected a function' };
+  return verifyPreparedEventAsync(prepared.event, prepared.prepared, keyRing, options ?? {});
 }

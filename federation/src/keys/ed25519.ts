@@ -47,3 +47,23 @@ export function verifyBytes(signature: Uint8Array, message: Uint8Array, publicKe
     return false;
   }
 }
+
+/**
+ * verifyBytes on libuv's thread pool (node:crypto `verify` with a callback): the same checks
+ * and the same OpenSSL call, off the event loop, so many signatures (a room snapshot's) are
+ * checked on every free core while the loop prepares the next ones. Resolves false, never
+ * rejects, for anything verifyBytes refuses.
+ */
+export function verifyBytesAsync(signature: Uint8Array, message: Uint8Array, publicKey: KeyObject): Promise<boolean> {
+  if (!(signature instanceof Uint8Array) || signature.length !== SIGNATURE_BYTES) return Promise.resolve(false);
+  if (!(message instanceof Uint8Array)) return Promise.resolve(false);
+  if (!isEd25519Key(publicKey, 'public')) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    try {
+      if (isWeakPublicKey(publicKey)) return resolve(false);
+      verify(null, message, publicKey, signature, (err, ok) => resolve(err === null && ok === true));
+    } catch {
+      resolve(false);
+    }
+  });
+}

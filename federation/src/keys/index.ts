@@ -12,7 +12,7 @@ export {
   verifyKeyDocument,
   verifyNotarized,
 } from './documents.js';
-export { isEd25519Key, SIGNATURE_BYTES, signBytes, verifyBytes } from './ed25519.js';
+export { isEd25519Key, SIGNATURE_BYTES, signBytes, verifyBytes, verifyBytesAsync } from './ed25519.js';
 export { loadNewestKey, loadOrCreateSigningKey } from './key-file.js';
 export { KeyStore } from './key-store.js';
 export {
@@ -38,4 +38,5 @@ export {
   type SigningKey,
   signingKeyFromSeed,
 } from './signing-key.js';
+export { type BytesVerifier, VerifyBatch, VerifyPool } from './verify-pool.js';
 export { isWeakPublicKey, isWeakPublicKeyBytes } from './weak-keys.js';
