@@ -24,7 +24,7 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
       : fedFanout({ membersPerServer: 25, burst: 2000, burstCapS: 120, rate: 200, seconds: 10, drainS: 15 }),
   'local-latency': () =>
     smoke ? localLatency({ members: 5, rate: 50, seconds: 2 }) : localLatency({ members: 50, rate: 200, seconds: 10 }),
-  'idle-rss': () => idleRss({ settleS: smoke ? 2 : 10 }),
+  'idle-rss': () => (smoke ? idleRss({ earlyS: 1, settleS: 2 }) : idleRss({ earlyS: 10, settleS: 60 })),
   'idle-conns': () => (smoke ? idleConns({ connections: 200, users: 5 }) : idleConns({ connections: 10_000, users: 100 })),
   'join-large': () => {
     // PARLEY_BENCH_JOIN_LARGE=<members>x<messages> runs another size (e.g. under a join cap).
