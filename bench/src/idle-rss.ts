@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { type BenchServer, benchRedis, PRODUCTION_NODE_FLAGS, redisPrefix, startServer } from './server.js';
+import { type BenchServer, benchRedis, PRODUCTION_ENV, PRODUCTION_NODE_FLAGS, redisPrefix, startServer } from './server.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mb = (kb: number) => Math.round(kb / 102.4) / 10;
@@ -25,7 +25,10 @@ async function heap(server: BenchServer): Promise<Record<string, number>> {
 
 /** RSS of a bare `node` with the same flags, doing nothing: the floor under any server. */
 async function bareNode(): Promise<number> {
-  const child = spawn(process.execPath, [...PRODUCTION_NODE_FLAGS, '-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [...PRODUCTION_NODE_FLAGS, '-e', 'setInterval(() => {}, 1000)'], {
+    stdio: 'ignore',
+    env: { ...PRODUCTION_ENV, ...process.env },
+  });
   try {
     await sleep(1500);
     return status(child.pid as number).rss;
@@ -75,6 +78,7 @@ export async function idleRss(o: { earlyS: number; settleS: number }): Promise<R
   return {
     scenario: 'idle-rss',
     node_flags: PRODUCTION_NODE_FLAGS.join(' '),
+    node_env: PRODUCTION_ENV,
     poller: await measure(null),
     ...(redis ? { bullmq: await measure(redis) } : {}),
     bare_node_rss_mb: await bareNode(),

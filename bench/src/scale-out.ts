@@ -12,7 +12,16 @@ import WebSocket from 'ws';
 // deploy/'s proxy configs as the scale-out test runs them (homeserver/test/scale-out.slow.test.ts).
 import { ensureProxies, makeTestCa, startNginx } from '../../homeserver/test/support/proxies.js';
 import { pool } from './clients.js';
-import { benchRedis, ensureServerBuilt, freePort, fromSources, PRODUCTION_NODE_FLAGS, redisDeletePrefix, redisPrefix } from './server.js';
+import {
+  benchRedis,
+  ensureServerBuilt,
+  freePort,
+  fromSources,
+  PRODUCTION_ENV,
+  PRODUCTION_NODE_FLAGS,
+  redisDeletePrefix,
+  redisPrefix,
+} from './server.js';
 import { percentiles } from './stats.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -107,6 +116,7 @@ export async function scaleOut(o: ScaleOutOptions): Promise<Record<string, unkno
   let proxy: ChildProcess | null = null;
   const prefix = redisPrefix('scale');
   const env = (port: number, dataDir = path.join(dir, 'data'), db = dbUrl(dbNames[0] as string)): NodeJS.ProcessEnv => ({
+    ...PRODUCTION_ENV,
     ...process.env,
     PARLEY_CONFIG: path.join(dir, 'parley.yaml'),
     PARLEY_DATA_DIR: dataDir,

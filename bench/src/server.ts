@@ -21,7 +21,9 @@ const BIN = process.env.PARLEY_BENCH_BIN
   : path.join(ROOT, fromSources ? 'homeserver/bin/parley.mjs' : 'homeserver/dist/parley.mjs');
 
 /** Node flags of `pnpm start`, the systemd unit and the container (docs/operator-guide.md). */
-export const PRODUCTION_NODE_FLAGS = ['--max-semi-space-size=4', '--max-old-space-size=1024'];
+export const PRODUCTION_NODE_FLAGS = ['--max-semi-space-size=4', '--max-old-space-size=1024', '--v8-pool-size=2'];
+/** The environment they set beside the flags: at most two glibc malloc arenas. */
+export const PRODUCTION_ENV = { MALLOC_ARENA_MAX: '2' };
 
 let built: Promise<void> | null = null;
 /** Builds the server bundle once per bench run when it is missing or stale (no-op from sources). */
@@ -131,6 +133,7 @@ export async function startServer(name: string, options: ServerOptions = {}): Pr
   }
   const port = await freePort();
   const env: NodeJS.ProcessEnv = {
+    ...PRODUCTION_ENV,
     ...process.env,
     PARLEY_CONFIG: config,
     PARLEY_DATA_DIR: dataDir,

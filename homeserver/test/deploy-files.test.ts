@@ -68,8 +68,9 @@ describe('deploy/ files', () => {
     expect(docker).toMatch(/^USER parley$/m);
     // The same node flags as `pnpm start` (docs/operator-guide.md): a 4 MiB young generation.
     expect(docker).toMatch(
-      /^CMD \["node", "--max-semi-space-size=4", "--max-old-space-size=1024", "homeserver\/dist\/parley\.mjs", "serve"\]$/m,
+      /^CMD \["node", "--max-semi-space-size=4", "--max-old-space-size=1024", "--v8-pool-size=2", "homeserver\/dist\/parley\.mjs", "serve"\]$/m,
     );
+    expect(docker).toMatch(/^ENV MALLOC_ARENA_MAX=2$/m);
     // The image builds the bundle it runs, with the script `pnpm build` runs.
     expect(docker).toContain('pnpm@10 build');
     const rootPkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
@@ -96,8 +97,9 @@ describe('deploy/ files', () => {
       expect(unit).toContain(key);
     }
     expect(unit).toMatch(
-      /^ExecStart=\/usr\/bin\/node --max-semi-space-size=4 --max-old-space-size=1024 \/opt\/parley\/homeserver\/dist\/parley\.mjs serve$/m,
+      /^ExecStart=\/usr\/bin\/node --max-semi-space-size=4 --max-old-space-size=1024 --v8-pool-size=2 \/opt\/parley\/homeserver\/dist\/parley\.mjs serve$/m,
     );
+    expect(unit).toMatch(/^Environment=MALLOC_ARENA_MAX=2$/m);
     expect(unit).toMatch(/^ReadWritePaths=\/var\/lib\/parley$/m);
   });
 
