@@ -68,6 +68,8 @@ const BATCHES_PER_DRAIN = 10;
 const UP_REWRITE_MS = 5_000;
 /** How long a destination read as up answers an inbound request's "retry now?" without a read. */
 const INBOUND_UP_TTL_MS = 1_000;
+// How long after a direct delivery a destination's row is not read again before the next one.
+const UP_READ_MS = 1_000;
 const QUEUE = 'federation-delivery';
 
 /**
@@ -104,6 +106,8 @@ export class DeliveryEngine {
    * (it was one upsert per delivered transaction); a failure here forgets the entry.
    */
   private readonly upWritten = new Map<string, number>();
+  /** When this process last delivered to each destination directly (skips reading its state for UP_READ_MS). */
+  private readonly upSeenDelivering = new Map<string, number>();
   /** When this process last read a destination as up, so inbound requests do not read it each time. */
   private readonly upSeen = new Map<string, number>();
   private readonly relayedCounter: Counter<'outcome'>;
@@ -333,7 +337,11 @@ export class DeliveryEngine {
     for (let batch = 0; batch < BATCHES_PER_DRAIN; batch++) {
       if (this.stopped) return { kind: 'done' };
       const now = this.clock.now();
-      const state = stateOf(await this.repo.destination(destination));
+      // A destination this process delivered to directly within the last second is taken as up
+      // without reading its row: a busy destination gets a transaction every few milliseconds.
+      // Had another process just marked it down, this try fails and records the failure anyway.
+      const seenUp = now - (this.upSeenDelivering.get(destination) ?? Number.NEGATIVE_INFINITY) < UP_READ_MS;
+      const state = seenUp ? onSuccess() : stateOf(await this.repo.destination(destination));
       const direct = mayTry(state, now);
       if (!direct && !this.relaying(state, now)) {
         // Come back when the next direct try is due, or when a relay may take over if sooner.
@@ -377,6 +385,7 @@ export class DeliveryEngine {
           }
           await this.handOverSubmits(destination, submits);
           const at = this.clock.now();
+          if (direct) this.upSeenDelivering.set(destination, at);
           if (state.kind !== 'up' || at - (this.upWritten.get(destination) ?? Number.NEGATIVE_INFINITY) >= UP_REWRITE_MS) {
             await this.repo.saveState(destination, onSuccess(), { lastSuccessTs: at, lastError: null });
             this.upWritten.set(destination, at);
@@ -446,6 +455,7 @@ export class DeliveryEngine {
       next = { ...next, nextTryTs: Math.min(next.nextTryTs, now + this.relay.directRetryMaxMs) };
     this.failures.inc({ destination });
     this.upWritten.delete(destination);
+    this.upSeenDelivering.delete(destination);
     this.upSeen.delete(destination);
     await this.repo.saveState(destination, next, { lastError: String((err as Error).message ?? err).slice(0, 500) });
     this.log.warn(
