@@ -8,6 +8,9 @@ export class Metrics {
   readonly registry = new Registry();
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route'>;
+  /** Sends over the stream socket (no HTTP request, so not in the two above), by answer status. */
+  readonly streamSends: Counter<'status'>;
+  readonly streamSendDuration: Histogram;
 
   constructor(db: Db, media?: MediaService, mailbox?: MailboxService) {
     collectDefaultMetrics({ register: this.registry, prefix: 'parley_' });
@@ -21,6 +24,18 @@ export class Metrics {
       name: 'parley_http_request_duration_seconds',
       help: 'HTTP request latency by route template',
       labelNames: ['method', 'route'],
+      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [this.registry],
+    });
+    this.streamSends = new Counter({
+      name: 'parley_stream_sends_total',
+      help: 'Messages sent over the stream socket (op send), by the status of the answer (as the HTTP send would answer)',
+      labelNames: ['status'],
+      registers: [this.registry],
+    });
+    this.streamSendDuration = new Histogram({
+      name: 'parley_stream_send_duration_seconds',
+      help: 'Time from a stream send being handed over to its answer',
       buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [this.registry],
     });

@@ -343,6 +343,7 @@ export async function startHomeserver(config: Config, options: StartOptions = {}
     bus: services.bus,
     presence: services.presence,
     roomService: services.rooms,
+    metrics,
     log,
     settings: {
       heartbeatMs: config.stream.heartbeat_ms,

@@ -156,6 +156,32 @@ describe('sending over the stream socket', () => {
     c.close();
   });
 
+  it('counts and times sends on /metrics by answer status (they make no HTTP request to count)', async () => {
+    const metric = async () => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      const count = (status: string) =>
+        Number(new RegExp(`^parley_stream_sends_total\\{status="${status}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+      const timed = Number(/^parley_stream_send_duration_seconds_count (\d+)$/m.exec(text)?.[1] ?? 0);
+      return { ok: count('200'), forbidden: count('403'), invalid: count('400'), timed };
+    };
+    const before = await metric();
+    const a = openStream(server.url, alice.token());
+    const c = openStream(server.url, carol.token());
+    await Promise.all([a.ready, c.ready]);
+    a.send({ op: 'send', id: 'm1', room_id: roomId, type: 'room.message', txn_id: 'metric-1', content: text('counted') });
+    c.send({ op: 'send', id: 'm2', room_id: roomId, type: 'room.message', txn_id: 'metric-2', content: text('not a member') });
+    c.send({ op: 'send', id: 'm3', room_id: roomId, type: 'room.message', txn_id: 'metric-3' });
+    await Promise.all([answerTo(a, 'm1'), answerTo(c, 'm2'), answerTo(c, 'm3')]);
+    const after = await metric();
+    expect(after.ok - before.ok).toBe(1);
+    expect(after.forbidden - before.forbidden).toBe(1);
+    expect(after.invalid - before.invalid).toBe(1);
+    // Timed from being handed over: the invalid one never was.
+    expect(after.timed - before.timed).toBe(2);
+    a.close();
+    c.close();
+  });
+
   it('admits content up to the HTTP body cap and answers 413 beyond it, as HTTP does', async () => {
     const cap = server.config.http.max_json_body_bytes;
     const a = openStream(server.url, alice.token());

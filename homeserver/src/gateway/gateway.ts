@@ -16,6 +16,7 @@ import { ParleyError } from '../errors.js';
 import { type ClientIpSettings, clientIp } from '../http/client-ip.js';
 import { bodyTooLarge, toParleyError } from '../http/middleware/errors.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
 import type { EventRepository } from '../repositories/events.js';
 import type { ReadMarkerRepository } from '../repositories/room-extras.js';
 import type { RoomRepository } from '../repositories/rooms.js';
@@ -57,6 +58,8 @@ export interface GatewayDeps {
   presence: PresenceService;
   /** Writes `send`s (the HTTP send's RoomService.send). */
   roomService: Pick<RoomService, 'send'>;
+  /** Counts and times stream sends (`/metrics`); absent in tests that build a gateway alone. */
+  metrics?: Pick<Metrics, 'streamSends' | 'streamSendDuration'>;
   log: Logger;
   settings: GatewaySettings;
 }
@@ -249,6 +252,7 @@ export class StreamGateway {
     while (auth && conn.state !== 'closed' && conn.sendsInFlight < MAX_SENDS_IN_FLIGHT && conn.sendQueue.length > 0) {
       const m = conn.sendQueue.shift() as SendMessage;
       conn.sendsInFlight += 1;
+      const started = performance.now();
       let answer: Promise<SendResponse>;
       try {
         answer = this.d.roomService.send(auth, m.room_id, m.type, m.txn_id, m.content);
@@ -257,8 +261,11 @@ export class StreamGateway {
       }
       answer
         .then(
-          (sent) => this.answerSent(conn, m.id, sent),
-          (err) => this.answerError(conn, m.id, err),
+          (sent) => {
+            this.counted(sent.queued ? 202 : 200, started);
+            this.answerSent(conn, m.id, sent);
+          },
+          (err) => this.answerError(conn, m.id, err, started),
         )
         .finally(() => {
           conn.sendsInFlight -= 1;
@@ -280,6 +287,12 @@ export class StreamGateway {
     }
   }
 
+  /** A send answered (`started`: when it was handed over; refused before that, it is not timed). */
+  private counted(status: number, started?: number): void {
+    this.d.metrics?.streamSends.inc({ status: String(status) });
+    if (started !== undefined) this.d.metrics?.streamSendDuration.observe((performance.now() - started) / 1000);
+  }
+
   private answerSent(conn: StreamConnection, id: string, sent: SendResponse): void {
     if (conn.state === 'closed') return;
     this.holdWrites(conn);
@@ -293,8 +306,9 @@ export class StreamGateway {
   }
 
   /** The status and body the HTTP send would answer with (the HTTP error mapping, shared). */
-  private answerError(conn: StreamConnection, id: string, err: unknown): void {
+  private answerError(conn: StreamConnection, id: string, err: unknown, started?: number): void {
     const error = toParleyError(err);
+    this.counted(error.status, started);
     if (error.status >= 500) this.d.log.error({ err }, 'stream send failed');
     if (conn.state === 'closed') return;
     this.holdWrites(conn);
