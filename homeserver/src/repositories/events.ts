@@ -2,6 +2,7 @@ import type { RoomEvent, SeqRecord } from '@parley/schemas';
 import type { Knex } from 'knex';
 import type { Db } from '../db/database.js';
 import type { SeqRange, VisibleRanges } from '../services/visible-ranges.js';
+import { copyRows } from './copy.js';
 
 export interface EventRow {
   event_id: string;
@@ -60,6 +61,35 @@ export class EventRepository {
         rows.slice(i, i + INSERT_SLICE).map((row) => ({ ...row, event: JSON.stringify(row.event), record: JSON.stringify(row.record) })),
       );
     }
+  }
+
+  /**
+   * Inserts the rows of a room created in the caller's transaction (a snapshot join) with one
+   * COPY: none can exist yet (every event row references its room, and an event ID is the
+   * hash of an event naming its room), so nothing is skipped as insertMissing would.
+   */
+  async copyIntoNewRoom(rows: EventRow[], trx: Db): Promise<void> {
+    await copyRows(
+      trx,
+      'events',
+      COLUMNS,
+      rows.map((r) => [
+        r.event_id,
+        r.room_id,
+        r.seq,
+        r.type,
+        r.state_key,
+        r.sender,
+        r.origin_ts,
+        JSON.stringify(r.event),
+        JSON.stringify(r.record),
+        r.visibility,
+        r.redacted_by,
+        r.rel_type,
+        r.rel_event_id,
+        r.rel_key,
+      ]),
+    );
   }
 
   /** Inserts entries fetched out of order (snapshot, backfill); ones already held are kept. */

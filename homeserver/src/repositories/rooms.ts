@@ -1,6 +1,7 @@
 import type { Membership, RoomEvent } from '@parley/schemas';
 import type { Knex } from 'knex';
 import type { Db } from '../db/database.js';
+import { copyRows } from './copy.js';
 import { containsPattern } from './like.js';
 
 export interface RoomRow {
@@ -114,6 +115,26 @@ export class RoomRepository {
       await trx('memberships').insert(rows).onConflict(['room_id', 'user_id']).merge();
       await trx('membership_log').insert(rows).onConflict().ignore();
     }
+  }
+
+  /**
+   * putSnapshot for a room created in the caller's transaction: state, memberships and the
+   * membership log each in one COPY (no row of the room can exist yet, so nothing to merge).
+   */
+  async copySnapshotIntoNewRoom(
+    roomId: string,
+    state: Array<{ type: string; state_key: string; event_id: string; seq: number; membership?: Membership }>,
+    trx: Db,
+  ): Promise<void> {
+    await copyRows(
+      trx,
+      'room_state',
+      ['room_id', 'type', 'state_key', 'event_id', 'seq'],
+      state.map((r) => [roomId, r.type, r.state_key, r.event_id, r.seq]),
+    );
+    const members = state.filter((r) => r.membership !== undefined).map((r) => [roomId, r.state_key, r.membership as string, r.seq]);
+    await copyRows(trx, 'memberships', ['room_id', 'user_id', 'membership', 'seq'], members);
+    await copyRows(trx, 'membership_log', ['room_id', 'user_id', 'membership', 'seq'], members);
   }
 
   async membership(roomId: string, userId: string, trx: Db = this.db): Promise<Membership | undefined> {

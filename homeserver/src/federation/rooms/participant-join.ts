@@ -26,6 +26,17 @@ export type SignForRemote = (
   stateKey?: string,
 ) => { event: RoomEvent; eventId: string };
 
+/** What a snapshot entry must be besides signed: at or before the anchor, a state event, one per key. */
+function stateProblem(entry: Entry, anchor: Entry, keys: Set<string>): string | null {
+  if (entry.record.seq > anchor.record.seq) return `state entry at seq ${entry.record.seq} is after the anchor`;
+  if (entry === anchor) return null;
+  if (entry.event.state_key === undefined) return `seq ${entry.record.seq} is not a state event`;
+  const key = stateMapKey(entry.event.type, entry.event.state_key);
+  if (keys.has(key)) return `two state entries for ${key}`;
+  keys.add(key);
+  return null;
+}
+
 export class RemoteJoins {
   constructor(
     private readonly d: ParticipantDeps,
@@ -72,6 +83,7 @@ export class RemoteJoins {
     const host = serverOf(roomId);
     const { event } = this.sign(roomId, 'room.member', userId, { membership: 'join', displayname }, userId);
     let res: { body: unknown };
+    const asked = performance.now();
     try {
       res = await this.d.fed.client.request({
         destination: host,
@@ -90,7 +102,7 @@ export class RemoteJoins {
     }
     const body = res.body as { entries?: unknown; snapshot?: { state?: unknown; anchor?: unknown } };
     const entries = parseEntries(body?.entries);
-    if (body?.snapshot) await this.storeSnapshot(roomId, host, parseSnapshot(body.snapshot), entries);
+    if (body?.snapshot) await this.storeSnapshot(roomId, host, parseSnapshot(body.snapshot), entries, performance.now() - asked);
     else await this.storeChain(roomId, host, entries);
     await this.d.invites.delete(roomId, userId);
   }
@@ -100,44 +112,62 @@ export class RemoteJoins {
    * entry just before the recent ones) carry valid host and origin signatures; the recent
    * entries are then verified as a chain continuing from the anchor, with the auth rules
    * replayed over the snapshot state. Older history is backfilled on demand.
+   *
+   * The snapshot's rows go into the database while its signatures are being checked, in a
+   * transaction that commits only once everything verified (a refusal rolls it back), so the
+   * inserts (Postgres' work) overlap the checks (the event loop's and worker threads').
    */
-  private async storeSnapshot(roomId: string, host: string, snapshot: Snapshot, recent: Entry[]): Promise<void> {
+  private async storeSnapshot(roomId: string, host: string, snapshot: Snapshot, recent: Entry[], fetchMs = 0): Promise<void> {
     const { anchor } = snapshot;
     const refuse = (reason: string): never => {
       this.d.logger.warn({ room_id: roomId, host, reason }, 'refused a room snapshot');
       throw new ParleyError(502, 'PARLEY_UNAVAILABLE', `the state snapshot from ${host} does not verify: ${reason}`);
     };
+    const started = performance.now();
     await this.checks.prefetchKeys([...snapshot.state, anchor, ...recent], host);
     const ring = this.checks.keyRing();
+    const signed = [...snapshot.state, anchor];
+    // The checks of each entry that need no signature, in order; the first entry that fails one
+    // bounds the signature checks below (entries after it need none to refuse the snapshot).
     const keys = new Set<string>();
     const stateMap: StateMap = new Map();
-    for (const entry of [...snapshot.state, anchor]) {
-      const problem = this.checks.checkSigned(entry, host, roomId, ring);
-      if (problem) refuse(`seq ${entry.record.seq}: ${problem}`);
-      if (entry.record.seq > anchor.record.seq) refuse(`state entry at seq ${entry.record.seq} is after the anchor`);
-      if (entry === anchor) continue;
-      if (entry.event.state_key === undefined) refuse(`seq ${entry.record.seq} is not a state event`);
-      const key = stateMapKey(entry.event.type, entry.event.state_key as string);
-      if (keys.has(key)) refuse(`two state entries for ${key}`);
-      keys.add(key);
-      stateMap.set(key, entry.event);
+    let shapeProblem: { index: number; problem: string } | null = null;
+    for (const [index, entry] of signed.entries()) {
+      const problem = stateProblem(entry, anchor, keys);
+      if (problem) {
+        shapeProblem = { index, problem };
+        break;
+      }
+      if (entry !== anchor) stateMap.set(stateMapKey(entry.event.type, entry.event.state_key as string), entry.event);
     }
     const create = snapshot.state.find((e) => e.event.type === 'room.create');
-    if (create?.record.seq !== 1) refuse('no room.create at seq 1');
-    if (anchor.event.state_key !== undefined && anchor.record.seq !== (create as Entry).record.seq) {
-      // The anchor, when a state event, is the current holder of its key.
-      const held = stateMap.get(stateMapKey(anchor.event.type, anchor.event.state_key));
-      if (held && computeEventId(held) !== anchor.record.event_id) refuse('the anchor is a state event the snapshot does not hold');
-    }
-    const verdict = verifyChain(recent, ring, authorize, {
-      roomId,
-      after: { seq: anchor.record.seq, head: recordHash(anchor.record), state: stateMap },
-    });
-    if (!verdict.ok) refuse(`recent entries at seq ${verdict.seq}: ${verdict.reason}`);
+    let verifiedAt = 0;
+    const verification = (async () => {
+      // Every signature of every entry up to there (shared with worker threads); an entry's bad
+      // signature is reported before its other problems, as when each entry was checked in turn.
+      const signatures = await this.checks.checkSignedMany(signed.slice(0, (shapeProblem?.index ?? signed.length) + 1), host, roomId, ring);
+      const first = signatures && (!shapeProblem || signatures.index <= shapeProblem.index) ? signatures : shapeProblem;
+      if (first) refuse(first === signatures ? `seq ${signed[first.index]?.record.seq}: ${first.problem}` : first.problem);
+      if (create?.record.seq !== 1) refuse('no room.create at seq 1');
+      if (anchor.event.state_key !== undefined && anchor.record.seq !== (create as Entry).record.seq) {
+        // The anchor, when a state event, is the current holder of its key.
+        const held = stateMap.get(stateMapKey(anchor.event.type, anchor.event.state_key));
+        if (held && computeEventId(held) !== anchor.record.event_id) refuse('the anchor is a state event the snapshot does not hold');
+      }
+      const verdict = verifyChain(recent, ring, authorize, {
+        roomId,
+        after: { seq: anchor.record.seq, head: recordHash(anchor.record), state: stateMap },
+      });
+      if (!verdict.ok) refuse(`recent entries at seq ${verdict.seq}: ${verdict.reason}`);
+      verifiedAt = performance.now();
+    })();
+    // Awaited below, or its refusal is thrown in place of a failure of the inserts.
+    verification.catch(() => {});
+    // Nothing worth inserting: the checks will refuse it.
+    if (shapeProblem || !create) return verification;
 
-    const createEvent = (create as Entry).event;
+    const createEvent = create.event;
     await this.d.db.transaction(async (trx) => {
-      if (await this.d.rooms.lock(roomId, trx)) throw new ParleyError(409, 'PARLEY_INVALID_PARAM', `${roomId} is already known here`);
       const room: RoomRow = {
         room_id: roomId,
         host,
@@ -147,33 +177,67 @@ export class RemoteJoins {
         published: false,
         current_seq: anchor.record.seq,
         head_hash: recordHash(anchor.record),
-        lamport: Math.max(...[...snapshot.state, anchor].map((e) => e.event.lamport)),
+        lamport: signed.reduce((max, e) => Math.max(max, e.event.lamport), 0),
         created_ts: this.d.clock.now(),
         history_from: anchor.record.seq,
       };
-      await this.d.rooms.insert(room, trx);
-      const rows = [...snapshot.state, anchor].map((e) => rowOf(e));
-      await this.d.events.insertMissing(rows, trx);
-      await this.d.rooms.putSnapshot(
-        roomId,
-        snapshot.state.map((e) => ({
+      try {
+        if (await this.d.rooms.lock(roomId, trx)) throw new ParleyError(409, 'PARLEY_INVALID_PARAM', `${roomId} is already known here`);
+        await this.d.rooms.insert(room, trx);
+        // The anchor, when a state event, is in the state too: one row per event.
+        const ids = new Set<string>();
+        const rows = signed.filter((e) => !ids.has(e.record.event_id) && ids.add(e.record.event_id)).map((e) => rowOf(e));
+        const state = snapshot.state.map((e) => ({
           type: e.event.type,
           state_key: e.event.state_key as string,
           event_id: e.record.event_id,
           seq: e.record.seq,
           ...(e.event.type === 'room.member' ? { membership: e.event.content.membership as Membership } : {}),
-        })),
-        trx,
-      );
-      const batch = this.d.log.begin(room);
+        }));
+        try {
+          // A new room: its rows go in with COPY (nothing of it can be in the tables yet), in a
+          // savepoint so that rows COPY cannot take fall back to the INSERTs below.
+          await trx.transaction(async (sp) => {
+            await this.d.events.copyIntoNewRoom(rows, sp);
+            await this.d.rooms.copySnapshotIntoNewRoom(roomId, state, sp);
+          });
+        } catch (err) {
+          // E.g. two events at one seq from a host that equivocates: INSERT skips what conflicts.
+          this.d.logger.warn({ room_id: roomId, host, err: (err as Error).message }, 'snapshot rows refused by COPY; inserting them');
+          await this.d.events.insertMissing(rows, trx);
+          await this.d.rooms.putSnapshot(roomId, state, trx);
+        }
+      } catch (err) {
+        // A snapshot that does not verify is refused as such, whatever the inserts made of it.
+        await verification;
+        throw err;
+      }
+      // Nothing below runs, and nothing commits, unless every check passed.
+      await verification;
+      // The recent messages' rows go in one INSERT at `finish` (flushed before a redaction reads its target).
+      const batch = this.d.log.begin(room, { deferInserts: true });
       for (const e of recent) {
         let redactedSender: string | undefined;
-        if (e.event.type === 'room.redaction' && typeof e.event.content.redacts === 'string')
+        if (e.event.type === 'room.redaction' && typeof e.event.content.redacts === 'string') {
+          await this.d.log.flush(batch, trx);
           redactedSender = (await this.d.events.find(e.event.content.redacts, trx))?.sender ?? senderOfRedacted(recent, e.event);
+        }
         await this.d.log.applyRemote(room, e.event, e.record.event_id, e.record, trx, batch, redactedSender);
       }
       await this.d.log.finish(batch, trx);
     });
+    this.d.logger.info(
+      {
+        room_id: roomId,
+        host,
+        state: snapshot.state.length,
+        recent: recent.length,
+        fetch_ms: Math.round(fetchMs),
+        verify_ms: Math.round(verifiedAt - started),
+        stored_ms: Math.round(performance.now() - started),
+      },
+      'joined a room from a state snapshot',
+    );
   }
 
   /**
