@@ -2,6 +2,8 @@ import { createPublicKey } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   eventId,
+  prepareCheckedEvent,
+  prepareEvent,
   signEvent,
   signRecord,
   type UnsignedEvent,
@@ -114,10 +116,15 @@ describe('async verification gives the sync verdicts', () => {
     for (const e of events) {
       expect(await verifyEventAsync(e, ring, { allowRedacted: true })).toEqual(verifyEvent(e, ring, { allowRedacted: true }));
     }
+    // The rest of prepareEvent's checks, without the shape's: a bad sender or size still fails.
+    expect(prepareCheckedEvent(event)).toEqual(prepareEvent(event));
+    expect(prepareCheckedEvent({ ...event, sender: 'nobody' }).ok).toBe(false);
+    expect(prepareCheckedEvent({ ...event, content: { body: 'x'.repeat(70_000) } })).toMatchObject({ ok: false, kind: 'size' });
     const records = [record, { ...record, seq: 3 }, { ...record, signatures: {} }];
     for (const r of records) {
       expect(await verifyRecordAsync(r, 'h.example', ring)).toEqual(verifyRecord(r, 'h.example', ring));
       expect(await verifyRecordAsync(r, 'a.example', ring)).toEqual(verifyRecord(r, 'a.example', ring));
+      expect(await verifyRecordAsync(r, 'h.example', ring, { shapeChecked: true })).toEqual(verifyRecord(r, 'h.example', ring));
     }
   });
 });

@@ -8,6 +8,7 @@ export type { HashedEvent, RecordFields, RoomEvent, SeqRecord, Signatures, Unsig
 export {
   type EventFailureKind,
   type PreparedEvent,
+  prepareCheckedEvent,
   prepareEvent,
   type VerifyEventOptions,
   type VerifyEventResult,

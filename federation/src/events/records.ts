@@ -54,15 +54,20 @@ export function verifyRecord(record: unknown, hostName: string, keyRing: KeyRing
   }
 }
 
-/** verifyRecord with the Ed25519 check done by `verifier` (checkServerSignatureAsync). Never rejects. */
+/**
+ * verifyRecord with the Ed25519 check done by `options.verifier` (checkServerSignatureAsync).
+ * `options.shapeChecked`: the record passed check(SeqRecord) and has not changed since, so its
+ * shape is not validated a second time. Never rejects.
+ */
 export async function verifyRecordAsync(
   record: unknown,
   hostName: string,
   keyRing: KeyRing,
-  verifier?: BytesVerifier,
+  options: { verifier?: BytesVerifier; shapeChecked?: boolean } = {},
 ): Promise<VerifyRecordResult> {
+  const verifier = options?.verifier;
   try {
-    const signed = signedRecord(record, hostName, keyRing);
+    const signed = signedRecord(record, hostName, keyRing, options?.shapeChecked === true);
     if (!signed.ok) return signed;
     const signature = await checkServerSignatureAsync(signed.signatures, signed.host, signed.payload, keyRing, verifier);
     if (!signature.ok) return { ok: false, kind: 'signature', reason: signature.reason };
@@ -77,8 +82,9 @@ function signedRecord(
   record: unknown,
   hostName: string,
   keyRing: KeyRing,
+  shapeChecked = false,
 ): { ok: true; host: string; payload: Buffer; signatures: SeqRecordType['signatures'] } | Extract<VerifyRecordResult, { ok: false }> {
-  const shape = check(SeqRecord, record);
+  const shape = shapeChecked ? { ok: true as const, value: record as SeqRecordType } : check(SeqRecord, record);
   if (!shape.ok) return { ok: false, kind: 'malformed', reason: `record: ${shape.message}` };
   const host = roomHost(shape.value.room_id);
   if (host === null) return { ok: false, kind: 'malformed', reason: 'record: room_id has no valid host' };

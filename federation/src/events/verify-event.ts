@@ -39,11 +39,26 @@ export function prepareEvent(
   try {
     const shape = check(RoomEvent, event);
     if (!shape.ok) return { ok: false, kind: 'malformed', reason: `event: ${shape.message}` };
-    if (userServer(shape.value.sender) === null) return { ok: false, kind: 'malformed', reason: 'event: sender is not a user ID' };
-    const size = checkEventSize(shape.value);
+    return prepareCheckedEvent(shape.value);
+  } catch (err) {
+    return { ok: false, kind: 'malformed', reason: (err as Error).message };
+  }
+}
+
+/**
+ * prepareEvent for an event that passed check(RoomEvent) and has not changed since (e.g. one
+ * of thousands parsed and checked from a host's answer): the checks after the shape, without
+ * validating the shape a second time. Never throws.
+ */
+export function prepareCheckedEvent(
+  event: RoomEvent,
+): { ok: true; event: RoomEvent; prepared: PreparedEvent } | { ok: false; kind: EventFailureKind; reason: string } {
+  try {
+    if (userServer(event.sender) === null) return { ok: false, kind: 'malformed', reason: 'event: sender is not a user ID' };
+    const size = checkEventSize(event);
     if (!size.ok) return { ok: false, kind: size.tooLarge ? 'size' : 'malformed', reason: size.reason };
-    const payload = Buffer.from(signingPayload(shape.value));
-    return { ok: true, event: shape.value, prepared: { payload, eventId: '$' + sha256B64u(payload) } };
+    const payload = Buffer.from(signingPayload(event));
+    return { ok: true, event, prepared: { payload, eventId: '$' + sha256B64u(payload) } };
   } catch (err) {
     return { ok: false, kind: 'malformed', reason: (err as Error).message };
   }

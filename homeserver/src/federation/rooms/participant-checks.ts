@@ -1,6 +1,6 @@
 import {
   eventId as computeEventId,
-  prepareEvent,
+  prepareCheckedEvent,
   verifyEvent,
   verifyPreparedEventAsync,
   verifyRecord,
@@ -98,7 +98,8 @@ export class EntryChecks {
    * the event loop and worker threads (VerifyPool): the loop derives each entry's signed bytes
    * and hashes while workers verify the signatures of the entries before it. Every signature
    * is still checked. Returns the first entry (in order) that fails and why, as checkSigned
-   * finds it walking the entries one by one, or null when all verify.
+   * finds it walking the entries one by one, or null when all verify. Only for entries from
+   * parseEntries (whose shapes it checked): shapes are not validated a second time.
    */
   async checkSignedMany(
     entries: readonly Entry[],
@@ -126,13 +127,14 @@ export class EntryChecks {
     verifier: BytesVerifier,
   ): Promise<string | null> {
     if (entry.record.room_id !== roomId || entry.event.room_id !== roomId) return 'entry of another room';
-    const prepared = prepareEvent(entry.event);
+    // parseEntries checked the event's and the record's shapes: the rest of their checks.
+    const prepared = prepareCheckedEvent(entry.event);
     // An event that does not even prepare: the one-by-one check says why, in its words.
     if (!prepared.ok) return this.checkSigned(entry, host, roomId, ring);
     if (prepared.prepared.eventId !== entry.record.event_id) return 'record names another event';
     // Both signatures queued at once; the record's verdict is reported first, as checkSigned does.
     const [rec, ev] = await Promise.all([
-      verifyRecordAsync(entry.record, host, ring, verifier),
+      verifyRecordAsync(entry.record, host, ring, { verifier, shapeChecked: true }),
       verifyPreparedEventAsync(prepared.event, prepared.prepared, ring, { allowRedacted: true, trusted: this.trusted }, verifier),
     ]);
     if (!rec.ok) return `record: ${rec.reason}`;
