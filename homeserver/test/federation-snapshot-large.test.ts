@@ -19,12 +19,15 @@ describe('federation: joining a large room from a snapshot', () => {
   const stored = async (table: string, roomId: string) =>
     Number((await hs.services.db(table).where({ room_id: roomId }).count<{ n: string }[]>('* as n'))[0]?.n);
 
+  // Names with what COPY's text format escapes (tab, newline, CR, backslash) and what JSON does.
+  const nameOf = (i: number) => (i % 100 === 7 ? `u${i}\ttab\nline\r\\back "quoted" \\N é 🎉` : `u${i}`);
+
   /** create…visibility (1–5), MEMBERS joins (6…), then 3 messages; the anchor is the last join. */
   const largeRoom = () => {
     const room = evil.createRoom();
     for (let i = 0; i < MEMBERS; i++) {
       const user = `@u${i}:${evil.name}`;
-      room.append(room.sign('room.member', { membership: 'join', displayname: `u${i}` }, { stateKey: user, sender: user }));
+      room.append(room.sign('room.member', { membership: 'join', displayname: nameOf(i) }, { stateKey: user, sender: user }));
     }
     for (let i = 0; i < 3; i++) room.message(`recent ${i}`);
     return room;
@@ -90,6 +93,13 @@ describe('federation: joining a large room from a snapshot', () => {
     expect(await stored('events', room.id)).toBe(5 + MEMBERS + 3 + 1);
     expect(await stored('room_state', room.id)).toBe(5 + MEMBERS + 1);
     expect(await stored('memberships', room.id)).toBe(1 + MEMBERS + 1);
+    // Every stored event is the one signed, byte for byte where it matters: the escaped names came through.
+    const names = await hs.services
+      .db('events')
+      .where({ room_id: room.id, type: 'room.member' })
+      .select<{ state_key: string; name: string }[]>('state_key', hs.services.db.raw("event->'content'->>'displayname' as name"));
+    const byUser = new Map(names.map((r) => [r.state_key, r.name]));
+    for (let i = 0; i < MEMBERS; i++) expect(byUser.get(`@u${i}:${evil.name}`)).toBe(nameOf(i));
     const page = await bob.messages(room.id, { dir: 'b', limit: 5 });
     expect(page.chunk.map((e) => e.content.body).filter(Boolean)).toEqual(['recent 2', 'recent 1', 'recent 0']);
   });
