@@ -130,6 +130,24 @@ export class EventRepository {
     return q.orderBy([{ column: 'type' }, { column: 'state_key' }, { column: 'seq', order: 'desc' }]).select(COLUMNS);
   }
 
+  /**
+   * stateBefore(roomId, seq) as the JSON text of its entries (`[{ event, record, meta }]`, in
+   * the same order), built by Postgres: a large room's state (a snapshot join) is sent on
+   * without parsing thousands of rows here and serialising them again.
+   */
+  async stateBeforeJson(roomId: string, seq: number): Promise<string> {
+    const { rows } = await this.db.raw<{ rows: Array<{ state: string }> }>(
+      `select coalesce(json_agg(json_build_object('event', s.event, 'record', s.record,
+                'meta', json_build_object('visibility', s.visibility, 'redacted_by', s.redacted_by))
+              order by s.type, s.state_key), '[]')::text as state
+         from (select distinct on (type, state_key) type, state_key, event, record, visibility, redacted_by
+                 from events where room_id = ? and state_key is not null and seq < ?
+                order by type, state_key, seq desc) s`,
+      [roomId, seq],
+    );
+    return rows[0]?.state ?? '[]';
+  }
+
   async find(eventId: string, trx: Db = this.db): Promise<EventRow | undefined> {
     return trx<EventRow>('events').where({ event_id: eventId }).first(COLUMNS);
   }

@@ -19,7 +19,15 @@ export function federatedRoomRoutes(fed: FederationContext, rooms: FederatedRoom
   // POST /federation/v1/rooms/:roomId/join — sequence a remote user's join; answer with the chain.
   router.post('/:roomId/join', auth, async (ctx: AppContext) => {
     const roomId = roomIdParam(ctx);
-    ctx.body = await rooms.hostJoin(fedState(ctx).origin, roomId, eventOf(ctx));
+    const answer = await rooms.hostJoin(fedState(ctx).origin, roomId, eventOf(ctx));
+    if (!answer.snapshot) {
+      ctx.body = answer;
+      return;
+    }
+    // A snapshot's state comes as JSON text (a large room's): written into the answer as is.
+    const { state, anchor } = answer.snapshot;
+    ctx.type = 'application/json';
+    ctx.body = `{"snapshot":{"state":${state.text},"anchor":${JSON.stringify(anchor)}},"entries":${JSON.stringify(answer.entries)}}`;
   });
 
   // POST /federation/v1/rooms/:roomId/submit — sequence an origin-signed event ({event}), or

@@ -16,6 +16,11 @@ export interface Entry {
   meta?: { visibility?: string; redacted_by?: string | null };
 }
 
+/** JSON text to send as it is (the route writes it into the answer unparsed). */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
+
 /** A remote join of a large room: current state up to `anchor`, then recent entries. */
 export interface Snapshot {
   state: Entry[];

@@ -17,7 +17,7 @@ import {
   MAX_JOIN_ENTRIES,
   MAX_JOIN_RESPONSE_BYTES,
   MAX_SUBMIT_BATCH,
-  type Snapshot,
+  RawJson,
   type SubmitResult,
   serverOf,
 } from './common.js';
@@ -80,7 +80,11 @@ export class HostRooms {
   }
 
   /** A participant's server asks to join one of its users (POST rooms/:id/join). */
-  async hostJoin(origin: string, roomId: string, raw: unknown): Promise<{ entries: Entry[]; snapshot?: Snapshot }> {
+  async hostJoin(
+    origin: string,
+    roomId: string,
+    raw: unknown,
+  ): Promise<{ entries: Entry[]; snapshot?: { state: RawJson; anchor: Entry } }> {
     const { event, eventId } = this.checkIncoming(origin, roomId, raw);
     if (event.type !== 'room.member' || event.content.membership !== 'join' || event.state_key !== event.sender) {
       throw new ParleyError(400, 'PARLEY_INVALID_PARAM', 'a join must be the sender’s own room.member join');
@@ -96,7 +100,8 @@ export class HostRooms {
     const firstRecent = Math.max(2, room.current_seq - this.fed.config.join_recent_entries + 1);
     const entries = await this.chain(roomId, firstRecent, room.current_seq - firstRecent + 1, origin);
     const [anchor] = await this.chain(roomId, firstRecent - 1, 1, origin);
-    const state = (await this.events.stateBefore(roomId, firstRecent)).map((r) => this.entryOf(r));
+    // As entryOf would give them (state goes unredacted), as text: thousands of entries are not parsed to be serialised again.
+    const state = new RawJson(await this.events.stateBeforeJson(roomId, firstRecent));
     return { snapshot: { state, anchor: anchor as Entry }, entries };
   }
 
