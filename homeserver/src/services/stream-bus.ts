@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
@@ -60,6 +61,9 @@ export class StreamBus {
   private subscriber: Redis | null = null;
   private readonly channel: string;
   private readonly controlChannel: string;
+  /** Tags this process's published notes; `ownPrefix` is how their JSON starts. */
+  private readonly origin = randomUUID();
+  private readonly ownPrefix = `{"origin":"${this.origin}"`;
 
   constructor(
     private readonly repo: StreamRepository,
@@ -127,14 +131,19 @@ export class StreamBus {
     return this.subscriber !== null && this.subscriber.status === 'ready';
   }
 
-  /** Announces committed notes (already hydrated for live delivery). */
+  /**
+   * Announces committed notes (already hydrated for live delivery). This process hands them
+   * to its own listeners at once; with Redis the other processes get them by pub/sub, and
+   * this process skips its own copy coming back (tagged with `origin`) unread.
+   */
   publish(notes: StreamNote[]): void {
     if (notes.length === 0) return;
     if (this.redis) {
-      this.redis.publish(this.channel, JSON.stringify(notes)).catch((err) => this.log.warn({ err: err.message }, 'stream publish failed'));
-    } else {
-      setImmediate(() => this.receive(notes));
+      this.redis
+        .publish(this.channel, JSON.stringify({ origin: this.origin, notes }))
+        .catch((err) => this.log.warn({ err: err.message }, 'stream publish failed'));
     }
+    setImmediate(() => this.receive(notes));
   }
 
   /**
@@ -167,9 +176,11 @@ export class StreamBus {
 
   private onMessage(channel: string, message: string): void {
     try {
+      // Our own notes coming back: handed over already (publish), so not even parsed.
+      if (channel === this.channel && message.startsWith(this.ownPrefix)) return;
       const parsed = JSON.parse(message);
       if (channel === this.controlChannel) this.emitter.emit('control', parsed as ControlMessage);
-      else this.receive(parsed as StreamNote[]);
+      else this.receive(Array.isArray(parsed) ? (parsed as StreamNote[]) : (parsed as { notes: StreamNote[] }).notes);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'unreadable stream message ignored');
     }
