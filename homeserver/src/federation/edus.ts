@@ -128,9 +128,12 @@ export class FederatedEdus implements RemoteToDevice {
     // user → the servers that should hear of them now
     const plan = new Map<string, Set<string>>(ours.map((user) => [user, new Set(newServers)]));
     for (const user of joined.filter((u) => this.isLocal(u))) plan.set(user, new Set(others));
+    // One query per thousand members, not one each: a server joining a room of 10,000 of our
+    // members made us run 10,000 lookups while it was still checking the room's snapshot.
+    const states = await this.d.presence.getMany([...plan.keys()].filter((user) => (plan.get(user)?.size ?? 0) > 0));
     for (const [user, servers] of plan) {
       if (servers.size === 0) continue;
-      const { presence, last_active_ts } = await this.d.presence.get(user);
+      const { presence, last_active_ts } = states.get(user) ?? { presence: 'offline', last_active_ts: null };
       if (presence === 'offline' && last_active_ts === null) continue;
       const ago = last_active_ts === null ? null : Math.max(0, this.d.clock.now() - last_active_ts);
       const edu: PresenceEdu = { type: 'presence', user_id: user, presence, last_active_ago: ago };

@@ -162,6 +162,12 @@ export class PresenceRepository {
     return this.db<PresenceRow>('presence').where({ user_id: userId }).first();
   }
 
+  /** The rows of those of `userIds` that have one, in one query. */
+  async getMany(userIds: string[]): Promise<PresenceRow[]> {
+    if (userIds.length === 0) return [];
+    return this.db<PresenceRow>('presence').whereRaw('user_id = any(?)', [userIds]);
+  }
+
   async put(row: PresenceRow, trx: Db = this.db): Promise<void> {
     await trx('presence').insert(row).onConflict('user_id').merge();
   }

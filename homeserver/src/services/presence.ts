@@ -116,6 +116,20 @@ export class PresenceService {
     return { presence: this.enabled ? (row?.presence ?? 'offline') : 'offline', last_active_ts: row?.last_active_ts ?? null };
   }
 
+  /** `get` of many users at once (one query per thousand users instead of one each). */
+  async getMany(userIds: string[]): Promise<Map<string, { presence: PresenceState; last_active_ts: number | null }>> {
+    const out = new Map<string, { presence: PresenceState; last_active_ts: number | null }>();
+    for (let i = 0; i < userIds.length; i += 1000) {
+      const slice = userIds.slice(i, i + 1000);
+      const rows = new Map((await this.repo.getMany(slice)).map((r) => [r.user_id, r]));
+      for (const userId of slice) {
+        const row = rows.get(userId);
+        out.set(userId, { presence: this.enabled ? (row?.presence ?? 'offline') : 'offline', last_active_ts: row?.last_active_ts ?? null });
+      }
+    }
+    return out;
+  }
+
   async set(userId: string, presence: PresenceState): Promise<void> {
     if (!this.enabled) return;
     const previous = await this.repo.get(userId);
