@@ -61,6 +61,25 @@ describe('VerifyPool: many Ed25519 checks on worker threads and the event loop',
     expect(await Promise.all([good, bad, notAKey])).toEqual([true, false, false]);
   });
 
+  it('stops a worker that has been idle, and starts one again for the next large batch', async () => {
+    const local = new VerifyPool(1, 50);
+    const run = async () => {
+      const batch = local.batch(2048);
+      const results = Array.from({ length: 2048 }, (_, i) =>
+        batch.verify(signBytes(message(i), key.privateKey), message(i), key.publicKey),
+      );
+      await batch.drain();
+      expect((await Promise.all(results)).every(Boolean)).toBe(true);
+    };
+    await run();
+    expect(local.running).toBe(1);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(local.running).toBe(0);
+    await run();
+    expect(local.running).toBe(1);
+    await local.close();
+  });
+
   it('redoes on the loop what a dead worker held, never taking it as passed', async () => {
     const local = new VerifyPool(1);
     const n = 2048;

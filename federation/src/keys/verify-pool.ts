@@ -23,6 +23,7 @@ export type BytesVerifier = (signature: Uint8Array, message: Uint8Array, publicK
 const CHUNK = 256;
 // Chunks queued at each worker: one verifying, one waiting, the rest stay for the loop to take.
 const PER_WORKER = 2;
+const IDLE_MS = 10_000;
 
 // The worker only needs node:crypto; evaluated from this string so the bundle needs no second file.
 const WORKER_SOURCE = `
@@ -53,6 +54,8 @@ interface Check {
 
 interface PoolWorker {
   worker: Worker;
+  /** Stops the worker once it has been idle for IDLE_MS (a thread and its heap are not kept for the next large join). */
+  idleTimer: NodeJS.Timeout | null;
   /** Chunks sent and not answered, with the batch to feed more when one comes back. */
   inFlight: Map<number, { checks: Check[]; batch: VerifyBatch }>;
 }
@@ -83,8 +86,19 @@ export class VerifyPool {
   private readonly workers: PoolWorker[] = [];
   private nextId = 0;
 
-  /** `threads`: worker threads at most (default: the cores beyond the event loop's, at most 3). */
-  constructor(private readonly threads = Math.min(3, Math.max(0, availableParallelism() - 1))) {}
+  /**
+   * `threads`: worker threads at most (default: the cores beyond the event loop's, at most 3);
+   * `idleMs`: how long a worker without work is kept before it stops.
+   */
+  constructor(
+    private readonly threads = Math.min(3, Math.max(0, availableParallelism() - 1)),
+    private readonly idleMs = IDLE_MS,
+  ) {}
+
+  /** Worker threads running now. */
+  get running(): number {
+    return this.workers.length;
+  }
 
   /** A batch of checks: `verify` queues one, `drain` finishes them all. */
   batch(expected: number): VerifyBatch {
@@ -102,13 +116,19 @@ export class VerifyPool {
       return undefined;
     }
     worker.unref();
-    const w: PoolWorker = { worker, inFlight: new Map() };
+    const w: PoolWorker = { worker, inFlight: new Map(), idleTimer: null };
     worker.on('message', (m: { id: number; ok: Uint8Array }) => {
       const sent = w.inFlight.get(m.id);
       if (!sent) return;
       w.inFlight.delete(m.id);
       for (const [i, c] of sent.checks.entries()) c.resolve(m.ok[i] === 1);
-      if (w.inFlight.size === 0) worker.unref();
+      if (w.inFlight.size === 0) {
+        worker.unref();
+        w.idleTimer = setTimeout(() => {
+          if (w.inFlight.size === 0) void worker.terminate();
+        }, this.idleMs);
+        w.idleTimer.unref();
+      }
       sent.batch.pump();
     });
     const fail = () => {
@@ -149,6 +169,8 @@ export class VerifyPool {
       ends[i] = at;
     });
     const id = this.nextId++;
+    if (w.idleTimer) clearTimeout(w.idleTimer);
+    w.idleTimer = null;
     w.inFlight.set(id, { checks, batch });
     w.worker.ref();
     w.worker.postMessage({ id, keys, data, ends, keyOf }, [data.buffer, ends.buffer, keyOf.buffer]);
