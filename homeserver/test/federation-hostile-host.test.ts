@@ -1,8 +1,8 @@
 import { ParleyApiError } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { endless, type HostileRoom, type HostileServer, hold, huge, json, startHostileServer } from './support/hostile-server.js';
+import { endless, type HostileRoom, type HostileServer, hold, huge, json, startWithHostile } from './support/hostile-server.js';
 import { until } from './support/net.js';
-import { ManualClock, startTestServer, type TestServer } from './support/server.js';
+import { ManualClock, type TestServer } from './support/server.js';
 
 type Person = Awaited<ReturnType<typeof signUp>>;
 
@@ -37,11 +37,7 @@ describe('federation: a hostile host against a participant', () => {
   };
 
   beforeAll(async () => {
-    evil = await startHostileServer('evil.test');
-    hs = await startTestServer({ server_name: 'hs2.test', federation: { static_servers: { [evil.name]: evil.address } } }, clock);
-    const f = hs.federation;
-    if (!f) throw new Error('hs2 does not federate');
-    evil.addPeer('hs2.test', f.port, f.context.tls.fingerprint);
+    ({ hostile: evil, hs } = await startWithHostile('evil.test', 'hs2.test', clock));
     bob = await signUp(hs, 'bob');
   }, 60_000);
   afterAll(async () => {

@@ -2,8 +2,8 @@ import { eventId, recordHash } from '@parley/federation/events';
 import type { RoomEvent } from '@parley/schemas';
 import { ParleyApiError, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type HostileEntry, type HostileRoom, type HostileServer, json, startHostileServer } from './support/hostile-server.js';
-import { ManualClock, startTestServer, type TestServer } from './support/server.js';
+import { type HostileEntry, type HostileRoom, type HostileServer, json, startWithHostile } from './support/hostile-server.js';
+import { ManualClock, type TestServer } from './support/server.js';
 
 /**
  * What a participant refuses from a hostile host at join and when paging back (issue 10,
@@ -58,11 +58,7 @@ describe('federation: a hostile host at join and below a snapshot', () => {
     });
 
   beforeAll(async () => {
-    evil = await startHostileServer('evil.test');
-    hs = await startTestServer({ server_name: 'hs2.test', federation: { static_servers: { [evil.name]: evil.address } } }, clock);
-    const f = hs.federation;
-    if (!f) throw new Error('hs2 does not federate');
-    evil.addPeer('hs2.test', f.port, f.context.tls.fingerprint);
+    ({ hostile: evil, hs } = await startWithHostile('evil.test', 'hs2.test', clock));
     const client = hs.client();
     await client.register({ username: 'bob', password: 'bob password' });
     bob = new RoomsApi(client);

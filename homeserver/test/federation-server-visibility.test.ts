@@ -6,9 +6,9 @@ import { RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoomVerifier } from '../src/services/room-verify.js';
 import { type Federation, type FedServer, startFederation } from './support/federation.js';
-import { type HostileServer, startHostileServer } from './support/hostile-server.js';
+import { type HostileServer, startWithHostile } from './support/hostile-server.js';
 import { until } from './support/net.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import type { TestServer } from './support/server.js';
 
 type Entry = { event: RoomEvent; record: SeqRecord };
 
@@ -37,11 +37,7 @@ describe('federation: history visibility for servers', () => {
   const bodies = (entries: Entry[]) => entries.filter((e) => e.event.type === 'room.message').map((e) => e.event.content.body ?? null);
 
   beforeAll(async () => {
-    peer = await startHostileServer('peer.test');
-    hs = await startTestServer({ server_name: 'hs1.test', federation: { static_servers: { [peer.name]: peer.address } } });
-    const f = hs.federation;
-    if (!f) throw new Error('hs1 does not federate');
-    peer.addPeer('hs1.test', f.port, f.context.tls.fingerprint);
+    ({ hostile: peer, hs } = await startWithHostile('peer.test', 'hs1.test'));
     const client = hs.client();
     await client.register({ username: 'alice', password: 'alice password' });
     alice = new RoomsApi(client);

@@ -1,8 +1,8 @@
 import type { RoomEvent } from '@parley/schemas';
 import { ParleyApiError, RoomsApi } from '@parley/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type HostileEntry, type HostileRoom, type HostileServer, json, startHostileServer } from './support/hostile-server.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { type HostileEntry, type HostileRoom, type HostileServer, json, startWithHostile } from './support/hostile-server.js';
+import type { TestServer } from './support/server.js';
 
 /**
  * Snapshot joins large enough that their signatures are checked by worker threads as well as
@@ -51,11 +51,7 @@ describe('federation: joining a large room from a snapshot', () => {
     });
 
   beforeAll(async () => {
-    evil = await startHostileServer('evil.test');
-    hs = await startTestServer({ server_name: 'hs2.test', federation: { static_servers: { [evil.name]: evil.address } } });
-    const f = hs.federation;
-    if (!f) throw new Error('hs2 does not federate');
-    evil.addPeer('hs2.test', f.port, f.context.tls.fingerprint);
+    ({ hostile: evil, hs } = await startWithHostile('evil.test', 'hs2.test'));
     const client = hs.client();
     await client.register({ username: 'bob', password: 'bob password' });
     bob = new RoomsApi(client);

@@ -43,6 +43,8 @@ import { defaultRoles } from '@parley/federation/room';
 import { generateSelfSignedCertificate } from '@parley/federation/tls';
 import { AddressPolicy, FederationClient } from '@parley/federation/transport';
 import type { RoomEvent, SeqRecord } from '@parley/schemas';
+import type { Clock } from '../../src/services/clock.js';
+import { startTestServer, type TestServer } from './server.js';
 
 export interface HostileEntry {
   event: RoomEvent;
@@ -399,4 +401,30 @@ function drainOrClose(res: ServerResponse): Promise<void> {
     };
     res.once('drain', done).once('close', done);
   });
+}
+
+/**
+ * A test server `serverName` and a new hostile server `hostileName` that federate with each
+ * other: the test server reaches the hostile one through its static server map, the hostile one
+ * knows the test server's port and certificate.
+ */
+export async function startWithHostile(
+  hostileName: string,
+  serverName: string,
+  clock?: Clock,
+): Promise<{ hostile: HostileServer; hs: TestServer }> {
+  const hostile = await startHostileServer(hostileName);
+  try {
+    const hs = await startTestServer(
+      { server_name: serverName, federation: { static_servers: { [hostile.name]: hostile.address } } },
+      clock,
+    );
+    const f = hs.federation;
+    if (!f) throw new Error(`${serverName} does not federate`);
+    hostile.addPeer(serverName, f.port, f.context.tls.fingerprint);
+    return { hostile, hs };
+  } catch (err) {
+    await hostile.close();
+    throw err;
+  }
 }
